@@ -1,0 +1,1 @@
+"""Provider connectors on the official SDKs. Filled in per provider."""

@@ -1,0 +1,83 @@
+"""Reading the JSON files `bridge evaluate` takes (INTERFACES.md §5): invoices, history, renegotiations.
+
+A file that is not JSON, or not the expected shape, is a usage error (exit 2). A
+single malformed invoice is quarantined as a plan error; the others are evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bridge.errors import ConfigError
+from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
+from bridge.plan import RecordError
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file: {exc.strerror or exc}", str(path)) from None
+    try:
+        # Decimal from the wire on: a float never touches an amount.
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}", str(path)) from None
+
+
+def _problem(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def _as_list(data: Any, path: Path, what: str, envelope: str | None = None) -> list[Any]:
+    if envelope and isinstance(data, dict) and envelope in data:
+        data = data[envelope]
+    if not isinstance(data, list):
+        shape = f"a JSON list (or an object with {envelope!r})" if envelope else "a JSON list"
+        raise ConfigError(f"the {what} file must hold {shape}, not {type(data).__name__}", str(path))
+    return data
+
+
+def load_invoices(path: Path) -> tuple[list[Invoice], list[RecordError]]:
+    """Normalized invoices from a JSON list; malformed entries come back as record errors."""
+    items = _as_list(_read_json(path, "invoices"), path, "invoices")
+    invoices: list[Invoice] = []
+    errors: list[RecordError] = []
+    for index, item in enumerate(items):
+        try:
+            invoices.append(Invoice.model_validate(item))
+        except ValidationError as exc:
+            ident = item.get("number") or item.get("id") if isinstance(item, dict) else None
+            connection = str(item.get("connection", "")) if isinstance(item, dict) else ""
+            errors.append(RecordError(connection, str(ident or f"{path.name}[{index}]"), _problem(exc)))
+    return invoices, errors
+
+
+def _load_strict(path: Path, what: str, model: type[BaseModel], envelope: str | None) -> list[Any]:
+    items = _as_list(_read_json(path, what), path, what, envelope)
+    out = []
+    for index, item in enumerate(items):
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise ConfigError(f"entry [{index}]: {_problem(exc)}", str(path)) from None
+    return out
+
+
+def load_history(path: Path) -> list[HistoryEntry]:
+    """History entries: a list, or a plan JSON's `applied` list."""
+    return _load_strict(path, "history", HistoryEntry, "applied")
+
+
+def load_renegotiations(path: Path) -> list[RenegotiationRequest]:
+    """Renegotiation requests (decided or not): a JSON list."""
+    return _load_strict(path, "renegotiations", RenegotiationRequest, "renegotiations")

@@ -1,0 +1,158 @@
+"""The normalized model every connector maps into and the policy engine reads.
+
+Money is `Decimal` (never float), days are `date`. Models are frozen: a record
+read from a provider is a fact, not something to patch in place.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from bridge.money import is_currency
+
+
+def _no_float(value: Any) -> Any:
+    """Money arrives as a string or an exact number; a binary float has already lost cents."""
+    if isinstance(value, float):
+        raise ValueError("money must be a string or an exact decimal, not a float")
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(_no_float), Field(allow_inf_nan=False)]
+
+
+class InvoiceStatus(StrEnum):
+    """Lifecycle of an invoice, derived by each mapping from the provider's own fields."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    VOID = "void"
+    DELETED = "deleted"
+
+    @property
+    def is_open(self) -> bool:
+        """Open or partially paid: the only states the contract acts on."""
+        return self in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Customer(_Frozen):
+    """The client an invoice is addressed to."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+
+
+class LineItem(_Frozen):
+    """One line of an invoice. `provider_late_fee` marks a fee the provider added on its own."""
+
+    id: str | None = None
+    item: str | None = None
+    description: str = ""
+    amount: Money
+    provider_late_fee: bool = False
+
+
+class Allocation(_Frozen):
+    """Part of a payment or credit applied to one invoice, on a given day."""
+
+    date: date
+    amount: Money
+    kind: Literal["payment", "credit"] = "payment"
+    payment_id: str | None = None
+    invoice_id: str | None = None
+
+
+class Payment(_Frozen):
+    """A payment as the provider records it; one payment may pay several invoices."""
+
+    id: str
+    connection: str
+    customer_id: str | None = None
+    date: date
+    amount: Money
+    currency: str
+    allocations: tuple[Allocation, ...] = ()
+
+
+class Invoice(_Frozen):
+    """A sales invoice, normalized.
+
+    `editable` is False when the provider refuses edits (Xero: a payment or credit
+    is allocated, or the period is locked); a fee line then becomes a fee invoice.
+    `fee_for` is set on a separate fee invoice the bridge created for another one.
+    """
+
+    id: str
+    number: str
+    connection: str
+    provider: str = ""
+    customer: Customer
+    currency: str
+    issue_date: date | None = None
+    due_date: date | None
+    total: Money
+    amount_due: Money
+    status: InvoiceStatus
+    payments: tuple[Allocation, ...] = ()
+    lines: tuple[LineItem, ...] = ()
+    project: str | None = None
+    disputed: bool = False
+    is_sale: bool = True
+    editable: bool = True
+    fee_for: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value
+
+
+class HistoryEntry(BaseModel):
+    """An action already carried out (the ledger's `applied` list, or a fee line found on an invoice).
+
+    Extra fields of the ledger (response ids, timestamps) are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str
+    kind: str
+    amount: Money | None = None
+    applied_on: date | None = None
+
+
+class RenegotiationRequest(_Frozen):
+    """A client's request to move an invoice's due date, and once decided, the decision.
+
+    `status` is None until decided. `original_due_date` is the invoice's due date
+    before any renegotiation (the provider's due date changes when the new one is
+    written back). `project` is the renegotiation scope it counted against.
+    """
+
+    connection: str
+    invoice_id: str | None = None
+    invoice_number: str | None = None
+    requested_on: date
+    new_due_date: date
+    note: str = ""
+    requested_by: str = ""
+    status: Literal["accepted", "refused"] | None = None
+    reason: str | None = None
+    decided_on: date | None = None
+    original_due_date: date | None = None
+    previous_due_date: date | None = None
+    project: str | None = None

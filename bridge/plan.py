@@ -1,0 +1,377 @@
+"""The plan: what the contracts call for, frozen, in a stable order, as JSON (INTERFACES.md §4).
+
+One consumer explains a plan (dry run, `evaluate`), another carries it out
+(`sync`, `apply`); both read the same object. The same input gives the same
+bytes: items are sorted by (connection, invoice number, key) and amounts are
+strings with exactly the currency's minor-unit places.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from bridge.money import format_amount
+
+PLAN_VERSION = 1
+
+
+class ActionKind(StrEnum):
+    """What an action does at the provider."""
+
+    REMINDER = "reminder"
+    LATE_FEE = "late_fee"
+    UPDATE_DUE_DATE = "update_due_date"
+    RENEGOTIATION_REFUSED = "renegotiation_refused"
+
+
+class SkipCode(StrEnum):
+    """Why an invoice, a reminder step or a fee occurrence gets no action (POLICY.md §2, §4, §5, §6)."""
+
+    DRAFT = "draft"
+    VOID = "void"
+    PAID = "paid"
+    NOT_A_SALE = "not_a_sale"
+    FEE_INVOICE = "fee_invoice"
+    NO_DUE_DATE = "no_due_date"
+    ON_HOLD = "on_hold"
+    EXCLUDED = "excluded"
+    NO_CONTRACT = "no_contract"
+    BELOW_MIN_BALANCE = "below_min_balance"
+    SUPERSEDED = "superseded"
+    MIN_GAP = "min_gap"
+    MAX_REMINDERS = "max_reminders"
+    BELOW_MIN_FEE = "below_min_fee"
+    CAP_REACHED = "cap_reached"
+    NOT_OPEN = "not_open"
+
+
+class WarningCode(StrEnum):
+    """Things the accountant should know that do not stop an action."""
+
+    FOREIGN_LATE_FEE = "foreign_late_fee"
+    UNKNOWN_INVOICE = "unknown_invoice"
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRef:
+    """The invoice an action is about, as the plan shows it."""
+
+    id: str
+    number: str
+    customer: str
+    currency: str
+    total: Decimal
+    amount_due: Decimal
+    due_date: date | None
+    effective_due_date: date | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "customer": self.customer,
+            "currency": self.currency,
+            "total": format_amount(self.total, self.currency),
+            "amount_due": format_amount(self.amount_due, self.currency),
+            "due_date": _iso(self.due_date),
+            "effective_due_date": _iso(self.effective_due_date),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InvoiceRef:
+        """Read the JSON form back."""
+        return cls(
+            id=str(data["id"]),
+            number=str(data["number"]),
+            customer=str(data.get("customer", "")),
+            currency=str(data["currency"]),
+            total=Decimal(data["total"]),
+            amount_due=Decimal(data["amount_due"]),
+            due_date=_date_or_none(data.get("due_date")),
+            effective_due_date=_date_or_none(data.get("effective_due_date")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing to do at a provider, with the clause that calls for it.
+
+    Kind-specific fields are None where they do not apply and are left out of the JSON.
+    """
+
+    key: str
+    kind: ActionKind
+    connection: str
+    provider: str
+    invoice: InvoiceRef
+    clause: str
+    reason: str
+    # late_fee
+    occurrence: int | None = None
+    occurrence_date: date | None = None
+    amount: Decimal | None = None
+    form: str | None = None
+    item: str | None = None
+    description: str | None = None
+    # reminder
+    step: int | None = None
+    step_date: date | None = None
+    message: str | None = None
+    channel: str | None = None
+    to: str | None = None
+    # update_due_date / renegotiation_refused
+    new_due_date: date | None = None
+    requested_due_date: date | None = None
+    refusal_reason: str | None = None
+    # any message to send
+    subject: str | None = None
+    body: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; amounts as exact minor-unit strings."""
+        currency = self.invoice.currency
+        out: dict[str, Any] = {
+            "key": self.key,
+            "kind": self.kind.value,
+            "connection": self.connection,
+            "provider": self.provider,
+            "invoice": self.invoice.to_dict(),
+        }
+        optional: list[tuple[str, Any]] = [
+            ("occurrence", self.occurrence),
+            ("occurrence_date", _iso(self.occurrence_date)),
+            ("amount", None if self.amount is None else format_amount(self.amount, currency)),
+            ("form", self.form),
+            ("item", self.item),
+            ("description", self.description),
+            ("step", self.step),
+            ("step_date", _iso(self.step_date)),
+            ("message", self.message),
+            ("channel", self.channel),
+            ("to", self.to),
+            ("new_due_date", _iso(self.new_due_date)),
+            ("requested_due_date", _iso(self.requested_due_date)),
+            ("refusal_reason", self.refusal_reason),
+        ]
+        out.update((k, v) for k, v in optional if v is not None)
+        out["clause"] = self.clause
+        out["reason"] = self.reason
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.body is not None:
+            out["body"] = self.body
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Action:
+        """Read the JSON form back (for `bridge apply PLAN.json`)."""
+        amount = data.get("amount")
+        return cls(
+            key=str(data["key"]),
+            kind=ActionKind(data["kind"]),
+            connection=str(data["connection"]),
+            provider=str(data.get("provider", "")),
+            invoice=InvoiceRef.from_dict(data["invoice"]),
+            clause=str(data["clause"]),
+            reason=str(data.get("reason", "")),
+            occurrence=data.get("occurrence"),
+            occurrence_date=_date_or_none(data.get("occurrence_date")),
+            amount=None if amount is None else Decimal(amount),
+            form=data.get("form"),
+            item=data.get("item"),
+            description=data.get("description"),
+            step=data.get("step"),
+            step_date=_date_or_none(data.get("step_date")),
+            message=data.get("message"),
+            channel=data.get("channel"),
+            to=data.get("to"),
+            new_due_date=_date_or_none(data.get("new_due_date")),
+            requested_due_date=_date_or_none(data.get("requested_due_date")),
+            refusal_reason=data.get("refusal_reason"),
+            subject=data.get("subject"),
+            body=data.get("body"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An invoice, reminder step or fee occurrence that gets no action, and why."""
+
+    connection: str
+    invoice: str
+    code: SkipCode
+    detail: str
+    clause: str | None = None
+    key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        out: dict[str, Any] = {"connection": self.connection, "invoice": self.invoice}
+        if self.key is not None:
+            out["key"] = self.key
+        out["code"] = self.code.value
+        out["detail"] = self.detail
+        if self.clause is not None:
+            out["clause"] = self.clause
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    """Something the accountant should know; it stops nothing."""
+
+    connection: str
+    invoice: str | None
+    code: WarningCode | str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"connection": self.connection, "invoice": self.invoice, "code": str(self.code), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A record that could not be read; it is quarantined and the rest goes on."""
+
+    connection: str
+    record: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"connection": self.connection, "record": self.record, "error": self.error}
+
+
+def _item_sort(connection: str, invoice: str | None, key: str | None, code: str = "") -> tuple[Any, ...]:
+    return (connection, natural_key(invoice or ""), natural_key(key or ""), code)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A frozen plan. Build it with `Plan.build` so the order is canonical."""
+
+    as_of: date
+    actions: tuple[Action, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    warnings: tuple[Warning, ...] = ()
+    errors: tuple[RecordError, ...] = ()
+    applied: tuple[Mapping[str, Any], ...] | None = field(default=None)
+    failed: tuple[Mapping[str, Any], ...] | None = field(default=None)
+
+    @classmethod
+    def build(
+        cls,
+        as_of: date,
+        actions: Iterable[Action],
+        skipped: Iterable[Skip] = (),
+        warnings: Iterable[Warning] = (),
+        errors: Iterable[RecordError] = (),
+    ) -> Plan:
+        """Sort everything into the canonical order (connection, invoice number, key)."""
+        return cls(
+            as_of=as_of,
+            actions=tuple(sorted(actions, key=lambda a: _item_sort(a.connection, a.invoice.number, a.key))),
+            skipped=tuple(sorted(skipped, key=lambda s: _item_sort(s.connection, s.invoice, s.key, s.code))),
+            warnings=tuple(
+                sorted(warnings, key=lambda w: _item_sort(w.connection, w.invoice, None, f"{w.code}:{w.detail}"))
+            ),
+            errors=tuple(sorted(errors, key=lambda e: (e.connection, natural_key(e.record), e.error))),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to do."""
+        return not self.actions
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per kind and the late-fee total per currency."""
+        fee_totals: dict[str, Decimal] = {}
+        counts: dict[str, int] = {}
+        for action in self.actions:
+            counts[action.kind.value] = counts.get(action.kind.value, 0) + 1
+            if action.kind is ActionKind.LATE_FEE and action.amount is not None:
+                cur = action.invoice.currency
+                fee_totals[cur] = fee_totals.get(cur, Decimal(0)) + action.amount
+        return {
+            "actions": len(self.actions),
+            "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
+            "reminders": counts.get(ActionKind.REMINDER.value, 0),
+            "late_fees": counts.get(ActionKind.LATE_FEE.value, 0),
+            "due_date_updates": counts.get(ActionKind.UPDATE_DUE_DATE.value, 0),
+            "renegotiations_refused": counts.get(ActionKind.RENEGOTIATION_REFUSED.value, 0),
+            "skipped": len(self.skipped),
+            "warnings": len(self.warnings),
+            "errors": len(self.errors),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan JSON object of INTERFACES.md §4."""
+        out: dict[str, Any] = {
+            "version": PLAN_VERSION,
+            "as_of": self.as_of.isoformat(),
+            "actions": [a.to_dict() for a in self.actions],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "errors": [e.to_dict() for e in self.errors],
+            "summary": self.summary(),
+        }
+        if self.applied is not None:
+            out["applied"] = [dict(x) for x in self.applied]
+        if self.failed is not None:
+            out["failed"] = [dict(x) for x in self.failed]
+        return out
+
+    def to_json(self) -> str:
+        """Canonical JSON text: same plan, same bytes."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """Read a plan written by `to_json` (for `bridge apply`)."""
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
+        return cls.build(
+            as_of=date.fromisoformat(data["as_of"]),
+            actions=[Action.from_dict(a) for a in data.get("actions", [])],
+            skipped=[
+                Skip(
+                    s["connection"],
+                    s["invoice"],
+                    SkipCode(s["code"]),
+                    s.get("detail", ""),
+                    s.get("clause"),
+                    s.get("key"),
+                )
+                for s in data.get("skipped", [])
+            ],
+            warnings=[
+                Warning(w["connection"], w.get("invoice"), w["code"], w.get("detail", ""))
+                for w in data.get("warnings", [])
+            ],
+            errors=[RecordError(e["connection"], e["record"], e["error"]) for e in data.get("errors", [])],
+        )
+
+
+def _iso(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _date_or_none(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(str(value))

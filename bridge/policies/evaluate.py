@@ -1,0 +1,498 @@
+"""evaluate(invoices, terms, history, renegotiations, today) -> Plan  (POLICY.md).
+
+Pure: no I/O, no clock. `today` is a date, or a mapping of contract name to the
+date in that contract's time zone. The same inputs give the same plan, byte for
+byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from bridge.messages import MessageContext, render_message
+from bridge.model import HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
+from bridge.money import format_amount
+from bridge.plan import (
+    Action,
+    ActionKind,
+    InvoiceRef,
+    Plan,
+    RecordError,
+    Skip,
+    SkipCode,
+    Warning,
+    WarningCode,
+)
+from bridge.policies.history import History
+from bridge.policies.late_fees import decide_late_fees, describe_late_fee, fee_description
+from bridge.policies.reminders import decide_reminder
+from bridge.policies.renegotiation import decide, describe_renegotiation, project_of
+from bridge.policies.terms import Contract, Terms
+
+_CLOSED = {
+    InvoiceStatus.DRAFT: (SkipCode.DRAFT, "invoice is a draft"),
+    InvoiceStatus.VOID: (SkipCode.VOID, "invoice is void"),
+    InvoiceStatus.DELETED: (SkipCode.VOID, "invoice is deleted"),
+    InvoiceStatus.PAID: (SkipCode.PAID, "invoice is paid"),
+}
+
+
+class _CustomerMatcher:
+    """Matches a customer against lists of ids, names or e-mails (names and e-mails case-insensitively)."""
+
+    __slots__ = ("_any", "_tokens")
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        entries = tuple(entries)
+        self._any = "*" in entries
+        self._tokens = frozenset(entries) | frozenset(e.casefold() for e in entries)
+
+    def matches(self, customer_id: str, name: str, email: str | None) -> bool:
+        tokens = self._tokens
+        return (
+            self._any
+            or customer_id in tokens
+            or (bool(name) and name.casefold() in tokens)
+            or (email is not None and email.casefold() in tokens)
+        )
+
+
+@dataclass(slots=True)
+class _Scope:
+    """Which contract applies to which invoice, and which invoices are out of scope (POLICY.md §1-2)."""
+
+    terms: Terms
+    _contracts: list[tuple[Contract, _CustomerMatcher]] = field(init=False)
+    _hold_customers: _CustomerMatcher = field(init=False)
+    _hold_invoices: frozenset[str] = field(init=False)
+    _excluded: _CustomerMatcher = field(init=False)
+    _cache: dict[tuple[str, str, str | None], Contract | None] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._contracts = [(c, _CustomerMatcher(c.applies_to)) for c in self.terms.contracts]
+        self._hold_customers = _CustomerMatcher(self.terms.hold.customers)
+        self._hold_invoices = frozenset(self.terms.hold.invoices)
+        self._excluded = _CustomerMatcher(self.terms.exclude.customers)
+
+    def contract_for(self, invoice: Invoice) -> Contract | None:
+        """The first contract, in file order, whose `applies_to` matches the invoice's customer."""
+        c = invoice.customer
+        key = (c.id, c.name, c.email)
+        try:
+            return self._cache[key]
+        except KeyError:
+            found = next((k for k, m in self._contracts if m.matches(c.id, c.name, c.email)), None)
+            self._cache[key] = found
+            return found
+
+    def check(self, invoice: Invoice) -> tuple[Contract | None, Skip | None]:
+        """The contract that governs the invoice, or the first scope rule it fails, as a skip."""
+        conn, number = invoice.connection, invoice.number
+        if not invoice.is_sale:
+            return None, Skip(conn, number, SkipCode.NOT_A_SALE, "not a sales invoice")
+        closed = _CLOSED.get(invoice.status)
+        if closed is not None:
+            return None, Skip(conn, number, closed[0], closed[1])
+        if invoice.fee_for is not None:
+            return None, Skip(conn, number, SkipCode.FEE_INVOICE, f"late-fee invoice for invoice id {invoice.fee_for}")
+        if invoice.due_date is None:
+            return None, Skip(conn, number, SkipCode.NO_DUE_DATE, "invoice has no due date")
+        c = invoice.customer
+        if invoice.disputed:
+            return None, Skip(conn, number, SkipCode.ON_HOLD, "disputed or on hold at the provider")
+        if number in self._hold_invoices:
+            return None, Skip(conn, number, SkipCode.ON_HOLD, "invoice listed in hold.invoices", "hold.invoices")
+        if self._hold_customers.matches(c.id, c.name, c.email):
+            return None, Skip(
+                conn, number, SkipCode.ON_HOLD, f"customer {c.name or c.id} listed in hold.customers", "hold.customers"
+            )
+        if self._excluded.matches(c.id, c.name, c.email):
+            return None, Skip(
+                conn,
+                number,
+                SkipCode.EXCLUDED,
+                f"customer {c.name or c.id} listed in exclude.customers",
+                "exclude.customers",
+            )
+        contract = self.contract_for(invoice)
+        if contract is None:
+            return None, Skip(
+                conn, number, SkipCode.NO_CONTRACT, f"no contract applies to customer {c.name or c.id}", "contracts"
+            )
+        min_balance = contract.reminders.min_balance
+        if invoice.amount_due < min_balance:
+            detail = f"amount due {invoice.amount_due} is below min_balance {min_balance}"
+            return None, Skip(
+                conn, number, SkipCode.BELOW_MIN_BALANCE, detail, contract.clause("reminders.min_balance")
+            )
+        return contract, None
+
+
+def _ref(invoice: Invoice, effective_due: date | None) -> InvoiceRef:
+    return InvoiceRef(
+        id=invoice.id,
+        number=invoice.number,
+        customer=invoice.customer.name,
+        currency=invoice.currency,
+        total=invoice.total,
+        amount_due=invoice.amount_due,
+        due_date=invoice.due_date,
+        effective_due_date=effective_due,
+    )
+
+
+def _today_for(today: date | Mapping[str, date], contract: Contract | None) -> date:
+    if isinstance(today, date):
+        return today
+    if contract is None:
+        return max(today.values())
+    return today[contract.name]
+
+
+class _Renegotiations:
+    """Renegotiation requests in the order they were made: decisions, effective due dates, actions."""
+
+    def __init__(self) -> None:
+        self.effective_due: dict[tuple[str, str], date] = {}
+        self.by_project: dict[str, list[RenegotiationRequest]] = {}
+        self.by_invoice: dict[tuple[str, str], list[RenegotiationRequest]] = {}
+        self.count_on_invoice: dict[tuple[str, str], int] = {}
+
+    def accept(self, record: RenegotiationRequest, project: str, invoice_key: tuple[str, str]) -> None:
+        self.by_project.setdefault(project, []).append(record)
+        self.by_invoice.setdefault(invoice_key, []).append(record)
+        self.effective_due[invoice_key] = record.new_due_date
+
+
+def _renegotiation_key(kind: ActionKind, connection: str, invoice_id: str, ordinal: int) -> str:
+    if kind is ActionKind.UPDATE_DUE_DATE:
+        base = f"renegotiation:{connection}:{invoice_id}"
+        return base if ordinal == 1 else f"{base}:{ordinal}"
+    return f"renegotiation_refused:{connection}:{invoice_id}:{ordinal}"
+
+
+def evaluate(
+    invoices: Sequence[Invoice],
+    terms: Terms,
+    history: Iterable[HistoryEntry] | History = (),
+    renegotiations: Iterable[RenegotiationRequest] = (),
+    today: date | Mapping[str, date] = date.min,
+    errors: Iterable[RecordError] = (),
+) -> Plan:
+    """Decide what the contracts call for today on every invoice (POLICY.md §1-6)."""
+    if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
+        raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
+    hist = history if isinstance(history, History) else History(history)
+    scope = _Scope(terms)
+    actions: list[Action] = []
+    skips: list[Skip] = []
+    warnings: list[Warning] = []
+
+    by_id: dict[tuple[str, str], Invoice] = {}
+    by_number: dict[tuple[str, str], Invoice] = {}
+    for inv in invoices:
+        by_id[(inv.connection, inv.id)] = inv
+        by_number[(inv.connection, inv.number)] = inv
+
+    reneg = _plan_renegotiations(renegotiations, by_id, by_number, scope, hist, today, actions, skips, warnings)
+
+    for inv in invoices:
+        contract, skip = scope.check(inv)
+        if skip is not None:
+            skips.append(skip)
+            continue
+        assert contract is not None and inv.due_date is not None
+        day = _today_for(today, contract)
+        effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
+        ref: InvoiceRef | None = None
+        inv_hist = hist.for_invoice(inv.connection, inv.id)
+
+        decision = decide_reminder(effective_due, contract.reminders, inv_hist, day)
+        if decision is not None:
+            clause = contract.clause("reminders")
+            prefix = f"reminder:{inv.connection}:{inv.id}:"
+            for n in decision.superseded:
+                skips.append(
+                    Skip(
+                        inv.connection,
+                        inv.number,
+                        SkipCode.SUPERSEDED,
+                        f"step {n} was never sent; step {decision.step.number} replaces it",
+                        clause,
+                        f"{prefix}{n}",
+                    )
+                )
+            step = decision.step
+            if decision.blocked is not None:
+                skips.append(
+                    Skip(
+                        inv.connection,
+                        inv.number,
+                        SkipCode(decision.blocked),
+                        decision.blocked_detail,
+                        f"{clause}.{decision.blocked}_days"
+                        if decision.blocked == "min_gap"
+                        else f"{clause}.{decision.blocked}",
+                        f"{prefix}{step.number}",
+                    )
+                )
+            else:
+                ref = ref or _ref(inv, effective_due)
+                actions.append(_reminder_action(inv, contract, ref, effective_due, step.number, step.date, day, prefix))
+
+        late_fee = contract.late_fee
+        if late_fee is not None and late_fee.charges_anything:
+            outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, day)
+            clause = contract.clause("late_fee")
+            if outcome.foreign:
+                described = "; ".join(
+                    f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign
+                )
+                slots = ", ".join(str(k) for k in outcome.foreign_slots)
+                warnings.append(
+                    Warning(
+                        inv.connection,
+                        inv.number,
+                        WarningCode.FOREIGN_LATE_FEE,
+                        f"late-fee line(s) the bridge did not write: {described}; "
+                        f"counted as occurrence(s) {slots} and towards the caps",
+                    )
+                )
+            form = (
+                "line" if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable else "invoice"
+            )
+            for charge in outcome.charges:
+                key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
+                if charge.skip is not None:
+                    skips.append(Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key))
+                    continue
+                ref = ref or _ref(inv, effective_due)
+                actions.append(
+                    Action(
+                        key=key,
+                        kind=ActionKind.LATE_FEE,
+                        connection=inv.connection,
+                        provider=inv.provider,
+                        invoice=ref,
+                        clause=clause,
+                        reason=charge.reason,
+                        occurrence=charge.k,
+                        occurrence_date=charge.on,
+                        amount=charge.amount,
+                        form=form,
+                        item=late_fee.item,
+                        description=fee_description(late_fee, inv.number, charge.k, charge.on),
+                    )
+                )
+
+    as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
+    return Plan.build(as_of, actions, skips, warnings, errors)
+
+
+def _reminder_action(
+    inv: Invoice,
+    contract: Contract,
+    ref: InvoiceRef,
+    effective_due: date,
+    number: int,
+    step_date: date,
+    today: date,
+    prefix: str,
+) -> Action:
+    terms = contract.reminders
+    message: Literal["upcoming", "overdue"] = "upcoming" if step_date < effective_due else "overdue"
+    days_overdue = (today - effective_due).days
+    clause_text = (
+        describe_late_fee(contract.late_fee, inv.currency)
+        if contract.late_fee and contract.late_fee.charges_anything
+        else ""
+    )
+    rendered = render_message(
+        MessageContext(
+            message=message,
+            customer_name=inv.customer.name,
+            invoice_number=inv.number,
+            currency=inv.currency,
+            amount_due=inv.amount_due,
+            total=inv.total,
+            due_date=effective_due,
+            today=today,
+            days_overdue=days_overdue,
+            clause=contract.clause("reminders"),
+            clause_text=clause_text,
+            step=number,
+        ),
+        template_set=terms.template,
+        locale=contract.locale,
+    )
+    when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
+    return Action(
+        key=f"{prefix}{number}",
+        kind=ActionKind.REMINDER,
+        connection=inv.connection,
+        provider=inv.provider,
+        invoice=ref,
+        clause=contract.clause("reminders"),
+        reason=f"step {number} fell on {step_date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
+        f"amount due {format_amount(inv.amount_due, inv.currency)}",
+        step=number,
+        step_date=step_date,
+        message=message,
+        channel=terms.channel,
+        to=inv.customer.email,
+        subject=rendered.subject,
+        body=rendered.body,
+    )
+
+
+def _plan_renegotiations(
+    requests: Iterable[RenegotiationRequest],
+    by_id: Mapping[tuple[str, str], Invoice],
+    by_number: Mapping[tuple[str, str], Invoice],
+    scope: _Scope,
+    hist: History,
+    today: date | Mapping[str, date],
+    actions: list[Action],
+    skips: list[Skip],
+    warnings: list[Warning],
+) -> _Renegotiations:
+    """Replay renegotiations in request order: decided ones as recorded, undecided ones decided now."""
+    state = _Renegotiations()
+    ordered = sorted(
+        requests,
+        key=lambda r: (
+            r.requested_on,
+            r.connection,
+            r.invoice_id or "",
+            r.invoice_number or "",
+            r.new_due_date,
+            r.note,
+        ),
+    )
+    for request in ordered:
+        inv = (
+            by_id.get((request.connection, request.invoice_id))
+            if request.invoice_id is not None
+            else by_number.get((request.connection, request.invoice_number or ""))
+        )
+        if inv is None:
+            warnings.append(
+                Warning(
+                    request.connection,
+                    request.invoice_number or request.invoice_id,
+                    WarningCode.UNKNOWN_INVOICE,
+                    f"renegotiation requested on {request.requested_on} for an invoice that was not read",
+                )
+            )
+            continue
+        contract, skip = scope.check(inv)
+        day = _today_for(today, contract)
+        if request.requested_on > day:
+            continue  # not made yet as of `today`
+        invoice_key = (inv.connection, inv.id)
+        ordinal = state.count_on_invoice.get(invoice_key, 0) + 1
+        state.count_on_invoice[invoice_key] = ordinal
+        if contract is None:
+            if request.status == "accepted" and request.project is not None:
+                state.accept(request, request.project, invoice_key)  # still counts for the project
+            elif request.status is None and skip is not None:
+                skips.append(
+                    Skip(
+                        inv.connection,
+                        inv.number,
+                        skip.code,
+                        f"renegotiation request of {request.requested_on} not decided: {skip.detail}",
+                        skip.clause,
+                    )
+                )
+            continue
+        project = request.project or project_of(inv, contract)
+        in_project = state.by_project.get(project, [])
+        on_invoice = state.by_invoice.get(invoice_key, [])
+        if request.status is None:
+            # Decided at once: as of the day the request was made, not the day we look at it.
+            record, why = decide(request, inv, contract, in_project, on_invoice, request.requested_on)
+        else:
+            record = request
+            why = (
+                f"due date moved to {record.new_due_date}"
+                if record.status == "accepted"
+                else f"refused ({record.reason}) on {record.decided_on or record.requested_on}"
+            )
+        earlier = in_project[-1] if in_project else None
+        if record.status == "accepted":
+            state.accept(record, project, invoice_key)
+        kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
+        key = _renegotiation_key(kind, inv.connection, inv.id, ordinal)
+        if key in hist:
+            continue
+        actions.append(_renegotiation_action(inv, contract, record, kind, key, why, earlier, day))
+    return state
+
+
+def _renegotiation_action(
+    inv: Invoice,
+    contract: Contract,
+    record: RenegotiationRequest,
+    kind: ActionKind,
+    key: str,
+    why: str,
+    earlier: RenegotiationRequest | None,
+    today: date,
+) -> Action:
+    accepted = kind is ActionKind.UPDATE_DUE_DATE
+    effective = record.new_due_date if accepted else (record.previous_due_date or inv.due_date)
+    assert effective is not None or not accepted
+    terms = contract.renegotiation
+    clause_text = describe_renegotiation(contract)
+    rendered = render_message(
+        MessageContext(
+            message="renegotiation_accepted" if accepted else "renegotiation_refused",
+            customer_name=inv.customer.name,
+            invoice_number=inv.number,
+            currency=inv.currency,
+            amount_due=inv.amount_due,
+            total=inv.total,
+            due_date=effective or today,
+            today=today,
+            days_overdue=(today - effective).days if effective else 0,
+            clause=contract.clause("renegotiation"),
+            clause_text=clause_text,
+            new_due_date=record.new_due_date if accepted else None,
+            requested_due_date=record.new_due_date,
+            refusal_reason=record.reason,
+            earlier_invoice=(earlier.invoice_number or earlier.invoice_id)
+            if earlier and record.reason == "limit_reached"
+            else None,
+            earlier_date=(earlier.decided_on or earlier.requested_on)
+            if earlier and record.reason == "limit_reached"
+            else None,
+            max_extension_days=terms.max_extension_days,
+            max_per_project=terms.max_per_project,
+        ),
+        template_set=contract.reminders.template,
+        locale=contract.locale,
+    )
+    clause = contract.clause("renegotiation")
+    if record.reason == "limit_reached":
+        clause += ".max_per_project"
+    elif record.reason == "extension_too_long":
+        clause += ".max_extension_days"
+    return Action(
+        key=key,
+        kind=kind,
+        connection=inv.connection,
+        provider=inv.provider,
+        invoice=_ref(inv, record.new_due_date if accepted else effective),
+        clause=clause,
+        reason=f"request of {record.requested_on}: {why}",
+        new_due_date=record.new_due_date if accepted else None,
+        requested_due_date=None if accepted else record.new_due_date,
+        refusal_reason=record.reason,
+        to=inv.customer.email,
+        subject=rendered.subject,
+        body=rendered.body,
+    )

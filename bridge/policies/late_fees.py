@@ -1,0 +1,230 @@
+"""Late fees (POLICY.md §5): occurrences, base, rounding, caps, fees already on the invoice."""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from itertools import accumulate
+
+from bridge.model import Invoice, LineItem
+from bridge.money import format_amount, quantum, round_down, round_half_up
+from bridge.policies.history import InvoiceHistory
+from bridge.policies.terms import LateFee
+
+# Descriptions providers and people give late-fee lines (QuickBooks' automatic fee says "Late Fee").
+_FEE_WORDS = re.compile(
+    r"\blate[\s_-]*(?:payment[\s_-]*)?(?:fee|charge)|\bfinance[\s_-]*charge|\boverdue[\s_-]*interest", re.I
+)
+_HUNDRED = Decimal(100)
+
+
+def occurrence_date(effective_due: date, terms: LateFee, k: int) -> date:
+    """Day occurrence `k` (1-based) falls on: due + grace + (k-1) * every_days, calendar days."""
+    return effective_due + timedelta(days=terms.grace_days + (k - 1) * terms.every_days)
+
+
+def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> int:
+    """Highest occurrence whose date is on or before `today`, capped at max_occurrences (0 when none)."""
+    days = (today - effective_due).days - terms.grace_days
+    if days < 0:
+        return 0
+    reached = 1 if terms.every_days == 0 else days // terms.every_days + 1
+    return min(reached, terms.max_occurrences)
+
+
+def period_label(k: int, on: date) -> str:
+    """What `{period}` becomes in a fee line's description."""
+    return f"no. {k}, {on.isoformat()}"
+
+
+def fee_description(terms: LateFee, number: str, k: int, on: date) -> str:
+    """The bridge's own description of occurrence `k`'s fee line."""
+    return terms.description.format(number=number, period=period_label(k, on))
+
+
+def _own_line_pattern(terms: LateFee, number: str) -> re.Pattern[str]:
+    # The bridge's lines carry the occurrence number in {period}; dates may move with a renegotiation.
+    text = re.escape(terms.description).replace(re.escape("{number}"), re.escape(number))
+    text = text.replace(re.escape("{period}"), r"no\. (?P<k>\d+), \d{4}-\d{2}-\d{2}")
+    return re.compile(text + r"\Z")
+
+
+def is_fee_line(line: LineItem, terms: LateFee) -> bool:
+    """A line that is a late fee: the contract's item, fee words in the description, or the provider's own fee."""
+    return line.provider_late_fee or line.item == terms.item or bool(_FEE_WORDS.search(line.description))
+
+
+@dataclass(frozen=True, slots=True)
+class FeeLines:
+    """Late-fee lines found on an invoice: the bridge's own (by occurrence) and foreign ones."""
+
+    own: dict[int, Decimal]
+    foreign: tuple[LineItem, ...]
+    total: Decimal
+
+
+def classify_fee_lines(invoice: Invoice, terms: LateFee) -> FeeLines:
+    """Sort the invoice's fee lines into the bridge's own (recognised by description) and foreign ones."""
+    own: dict[int, Decimal] = {}
+    foreign: list[LineItem] = []
+    total = Decimal(0)
+    pattern: re.Pattern[str] | None = None
+    for line in invoice.lines:
+        if not is_fee_line(line, terms):
+            continue
+        total += line.amount
+        if pattern is None:
+            pattern = _own_line_pattern(terms, invoice.number)
+        match = None if line.provider_late_fee else pattern.match(line.description)
+        if match is not None and int(match["k"]) not in own:
+            own[int(match["k"])] = line.amount
+        else:
+            foreign.append(line)
+    return FeeLines(own, tuple(foreign), total)
+
+
+@dataclass(frozen=True, slots=True)
+class FeeCharge:
+    """Occurrence `k` to charge, or (when `skip` is set) why it is not charged."""
+
+    k: int
+    on: date
+    amount: Decimal
+    base: Decimal
+    reason: str
+    skip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeeOutcome:
+    """Everything the late-fee clause says about one invoice today."""
+
+    charges: tuple[FeeCharge, ...]
+    foreign: tuple[LineItem, ...]
+    foreign_slots: tuple[int, ...]
+
+
+def cap_for(invoice_principal: Decimal, currency: str, terms: LateFee) -> Decimal | None:
+    """The tighter of max_total and max_percent_of_total of the principal (rounded down); None when uncapped."""
+    caps: list[Decimal] = []
+    if terms.max_total is not None:
+        caps.append(round_down(terms.max_total, currency))
+    if terms.max_percent_of_total is not None:
+        caps.append(round_down(terms.max_percent_of_total * invoice_principal / _HUNDRED, currency))
+    return min(caps) if caps else None
+
+
+def decide_late_fees(
+    invoice: Invoice, effective_due: date, terms: LateFee, history: InvoiceHistory, today: date
+) -> FeeOutcome:
+    """Every owed occurrence not yet charged, in order, with its amount after rounding and caps."""
+    last_k = last_owed_occurrence(effective_due, terms, today)
+    lines = classify_fee_lines(invoice, terms) if invoice.lines else FeeLines({}, (), Decimal(0))
+    if last_k == 0 and not lines.foreign:
+        return FeeOutcome((), (), ())
+    currency = invoice.currency
+    # Charged so far: the ledger, then our own lines it does not know of (a crash between the
+    # provider call and the ledger write), then foreign fees in the lowest free slots.
+    charged: dict[int, Decimal] = dict(history.fees)
+    for k, amount in lines.own.items():
+        charged.setdefault(k, amount)
+    foreign_slots: list[int] = []
+    slot = 1
+    for line in lines.foreign:
+        while slot in charged:
+            slot += 1
+        charged[slot] = line.amount
+        foreign_slots.append(slot)
+    running = sum(charged.values(), Decimal(0))
+    principal = invoice.total - lines.total
+    cap = cap_for(principal, currency, terms)
+    flat = round_half_up(terms.flat, currency)
+    min_fee = terms.min_fee
+
+    # Payments and credits by date, for "paid on or before occurrence k's date".
+    allocations = sorted(invoice.payments, key=lambda a: a.date)
+    paid_dates = [a.date for a in allocations]
+    paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
+
+    charges: list[FeeCharge] = []
+    for k in range(1, last_k + 1):
+        if k in charged:
+            continue
+        on = occurrence_date(effective_due, terms, k)
+        base = principal - paid_totals[bisect_right(paid_dates, on)]
+        if terms.compounding:
+            base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
+        if base <= 0:
+            continue
+        percent_part = round_half_up(terms.percent * base / _HUNDRED, currency)
+        amount = flat + percent_part if terms.combine == "sum" else max(flat, percent_part)
+        reason = _explain(k, on, terms, base, flat, currency)
+        if amount < min_fee:
+            charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
+            continue
+        if cap is not None:
+            room = cap - running
+            if room <= 0:
+                charges.append(
+                    FeeCharge(
+                        k,
+                        on,
+                        Decimal(0),
+                        base,
+                        reason + f"; cap of {format_amount(cap, currency)} reached",
+                        "cap_reached",
+                    )
+                )
+                continue
+            if amount > room:
+                reason += (
+                    f"; cut from {format_amount(amount, currency)} to the {format_amount(room, currency)} "
+                    f"left under the cap of {format_amount(cap, currency)}"
+                )
+                amount = room
+                if amount < min_fee:
+                    charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
+                    continue
+        amount = amount.quantize(quantum(currency))
+        charges.append(FeeCharge(k, on, amount, base, reason))
+        charged[k] = amount
+        running += amount
+    return FeeOutcome(tuple(charges), lines.foreign, tuple(foreign_slots))
+
+
+def _explain(k: int, on: date, terms: LateFee, base: Decimal, flat: Decimal, currency: str) -> str:
+    base_text = format_amount(base, currency)
+    percent = f"{terms.percent.normalize():f}% of {base_text}"
+    flat_text = f"{format_amount(flat, currency)} flat"
+    if terms.flat == 0:
+        how = percent
+    elif terms.percent == 0:
+        how = flat_text
+    elif terms.combine == "sum":
+        how = f"{flat_text} + {percent}"
+    else:
+        how = f"the larger of {flat_text} and {percent}"
+    return f"occurrence {k} fell on {on.isoformat()}: {how}"
+
+
+def describe_late_fee(terms: LateFee, currency: str) -> str:
+    """The late-fee clause in one plain sentence, for messages that restate the contract."""
+    parts: list[str] = []
+    if terms.percent > 0:
+        parts.append(f"{terms.percent.normalize():f}% of the unpaid balance")
+    if terms.flat > 0:
+        parts.append(f"{format_amount(terms.flat, currency)} {currency}")
+    joiner = " plus " if terms.combine == "sum" else " or, if larger, "
+    what = joiner.join(parts) if parts else "a late fee"
+    grace = f"{terms.grace_days} day{'s' if terms.grace_days != 1 else ''} after the due date"
+    when = f"once, {grace}" if terms.every_days == 0 else f"{grace} and every {terms.every_days} days after that"
+    caps: list[str] = []
+    if terms.max_total is not None:
+        caps.append(f"{format_amount(terms.max_total, currency)} {currency} in total")
+    if terms.max_percent_of_total is not None:
+        caps.append(f"{terms.max_percent_of_total.normalize():f}% of the invoice total")
+    cap = f", up to {' and '.join(caps)}" if caps else ""
+    return f"A late fee of {what} applies {when}{cap}."

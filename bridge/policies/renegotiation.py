@@ -1,0 +1,99 @@
+"""One-time schedule renegotiation (POLICY.md §6): decide a request, count per project, effective due dates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from bridge.model import Invoice, RenegotiationRequest
+from bridge.policies.terms import Contract, ProjectKey
+
+
+def project_of(invoice: Invoice, contract: Contract) -> str:
+    """The scope one renegotiation is allowed per, by the contract's `project_key`."""
+    customer = f"{contract.name}:customer:{invoice.connection}:{invoice.customer.id}"
+    if contract.project_key is ProjectKey.INVOICE:
+        return f"{contract.name}:invoice:{invoice.connection}:{invoice.id}"
+    if contract.project_key is ProjectKey.PROVIDER and invoice.project:
+        return f"{contract.name}:project:{invoice.connection}:{invoice.project}"
+    return customer
+
+
+def decide(
+    request: RenegotiationRequest,
+    invoice: Invoice,
+    contract: Contract,
+    accepted_in_project: Sequence[RenegotiationRequest],
+    accepted_on_invoice: Sequence[RenegotiationRequest],
+    today: date,
+) -> tuple[RenegotiationRequest, str]:
+    """Accept or refuse a request at once; returns the decided record and a sentence saying why.
+
+    Refusal reasons, checked in this order: `not_open`, `limit_reached`, `not_later`,
+    `extension_too_long`. `accepted_*` are the renegotiations accepted before this one.
+    """
+    terms = contract.renegotiation
+    original = accepted_on_invoice[0].original_due_date if accepted_on_invoice else invoice.due_date
+    current = accepted_on_invoice[-1].new_due_date if accepted_on_invoice else invoice.due_date
+    new = request.new_due_date
+    reason: str | None = None
+    if not invoice.status.is_open or original is None or current is None:
+        reason = "not_open"
+        why = (
+            f"invoice {invoice.number} is {invoice.status.value}"
+            if not invoice.status.is_open
+            else f"invoice {invoice.number} has no due date to move"
+        )
+    elif len(accepted_in_project) >= terms.max_per_project:
+        earlier = accepted_in_project[-1]
+        reason = "limit_reached"
+        why = (
+            f"the project already had {len(accepted_in_project)} of max_per_project = "
+            f"{terms.max_per_project} renegotiation(s): invoice {earlier.invoice_number or earlier.invoice_id} "
+            f"was moved to {earlier.new_due_date} on {earlier.decided_on or earlier.requested_on}"
+        )
+    elif new <= current:
+        reason = "not_later"
+        why = f"{new} is not after the current due date {current}"
+    elif new > original + timedelta(days=terms.max_extension_days):
+        reason = "extension_too_long"
+        why = (
+            f"{new} is {(new - original).days} days after the original due date {original}; "
+            f"max_extension_days = {terms.max_extension_days}"
+        )
+    else:
+        nth = len(accepted_in_project) + 1
+        why = f"due date moved from {current} to {new} ({nth} of {terms.max_per_project} allowed per project)"
+    decided = request.model_copy(
+        update={
+            "status": "refused" if reason else "accepted",
+            "reason": reason,
+            "decided_on": today,
+            "original_due_date": original,
+            "previous_due_date": current,
+            "project": project_of(invoice, contract),
+            "invoice_id": invoice.id,
+            "invoice_number": invoice.number,
+        }
+    )
+    return decided, why
+
+
+def earlier_accepted(
+    accepted_in_project: Sequence[RenegotiationRequest],
+) -> RenegotiationRequest | None:
+    """The renegotiation a `limit_reached` refusal cites: the latest one accepted in the project."""
+    return accepted_in_project[-1] if accepted_in_project else None
+
+
+def describe_renegotiation(contract: Contract) -> str:
+    """The renegotiation clause in one plain sentence."""
+    terms = contract.renegotiation
+    times = "once" if terms.max_per_project == 1 else f"{terms.max_per_project} times"
+    scope = {ProjectKey.CUSTOMER: "per client", ProjectKey.INVOICE: "per invoice", ProjectKey.PROVIDER: "per project"}[
+        contract.project_key
+    ]
+    return (
+        f"Our agreement allows a due date to be moved {times} {scope}, "
+        f"to a date no more than {terms.max_extension_days} days after the original due date."
+    )

@@ -1,0 +1,189 @@
+"""Contract terms as typed, validated, frozen settings (POLICY.md; config keys of INTERFACES.md §3).
+
+Every number of POLICY.md is a field here with the documented default. Unknown
+keys are errors: a typo must never silently disable a late-fee cap.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from functools import cache
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from bridge.model import Money
+
+NonNegativeMoney = Annotated[Money, Field(ge=0)]
+Percent = Annotated[Decimal, BeforeValidator(lambda v: _reject_float(v)), Field(ge=0, le=100)]
+
+
+def _reject_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('percentages are strings, e.g. "1.5", not floats')
+    return value
+
+
+class _Terms(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProjectKey(StrEnum):
+    """What one renegotiation is allowed per (POLICY.md §1)."""
+
+    CUSTOMER = "customer"
+    INVOICE = "invoice"
+    PROVIDER = "provider"
+
+
+@cache
+def _holiday_countries() -> dict[str, tuple[str, ...]]:
+    import holidays
+
+    supported: dict[str, list[str]] = holidays.list_supported_countries()
+    return {code: tuple(subdivisions) for code, subdivisions in supported.items()}
+
+
+class Reminders(_Terms):
+    """`[contracts.NAME.reminders]`: when and how politely a client is reminded (POLICY.md §4)."""
+
+    schedule: tuple[int, ...] = (-3, 1, 7, 14, 30)
+    repeat_every_days: int = Field(30, ge=0)
+    max_reminders: int = Field(8, ge=0)
+    min_gap_days: int = Field(3, ge=0)
+    business_days: bool = True
+    holidays: str | None = None
+    channel: Literal["provider", "smtp"] = "provider"
+    template: str = Field("polite", pattern=r"^[a-z][a-z0-9_-]*$")
+    min_balance: NonNegativeMoney = Decimal("0.01")
+
+    @field_validator("schedule")
+    @classmethod
+    def _strictly_increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"must be strictly increasing, got {list(value)}")
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_holiday_calendar(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        country, _, subdivision = value.partition("-")
+        countries = _holiday_countries()
+        if country not in countries:
+            raise ValueError(f"{value!r} is not a country code the holidays package knows (e.g. 'US', 'GB')")
+        if subdivision and subdivision not in countries[country]:
+            raise ValueError(f"{value!r}: {country} has no subdivision {subdivision!r}")
+        return value
+
+
+class LateFee(_Terms):
+    """`[contracts.NAME.late_fee]`: what a late payment costs, and its caps (POLICY.md §5)."""
+
+    flat: NonNegativeMoney = Decimal(0)
+    percent: Percent = Decimal(0)
+    combine: Literal["sum", "max"] = "sum"
+    grace_days: int = Field(0, ge=0)
+    every_days: int = Field(30, ge=0)
+    max_occurrences: int = Field(12, ge=0)
+    max_total: NonNegativeMoney | None = None
+    max_percent_of_total: Percent | None = None
+    min_fee: NonNegativeMoney = Decimal("0.01")
+    compounding: bool = False
+    mode: Literal["line", "invoice"] = "line"
+    item: str = Field("Late Fee", min_length=1)
+    description: str = "Late fee ({period}) on invoice {number}"
+
+    @field_validator("description")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            value.format(number="1", period="1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only the placeholders {{number}} and {{period}} are allowed ({exc})") from None
+        return value
+
+    @property
+    def charges_anything(self) -> bool:
+        """False when neither a flat nor a percent fee is set: the clause is then inert."""
+        return self.flat > 0 or self.percent > 0
+
+
+class Renegotiation(_Terms):
+    """`[contracts.NAME.renegotiation]`: the one-time schedule renegotiation (POLICY.md §6)."""
+
+    max_per_project: int = Field(1, ge=0)
+    max_extension_days: int = Field(30, ge=0)
+
+
+class Contract(_Terms):
+    """`[contracts.NAME]`: a named set of terms and the customers it applies to."""
+
+    name: str
+    applies_to: tuple[str, ...] = Field(min_length=1)
+    timezone: str = "UTC"
+    locale: str = "en_US"
+    project_key: ProjectKey = ProjectKey.CUSTOMER
+    reminders: Reminders = Reminders()
+    late_fee: LateFee | None = None
+    renegotiation: Renegotiation = Renegotiation()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'America/New_York')") from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value)
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"{value!r} is not a locale Babel knows (e.g. 'en_US', 'de_DE')") from None
+        return value
+
+    def clause(self, part: str | None = None) -> str:
+        """The dotted config path actions and skips cite, e.g. `contracts.standard.late_fee`."""
+        return f"contracts.{self.name}" + (f".{part}" if part else "")
+
+
+class Hold(_Terms):
+    """`[hold]`: invoices (by number) and customers (by id, name or e-mail) never touched."""
+
+    invoices: tuple[str, ...] = ()
+    customers: tuple[str, ...] = ()
+
+
+class Exclude(_Terms):
+    """`[exclude]`: customers (by id, name or e-mail) the contracts do not cover."""
+
+    customers: tuple[str, ...] = ()
+
+
+class Terms(_Terms):
+    """Everything the policy engine reads from the config: contracts in file order, holds, exclusions.
+
+    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`.
+    """
+
+    contracts: tuple[Contract, ...] = ()
+    hold: Hold = Hold()
+    exclude: Exclude = Exclude()
+    fee_modes: dict[str, Literal["line", "invoice"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Terms:
+        names = [c.name for c in self.contracts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"contract names must be unique: {dupes}")
+        return self
