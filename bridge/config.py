@@ -100,9 +100,7 @@ class StoreSettings(_Settings):
         scheme, sep, _ = value.partition("://")
         dialect = scheme.split("+", 1)[0]
         if not sep or dialect not in ("sqlite", "postgresql"):
-            raise ValueError(
-                f"must be sqlite:///PATH or postgresql://HOST/DATABASE (got {_toml(value)})"
-            )
+            raise ValueError(f"must be sqlite:///PATH or postgresql://HOST/DATABASE (got {_toml(value)})")
         if urlsplit(value).password:
             raise ValueError(
                 "the URL holds a password; secrets never go in the config file: "
@@ -128,9 +126,7 @@ class SecretsSettings(_Settings):
                 "put the key in an environment variable and name the variable here "
                 "(e.g. BRIDGE_SECRET_KEY)"
             )
-        raise ValueError(
-            f"must be the name of an environment variable, e.g. BRIDGE_SECRET_KEY (got {_toml(value)})"
-        )
+        raise ValueError(f"must be the name of an environment variable, e.g. BRIDGE_SECRET_KEY (got {_toml(value)})")
 
 
 class ConnectionSettings(_Settings):
@@ -190,9 +186,7 @@ class Settings(_Settings):
         known = [c.name for c in self.connections]
         hint = _did_you_mean(name, known)
         listed = ", ".join(known) if known else "none"
-        raise ConfigError(
-            [f"no connection named {name!r}{hint} (configured: {listed})"], source=str(self.source)
-        )
+        raise ConfigError([f"no connection named {name!r}{hint} (configured: {listed})"], source=str(self.source))
 
 
 _Model = TypeVar("_Model", bound=_Settings)
@@ -241,9 +235,7 @@ def resolve_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
             places.append((label, "not given" if label == "--config" else "not set"))
     if chosen is None:
         chosen = DEFAULT_CONFIG_PATH
-        places.append(
-            ("default", f"./{DEFAULT_CONFIG_PATH} ({_missing_reason(chosen)} in {Path.cwd()})")
-        )
+        places.append(("default", f"./{DEFAULT_CONFIG_PATH} ({_missing_reason(chosen)} in {Path.cwd()})"))
     else:
         places.append(("default", f"./{DEFAULT_CONFIG_PATH} (not consulted)"))
     if chosen.is_file():
@@ -252,8 +244,7 @@ def resolve_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
     lines = [f"config file not found ({chosen}). Looked in order at:"]
     lines += [f"  {label.ljust(width)}  {status}" for label, status in places]
     lines.append(
-        f"Copy config/bridge.example.toml to {DEFAULT_CONFIG_PATH}, or pass --config PATH "
-        f"or set ${CONFIG_ENV}."
+        f"Copy config/bridge.example.toml to {DEFAULT_CONFIG_PATH}, or pass --config PATH or set ${CONFIG_ENV}."
     )
     raise ConfigError(["\n".join(lines)])
 
@@ -381,9 +372,7 @@ def _prepare(data: dict[str, Any]) -> tuple[list[_Problem], dict[str, Any], list
     Returns the problems found on the way (malformed contract tables, secrets
     anywhere), the data ready for pydantic, and the contract names by list index.
     """
-    problems = [
-        _Problem(p, f"looks like a secret; {_SECRET_ADVICE}") for p in _secret_paths(data, ())
-    ]
+    problems = [_Problem(p, f"looks like a secret; {_SECRET_ADVICE}") for p in _secret_paths(data, ())]
     problems += _duplicate_connections(data.get("connections"))
     prepared = dict(data)
     names: list[str] = []
@@ -394,8 +383,7 @@ def _prepare(data: dict[str, Any]) -> tuple[list[_Problem], dict[str, Any], list
         problems.append(
             _Problem(
                 ("contracts",),
-                f"must be a table of named contracts, [contracts.NAME] "
-                f"(got {_describe(contracts)})",
+                f"must be a table of named contracts, [contracts.NAME] (got {_describe(contracts)})",
             )
         )
         del prepared["contracts"]
@@ -404,8 +392,7 @@ def _prepare(data: dict[str, Any]) -> tuple[list[_Problem], dict[str, Any], list
     for name, body in contracts.items():
         if not isinstance(body, dict):
             hint = (
-                f"; {name!r} is a contract setting, it goes inside a named contract "
-                "such as [contracts.standard]"
+                f"; {name!r} is a contract setting, it goes inside a named contract such as [contracts.standard]"
                 if name in Contract.model_fields
                 else ""
             )
@@ -568,9 +555,7 @@ def _float_amount(value: float, percent: bool) -> str:
     )
 
 
-def _to_path(
-    root: list[Any], loc: _Path, contract_names: list[str]
-) -> tuple[_Path, list[Any], list[Any]]:
+def _to_path(root: list[Any], loc: _Path, contract_names: list[str]) -> tuple[_Path, list[Any], list[Any]]:
     """Map a pydantic loc onto the path as written, with the member types of its parent and its own.
 
     Contract indices become contract names; parts that are neither a field nor an

@@ -18,7 +18,9 @@ amounts and dates already formatted (`amount_due`, `total`, `due_date`, `today`,
 integers (`step`, `days_overdue`, `max_extension_days`, `max_per_project`),
 `days_late` / `days_until` (the non-negative distance after / before the due
 date), `partly_paid`, `due_date_changed`, and `ctx`, the `MessageContext`
-itself for raw values. The `days` filter writes '1 day' / '3 days'.
+itself for raw values. The `days` filter writes '1 day' / '3 days'. Names and
+invoice numbers are collapsed to one line, so no input can break the subject
+header. Amounts carry the currency's ISO 4217 places (see `_formatting`).
 """
 
 from __future__ import annotations

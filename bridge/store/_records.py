@@ -1,0 +1,213 @@
+"""Pulled records, cursors and quarantine, as functions over an open transaction (the `Store` commits)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, select
+
+from bridge.model import Invoice, Payment
+from bridge.store import jsontext
+from bridge.store import tables as t
+from bridge.store._sql import delete_ids, id_order, upsert
+from bridge.store.rows import INVOICES, PAYMENTS, Cursor, Quarantined
+
+CUSTOMER_ID_FIELDS: Final = ("Id", "ContactID", "id", "userid")
+
+
+def save(
+    conn: Connection,
+    connection: str,
+    now: datetime,
+    *,
+    invoices: Sequence[tuple[Invoice, Mapping[str, Any]]],
+    payments: Sequence[tuple[Payment, Mapping[str, Any]]],
+    customers: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
+    deleted_invoices: Sequence[str],
+    deleted_payments: Sequence[str],
+    cursors: Mapping[str, Cursor],
+    quarantined: Sequence[Quarantined],
+) -> None:
+    """Write one pull: upserts, then deletions, then quarantine, then cursors (see `Store.save_pull`)."""
+    invoice_rows: dict[str, dict[str, Any]] = {}
+    for invoice, raw in invoices:
+        _check_connection(connection, invoice.connection, "invoice", invoice.id)
+        invoice_rows[invoice.id] = {
+            "connection": connection,
+            "remote_id": invoice.id,
+            "number": invoice.number,
+            "status": invoice.status.value,
+            "model": invoice.model_dump_json(),
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    payment_rows: dict[str, dict[str, Any]] = {}
+    for payment, raw in payments:
+        _check_connection(connection, payment.connection, "payment", payment.id)
+        payment_rows[payment.id] = {
+            "connection": connection,
+            "remote_id": payment.id,
+            "model": payment.model_dump_json(),
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    customer_items = customers.items() if isinstance(customers, Mapping) else ((None, c) for c in customers)
+    customer_rows: dict[str, dict[str, Any]] = {}
+    for given_id, raw in customer_items:
+        remote_id = given_id if given_id is not None else customer_id(raw)
+        customer_rows[remote_id] = {
+            "connection": connection,
+            "remote_id": remote_id,
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    quarantine_rows = {
+        (q.stream, q.record_id): {
+            "connection": connection,
+            "stream": q.stream,
+            "record_id": q.record_id,
+            "error": q.error,
+            "raw": None if q.raw is None else jsontext.dumps(q.raw),
+            "quarantined_at": now,
+        }
+        for q in quarantined
+    }
+    cursor_rows = [
+        {
+            "connection": connection,
+            "stream": stream,
+            "watermark": cursor.watermark,
+            "ids_at_watermark": json.dumps(list(cursor.ids_at_watermark)),
+            "full_sync_at": cursor.full_sync_at,
+            "updated_at": now,
+        }
+        for stream, cursor in cursors.items()
+    ]
+
+    upsert(
+        conn,
+        t.invoices,
+        list(invoice_rows.values()),
+        keys=("connection", "remote_id"),
+        update=("number", "status", "model", "raw", "updated_at"),
+    )
+    upsert(
+        conn,
+        t.payments,
+        list(payment_rows.values()),
+        keys=("connection", "remote_id"),
+        update=("model", "raw", "updated_at"),
+    )
+    upsert(
+        conn, t.customers, list(customer_rows.values()), keys=("connection", "remote_id"), update=("raw", "updated_at")
+    )
+    delete_ids(conn, t.invoices, connection, "remote_id", deleted_invoices)
+    delete_ids(conn, t.payments, connection, "remote_id", deleted_payments)
+    # A record that arrives fine, or is gone, is no longer quarantined.
+    delete_ids(conn, t.quarantine, connection, "record_id", [*invoice_rows, *deleted_invoices], stream=INVOICES)
+    delete_ids(conn, t.quarantine, connection, "record_id", [*payment_rows, *deleted_payments], stream=PAYMENTS)
+    upsert(
+        conn,
+        t.quarantine,
+        list(quarantine_rows.values()),
+        keys=("connection", "stream", "record_id"),
+        update=("error", "raw", "quarantined_at"),
+    )
+    upsert(
+        conn,
+        t.cursors,
+        cursor_rows,
+        keys=("connection", "stream"),
+        update=("watermark", "ids_at_watermark", "full_sync_at", "updated_at"),
+    )
+
+
+def cursor(conn: Connection, connection: str, stream: str) -> Cursor | None:
+    """The saved cursor of one stream."""
+    row = (
+        conn.execute(select(t.cursors).where(t.cursors.c.connection == connection, t.cursors.c.stream == stream))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return Cursor(
+        watermark=row["watermark"],
+        ids_at_watermark=tuple(json.loads(row["ids_at_watermark"])),
+        full_sync_at=row["full_sync_at"],
+    )
+
+
+def invoices(
+    conn: Connection, connection: str, remote_id: str | None = None, number: str | None = None
+) -> list[Invoice]:
+    """Stored invoices of a connection (optionally one id or number), by remote id."""
+    stmt = select(t.invoices.c.remote_id, t.invoices.c.model).where(t.invoices.c.connection == connection)
+    if remote_id is not None:
+        stmt = stmt.where(t.invoices.c.remote_id == remote_id)
+    if number is not None:
+        stmt = stmt.where(t.invoices.c.number == number)
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    return [Invoice.model_validate_json(model) for _, model in rows]
+
+
+def payments(conn: Connection, connection: str) -> list[Payment]:
+    """Stored payments of a connection, by remote id."""
+    stmt = select(t.payments.c.remote_id, t.payments.c.model).where(t.payments.c.connection == connection)
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    return [Payment.model_validate_json(model) for _, model in rows]
+
+
+def customers(conn: Connection, connection: str) -> dict[str, dict[str, Any]]:
+    """Cached raw customer payloads of a connection, by the provider's customer id."""
+    stmt = select(t.customers.c.remote_id, t.customers.c.raw).where(t.customers.c.connection == connection)
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    return {remote_id: jsontext.loads(raw) for remote_id, raw in rows}
+
+
+def customer_id(raw: Mapping[str, Any]) -> str:
+    """The provider's id of a raw customer payload (QuickBooks `Id`, Xero `ContactID`, FreshBooks `id`)."""
+    for field in CUSTOMER_ID_FIELDS:
+        value = raw.get(field)
+        if value is not None and value != "":
+            return str(value)
+    raise ValueError(
+        f"customer payload has none of the id fields {', '.join(CUSTOMER_ID_FIELDS)}; "
+        "pass customers as a mapping of id to payload"
+    )
+
+
+def raw_invoice(conn: Connection, connection: str, remote_id: str) -> dict[str, Any] | None:
+    """The provider's own payload of a stored invoice."""
+    raw = conn.execute(
+        select(t.invoices.c.raw).where(t.invoices.c.connection == connection, t.invoices.c.remote_id == remote_id)
+    ).scalar()
+    if raw is None:
+        return None
+    value = jsontext.loads(raw)
+    assert isinstance(value, dict), "raw payloads are stored from mappings"
+    return value
+
+
+def quarantined(conn: Connection, connection: str) -> list[Quarantined]:
+    """Quarantined records of a connection, by stream then record id."""
+    rows = conn.execute(select(t.quarantine).where(t.quarantine.c.connection == connection)).mappings().all()
+    found = [
+        Quarantined(
+            stream=row["stream"],
+            record_id=row["record_id"],
+            error=row["error"],
+            raw=None if row["raw"] is None else jsontext.loads(row["raw"]),
+            quarantined_at=row["quarantined_at"],
+        )
+        for row in rows
+    ]
+    return sorted(found, key=lambda q: (q.stream, id_order(q.record_id)))
+
+
+def _check_connection(expected: str, actual: str, what: str, remote_id: str) -> None:
+    if actual != expected:
+        raise ValueError(f"{what} {remote_id} belongs to connection {actual!r}, not {expected!r}")

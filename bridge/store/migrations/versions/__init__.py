@@ -1,0 +1,1 @@
+"""Migration scripts, oldest first; each mirrors `bridge/store/tables.py` at its revision."""

@@ -1,0 +1,126 @@
+"""What the store hands back: small frozen records, one per kind of row.
+
+Money is `Decimal`, days are `date`, instants are timezone-aware UTC `datetime`s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+from bridge.plan import Action
+
+LedgerState = Literal["pending", "applied", "failed", "dropped", "in_doubt"]
+FinishState = Literal["applied", "failed", "dropped", "in_doubt"]
+
+LEDGER_STATES: Final[tuple[str, ...]] = ("pending", "applied", "failed", "dropped", "in_doubt")
+# A key in one of these states is never begun again: it happened, may have happened, or is under way.
+BLOCKING_STATES: Final[frozenset[str]] = frozenset({"pending", "applied", "in_doubt"})
+# What the policies count as already done (an in-doubt reminder counts as sent: it is never sent twice).
+HISTORY_STATES: Final[tuple[str, ...]] = ("applied", "in_doubt")
+
+# Stream names whose records `save_pull` stores; a quarantine row under one of these names is
+# cleared when the record later arrives fine (or is deleted).
+INVOICES: Final = "invoices"
+PAYMENTS: Final = "payments"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRow:
+    """A linked provider company."""
+
+    name: str
+    provider: str
+    tenant_id: str | None
+    base_url: str | None
+    created_at: datetime
+    last_sync_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A connection's tokens as the vault stored them: opaque ciphertext and the expiries in clear."""
+
+    connection: str
+    ciphertext: bytes
+    access_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    updated_at: datetime
+    version: int
+
+    def __repr__(self) -> str:
+        # Ciphertext is not a secret on its own, but there is no reason to spill it into logs.
+        return (
+            f"TokenRow(connection={self.connection!r}, ciphertext=<{len(self.ciphertext)} bytes>, "
+            f"access_expires_at={self.access_expires_at!r}, refresh_expires_at={self.refresh_expires_at!r}, "
+            f"updated_at={self.updated_at!r}, version={self.version})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where an incremental pull of one stream got to: the last-updated watermark and the ids seen at it."""
+
+    watermark: str
+    ids_at_watermark: tuple[str, ...] = ()
+    full_sync_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A provider record that could not be mapped; kept with its raw payload until it arrives fine.
+
+    `raw` is any JSON value (numbers come back as `Decimal` or `int`). `quarantined_at` is set by the store.
+    """
+
+    stream: str
+    record_id: str
+    error: str
+    raw: Any = None
+    quarantined_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One action key in the write-ahead ledger and where it stands.
+
+    `error` says why it failed, was dropped or is in doubt. `action_json` is the full planned action,
+    so a pending entry can be reconciled or retried later (`action()`).
+    """
+
+    key: str
+    connection: str
+    kind: str
+    invoice_id: str
+    invoice_number: str
+    state: LedgerState
+    amount: Decimal | None
+    currency: str
+    clause: str
+    reason: str
+    form: str | None
+    response_id: str | None
+    error: str | None
+    attempts: int
+    applied_on: date | None
+    created_at: datetime
+    updated_at: datetime
+    action_json: str
+
+    def action(self) -> Action:
+        """The planned action this entry records."""
+        return Action.from_dict(json.loads(self.action_json))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One state change of a ledger entry: the audit trail."""
+
+    key: str
+    connection: str
+    state: LedgerState
+    at: datetime
+    detail: str

@@ -1,0 +1,489 @@
+"""The store: connections, encrypted tokens, the read cache of pulled records, the action ledger
+and renegotiations, behind one object. SQLAlchemy Core; SQLite by default, PostgreSQL by URL, same code.
+
+Transactions: every method is one transaction of its own, committed before it returns, except
+inside `token_lock`, where the thread's calls join the lock's transaction (see there).
+On SQLite a writing transaction starts with `BEGIN IMMEDIATE`, so writers queue on the busy
+timeout instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from bridge.clock import now_utc
+from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
+from bridge.plan import Action
+from bridge.store import _ledger, _records
+from bridge.store import tables as t
+from bridge.store._sql import upsert
+from bridge.store.engine import BEGIN_OPTION, BEGIN_WAIT_OPTION, build_engine, display_url, parse_url
+from bridge.store.errors import StoreBusyError
+from bridge.store.migrate import upgrade
+from bridge.store.rows import (
+    BLOCKING_STATES,
+    ConnectionRow,
+    Cursor,
+    FinishState,
+    LedgerEntry,
+    LedgerEvent,
+    Quarantined,
+    TokenRow,
+)
+
+_NO_CURSORS: Mapping[str, Cursor] = MappingProxyType({})
+
+
+class Store:
+    """The bridge's persistent state. Open with `Store.open(url)`; close when done (or use `with`)."""
+
+    url: str
+    dialect: str
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        """Wrap an engine whose database is already migrated; use `Store.open` instead."""
+        self._engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open the store at `url` (`sqlite:///PATH` or `postgresql://...`), migrating it to the current schema.
+
+        A new SQLite file is created with mode 0600 before the database touches it.
+        """
+        parsed = parse_url(url)
+        engine = build_engine(parsed)
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, display_url(parsed))
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tools and tests; the methods below are the API)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled database connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction; inside `token_lock` a savepoint of the lock's transaction instead."""
+        held: Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            with held.begin_nested():
+                yield held
+            return
+        with self._engine.connect() as conn:
+            if write:
+                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    def _must_commit_now(self, operation: str) -> None:
+        if getattr(self._local, "conn", None) is not None:
+            raise RuntimeError(
+                f"{operation} must commit before it returns, which it cannot do inside token_lock "
+                "(the lock's transaction commits when the block ends); call it outside the block"
+            )
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def upsert_connection(self, name: str, provider: str, tenant_id: str | None, base_url: str | None) -> None:
+        """Add a linked connection, or update its provider, tenant and base URL."""
+        now = now_utc()
+        row = {
+            "name": name,
+            "provider": provider,
+            "tenant_id": tenant_id,
+            "base_url": base_url,
+            "created_at": now,
+            "updated_at": now,
+            "last_sync_at": None,
+        }
+        with self._tx(write=True) as conn:
+            upsert(
+                conn, t.connections, [row], keys=("name",), update=("provider", "tenant_id", "base_url", "updated_at")
+            )
+
+    def connections(self) -> list[ConnectionRow]:
+        """Every linked connection, by name."""
+        with self._tx() as conn:
+            rows = conn.execute(select(t.connections)).mappings().all()
+        return sorted((_connection_row(r) for r in rows), key=lambda c: c.name)
+
+    def get_connection(self, name: str) -> ConnectionRow | None:
+        """One connection, or None."""
+        with self._tx() as conn:
+            row = conn.execute(select(t.connections).where(t.connections.c.name == name)).mappings().first()
+        return None if row is None else _connection_row(row)
+
+    def remove_connection(self, name: str) -> None:
+        """Forget a connection with its token, cursors, cached records (invoices, payments, customers) and quarantine.
+
+        The ledger and the renegotiations stay: they are the audit trail.
+        """
+        with self._tx(write=True) as conn:
+            for table in (t.tokens, t.cursors, t.invoices, t.payments, t.customers, t.quarantine):
+                conn.execute(delete(table).where(table.c.connection == name))
+            conn.execute(delete(t.connections).where(t.connections.c.name == name))
+
+    def mark_synced(self, name: str, at: datetime) -> None:
+        """Record when the connection last synced (nothing to record for a connection the store does not know)."""
+        with self._tx(write=True) as conn:
+            conn.execute(
+                update(t.connections).where(t.connections.c.name == name).values(last_sync_at=at, updated_at=now_utc())
+            )
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def save_token(
+        self,
+        connection: str,
+        ciphertext: bytes,
+        access_expires_at: datetime | None,
+        refresh_expires_at: datetime | None,
+    ) -> None:
+        """Store a connection's encrypted tokens (the caller encrypts); the version goes up by one on every save.
+
+        Inside `token_lock` the save is durable when the block ends, even if it ends with an exception.
+        """
+        row = {
+            "connection": connection,
+            "ciphertext": bytes(ciphertext),
+            "access_expires_at": access_expires_at,
+            "refresh_expires_at": refresh_expires_at,
+            "updated_at": now_utc(),
+            "version": 1,
+        }
+        with self._tx(write=True) as conn:
+            upsert(
+                conn,
+                t.tokens,
+                [row],
+                keys=("connection",),
+                update=("ciphertext", "access_expires_at", "refresh_expires_at", "updated_at"),
+                update_exprs={"version": t.tokens.c.version + 1},
+            )
+
+    def load_token(self, connection: str) -> TokenRow | None:
+        """A connection's stored tokens, or None."""
+        with self._tx() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.connection == connection)).mappings().first()
+        if row is None:
+            return None
+        return TokenRow(
+            connection=row["connection"],
+            ciphertext=bytes(row["ciphertext"]),
+            access_expires_at=row["access_expires_at"],
+            refresh_expires_at=row["refresh_expires_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+    @contextmanager
+    def token_lock(self, connection: str, *, timeout: float = 60.0) -> Iterator[None]:
+        """Hold the connection's token lock for the block: one refresh at a time, across processes and machines.
+
+        SQLite: a dedicated database connection holds `BEGIN IMMEDIATE` (the database's write lock) for the
+        block. PostgreSQL: a transaction holds `pg_advisory_xact_lock` on the connection name. Waits up to
+        `timeout` seconds, then raises `StoreBusyError`.
+
+        Inside the block, this thread's store calls run on the lock's database connection, each in a
+        savepoint, so they neither deadlock against the lock nor leave half their writes behind if they
+        fail. Their writes are committed when the block ends, *even if it ends with an exception*: a rotated
+        refresh token saved in the block must never be lost. Leave the block before using a new access token.
+        The ledger's write methods refuse to run inside the block (they must commit before returning).
+        Nested `token_lock` calls in the same thread join the outer block.
+        """
+        held: Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            if self.dialect == "postgresql":
+                with held.begin_nested():
+                    self._pg_lock(held, connection, timeout)
+            yield
+            return
+        conn = self._engine.connect()
+        try:
+            try:
+                if self.dialect == "sqlite":
+                    conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE", BEGIN_WAIT_OPTION: int(timeout * 1000)})
+                    tx = conn.begin()
+                else:
+                    tx = conn.begin()
+                    self._pg_lock(conn, connection, timeout)
+            except OperationalError as exc:
+                if _is_lock_timeout(exc):
+                    raise StoreBusyError(
+                        f"the token lock of connection {connection!r} was held by another process for more than "
+                        f"{timeout:g} s; try again, or look for a stuck bridge process"
+                    ) from exc
+                raise
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+                if tx.is_active:
+                    tx.commit()
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _pg_lock(conn: Connection, connection: str, timeout: float) -> None:
+        conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{max(1, int(timeout * 1000))}ms"})
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('bridge.token:' || current_schema()), hashtext(:name))"),
+            {"name": connection},
+        )
+
+    # -- pulled records -------------------------------------------------------------------------
+
+    def save_pull(
+        self,
+        connection: str,
+        *,
+        invoices: Sequence[tuple[Invoice, Mapping[str, Any]]] = (),
+        payments: Sequence[tuple[Payment, Mapping[str, Any]]] = (),
+        customers: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] = (),
+        deleted_invoices: Sequence[str] = (),
+        deleted_payments: Sequence[str] = (),
+        cursors: Mapping[str, Cursor] = _NO_CURSORS,
+        quarantined: Sequence[Quarantined] = (),
+    ) -> None:
+        """Save one pull in ONE transaction: a cursor never advances without its records.
+
+        Records are upserted by (connection, remote id): the normalized model as JSON (Decimals as exact
+        strings) and the provider's raw payload as JSON. Then deleted ids are removed (a deletion wins over
+        an upsert of the same id in the same call), then quarantined records (stream, record id) replace
+        earlier quarantine rows for that record, then the cursors are saved. A record that arrives fine or
+        is deleted clears its quarantine row (streams `invoices` and `payments`).
+
+        `customers` are raw provider payloads, upserted by id: a mapping of id to payload, or a list of
+        payloads whose id is their `Id` (QuickBooks), `ContactID` (Xero) or `id` (FreshBooks) field.
+        """
+        with self._tx(write=True) as conn:
+            _records.save(
+                conn,
+                connection,
+                now_utc(),
+                invoices=invoices,
+                payments=payments,
+                customers=customers,
+                deleted_invoices=deleted_invoices,
+                deleted_payments=deleted_payments,
+                cursors=cursors,
+                quarantined=quarantined,
+            )
+
+    def cursor(self, connection: str, stream: str) -> Cursor | None:
+        """Where the last pull of a stream got to, or None before the first."""
+        with self._tx() as conn:
+            return _records.cursor(conn, connection, stream)
+
+    def invoices(self, connection: str) -> list[Invoice]:
+        """Every cached invoice of a connection, by remote id ('9' before '10')."""
+        with self._tx() as conn:
+            return _records.invoices(conn, connection)
+
+    def payments(self, connection: str) -> list[Payment]:
+        """Every cached payment of a connection, by remote id."""
+        with self._tx() as conn:
+            return _records.payments(conn, connection)
+
+    def invoice(self, connection: str, remote_id: str) -> Invoice | None:
+        """One cached invoice by the provider's id, or None."""
+        with self._tx() as conn:
+            found = _records.invoices(conn, connection, remote_id=remote_id)
+        return found[0] if found else None
+
+    def invoice_by_number(self, connection: str, number: str) -> Invoice | None:
+        """One cached invoice by its number (as people know it), or None; the lowest id if numbers repeat."""
+        with self._tx() as conn:
+            found = _records.invoices(conn, connection, number=number)
+        return found[0] if found else None
+
+    def customers(self, connection: str) -> dict[str, dict[str, Any]]:
+        """Cached raw customer payloads of a connection, by the provider's customer id."""
+        with self._tx() as conn:
+            return _records.customers(conn, connection)
+
+    def raw_invoice(self, connection: str, remote_id: str) -> dict[str, Any] | None:
+        """The provider's own payload of a cached invoice (numbers with a fraction as Decimal), or None."""
+        with self._tx() as conn:
+            return _records.raw_invoice(conn, connection, remote_id)
+
+    def quarantined(self, connection: str) -> list[Quarantined]:
+        """Records that could not be mapped and have not arrived fine since, by stream and id."""
+        with self._tx() as conn:
+            return _records.quarantined(conn, connection)
+
+    # -- the action ledger ----------------------------------------------------------------------
+
+    def ledger_begin(self, action: Action) -> LedgerEntry:
+        """Record `pending` for the action's key and commit, before the provider is called.
+
+        Raises ConflictError if the key is already pending, applied or in doubt (never two pendings);
+        a failed or dropped key becomes pending again with attempts + 1.
+        """
+        self._must_commit_now("ledger_begin")
+        try:
+            with self._tx(write=True) as conn:
+                return _ledger.begin(conn, action, now_utc())
+        except IntegrityError:
+            # PostgreSQL: another process inserted the same key between our read and our insert.
+            existing = self.ledger_get(action.key)
+            if existing is not None and existing.state in BLOCKING_STATES:
+                raise _ledger.already_begun(action.key, existing.state, existing.attempts) from None
+            raise
+
+    def ledger_finish(
+        self,
+        key: str,
+        state: FinishState,
+        *,
+        response_id: str | None = None,
+        form: str | None = None,
+        error: str | None = None,
+        applied_on: date | None = None,
+    ) -> LedgerEntry:
+        """Record the outcome of a begun action and commit.
+
+        pending → applied | failed | dropped | in_doubt; in_doubt → applied (evidence found later).
+        Anything else raises ConflictError; an unknown key raises KeyError. For applied and in_doubt,
+        `applied_on` defaults to the UTC day the entry went pending (when the call was made).
+        """
+        self._must_commit_now("ledger_finish")
+        with self._tx(write=True) as conn:
+            return _ledger.finish(
+                conn,
+                key,
+                state,
+                now_utc(),
+                response_id=response_id,
+                form=form,
+                error=error,
+                applied_on=applied_on,
+            )
+
+    def ledger_drop(self, action: Action, reason: str) -> LedgerEntry:
+        """Record an action that was never begun (a stale plan's) as dropped, with the reason (in `error`)."""
+        self._must_commit_now("ledger_drop")
+        try:
+            with self._tx(write=True) as conn:
+                return _ledger.drop(conn, action, reason, now_utc())
+        except IntegrityError:
+            existing = self.ledger_get(action.key)
+            if existing is not None and existing.state in BLOCKING_STATES:
+                raise _ledger.already_begun(action.key, existing.state, existing.attempts) from None
+            raise
+
+    def ledger_get(self, key: str) -> LedgerEntry | None:
+        """The ledger entry of an action key, or None."""
+        with self._tx() as conn:
+            return _ledger.get(conn, key)
+
+    def ledger(
+        self,
+        *,
+        connection: str | None = None,
+        invoice_number: str | None = None,
+        states: Collection[str] | None = None,
+    ) -> list[LedgerEntry]:
+        """Ledger entries matching every given filter, by creation time then key."""
+        with self._tx() as conn:
+            return _ledger.entries(
+                conn,
+                connections=None if connection is None else [connection],
+                invoice_number=invoice_number,
+                states=states,
+            )
+
+    def ledger_events(self, key: str | None = None, *, connection: str | None = None) -> list[LedgerEvent]:
+        """The audit trail: every state change, oldest first, with time and detail."""
+        with self._tx() as conn:
+            return _ledger.events(conn, key, connection)
+
+    def history(self, connections: Collection[str]) -> list[HistoryEntry]:
+        """What the policies count as done for these connections: applied and in-doubt entries.
+
+        An in-doubt reminder counts as sent, so it is never sent again.
+        """
+        with self._tx() as conn:
+            return _ledger.history(conn, connections)
+
+    # -- renegotiations -------------------------------------------------------------------------
+
+    def add_renegotiation(self, record: RenegotiationRequest) -> int:
+        """Record a renegotiation request (accepted, refused or undecided); returns its id."""
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                insert(t.renegotiations)
+                .values(
+                    connection=record.connection,
+                    invoice_id=record.invoice_id,
+                    invoice_number=record.invoice_number,
+                    status=record.status,
+                    requested_on=record.requested_on,
+                    new_due_date=record.new_due_date,
+                    decided_on=record.decided_on,
+                    record=record.model_dump_json(),
+                    created_at=now_utc(),
+                )
+                .returning(t.renegotiations.c.id)
+            )
+            return int(result.scalar_one())
+
+    def renegotiations(self, connections: Collection[str]) -> list[RenegotiationRequest]:
+        """Every recorded request of these connections, in the order they were made."""
+        stmt = (
+            select(t.renegotiations.c.record)
+            .where(t.renegotiations.c.connection.in_(sorted(set(connections))))
+            .order_by(t.renegotiations.c.id)
+        )
+        with self._tx() as conn:
+            return [RenegotiationRequest.model_validate_json(r) for r in conn.execute(stmt).scalars()]
+
+
+def _connection_row(row: RowMapping) -> ConnectionRow:
+    return ConnectionRow(
+        name=row["name"],
+        provider=row["provider"],
+        tenant_id=row["tenant_id"],
+        base_url=row["base_url"],
+        created_at=row["created_at"],
+        last_sync_at=row["last_sync_at"],
+    )
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    """SQLite 'database is locked' or PostgreSQL lock_not_available (55P03)."""
+    if getattr(exc.orig, "sqlstate", None) == "55P03":
+        return True
+    return "database is locked" in str(exc.orig)

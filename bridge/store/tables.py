@@ -1,0 +1,196 @@
+"""The store's tables, in SQLAlchemy Core: the source of truth the migrations mirror.
+
+Money is TEXT holding the exact `Decimal` (never a float column). Models and provider payloads
+are JSON text. Instants go through `UTCDateTime`, so both backends hand back aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Column widths: PostgreSQL enforces them, SQLite does not; keep them generous.
+NAME = 200
+KEY = 300
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: aware datetimes only, stored in UTC, read back aware in UTC on every backend.
+
+    SQLite has no time zone in its DATETIME text, so the value is stored as naive UTC there.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("provider", String(50), nullable=False),
+    Column("tenant_id", String(NAME), nullable=True),
+    Column("base_url", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_sync_at", UTCDateTime, nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("access_expires_at", UTCDateTime, nullable=True),
+    Column("refresh_expires_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("remote_id", String(NAME), primary_key=True),
+    Column("number", String(NAME), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "connection", "number"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("remote_id", String(NAME), primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("remote_id", String(NAME), primary_key=True),
+    Column("raw", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("watermark", Text, nullable=False),
+    Column("ids_at_watermark", Text, nullable=False),
+    Column("full_sync_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("record_id", String(NAME), primary_key=True),
+    Column("error", Text, nullable=False),
+    Column("raw", Text, nullable=True),
+    Column("quarantined_at", UTCDateTime, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("key", String(KEY), primary_key=True),
+    Column("connection", String(NAME), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("invoice_id", String(NAME), nullable=False),
+    Column("invoice_number", String(NAME), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("amount", Text, nullable=True),
+    Column("currency", String(3), nullable=False),
+    Column("clause", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("form", String(32), nullable=True),
+    Column("response_id", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("applied_on", Date, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("action", Text, nullable=False),
+    CheckConstraint("state IN ('pending', 'applied', 'failed', 'dropped', 'in_doubt')", name="state"),
+    Index(None, "connection", "invoice_number"),
+    Index(None, "state"),
+)
+
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(KEY), ForeignKey("ledger.key"), nullable=False),
+    Column("connection", String(NAME), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("detail", Text, nullable=False),
+    Index(None, "key"),
+    Index(None, "connection"),
+)
+
+renegotiations = Table(
+    "renegotiations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("connection", String(NAME), nullable=False),
+    Column("invoice_id", String(NAME), nullable=True),
+    Column("invoice_number", String(NAME), nullable=True),
+    Column("status", String(16), nullable=True),
+    Column("requested_on", Date, nullable=False),
+    Column("new_due_date", Date, nullable=False),
+    Column("decided_on", Date, nullable=True),
+    Column("record", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "connection"),
+)
