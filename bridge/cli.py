@@ -148,6 +148,230 @@ def evaluate(
         raise SystemExit(3)
 
 
+def _runtime(c: Context) -> Any:
+    """Settings, store and token vault for commands that touch the providers."""
+    from bridge.auth.vault import TokenVault, fernet_from_env
+    from bridge.config import load_settings, resolve_config_path
+    from bridge.store import Store
+    from bridge.sync import Runtime
+
+    settings = load_settings(resolve_config_path(c.config, os.environ))
+    fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    store = Store.open(settings.store.url)
+    return Runtime(settings, store, TokenVault(store, fernet))
+
+
+class _Progress:
+    """Progress on stderr: a spinner while pulling, a bar while applying (silent with -q)."""
+
+    def __init__(self, c: Context) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=c.err,
+            transient=True,
+            disable=c.quiet,
+        )
+        self._task = self._bar.add_task("starting", total=None)
+
+    def __enter__(self) -> _Progress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def phase(self, text: str) -> None:
+        """A step whose length is unknown (a pull)."""
+        self._bar.update(self._task, description=text, total=None, completed=0)
+
+    def actions(self, total: int) -> None:
+        """Applying starts: `total` actions."""
+        self._bar.update(self._task, description="applying", total=total, completed=0)
+
+    def step(self, action: Any, outcome: str) -> None:
+        """One action done."""
+        self._bar.update(self._task, advance=1, description=f"{action.kind.value} {action.invoice.number}: {outcome}")
+
+
+def _report_outcome(c: Context, outcome: Any, out_path: Path | None) -> None:
+    """The plan as asked (table or JSON), what happened per connection and action, and the exit code."""
+    from bridge.render import render_outcome
+
+    if out_path is not None:
+        _write_atomically(out_path, outcome.plan.to_json())
+    _emit_plan(c, outcome.plan)
+    if not c.quiet:
+        render_outcome(outcome, c.out if not c.json else c.err)
+    raise SystemExit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Pull and evaluate; write nothing to any provider, send nothing.")
+@click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan JSON here.")
+@click.option("--full", is_flag=True, help="Read everything again instead of only what changed.")
+@click.pass_obj
+def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool) -> None:
+    """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
+    from bridge.sync import sync as run_sync
+
+    rt = _runtime(c)
+    try:
+        with _Progress(c) as progress:
+            outcome = run_sync(rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress)
+    finally:
+        rt.store.close()
+    _report_outcome(c, outcome, out_path)
+
+
+@cli.command()
+@click.argument("plan_path", metavar="PLAN.json", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def apply(c: Context, plan_path: Path) -> None:
+    """Carry out a plan written by `sync --dry-run --out` after re-checking each invoice."""
+    from bridge.errors import ConfigError
+    from bridge.inputs import _read_json
+    from bridge.plan import Plan
+    from bridge.sync import apply_plan
+
+    data = _read_json(plan_path, "plan")
+    try:
+        plan = Plan.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"not a plan written by bridge sync --out: {exc}", str(plan_path)) from None
+    rt = _runtime(c)
+    try:
+        with _Progress(c) as progress:
+            outcome = apply_plan(rt, plan, progress)
+    finally:
+        rt.store.close()
+    _report_outcome(c, outcome, None)
+
+
+@cli.command()
+@click.option("--connection", help="Only this connection.")
+@click.option("--invoice", "invoice_number", metavar="NUMBER", help="Only this invoice number.")
+@click.pass_obj
+def ledger(c: Context, connection: str | None, invoice_number: str | None) -> None:
+    """The audit trail: every action planned, applied, dropped or failed."""
+    import json as jsonlib
+
+    from bridge.render import render_ledger
+
+    rt = _runtime(c)
+    try:
+        entries = rt.store.ledger(connection=connection, invoice_number=invoice_number)
+        events = {e.key: rt.store.ledger_events(e.key) for e in entries} if c.verbose else {}
+    finally:
+        rt.store.close()
+    if c.json:
+        rows = [
+            {
+                "key": e.key,
+                "connection": e.connection,
+                "kind": e.kind,
+                "invoice": e.invoice_number,
+                "state": e.state,
+                "amount": None if e.amount is None else f"{e.amount:f}",
+                "currency": e.currency,
+                "clause": e.clause,
+                "reason": e.reason,
+                "form": e.form,
+                "response_id": e.response_id,
+                "error": e.error,
+                "attempts": e.attempts,
+                "applied_on": e.applied_on.isoformat() if e.applied_on else None,
+                "created_at": e.created_at.isoformat(),
+                "updated_at": e.updated_at.isoformat(),
+            }
+            for e in entries
+        ]
+        click.echo(jsonlib.dumps(rows, indent=2))
+    else:
+        render_ledger(entries, events, c.out)
+
+
+@cli.command()
+@click.option("--connection", required=True, help="The connection the invoice is in.")
+@click.option("--invoice", "invoice_number", required=True, metavar="NUMBER", help="The invoice number.")
+@click.option("--new-due-date", "new_due", required=True, type=DATE, help="The due date the client asks for.")
+@click.option("--note", default="", help="What the client said.")
+@click.option("--by", "requested_by", default="", help="Who asked (e-mail or name).")
+@click.option("--dry-run", is_flag=True, help="Decide and show, but record and write nothing.")
+@click.pass_obj
+def renegotiate(
+    c: Context, connection: str, invoice_number: str, new_due: date, note: str, requested_by: str, dry_run: bool
+) -> None:
+    """Record a client's request to move a due date: accepted or refused, with the clause and the message."""
+    from bridge.render import render_decision
+    from bridge.sync import renegotiate as run_renegotiate
+
+    rt = _runtime(c)
+    try:
+        decision = run_renegotiate(
+            rt,
+            connection,
+            invoice_number,
+            new_due,
+            note=note,
+            requested_by=requested_by,
+            as_of=c.as_of,
+            dry_run=dry_run,
+        )
+    finally:
+        rt.store.close()
+    if c.json:
+        click.echo(decision.plan.to_json(), nl=False)
+    render_decision(decision, c.err if c.json else c.out)
+    raise SystemExit(decision.exit_code)
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local emulators of the three providers."""
+
+
+@sandbox.command("serve")
+@click.option(
+    "--seed", "seed_path", type=click.Path(path_type=Path, dir_okay=False), help="Seed file (default: the demo book)."
+)
+@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every response.")
+@click.option(
+    "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
+)
+def sandbox_serve(seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+    """Run the emulators until interrupted; prints the base URLs."""
+    from bridge.sandbox import serve
+
+    serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+
+
+@cli.command()
+@click.option(
+    "--seed", "seed_path", type=click.Path(path_type=Path, dir_okay=False), help="Seed file (default: the demo book)."
+)
+@click.option(
+    "--contracts",
+    "contracts_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Contracts TOML (default: config/demo.toml).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the plan only; apply nothing.")
+@click.option("--keep", is_flag=True, help="Keep the temporary store and config (their folder is printed).")
+@click.pass_obj
+def demo(c: Context, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> None:
+    """Emulators in-process, connections linked through their OAuth, a dry run, then the real sync."""
+    from bridge.demo import run_demo
+
+    raise SystemExit(run_demo(c, seed_path=seed_path, contracts_path=contracts_path, dry_run=dry_run, keep=keep))
+
+
 def _write_atomically(path: Path, text: str) -> None:
     # Never leave a half-written plan behind: write beside it, then rename over it.
     tmp = path.with_name(f".{path.name}.tmp")

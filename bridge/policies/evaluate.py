@@ -496,3 +496,41 @@ def _renegotiation_action(
         subject=rendered.subject,
         body=rendered.body,
     )
+
+
+def decide_request(
+    request: RenegotiationRequest,
+    invoice: Invoice,
+    terms: Terms,
+    earlier: Iterable[RenegotiationRequest],
+    history: Iterable[HistoryEntry] | History = (),
+) -> tuple[RenegotiationRequest, Action]:
+    """Decide one new renegotiation request at once (the `renegotiate` command), as of its request date.
+
+    `earlier` are the requests already recorded; the returned action is the one the
+    next plan would carry for this request (update_due_date or renegotiation_refused),
+    with its message rendered. A ValueError says why no contract can decide it.
+    """
+    scope = _Scope(terms)
+    contract = scope.contract_for(invoice)
+    if contract is None:
+        raise ValueError(
+            f"no contract applies to invoice {invoice.number}'s customer {invoice.customer.name or invoice.customer.id}"
+        )
+    project = project_of(invoice, contract)
+    ordered = sorted(earlier, key=lambda r: (r.requested_on, r.new_due_date, r.note))
+    accepted = [r for r in ordered if r.status == "accepted" and r.requested_on <= request.requested_on]
+    in_project = [r for r in accepted if (r.project or "") == project]
+    on_invoice = [r for r in accepted if r.connection == invoice.connection and r.invoice_id == invoice.id]
+    ordinal = 1 + sum(1 for r in ordered if r.connection == invoice.connection and r.invoice_id == invoice.id)
+    record, why = decide(request, invoice, contract, in_project, on_invoice, request.requested_on)
+    kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
+    key = _renegotiation_key(kind, invoice.connection, invoice.id, ordinal)
+    earlier_one = in_project[-1] if in_project else None
+    action = _renegotiation_action(invoice, contract, record, kind, key, why, earlier_one, request.requested_on)
+    return record, action
+
+
+def contract_for(terms: Terms, invoice: Invoice) -> Contract | None:
+    """The contract that governs an invoice's customer (POLICY.md §1), whatever the invoice's state."""
+    return _Scope(terms).contract_for(invoice)

@@ -1,0 +1,1 @@
+"""OAuth flows per provider and the encrypted token vault."""

@@ -1,0 +1,84 @@
+"""What every connector provides, and the records it hands to the sync.
+
+A connector moves data; it never decides policy. It pulls incrementally
+(a cursor per stream, saved with the records in one transaction), reads one
+invoice fresh before a write, carries out one planned action with an
+idempotency key derived from the action key, and finds the evidence of an
+action whose outcome was not recorded (for the ledger's reconciliation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from bridge.connectors.http import CallStats
+from bridge.model import Invoice, Payment
+from bridge.plan import Action
+from bridge.store import Cursor, Quarantined
+
+
+@dataclass
+class PullResult:
+    """Records pulled from one connection, the cursors to save with them, and what could not be mapped."""
+
+    invoices: list[tuple[Invoice, Mapping[str, Any]]] = field(default_factory=list)
+    payments: list[tuple[Payment, Mapping[str, Any]]] = field(default_factory=list)
+    customers: list[Mapping[str, Any]] = field(default_factory=list)
+    deleted_invoices: list[str] = field(default_factory=list)
+    deleted_payments: list[str] = field(default_factory=list)
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A carried-out action: the provider's id for what was written, the form it took, and the invoice
+    as the provider returned it after the write (so a next action on it needs no re-read)."""
+
+    response_id: str
+    form: str | None = None
+    invoice: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the provider shows about an action whose outcome the ledger does not know."""
+
+    found: Literal["applied", "absent", "unknown"]
+    response_id: str | None = None
+    detail: str = ""
+
+
+class Connector(Protocol):
+    """The interface `bridge.sync` uses for every provider."""
+
+    name: str
+    provider: str
+    stats: CallStats
+
+    def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """Everything changed since the cursors (everything when `full`)."""
+        ...
+
+    def read_invoice(
+        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Invoice, Mapping[str, Any]] | None:
+        """One invoice as the provider has it now (None when it is gone)."""
+        ...
+
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action, with an idempotency key derived from `action.key` where the provider has one."""
+        ...
+
+    def evidence(self, action: Action, pending_since: str) -> Evidence:
+        """Did an action recorded as pending (at ISO time `pending_since`) reach the provider?"""
+        ...
+
+    def check(self) -> str:
+        """One cheap authenticated call; a short description of the company on success."""
+        ...

@@ -1,0 +1,175 @@
+"""One retry policy and one client-side rate limiter in front of every provider call.
+
+The SDKs' own retries are off; this is the only place that decides whether a
+call is tried again. It asks the exception only: `BridgeError.retriable`, or a
+network-level timeout / dropped connection. A call that is not safe to repeat
+(an e-mail send, which has no idempotency key) is retried only when the provider
+said it did not process it (429).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
+from bridge import clock
+from bridge.errors import BridgeError, RetriableProviderError
+
+T = TypeVar("T")
+RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class Throttled(RetriableProviderError):
+    """HTTP 429: the provider did not process the call; wait `retry_after` seconds if it said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(RetriableProviderError):
+    """HTTP 5xx: the provider failed; the call may or may not have been processed."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - clock.now_utc()).total_seconds())
+
+
+def raise_for_retriable(response: requests.Response, provider: str) -> None:
+    """Turn a 429 or 5xx response into the retriable error the policy understands."""
+    status = response.status_code
+    if status not in RETRIABLE_STATUS:
+        return
+    wait = retry_after_seconds(response.headers.get("Retry-After"))
+    if status == 429:
+        problem = response.headers.get("X-Rate-Limit-Problem")
+        raise Throttled(f"{provider} throttled the call (429{', ' + problem if problem else ''})", wait)
+    raise ServerError(f"{provider} answered {status}", status, wait)
+
+
+class RateLimiter:
+    """Token bucket: at most `rate` calls per second on average, bursts of up to `burst`. Thread-safe."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = monotonic()
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is free; returns the seconds waited."""
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass
+class CallStats:
+    """What the wire cost: calls made, retries, seconds spent waiting, responses by status."""
+
+    calls: int = 0
+    retries: int = 0
+    waited: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: CallStats) -> None:
+        """Add another connection's figures."""
+        self.calls += other.calls
+        self.retries += other.retries
+        self.waited += other.waited
+        self.statuses.update(other.statuses)
+        self.retried.update(other.retried)
+
+
+def _is_retriable(safe_to_repeat: bool) -> Callable[[BaseException], bool]:
+    def check(exc: BaseException) -> bool:
+        if isinstance(exc, Throttled):
+            return True  # never processed: always safe
+        if not safe_to_repeat:
+            return False
+        if isinstance(exc, BridgeError):
+            return exc.retriable
+        return isinstance(exc, requests.Timeout | requests.ConnectionError)
+
+    return check
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter, honouring `Retry-After` (capped)."""
+
+    attempts: int = 6
+    max_delay: float = 120.0
+    initial: float = 0.5
+    max_wait: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def call(self, fn: Callable[[], T], stats: CallStats, *, safe_to_repeat: bool = True) -> T:
+        """Run `fn`, retrying what is worth retrying; the last error is re-raised when the budget runs out."""
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            if isinstance(hinted, int | float):
+                return min(float(hinted), self.max_wait)
+            ceiling = min(self.max_wait, self.initial * 2 ** (state.attempt_number - 1))
+            return random.uniform(0, ceiling)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            stats.retries += 1
+            stats.retried[type(exc).__name__] += 1
+            if state.next_action is not None:
+                stats.waited += state.next_action.sleep
+
+        retrying = Retrying(
+            retry=retry_if_exception(_is_retriable(safe_to_repeat)),
+            wait=wait,
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_delay),
+            before_sleep=before_sleep,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(fn)

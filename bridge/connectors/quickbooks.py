@@ -1,0 +1,430 @@
+"""QuickBooks Online connector on python-quickbooks (wire) and intuit-oauth (tokens).
+
+The SDK builds URLs, parses JSON with Decimal and turns Faults into exceptions;
+its transport (`process_request`) is replaced by ours so every call goes
+through the rate limiter, the one retry policy and the token vault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from quickbooks import QuickBooks  # type: ignore[import-untyped]
+from quickbooks.exceptions import AuthorizationException, QuickbooksException  # type: ignore[import-untyped]
+
+from bridge import clock
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.connectors.base import Applied, Evidence, PullResult
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, raise_for_retriable
+from bridge.errors import AuthError, DataError, ProviderError
+from bridge.mapping import quickbooks as qbo
+from bridge.mapping.common import idempotency_key
+from bridge.plan import Action, ActionKind
+from bridge.store import Cursor, Quarantined
+
+PRODUCTION = "https://quickbooks.api.intuit.com"
+MINOR_VERSION = 75
+PAGE = 1000
+STALE_OBJECT = 5010
+# QuickBooks allows 500 calls a minute and 10 a second per company: stay just under both. The
+# burst is small because a token bucket lets `burst + rate` calls through in its first second.
+RATE_PER_SECOND = 8.0
+BURST = 2
+# The window of an incremental pull stops a little before the run started, so a record
+# written while we read is picked up next time instead of being skipped.
+SETTLE = timedelta(seconds=5)
+CDC_LIMIT = timedelta(days=29)
+FULL_RECONCILE_EVERY = timedelta(days=7)
+ENTITIES = ("Invoice", "Payment", "Customer")
+
+
+def _decimal_json(obj: Any) -> str:
+    # Like the SDK's own encoder: amounts go out as exact strings, never through float.
+    return json.dumps(obj, default=lambda o: str(o) if isinstance(o, Decimal) else o, sort_keys=True)
+
+
+def _updated(raw: Mapping[str, Any]) -> str:
+    meta = raw.get("MetaData")
+    return str(meta.get("LastUpdatedTime", "")) if isinstance(meta, Mapping) else ""
+
+
+def _as_utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp).astimezone(UTC)
+
+
+class QuickBooksConnector:
+    """One linked QuickBooks company."""
+
+    provider = "quickbooks"
+
+    def __init__(
+        self,
+        name: str,
+        realm_id: str,
+        vault: TokenVault,
+        *,
+        base_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.realm_id = realm_id
+        self.base_url = (base_url or PRODUCTION).rstrip("/")
+        self.vault = vault
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
+        self.timeout = timeout
+        self.stats = CallStats()
+        self.http = requests.Session()
+        self._local = threading.local()
+        self._tokens: TokenSet | None = None
+        self._token_version = -1
+        self._fee_items: dict[str, Mapping[str, Any]] = {}
+        if self.base_url.startswith("http://"):
+            os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
+        qb = QuickBooks(company_id=realm_id, minorversion=MINOR_VERSION, use_decimal=True)
+        qb.api_url_v3 = self.base_url + "/v3"
+        qb.sandbox = False
+        qb.session = self.http
+        qb.process_request = self._send  # our transport: limiter, retries, tokens
+        self.qb = qb
+
+    # -- transport ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _unrepeatable(self) -> Iterator[None]:
+        """Calls in this block have no idempotency key: never retried unless the provider refused them (429)."""
+        self._local.unsafe = True
+        try:
+            yield
+        finally:
+            self._local.unsafe = False
+
+    def _send(
+        self, request_type: str, url: str, headers: Any = None, params: Any = None, data: Any = None
+    ) -> requests.Response:
+        def attempt() -> requests.Response:
+            response = self._request(request_type, url, headers, params, data)
+            if response.status_code == 401:
+                self._refresh(force=True)
+                response = self._request(request_type, url, headers, params, data)
+            raise_for_retriable(response, "QuickBooks")
+            return response
+
+        return self.policy.call(attempt, self.stats, safe_to_repeat=not getattr(self._local, "unsafe", False))
+
+    def _request(self, method: str, url: str, headers: Any, params: Any, data: Any) -> requests.Response:
+        self.stats.waited += self.limiter.acquire()
+        token = self._access_token()
+        sent_headers = dict(headers or {})
+        sent_headers["Authorization"] = f"Bearer {token}"
+        self.stats.calls += 1
+        response = self.http.request(method, url, headers=sent_headers, params=params, data=data, timeout=self.timeout)
+        self.stats.statuses[response.status_code] += 1
+        return response
+
+    def _access_token(self) -> str:
+        if self._tokens is None:
+            self._tokens, self._token_version = self.vault.load(self.name)
+        if not self._tokens.fresh(clock.now_utc()):
+            self._refresh(force=False)
+        assert self._tokens is not None
+        return self._tokens.access_token
+
+    def _refresh(self, *, force: bool) -> None:
+        if self._tokens is None:
+            self._tokens, self._token_version = self.vault.load(self.name)
+        seen = self._token_version if not force else -1
+        self._tokens = self.vault.refresh(self.name, seen, self._do_refresh)
+        self._tokens, self._token_version = self.vault.load(self.name)
+
+    def _do_refresh(self, current: TokenSet) -> TokenSet:
+        from intuitlib.client import AuthClient  # type: ignore[import-untyped]
+        from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
+
+        if not (self.client_id and self.client_secret):
+            raise AuthError(
+                "refreshing QuickBooks tokens needs the app's credentials: set "
+                "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
+            )
+        environment = (
+            "production" if self.base_url == PRODUCTION else self.base_url + "/.well-known/openid_configuration"
+        )
+        auth = AuthClient(self.client_id, self.client_secret, "http://127.0.0.1/callback", environment)
+        try:
+            auth.refresh(refresh_token=current.refresh_token)
+        except AuthClientError as exc:
+            raise AuthError(
+                f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"
+            ) from None
+        now = clock.now_utc()
+        refresh_life = getattr(auth, "x_refresh_token_expires_in", None)
+        return TokenSet(
+            access_token=auth.access_token,
+            refresh_token=auth.refresh_token,
+            access_expires_at=now + timedelta(seconds=int(auth.expires_in or 3600)),
+            refresh_expires_at=now + timedelta(seconds=int(refresh_life)) if refresh_life else None,
+            extra=dict(current.extra),
+        )
+
+    def _error(self, exc: QuickbooksException) -> Exception:
+        if isinstance(exc, AuthorizationException):
+            return AuthError(f"QuickBooks refused the credentials of {self.name!r}: {exc.message}; re-link it")
+        error = ProviderError(f"QuickBooks error {exc.error_code}: {exc.message} {exc.detail}".strip())
+        error.__cause__ = exc
+        return error
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run an SDK call, turning its exceptions into bridge errors."""
+        try:
+            return fn(*args, **kwargs)
+        except QuickbooksException as exc:
+            raise self._error(exc) from exc
+
+    def _query(self, statement: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(self.qb.query, statement)
+        return result.get("QueryResponse", {}) or {}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """One cheap authenticated call (the company's info)."""
+        info = self._call(self.qb.get_single_object, "CompanyInfo", self.realm_id)
+        name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
+        return f"QuickBooks company {self.realm_id}" + (f" ({name})" if name else "")
+
+    def _keyset(self, entity: str, since: Cursor | None, cap: str) -> Iterator[list[Mapping[str, Any]]]:
+        """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""
+        watermark = since.watermark if since else None
+        seen = set(since.ids_at_watermark) if since else set()
+        while True:
+            where = [f"Metadata.LastUpdatedTime <= '{cap}'"]
+            if watermark:
+                where.append(f"Metadata.LastUpdatedTime >= '{watermark}'")
+            rows: list[Mapping[str, Any]] = []
+            start = 1
+            # Records sharing one timestamp beyond a page are paged by position within that timestamp.
+            while True:
+                page = self._query(
+                    f"SELECT * FROM {entity} WHERE {' AND '.join(where)} "
+                    f"ORDERBY Metadata.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {PAGE}"
+                ).get(entity, [])
+                rows.extend(page)
+                if len(page) < PAGE or _updated(page[0]) != _updated(page[-1]):
+                    break
+                start += PAGE
+            fresh = [r for r in rows if not (watermark and _updated(r) == watermark and str(r.get("Id")) in seen)]
+            yield fresh
+            if len(page) < PAGE:
+                return  # the last query came back short: nothing more up to the cap
+            last = _updated(rows[-1])
+            seen = (seen if last == watermark else set()) | {str(r.get("Id")) for r in rows if _updated(r) == last}
+            watermark = last
+
+    def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """Changed records since the cursors: one CDC call when recent, keyset queries otherwise."""
+        now = clock.now_utc()
+        cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        cdc = cursors.get("cdc")
+        reconcile_due = cdc is None or cdc.full_sync_at is None or now - cdc.full_sync_at > FULL_RECONCILE_EVERY
+        if not full and cdc is not None and not reconcile_due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
+            changed = self._cdc(cdc.watermark)
+            if changed is not None:
+                raw_customers, raw_invoices, raw_payments, deleted = changed
+                result = self._map(raw_customers, raw_invoices, raw_payments, customers)
+                result.deleted_invoices = deleted.get("Invoice", [])
+                result.deleted_payments = deleted.get("Payment", [])
+                result.cursors["cdc"] = Cursor(cap, (), cdc.full_sync_at)
+                return result
+        pulled: dict[str, list[Mapping[str, Any]]] = {}
+        for entity in ("Customer", "Invoice", "Payment"):
+            pulled[entity] = [row for page in self._keyset(entity, None, cap) for row in page]
+        result = self._map(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers)
+        result.full = True
+        result.cursors["cdc"] = Cursor(cap, (), now)
+        return result
+
+    def _cdc(
+        self, since: str
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]], dict[str, list[str]]] | None:
+        """One change-data-capture call for all three entities; None when it was truncated (then keyset reads)."""
+        data = self._call(self.qb.change_data_capture, ",".join(ENTITIES), since)
+        found: dict[str, list[Mapping[str, Any]]] = {e: [] for e in ENTITIES}
+        deleted: dict[str, list[str]] = {e: [] for e in ENTITIES}
+        for block in data.get("CDCResponse", []):
+            for response in block.get("QueryResponse", []):
+                for entity in ENTITIES:
+                    rows = response.get(entity) or []
+                    if len(rows) >= PAGE:
+                        return None
+                    for row in rows:
+                        if row.get("status") == "Deleted":
+                            deleted[entity].append(str(row.get("Id")))
+                        else:
+                            found[entity].append(row)
+        return found["Customer"], found["Invoice"], found["Payment"], deleted
+
+    def _map(
+        self,
+        raw_customers: list[Mapping[str, Any]],
+        raw_invoices: list[Mapping[str, Any]],
+        raw_payments: list[Mapping[str, Any]],
+        known_customers: Mapping[str, Mapping[str, Any]],
+    ) -> PullResult:
+        result = PullResult(customers=list(raw_customers))
+        customers = {**known_customers, **{str(c.get("Id")): c for c in raw_customers}}
+        for raw in raw_invoices:
+            try:
+                result.invoices.append((qbo.map_invoice(raw, self.name, customers), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("invoices", str(raw.get("Id", "?")), str(exc), dict(raw)))
+        for raw in raw_payments:
+            try:
+                result.payments.append((qbo.map_payment(raw, self.name), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("payments", str(raw.get("Id", "?")), str(exc), dict(raw)))
+        return result
+
+    def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
+        try:
+            data = self.qb.get_single_object("Invoice", invoice_id)
+        except QuickbooksException as exc:
+            if exc.error_code == 610:  # object not found
+                return None
+            raise self._error(exc) from exc
+        invoice = data.get("Invoice") if isinstance(data, Mapping) else None
+        return invoice if isinstance(invoice, Mapping) else None
+
+    def read_invoice(
+        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Any, Mapping[str, Any]] | None:
+        """The invoice now, mapped, with its raw payload (SyncToken included)."""
+        raw = self._read_raw(invoice_id)
+        if raw is None:
+            return None
+        return qbo.map_invoice(raw, self.name, customers), raw
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _fee_item(self, name: str) -> Mapping[str, Any]:
+        """The Item fee lines refer to, created once if the company has none by that name."""
+        if name not in self._fee_items:
+            escaped = name.replace("'", "\\'")
+            items = self._query(f"SELECT * FROM Item WHERE Name = '{escaped}'").get("Item", [])
+            if items:
+                self._fee_items[name] = items[0]
+            else:
+                body = {"Name": name, "Type": "Service", "Description": "Late fee under the contract"}
+                created = self._call(
+                    self.qb.create_object, "Item", _decimal_json(body), request_id=idempotency_key(f"item:{name}")
+                )
+                self._fee_items[name] = created["Item"]
+        return self._fee_items[name]
+
+    def _update(self, raw: Mapping[str, Any], action: Action, build: Any) -> Mapping[str, Any]:
+        """Sparse update with the current SyncToken; on a stale token re-read once and try again."""
+        key = idempotency_key(action.key)
+        try:
+            result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(raw)), request_id=key)
+        except ProviderError as exc:
+            if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT:
+                raise
+            fresh = self._read_raw(str(raw["Id"]))
+            if fresh is None:
+                raise ProviderError(f"invoice {action.invoice.number} disappeared during the update") from None
+            # The first request id is bound to the stale answer; the retry needs its own.
+            retry_key = idempotency_key(action.key + ":stale-retry")
+            result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(fresh)), request_id=retry_key)
+        invoice: Mapping[str, Any] = result["Invoice"]
+        return invoice
+
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action; every write carries a `requestid` derived from the action key."""
+        if action.kind is ActionKind.LATE_FEE:
+            item = self._fee_item(action.item or "Late Fee")
+            if action.form == "invoice":
+                body = qbo.fee_invoice_create(
+                    raw_invoice, action, item, action.occurrence_date or clock.now_utc().date()
+                )
+                created = self._call(
+                    self.qb.create_object, "Invoice", _decimal_json(body), request_id=idempotency_key(action.key)
+                )
+                return Applied(str(created["Invoice"]["Id"]), "invoice")
+            updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_update(raw, action, item))
+            return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            new_due = action.new_due_date
+            updated = self._update(raw_invoice, action, lambda raw: qbo.due_date_update(raw, new_due))
+            return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", None, updated)
+        if action.kind is ActionKind.REMINDER:
+            if action.channel != "provider":
+                raise ProviderError(f"reminder channel {action.channel!r} is not available for QuickBooks yet")
+            target = f"invoice/{raw_invoice['Id']}/send"
+            if action.to:
+                target += f"?sendTo={quote(action.to)}"
+            with self._unrepeatable():
+                sent = self._call(self.qb.misc_operation, target, None, "application/octet-stream")
+            invoice = sent.get("Invoice") or {}
+            delivered = qbo.delivery_time(invoice) or ""
+            return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
+        # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
+        return Applied("recorded")
+
+    def evidence(self, action: Action, pending_since: str) -> Evidence:
+        """Look at the provider for the trace of an action that was pending when a run stopped."""
+        if action.kind is ActionKind.LATE_FEE and action.form == "invoice":
+            number = qbo.fee_invoice_number(action).replace("'", "\\'")
+            found = self._query(f"SELECT * FROM Invoice WHERE DocNumber = '{number}'").get("Invoice", [])
+            if found:
+                return Evidence("applied", str(found[0]["Id"]), "fee invoice found")
+            return Evidence("absent", detail="no fee invoice with that number")
+        raw = self._read_raw(action.invoice.id)
+        if raw is None:
+            return Evidence("unknown", detail="the invoice is gone")
+        if action.kind is ActionKind.LATE_FEE:
+            line = qbo.fee_line_id(raw, action)
+            return Evidence("applied", line, "fee line found") if line else Evidence("absent", detail="no fee line")
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            if raw.get("DueDate") == action.new_due_date.isoformat():
+                return Evidence("applied", str(raw["Id"]), "due date already moved")
+            return Evidence("absent", detail="due date unchanged")
+        if action.kind is ActionKind.REMINDER:
+            delivered = qbo.delivery_time(raw)
+            if delivered and _as_utc(delivered) >= _as_utc(pending_since) - timedelta(seconds=1):
+                return Evidence("applied", f"{raw['Id']}@{delivered}", "QuickBooks shows the e-mail was sent")
+            return Evidence("unknown", detail="QuickBooks shows no delivery since the attempt")
+        return Evidence("applied", "recorded")
+
+
+def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> QuickBooksConnector:
+    """Entry point `bridge.connectors:quickbooks`: a connector for one configured connection."""
+    from bridge.errors import ConfigError
+
+    if not connection.tenant_id:
+        raise ConfigError(f"connections.{connection.name}.tenant_id: the QuickBooks realm id is missing; re-link it")
+    return QuickBooksConnector(
+        connection.name,
+        connection.tenant_id,
+        vault,
+        base_url=connection.base_url,
+        client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
+        client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
+    )

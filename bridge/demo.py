@@ -1,0 +1,148 @@
+"""`bridge demo`: the emulators in-process, connections linked through their OAuth, a dry run, then the sync.
+
+Everything lives in a temporary folder (kept with --keep) with a throwaway
+secret key unless BRIDGE_SECRET_KEY is set. The same `sync` as production runs;
+only the providers are emulated.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+from rich.console import Console
+
+from bridge.auth.quickbooks import link_sandbox
+from bridge.auth.vault import TokenVault
+from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
+from bridge.errors import ConfigError
+from bridge.store import Store
+from bridge.sync import Runtime, sync
+
+DEMO_CONTRACTS = Path("config/demo.toml")
+LINKERS = {"quickbooks": ("demo-qbo", link_sandbox)}
+
+
+def _contracts_path(given: Path | None) -> Path:
+    path = given or DEMO_CONTRACTS
+    if not path.is_file():
+        raise ConfigError(
+            f"contracts file not found: {path} (run from the project folder, or pass --contracts FILE.toml)"
+        )
+    return path
+
+
+def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox: list[Mapping[str, Any]]) -> list[str]:
+    """What the sync changed at the emulated providers, in plain words."""
+    lines: list[str] = []
+    old = {i["Id"]: i for i in before.get("quickbooks", {}).get("Invoice", [])}
+    for inv in after.get("quickbooks", {}).get("Invoice", []):
+        prev = old.get(inv["Id"])
+        if prev is None:
+            lines.append(f"QuickBooks: new invoice {inv.get('DocNumber')} ({inv.get('PrivateNote', '')})")
+            continue
+        new_lines = [
+            ln for ln in inv.get("Line", []) if ln.get("Id") not in {p.get("Id") for p in prev.get("Line", [])}
+        ]
+        for ln in new_lines:
+            if ln.get("DetailType") == "SalesItemLineDetail":
+                what = f"a line '{ln.get('Description')}' {ln.get('Amount')}"
+                lines.append(f"QuickBooks: invoice {inv.get('DocNumber')} got {what}")
+        if prev.get("DueDate") != inv.get("DueDate"):
+            lines.append(
+                f"QuickBooks: invoice {inv.get('DocNumber')} due date {prev.get('DueDate')} -> {inv.get('DueDate')}"
+            )
+    for mail in outbox:
+        lines.append(f"{mail.get('provider')}: e-mail to {mail.get('to')}: {mail.get('subject')}")
+    return lines
+
+
+def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> int:
+    """Run the demo; returns the exit code."""
+    from bridge.sandbox import Sandbox, default_seed, read_seed
+
+    out: Console = c.out
+    terms = load_terms(_contracts_path(contracts_path))
+    seed = read_seed(seed_path) if seed_path else default_seed()
+    folder = Path(tempfile.mkdtemp(prefix="bridge-demo-"))
+    key = os.environ.get("BRIDGE_SECRET_KEY") or Fernet.generate_key().decode()
+    env = {**os.environ, "BRIDGE_SECRET_KEY": key}
+    store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
+    try:
+        with Sandbox(seed) as sandbox:
+            base = sandbox.base_url
+            vault = TokenVault(store, Fernet(key.encode()))
+            connections = []
+            for provider, (name, link) in LINKERS.items():
+                if provider in seed:
+                    tenant = link(store, vault, base, name)
+                    connections.append(
+                        ConnectionSettings(name=name, provider=provider, tenant_id=tenant, base_url=base)
+                    )
+                    env[f"BRIDGE_{provider.upper()}_CLIENT_ID"] = "sandbox-client"
+                    env[f"BRIDGE_{provider.upper()}_CLIENT_SECRET"] = "sandbox-secret"
+            settings = Settings(
+                source=folder / "bridge.toml",
+                store=StoreSettings(url=f"sqlite:///{folder / 'bridge.db'}"),
+                connections=tuple(connections),
+                terms=terms,
+            )
+            rt = Runtime(settings, store, vault, env)
+            if not c.quiet:
+                c.err.print(f"Sandbox at {base}; linked {', '.join(x.name for x in connections)}; store in {folder}")
+            before = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
+            preview = sync(rt, dry_run=True, as_of=c.as_of)
+            if not c.json:
+                from bridge.render import render_plan
+
+                out.print("[bold]Dry run[/bold] (nothing written yet):")
+                render_plan(preview.plan, out, verbose=c.verbose)
+            if dry_run:
+                if c.json:
+                    out.print(preview.plan.to_json(), end="")
+                return preview.exit_code
+            outcome = sync(rt, dry_run=False, as_of=c.as_of)
+            after = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
+            outbox = requests.get(f"{base}/_sandbox/outbox", timeout=30).json()
+            if c.json:
+                print(outcome.plan.to_json(), end="")
+            else:
+                from bridge.render import render_outcome
+
+                out.print("\n[bold]Sync[/bold] (applied):")
+                render_outcome(outcome, out)
+                out.print("\n[bold]What changed in the sandbox:[/bold]")
+                for line in _sandbox_changes(before, after, outbox) or ["nothing"]:
+                    out.print(f"  {line}")
+            if keep:
+                _write_config(folder, settings, contracts_path or DEMO_CONTRACTS, key)
+                c.err.print(f"Kept {folder} (config, store; the sandbox itself is gone).")
+            return outcome.exit_code
+    finally:
+        store.close()
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_config(folder: Path, settings: Settings, contracts: Path, key: str) -> None:
+    """With --keep: a config next to the store so the CLI can look at the ledger afterwards."""
+    text = contracts.read_text()
+    if {"store", "connections", "secrets"} & set(tomllib.loads(text)):
+        return
+    header = [f'[store]\nurl = "{settings.store.url}"\n']
+    for conn in settings.connections:
+        header.append(
+            f'[[connections]]\nname = "{conn.name}"\nprovider = "{conn.provider}"\n'
+            f'tenant_id = "{conn.tenant_id}"\nbase_url = "{conn.base_url}"\n'
+        )
+    (folder / "bridge.toml").write_text("\n".join(header) + "\n" + text)
+    (folder / "secret.key").write_text(key)
+    (folder / "secret.key").chmod(0o600)

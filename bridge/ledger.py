@@ -1,0 +1,209 @@
+"""Exactly-once apply (DESIGN.md "Writes are exactly once").
+
+1. Before a call, the ledger records the action key as `pending` (committed).
+2. The call carries an idempotency key derived from the action key.
+3. After it, the ledger records `applied` with the provider's response id.
+4. A `pending` entry found at the next run is reconciled against the provider:
+   the fee line or new due date is there -> `applied`; not there -> `failed`, and
+   the next plan carries it again (same key, same idempotency key). A reminder
+   whose outcome cannot be known is `in_doubt`: reported, never sent twice.
+
+Before any write, the invoice is re-read; an action whose premise changed (paid,
+voided, due date moved, amount changed) is dropped with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from bridge.connectors.base import Connector
+from bridge.connectors.http import ServerError, Throttled
+from bridge.errors import AuthError, BridgeError, ConflictError
+from bridge.model import HistoryEntry, Invoice
+from bridge.plan import Action, ActionKind
+from bridge.store import LedgerEntry, Store
+
+# Within one invoice: money first, then the due date, then the e-mail (so the provider's
+# e-mailed invoice already shows the fee).
+_ORDER = {
+    ActionKind.LATE_FEE: 0,
+    ActionKind.UPDATE_DUE_DATE: 1,
+    ActionKind.REMINDER: 2,
+    ActionKind.RENEGOTIATION_REFUSED: 3,
+}
+DONE = ("applied", "in_doubt")
+
+
+def history(store: Store, connections: Iterable[str]) -> list[HistoryEntry]:
+    """What the policy engine must treat as carried out: applied, in doubt, and still pending."""
+    names = set(connections)
+    return [
+        HistoryEntry(key=e.key, kind=e.kind, amount=e.amount, applied_on=e.applied_on or e.created_at.date())
+        for e in store.ledger(states=("applied", "in_doubt", "pending"))
+        if e.connection in names
+    ]
+
+
+def premise_changed(action: Action, fresh: Invoice | None, added: Decimal) -> str | None:
+    """Why the action no longer holds on the invoice as it is now; None when it still does.
+
+    `added` is what this run already added to the invoice (fee lines), so our own
+    writes are not mistaken for someone else's edit.
+    """
+    ref = action.invoice
+    if fresh is None:
+        return "the invoice no longer exists at the provider"
+    if not fresh.status.is_open:
+        return f"the invoice is now {fresh.status.value}"
+    if fresh.disputed:
+        return "the invoice is now disputed or on hold"
+    if fresh.due_date != ref.due_date:
+        return f"the due date moved from {ref.due_date} to {fresh.due_date}"
+    if fresh.amount_due - added != ref.amount_due:
+        return f"the amount due changed from {ref.amount_due} to {fresh.amount_due - added}"
+    if fresh.total - added != ref.total:
+        return f"the invoice total changed from {ref.total} to {fresh.total - added}"
+    return None
+
+
+@dataclass
+class ApplyReport:
+    """What happened to each action of a plan."""
+
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    in_doubt: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    """The call may have reached the provider: a 5xx, a timeout, a dropped connection."""
+    if isinstance(exc, Throttled | AuthError):
+        return False
+    return isinstance(exc, ServerError | requests.Timeout | requests.ConnectionError)
+
+
+def apply_actions(
+    actions: Iterable[Action],
+    store: Store,
+    connectors: Mapping[str, Connector],
+    customers: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    today: Callable[[Action], date],
+    progress: Callable[[Action, str], None] = lambda action, outcome: None,
+) -> ApplyReport:
+    """Carry out actions exactly once, re-checking each invoice first."""
+    report = ApplyReport()
+    added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
+    just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for action in ordered:
+        entry = store.ledger_get(action.key)
+        if entry is not None and entry.state in (*DONE, "pending"):
+            report.skipped.append({"key": action.key, "state": entry.state})
+            progress(action, f"already {entry.state}")
+            continue
+        connector = connectors.get(action.connection)
+        if connector is None:
+            report.failed.append({"key": action.key, "error": f"connection {action.connection!r} is not available"})
+            progress(action, "failed")
+            continue
+        invoice_key = (action.connection, action.invoice.id)
+        if action.kind is ActionKind.RENEGOTIATION_REFUSED:
+            # Nothing is written at the provider: the refusal is recorded and its message handed over.
+            store.ledger_begin(action)
+            store.ledger_finish(action.key, "applied", response_id="recorded", applied_on=today(action))
+            report.applied.append({"key": action.key, "response_id": "recorded", "form": None})
+            progress(action, "recorded")
+            continue
+        written = just_written.get(invoice_key)
+        if written is not None:
+            # We wrote this invoice moments ago and hold what the provider answered: its premise was
+            # checked then, and the answer carries the current concurrency token.
+            raw: Mapping[str, Any] = written
+        else:
+            try:
+                # Re-read just before writing: the plan may be old, the invoice may have changed.
+                fresh = connector.read_invoice(action.invoice.id, customers.get(action.connection, {}))
+                reason = premise_changed(action, fresh[0] if fresh else None, added[invoice_key])
+            except BridgeError as exc:
+                report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {exc}"})
+                progress(action, "failed")
+                continue
+            if reason is not None:
+                store.ledger_drop(action, reason)
+                report.dropped.append({"key": action.key, "reason": reason})
+                progress(action, "dropped")
+                continue
+            assert fresh is not None
+            raw = fresh[1]
+        try:
+            store.ledger_begin(action)
+        except ConflictError as exc:  # another process got there first
+            report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
+            progress(action, "skipped")
+            continue
+        try:
+            result = connector.apply(action, raw)
+        except Exception as exc:
+            unknown = _outcome_unknown(exc)
+            if action.kind is ActionKind.REMINDER and unknown:
+                store.ledger_finish(action.key, "in_doubt", error=str(exc), applied_on=today(action))
+                report.in_doubt.append({"key": action.key, "error": str(exc)})
+                progress(action, "in doubt")
+            elif unknown:
+                # Left pending, exactly as if the process had died here: the next run reconciles it
+                # from the invoice itself (fee line there or not) and retries with the same key if not.
+                report.failed.append({"key": action.key, "error": f"{exc}; outcome unknown, reconciled next run"})
+                progress(action, "pending")
+            else:
+                store.ledger_finish(action.key, "failed", error=str(exc) or type(exc).__name__)
+                report.failed.append({"key": action.key, "error": str(exc) or type(exc).__name__})
+                progress(action, "failed")
+            if not isinstance(exc, BridgeError | requests.RequestException):
+                raise
+            continue
+        store.ledger_finish(
+            action.key, "applied", response_id=result.response_id, form=result.form, applied_on=today(action)
+        )
+        if action.kind is ActionKind.LATE_FEE and result.form == "line" and action.amount is not None:
+            added[invoice_key] += action.amount
+        if result.invoice is not None:
+            just_written[invoice_key] = result.invoice
+        else:
+            just_written.pop(invoice_key, None)
+        report.applied.append({"key": action.key, "response_id": result.response_id, "form": result.form})
+        progress(action, "applied")
+    return report
+
+
+def reconcile(store: Store, connectors: Mapping[str, Connector], today: date) -> list[tuple[LedgerEntry, str]]:
+    """Settle every `pending` entry left by a run that stopped between its ledger write and its answer."""
+    settled: list[tuple[LedgerEntry, str]] = []
+    for entry in store.ledger(states=("pending",)):
+        connector = connectors.get(entry.connection)
+        if connector is None:
+            continue
+        action = entry.action()
+        evidence = connector.evidence(action, entry.updated_at.isoformat())
+        if evidence.found == "applied":
+            store.ledger_finish(
+                entry.key, "applied", response_id=evidence.response_id, form=action.form, applied_on=today
+            )
+            settled.append((entry, f"applied ({evidence.detail})"))
+        elif evidence.found == "absent" and action.kind is not ActionKind.REMINDER:
+            store.ledger_finish(
+                entry.key, "failed", error=f"not found at the provider ({evidence.detail}); retried next"
+            )
+            settled.append((entry, "absent: will be retried with the same key"))
+        else:
+            store.ledger_finish(entry.key, "in_doubt", error=evidence.detail or "outcome unknown", applied_on=today)
+            settled.append((entry, f"in doubt ({evidence.detail}): not sent again"))
+    return settled

@@ -1,0 +1,106 @@
+"""Mapping helpers shared by every provider (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bridge.errors import DataError
+from bridge.model import Allocation, Invoice, Payment
+from bridge.money import is_currency, quantum
+
+
+def attach_payments(invoices: Sequence[Invoice], payments: Iterable[Payment]) -> list[Invoice]:
+    """Invoices with `payments` filled from the payments' allocations (one payment may pay several invoices)."""
+    by_invoice: dict[str, list[Allocation]] = defaultdict(list)
+    for payment in payments:
+        for allocation in payment.allocations:
+            if allocation.invoice_id is not None:
+                by_invoice[allocation.invoice_id].append(allocation)
+    out: list[Invoice] = []
+    for inv in invoices:
+        found = by_invoice.get(inv.id)
+        if found:
+            ordered = tuple(sorted(found, key=lambda a: (a.date, a.payment_id or "")))
+            inv = inv.model_copy(update={"payments": ordered})
+        out.append(inv)
+    return out
+
+
+def idempotency_key(action_key: str, *, limit: int = 50) -> str:
+    """A provider idempotency key derived from an action key: stable, short, opaque.
+
+    QuickBooks takes up to 50 characters (`requestid`), Xero up to 128 (`Idempotency-Key`).
+    """
+    digest = hashlib.sha256(action_key.encode("utf-8")).hexdigest()
+    return ("bridge-" + digest)[:limit]
+
+
+def money(value: Any, currency: str, field: str) -> Decimal:
+    """An amount from the wire as an exact Decimal in the currency's minor units (never via float)."""
+    if isinstance(value, float):
+        raise DataError(f"{field}: amount arrived as a binary float ({value!r}); parse JSON with Decimal")
+    if isinstance(value, bool) or value is None:
+        raise DataError(f"{field}: missing or not an amount ({value!r})")
+    try:
+        amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise DataError(f"{field}: {value!r} is not an amount") from None
+    if not amount.is_finite():
+        raise DataError(f"{field}: {value!r} is not a finite amount")
+    if abs(amount) >= Decimal("1e15"):
+        raise DataError(f"{field}: {value!r} is out of range")
+    return amount.quantize(quantum(currency))
+
+
+def iso_date(value: Any, field: str, *, required: bool = True) -> date | None:
+    """A calendar day from 'YYYY-MM-DD' (a longer timestamp is cut to its date part)."""
+    if value in (None, ""):
+        if required:
+            raise DataError(f"{field} missing")
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{field}: {value!r} is not a date")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise DataError(f"{field}: {value!r} is not a date") from None
+
+
+def timestamp(value: Any, field: str) -> datetime:
+    """An ISO 8601 timestamp with its offset (QuickBooks sends local time with an offset)."""
+    if not isinstance(value, str):
+        raise DataError(f"{field}: {value!r} is not a timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise DataError(f"{field}: {value!r} is not a timestamp") from None
+    if parsed.tzinfo is None:
+        raise DataError(f"{field}: {value!r} has no UTC offset")
+    return parsed
+
+
+def currency_code(value: Any, field: str, default: str | None = None) -> str:
+    """An ISO 4217 code; `default` when the provider leaves it out (home currency)."""
+    code = value if value not in (None, "") else default
+    if not isinstance(code, str) or not is_currency(code):
+        raise DataError(f"{field}: {value!r} is not an ISO 4217 currency")
+    return code
+
+
+def text(value: Any, field: str, *, required: bool = True, limit: int = 4000) -> str:
+    """A string field, bounded (hostile payloads carry huge strings)."""
+    if value is None or value == "":
+        if required:
+            raise DataError(f"{field} missing")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(f"{field}: {value!r} is not text")
+    out = str(value)
+    if len(out) > limit:
+        raise DataError(f"{field}: longer than {limit} characters")
+    return out

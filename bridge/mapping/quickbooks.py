@@ -1,0 +1,239 @@
+"""QuickBooks Online JSON <-> the normalized model, and actions -> QuickBooks payloads (pure).
+
+QuickBooks has no invoice status: paid when `Balance == 0`, partially paid when
+`0 < Balance < TotalAmt`; a voided invoice shows zero amounts and the note
+"Voided"; deletions only show up as CDC tombstones. A customer with `Job: true`
+is a project (sub-customer) of its `ParentRef`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from bridge.errors import DataError
+from bridge.mapping.common import currency_code, iso_date, money, text
+from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
+from bridge.plan import Action
+
+PROVIDER = "quickbooks"
+# The bridge marks a separate fee invoice in its private note so the next pull knows what it is.
+_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
+_LINE_KINDS = {"SalesItemLineDetail", "GroupLineDetail", "DescriptionOnly", "DiscountLineDetail"}
+
+
+def _ref(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    ref = obj.get(key)
+    return ref if isinstance(ref, Mapping) else {}
+
+
+def map_customer(raw: Mapping[str, Any]) -> Customer:
+    """A QuickBooks Customer as the model's Customer."""
+    email = _ref(raw, "PrimaryEmailAddr").get("Address")
+    return Customer(
+        id=text(raw.get("Id"), "Customer.Id"),
+        name=text(raw.get("DisplayName") or raw.get("FullyQualifiedName"), "Customer.DisplayName", required=False),
+        email=email if isinstance(email, str) and email else None,
+    )
+
+
+def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
+    lines: list[LineItem] = []
+    raw_lines = raw.get("Line") or []
+    if not isinstance(raw_lines, list):
+        raise DataError("Invoice.Line is not a list")
+    for index, line in enumerate(raw_lines):
+        if not isinstance(line, Mapping):
+            raise DataError(f"Invoice.Line[{index}] is not an object")
+        kind = line.get("DetailType")
+        if kind not in _LINE_KINDS:
+            continue  # SubTotalLineDetail and tax lines are not charges of their own
+        amount = money(line.get("Amount", 0), currency, f"Invoice.Line[{index}].Amount")
+        if kind == "DiscountLineDetail":
+            amount = -abs(amount)
+        item = _ref(_ref(line, "SalesItemLineDetail"), "ItemRef").get("name")
+        lines.append(
+            LineItem(
+                id=str(line["Id"]) if line.get("Id") is not None else None,
+                item=item if isinstance(item, str) else None,
+                description=text(line.get("Description"), f"Invoice.Line[{index}].Description", required=False),
+                amount=amount,
+            )
+        )
+    return tuple(lines)
+
+
+def _status(total: Decimal, balance: Decimal, note: str) -> InvoiceStatus:
+    if total == 0 and balance == 0 and note.strip().lower().startswith("voided"):
+        return InvoiceStatus.VOID
+    if balance <= 0:
+        return InvoiceStatus.PAID
+    if balance < total:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.OPEN
+
+
+def map_invoice(
+    raw: Mapping[str, Any],
+    connection: str,
+    customers: Mapping[str, Mapping[str, Any]],
+    home_currency: str = "USD",
+) -> Invoice:
+    """A QuickBooks Invoice as the model's Invoice (payments are attached later from Payment records).
+
+    Raises `DataError` naming the field when the record cannot be mapped; the caller quarantines it.
+    """
+    if not isinstance(raw, Mapping):
+        raise DataError("Invoice is not an object")
+    invoice_id = text(raw.get("Id"), "Invoice.Id", limit=64)
+    currency = currency_code(_ref(raw, "CurrencyRef").get("value"), "Invoice.CurrencyRef", home_currency)
+    total = money(raw.get("TotalAmt"), currency, "Invoice.TotalAmt")
+    balance = money(raw.get("Balance"), currency, "Invoice.Balance")
+    if total < 0 or balance < 0:
+        raise DataError(f"Invoice.TotalAmt/Balance negative ({total}, {balance})")
+    note = text(raw.get("PrivateNote"), "Invoice.PrivateNote", required=False)
+    customer_ref = _ref(raw, "CustomerRef")
+    customer_id = text(customer_ref.get("value"), "Invoice.CustomerRef.value", limit=64)
+    customer_raw = customers.get(customer_id, {})
+    project: str | None = None
+    if customer_raw.get("Job") and _ref(customer_raw, "ParentRef").get("value"):
+        # A QuickBooks project is a sub-customer: the client is its parent.
+        project = customer_id
+        customer_id = str(_ref(customer_raw, "ParentRef")["value"])
+        customer_raw = customers.get(customer_id, {})
+    bill_email = _ref(raw, "BillEmail").get("Address")
+    customer_email = _ref(customer_raw, "PrimaryEmailAddr").get("Address")
+    name = customer_raw.get("DisplayName") if customer_raw else customer_ref.get("name")
+    fee_for = _FEE_FOR.search(note)
+    return Invoice(
+        id=invoice_id,
+        number=text(raw.get("DocNumber"), "Invoice.DocNumber", required=False, limit=64) or invoice_id,
+        connection=connection,
+        provider=PROVIDER,
+        customer=Customer(
+            id=customer_id,
+            name=name if isinstance(name, str) else "",
+            email=(bill_email or customer_email) if isinstance(bill_email or customer_email, str) else None,
+        ),
+        currency=currency,
+        issue_date=iso_date(raw.get("TxnDate"), "Invoice.TxnDate", required=False),
+        due_date=iso_date(raw.get("DueDate"), "Invoice.DueDate", required=False),
+        total=total,
+        amount_due=balance,
+        status=_status(total, balance, note),
+        lines=_lines(raw, currency),
+        project=project,
+        fee_for=fee_for.group(1) if fee_for else None,
+    )
+
+
+def map_payment(raw: Mapping[str, Any], connection: str, home_currency: str = "USD") -> Payment:
+    """A QuickBooks Payment; each line linked to an Invoice becomes an allocation to it."""
+    if not isinstance(raw, Mapping):
+        raise DataError("Payment is not an object")
+    payment_id = text(raw.get("Id"), "Payment.Id", limit=64)
+    currency = currency_code(_ref(raw, "CurrencyRef").get("value"), "Payment.CurrencyRef", home_currency)
+    day = iso_date(raw.get("TxnDate"), "Payment.TxnDate")
+    assert day is not None
+    allocations: list[Allocation] = []
+    raw_lines = raw.get("Line") or []
+    if not isinstance(raw_lines, list):
+        raise DataError("Payment.Line is not a list")
+    for index, line in enumerate(raw_lines):
+        if not isinstance(line, Mapping):
+            raise DataError(f"Payment.Line[{index}] is not an object")
+        amount = money(line.get("Amount"), currency, f"Payment.Line[{index}].Amount")
+        for linked in line.get("LinkedTxn") or []:
+            if isinstance(linked, Mapping) and linked.get("TxnType") == "Invoice":
+                allocations.append(
+                    Allocation(date=day, amount=amount, payment_id=payment_id, invoice_id=str(linked.get("TxnId")))
+                )
+    return Payment(
+        id=payment_id,
+        connection=connection,
+        customer_id=str(_ref(raw, "CustomerRef").get("value") or "") or None,
+        date=day,
+        amount=money(raw.get("TotalAmt"), currency, "Payment.TotalAmt"),
+        currency=currency,
+        allocations=tuple(allocations),
+    )
+
+
+# -- actions -> payloads -------------------------------------------------------------------------
+
+
+def _fee_line(action: Action, item: Mapping[str, Any]) -> dict[str, Any]:
+    assert action.amount is not None
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": action.amount,
+        "Description": action.description,
+        "SalesItemLineDetail": {
+            "ItemRef": {"value": str(item["Id"]), "name": str(item.get("Name", action.item))},
+            "Qty": 1,
+            "UnitPrice": action.amount,
+        },
+    }
+
+
+def fee_line_update(raw_invoice: Mapping[str, Any], action: Action, item: Mapping[str, Any]) -> dict[str, Any]:
+    """Sparse update adding the fee line. `Line` replaces the whole collection, so every existing line goes too."""
+    kept = [line for line in raw_invoice.get("Line") or [] if line.get("DetailType") != "SubTotalLineDetail"]
+    return {
+        "Id": raw_invoice["Id"],
+        "SyncToken": raw_invoice["SyncToken"],
+        "sparse": True,
+        "Line": [*kept, _fee_line(action, item)],
+    }
+
+
+def fee_invoice_number(action: Action) -> str:
+    """DocNumber of a separate fee invoice: the original's number and the occurrence (QuickBooks allows 21 chars)."""
+    return f"{action.invoice.number}-LF{action.occurrence}"[-21:]
+
+
+def fee_invoice_create(
+    raw_invoice: Mapping[str, Any], action: Action, item: Mapping[str, Any], on: date
+) -> dict[str, Any]:
+    """A separate invoice carrying only the fee, referencing the original in its note and number."""
+    body: dict[str, Any] = {
+        "DocNumber": fee_invoice_number(action),
+        "CustomerRef": dict(_ref(raw_invoice, "CustomerRef")),
+        "TxnDate": on.isoformat(),
+        "DueDate": on.isoformat(),
+        "PrivateNote": f"{action.description} (bridge fee_for={action.invoice.id})",
+        "Line": [_fee_line(action, item)],
+    }
+    for key in ("CurrencyRef", "BillEmail"):
+        if raw_invoice.get(key):
+            body[key] = dict(raw_invoice[key])
+    return body
+
+
+def due_date_update(raw_invoice: Mapping[str, Any], new_due: date) -> dict[str, Any]:
+    """Sparse update of the due date."""
+    return {
+        "Id": raw_invoice["Id"],
+        "SyncToken": raw_invoice["SyncToken"],
+        "sparse": True,
+        "DueDate": new_due.isoformat(),
+    }
+
+
+def fee_line_id(raw_invoice: Mapping[str, Any], action: Action) -> str | None:
+    """Id of the line this fee action wrote, when it is on the invoice (reconciliation evidence)."""
+    for line in raw_invoice.get("Line") or []:
+        if line.get("Description") == action.description and line.get("DetailType") == "SalesItemLineDetail":
+            return str(line.get("Id") or "")
+    return None
+
+
+def delivery_time(raw_invoice: Mapping[str, Any]) -> str | None:
+    """When QuickBooks last e-mailed the invoice (`DeliveryInfo.DeliveryTime`), if ever."""
+    if raw_invoice.get("EmailStatus") != "EmailSent":
+        return None
+    value = _ref(raw_invoice, "DeliveryInfo").get("DeliveryTime")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,28 @@
+"""Loopback emulators of the providers' APIs, for the demo, tests, benchmarks and fault drills.
+
+    from bridge.sandbox import Sandbox
+
+    with Sandbox() as sandbox:               # the default book, any free port
+        print(sandbox.base_url)              # http://127.0.0.1:54321
+
+`serve()` is what `bridge sandbox serve` runs; `generate_book()` builds large books for benchmarks.
+"""
+
+from __future__ import annotations
+
+from bridge.sandbox.books import build_default_book, generate_book
+from bridge.sandbox.core import RateLimit, SandboxError
+from bridge.sandbox.seed import default_seed, read_seed, write_seed
+from bridge.sandbox.server import Sandbox, serve
+
+__all__ = [
+    "RateLimit",
+    "Sandbox",
+    "SandboxError",
+    "build_default_book",
+    "default_seed",
+    "generate_book",
+    "read_seed",
+    "serve",
+    "write_seed",
+]

@@ -1,0 +1,671 @@
+"""One loopback HTTP server hosting every provider emulator, plus `/_sandbox/` control endpoints.
+
+    with Sandbox() as sb:            # default seed, any free port
+        base = sb.base_url           # http://127.0.0.1:54321
+        ...                          # point the official SDKs at `base`
+
+Control endpoints (never faulted, never rate-limited, never delayed):
+
+    GET  /_sandbox/state      every object now, in the seed file's shape
+    GET  /_sandbox/outbox     e-mails the emulated providers were asked to send
+    GET  /_sandbox/requests   request log: provider, tenant, method, path, query, status, time, ...
+    GET  /_sandbox/faults     the fault settings in force
+    POST /_sandbox/faults     {"quickbooks": {"429": 0.2, "seed": 7, "retry_after": 1}, ...}
+    POST /_sandbox/reset      back to the seed; outbox, request log, faults and rate windows cleared
+                              (an optional body {"seed": {...}} replaces the seed first)
+
+Providers are found in `bridge.sandbox.core`'s registry; the built-in modules listed
+in `BUILTIN_PROVIDER_MODULES` register themselves on import, and a module that does
+not exist yet is skipped, so Xero and FreshBooks plug in by adding their module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import math
+import random
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from bridge import clock as wall_clock
+from bridge.sandbox.core import (
+    FAULT_KINDS,
+    FLAG_FAULTS,
+    Json,
+    Provider,
+    RateLimit,
+    Request,
+    Response,
+    Route,
+    SandboxError,
+    clone,
+    dumps,
+    loads,
+    paused_gc,
+    registered_providers,
+)
+
+BUILTIN_PROVIDER_MODULES: tuple[str, ...] = (
+    "bridge.sandbox.quickbooks",
+    "bridge.sandbox.xero",
+    "bridge.sandbox.freshbooks",
+)
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+"""How long a `timeout` fault stalls before dropping the connection (python-quickbooks sets no timeout at all)."""
+
+Clock = Callable[[], datetime]
+RateLimitSetting = bool | Mapping[str, Sequence[RateLimit]]
+
+
+def load_builtin_providers() -> dict[str, type[Provider]]:
+    """Import the built-in provider modules that exist and return the registry."""
+    for module in BUILTIN_PROVIDER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # Only "this provider is not written yet" is skipped; a broken import inside it must surface.
+            if exc.name != module:
+                raise
+    return registered_providers()
+
+
+# ---------------------------------------------------------------------------------------------------- faults
+
+
+@dataclass
+class FaultSettings:
+    """Fault injection for one provider: rates 0..1 per kind, a seeded RNG, and how faults behave."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    retry_after: int = 1
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    include_oauth: bool = False
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def parse(cls, provider: str, spec: Json) -> FaultSettings:
+        """Validate one provider's entry of a faults spec."""
+        if not isinstance(spec, Mapping):
+            raise SandboxError(f"faults.{provider}: expected an object, got {type(spec).__name__}")
+        settings = cls()
+        known = {*FAULT_KINDS, *FLAG_FAULTS, "seed", "retry_after", "timeout_seconds", "include_oauth"}
+        for key, value in spec.items():
+            if key not in known:
+                raise SandboxError(f"faults.{provider}.{key}: unknown key (known: {', '.join(sorted(known))})")
+            if key in FAULT_KINDS or key in FLAG_FAULTS:
+                rate = _number(provider, key, value)
+                if not 0.0 <= rate <= 1.0:
+                    raise SandboxError(f"faults.{provider}.{key}: a rate must be between 0 and 1, got {value}")
+                settings.rates[key] = rate
+            elif key == "seed":
+                if value is not None and not isinstance(value, int):
+                    raise SandboxError(f"faults.{provider}.seed: expected an integer")
+                settings.seed = value
+            elif key == "retry_after":
+                settings.retry_after = int(_number(provider, key, value))
+                if settings.retry_after < 0:
+                    raise SandboxError(f"faults.{provider}.retry_after: must be >= 0")
+            elif key == "timeout_seconds":
+                settings.timeout_seconds = _number(provider, key, value)
+            else:
+                settings.include_oauth = bool(value)
+        if sum(settings.rates.get(kind, 0.0) for kind in FAULT_KINDS) > 1.0 + 1e-9:
+            raise SandboxError(f"faults.{provider}: the rates of {', '.join(FAULT_KINDS)} add up to more than 1")
+        settings.rng = random.Random(settings.seed)
+        return settings
+
+    def to_json(self) -> dict[str, Json]:
+        """The settings as given (without the RNG state)."""
+        out: dict[str, Json] = dict(self.rates)
+        out.update(
+            seed=self.seed,
+            retry_after=self.retry_after,
+            timeout_seconds=self.timeout_seconds,
+            include_oauth=self.include_oauth,
+        )
+        return out
+
+    def roll(self) -> tuple[str | None, frozenset[str]]:
+        """Draw this request's fault (or None) and its flags; always two draws, so a seed replays exactly."""
+        draw, flag_draw = self.rng.random(), self.rng.random()
+        fault: str | None = None
+        threshold = 0.0
+        for kind in FAULT_KINDS:
+            threshold += self.rates.get(kind, 0.0)
+            if draw < threshold:
+                fault = kind
+                break
+        flags = frozenset(f for f in FLAG_FAULTS if flag_draw < self.rates.get(f, 0.0))
+        return fault, flags
+
+
+def _number(provider: str, key: str, value: Json) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise SandboxError(f"faults.{provider}.{key}: expected a number, got {value!r}")
+    try:
+        return float(value)  # a rate or a number of seconds, never money
+    except (TypeError, ValueError) as exc:
+        raise SandboxError(f"faults.{provider}.{key}: expected a number, got {value!r}") from exc
+
+
+def parse_faults(spec: Json, providers: Sequence[str]) -> dict[str, FaultSettings]:
+    """Validate a whole faults spec (`POST /_sandbox/faults`, `--faults`): per provider name."""
+    if not isinstance(spec, Mapping):
+        raise SandboxError("faults: expected a JSON object keyed by provider")
+    out: dict[str, FaultSettings] = {}
+    for name, entry in spec.items():
+        if name not in providers:
+            raise SandboxError(f"faults.{name}: unknown provider (known: {', '.join(providers)})")
+        out[name] = FaultSettings.parse(name, entry)
+    return out
+
+
+def read_faults_spec(spec: str | None) -> Json:
+    """A faults spec from JSON text or from the path of a JSON file (None or "" → no faults)."""
+    if not spec:
+        return {}
+    text = spec.strip()
+    if not text.startswith("{"):
+        path = Path(spec)
+        if not path.is_file():
+            raise SandboxError(f"--faults: {spec!r} is neither JSON text nor an existing file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        return loads(text)
+    except ValueError as exc:
+        raise SandboxError(f"--faults: not valid JSON: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------- rate limits
+
+
+class RateLimiter:
+    """Sliding windows per (provider, tenant, bucket, window). Only accepted requests count."""
+
+    def __init__(self, limits: Mapping[str, Sequence[RateLimit]]) -> None:
+        self.limits = {name: tuple(values) for name, values in limits.items()}
+        self._hits: dict[tuple[str, str, int], deque[float]] = {}
+
+    def check(self, provider: str, tenant: str, buckets: Sequence[str], now: float) -> tuple[RateLimit, int] | None:
+        """Count a request, or return the limit it breaks and the seconds until it would pass."""
+        relevant = [(i, lim) for i, lim in enumerate(self.limits.get(provider, ())) if lim.bucket in buckets]
+        for index, limit in relevant:
+            hits = self._window(provider, tenant, index, limit, now)
+            if len(hits) >= limit.max_requests:
+                wait = hits[0] + limit.per_seconds - now
+                return limit, max(1, math.ceil(wait))
+        for index, limit in relevant:
+            self._window(provider, tenant, index, limit, now).append(now)
+        return None
+
+    def _window(self, provider: str, tenant: str, index: int, limit: RateLimit, now: float) -> deque[float]:
+        hits = self._hits.setdefault((provider, tenant, index), deque())
+        while hits and hits[0] <= now - limit.per_seconds:
+            hits.popleft()
+        return hits
+
+    def clear(self) -> None:
+        """Forget every window."""
+        self._hits.clear()
+
+
+# ---------------------------------------------------------------------------------------------------- the sandbox
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sandbox: Sandbox
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as the real APIs: SDK sessions reuse connections, which keeps benchmarks honest.
+    protocol_version = "HTTP/1.1"
+    server_version = "bridge-sandbox"
+    # Headers and body go out in separate writes; with Nagle on, each response would wait ~40 ms for an ACK.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        self._sandbox().track(self.connection, True)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self._sandbox().track(self.connection, False)
+
+    def _sandbox(self) -> Sandbox:
+        return cast(_Server, self.server).sandbox
+
+    def _dispatch(self) -> None:
+        self._sandbox().dispatch(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr access log; `/_sandbox/requests` is the log."""
+
+
+class Sandbox:
+    """The emulators of every registered provider behind one loopback HTTP server.
+
+    `seed`: a seed-file dict (`{"quickbooks": {...}, "xero": {...}, ...}`); None loads the
+    default book shipped with the package, `{}` starts every provider empty. Sections for
+    providers not emulated yet are kept as given and returned by `state()`.
+    `rate_limits`: True for each provider's published limits, False for none, or a mapping
+    provider → list of `RateLimit` replacing that provider's limits.
+    `clock`: the sandbox's wall clock (timestamps, token expiry, CDC windows); default the real one.
+    `options`: per provider settings, e.g. `{"quickbooks": {"access_token_ttl": 60}}`.
+    `faults`: a faults spec applied at start (same shape as `POST /_sandbox/faults`).
+    """
+
+    def __init__(
+        self,
+        seed: Mapping[str, Json] | None = None,
+        latency_ms: int = 0,
+        rate_limits: RateLimitSetting = True,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        options: Mapping[str, Mapping[str, Json]] | None = None,
+        faults: Json | None = None,
+    ) -> None:
+        if seed is None:
+            from bridge.sandbox.seed import default_seed
+
+            seed = default_seed()
+        if not isinstance(seed, Mapping):
+            raise SandboxError("seed: expected a JSON object keyed by provider")
+        self.latency_ms = max(0, int(latency_ms))
+        self.host = host
+        self.port = port
+        self._clock: Clock = clock or wall_clock.now_utc
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._base_url = ""
+        self._outbox: list[dict[str, Json]] = []
+        self._requests: list[dict[str, Json]] = []
+        # Shared, not copied: providers never mutate seed objects (see bridge.sandbox.core).
+        self._seed: dict[str, Json] = dict(seed)
+
+        classes = load_builtin_providers()
+        options = options or {}
+        unknown = set(options) - set(classes)
+        if unknown:
+            raise SandboxError(f"options: unknown provider(s) {', '.join(sorted(unknown))}")
+        self.providers: dict[str, Provider] = {name: cls(self, options.get(name)) for name, cls in classes.items()}
+        self._routes: list[tuple[Provider, Route]] = [(p, r) for p in self.providers.values() for r in p.routes()]
+        self._limiter = RateLimiter(self._limits(rate_limits))
+        self._initial_faults: Json = faults or {}
+        self._faults: dict[str, FaultSettings] = parse_faults(self._initial_faults, list(self.providers))
+        self._load_seed()
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> str:
+        """Bind and serve in a background thread; returns the base URL."""
+        if self._server is not None:
+            return self._base_url
+        server = _Server((self.host, self.port), _Handler)
+        server.sandbox = self
+        self._server = server
+        self._stopping.clear()
+        host, port = server.server_address[:2]
+        self._base_url = f"http://{host if isinstance(host, str) else host.decode()}:{port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="bridge-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self._base_url
+
+    def stop(self) -> None:
+        """Stop serving, wake any stalled handler and close open connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The base URL (http://127.0.0.1:PORT); raises before `start()`."""
+        if not self._base_url:
+            raise RuntimeError("the sandbox is not started")
+        return self._base_url
+
+    def describe(self) -> dict[str, dict[str, str]]:
+        """Entry points per provider (what `bridge sandbox serve` prints)."""
+        return {name: p.describe(self.base_url) for name, p in self.providers.items()}
+
+    # -------------------------------------------------------------------------------- SandboxContext
+
+    def now(self) -> datetime:
+        """The sandbox clock."""
+        return self._clock()
+
+    def record_email(self, *, provider: str, tenant: str, invoice_id: str, to: str, subject: str, body: str) -> None:
+        """Append an e-mail to the outbox (called by providers, under the lock)."""
+        self._outbox.append(
+            {
+                "provider": provider,
+                "tenant": tenant,
+                "invoice_id": invoice_id,
+                "to": to,
+                "subject": subject,
+                "body": body,
+                "sent_at": self.now().isoformat(),
+            }
+        )
+
+    # -------------------------------------------------------------------------------- inspection and control
+
+    def state(self) -> dict[str, Json]:
+        """Every object now, in the seed file's shape (a deep copy, safe to change and to seed another sandbox)."""
+        with self._lock, paused_gc():
+            return cast(dict[str, Json], clone(self._state_view()))
+
+    def state_json(self) -> str:
+        """`state()` as JSON text, without the intermediate copy (what `GET /_sandbox/state` sends)."""
+        with self._lock, paused_gc():
+            return dumps(self._state_view())
+
+    def _state_view(self) -> dict[str, Json]:
+        # Shares stored objects: only for copying or serializing under the lock.
+        out: dict[str, Json] = {key: value for key, value in self._seed.items() if key not in self.providers}
+        for name, provider in self.providers.items():
+            out[name] = provider.dump()
+        return out
+
+    def outbox(self) -> list[dict[str, Json]]:
+        """Every e-mail sent so far."""
+        with self._lock:
+            return copy.deepcopy(self._outbox)
+
+    def requests(self) -> list[dict[str, Json]]:
+        """The request log (provider routes only, not `/_sandbox/`)."""
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def faults(self) -> dict[str, dict[str, Json]]:
+        """The fault settings in force."""
+        with self._lock:
+            return {name: settings.to_json() for name, settings in self._faults.items()}
+
+    def set_faults(self, spec: Json) -> None:
+        """Replace the fault settings of the providers named in `spec` (`{}` for one provider clears it)."""
+        parsed = parse_faults(spec, list(self.providers))
+        with self._lock:
+            self._faults.update(parsed)
+
+    def reset(self, seed: Mapping[str, Json] | None = None) -> None:
+        """Back to the seed (or to a new one): data, outbox, request log, faults and rate windows."""
+        with self._lock:
+            if seed is not None:
+                self._seed = dict(seed)
+            self._outbox.clear()
+            self._requests.clear()
+            self._faults = parse_faults(self._initial_faults, list(self.providers))
+            self._limiter.clear()
+            self._load_seed()
+
+    # -------------------------------------------------------------------------------- internals
+
+    def _load_seed(self) -> None:
+        for name, provider in self.providers.items():
+            try:
+                provider.load(self._seed.get(name))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SandboxError(f"seed.{name}: {exc}") from exc
+
+    def _limits(self, setting: RateLimitSetting) -> dict[str, Sequence[RateLimit]]:
+        if setting is False:
+            return {}
+        limits: dict[str, Sequence[RateLimit]] = {n: p.default_rate_limits for n, p in self.providers.items()}
+        if isinstance(setting, Mapping):
+            for name, values in setting.items():
+                if name not in self.providers:
+                    raise SandboxError(f"rate_limits: unknown provider {name}")
+                limits[name] = tuple(values)
+        return limits
+
+    def track(self, conn: socket.socket, open_: bool) -> None:
+        """Remember open connections so `stop()` can close idle keep-alive sockets."""
+        with self._lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def _sleep(self, seconds: float) -> None:
+        # Interruptible, so stop() never waits for a stalled "timeout" fault.
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one HTTP request (called on the handler's thread)."""
+        started = time.monotonic()
+        split = urlsplit(handler.path)
+        path = unquote(split.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length > 0 else b""
+        request = Request(
+            method=handler.command,
+            path=path,
+            query_string=split.query,
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers={k: v for k, v in handler.headers.items()},
+            body=body,
+        )
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            self._write(handler, self._control(request))
+            return
+
+        matched = self._match(request)
+        entry: dict[str, Json] = {
+            "provider": None,
+            "tenant": None,
+            "route": None,
+            "method": request.method,
+            "path": path,
+            "query": split.query,
+            "status": None,
+            "time": self.now().isoformat(),
+        }
+        if matched is not None:
+            entry["provider"] = matched[0].name
+            entry["tenant"] = matched[0].tenant_of(request)
+            entry["route"] = matched[1].name or None
+        with self._lock:
+            # Logged on arrival, so the log is in request order; status and timing are filled in below.
+            self._requests.append(entry)
+        if matched is None:
+            response: Response | None = Response.json(404, {"error": "not_found", "path": path})
+        else:
+            response = self._serve(matched[0], matched[1], request, entry["tenant"], entry)
+        if response is not None:
+            self._sleep(self.latency_ms / 1000)
+        with self._lock:
+            if response is not None:
+                entry["status"] = response.status
+                entry.update(response.log)
+            entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+        if response is None:  # a drop or timeout fault: close without answering
+            handler.close_connection = True
+            return
+        self._write(handler, response)
+
+    def _match(self, request: Request) -> tuple[Provider, Route] | None:
+        for provider, rte in self._routes:
+            if rte.method not in (request.method, "*"):
+                continue
+            found = rte.pattern.fullmatch(request.path)
+            if found:
+                request.params = {k: v for k, v in found.groupdict().items() if v is not None}
+                return provider, rte
+        return None
+
+    def _serve(
+        self, provider: Provider, rte: Route, request: Request, tenant: str | None, entry: dict[str, Json]
+    ) -> Response | None:
+        with self._lock:
+            settings = self._faults.get(provider.name)
+            fault: str | None = None
+            if settings is not None and (rte.api or settings.include_oauth):
+                fault, request.flags = settings.roll()
+                if fault == "expired_token" and not rte.api:
+                    fault = None  # only API calls carry an access token to expire
+            if fault is not None:
+                entry["fault"] = fault
+            if fault is None and rte.api and tenant is not None:
+                broken = self._limiter.check(provider.name, tenant, rte.buckets, time.monotonic())
+                if broken is not None:
+                    limit, wait = broken
+                    entry["fault"] = "rate_limit"
+                    return provider.throttle_response(limit, wait)
+            if fault is None:
+                if request.flags:
+                    entry["flags"] = sorted(request.flags)
+                try:
+                    return rte.handler(request)
+                except Exception as exc:  # an emulator bug must answer 500, not kill the handler thread
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                    return Response.json(500, {"error": "sandbox_internal_error", "detail": entry["error"]})
+            if fault in ("drop", "timeout"):
+                stall = settings.timeout_seconds if settings is not None and fault == "timeout" else 0.0
+            else:
+                return provider.fault_response(fault, settings.retry_after if settings is not None else 1)
+        self._sleep(stall)
+        return None
+
+    def _control(self, request: Request) -> Response:
+        what = request.path.removeprefix("/_sandbox").strip("/")
+        try:
+            if request.method == "GET" and what == "":
+                return Response.json(200, {"base_url": self._base_url, "providers": self.describe()})
+            if request.method == "GET" and what == "state":
+                return Response(
+                    200, self.state_json().encode("utf-8"), [("Content-Type", "application/json;charset=UTF-8")]
+                )
+            if request.method == "GET" and what == "outbox":
+                return Response.json(200, self.outbox())
+            if request.method == "GET" and what == "requests":
+                return Response.json(200, self.requests())
+            if what == "faults" and request.method in ("GET", "POST"):
+                if request.method == "POST":
+                    self.set_faults(request.json() or {})
+                return Response.json(200, self.faults())
+            if request.method == "POST" and what == "reset":
+                body = request.json() if request.body.strip() else None
+                seed = body.get("seed") if isinstance(body, Mapping) else None
+                self.reset(seed)
+                return Response.json(200, {"reset": True})
+        except (SandboxError, ValueError) as exc:
+            return Response.json(400, {"error": "bad_request", "detail": str(exc)})
+        return Response.json(404, {"error": "not_found", "path": request.path})
+
+    @staticmethod
+    def _write(handler: BaseHTTPRequestHandler, response: Response) -> None:
+        try:
+            handler.send_response(response.status)
+            has_length = False
+            for key, value in response.headers:
+                has_length = has_length or key.lower() == "content-length"
+                handler.send_header(key, value)
+            if not has_length:
+                handler.send_header("Content-Length", str(len(response.body)))
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
+
+# ---------------------------------------------------------------------------------------------------- serve()
+
+
+def serve(
+    seed_path: str | Path | None = None,
+    port: int = 0,
+    latency_ms: int = 0,
+    faults_spec: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    rate_limits: bool = True,
+    echo: Callable[[str], None] = print,
+    ready: Callable[[Sandbox], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Run the sandbox in the foreground until Ctrl-C / SIGTERM (or `stop_event` is set).
+
+    `seed_path`: a seed JSON file (None: the default book). `faults_spec`: JSON text or a path
+    to a JSON file, same shape as `POST /_sandbox/faults`. Prints the base URLs via `echo`;
+    `ready` is called with the running sandbox (tests, the demo). Raises `SandboxError` on a
+    bad seed or faults spec before anything listens.
+    """
+    from bridge.sandbox.seed import default_seed, read_seed
+
+    seed = read_seed(seed_path) if seed_path is not None else default_seed()
+    sandbox = Sandbox(
+        seed, latency_ms=latency_ms, rate_limits=rate_limits, host=host, port=port, faults=read_faults_spec(faults_spec)
+    )
+    stop = stop_event or threading.Event()
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+
+        def _on_term(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = signal.signal(signal.SIGTERM, _on_term)
+    sandbox.start()
+    try:
+        echo(f"sandbox listening on {sandbox.base_url}")
+        for name, info in sandbox.describe().items():
+            echo(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        echo(f"  control: {sandbox.base_url}/_sandbox/ (state, outbox, requests, faults, reset)")
+        if ready is not None:
+            ready(sandbox)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stop.wait(0.5):
+                pass
+    finally:
+        sandbox.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,381 @@
+"""pull -> evaluate -> plan -> apply, per connection; the same function for the CLI, the demo and a server.
+
+A dry run pulls (the local read cache is updated) and evaluates, and writes
+nothing to any provider or to the ledger. A real run first reconciles what an
+earlier run left pending, then applies the plan exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+import requests
+
+from bridge import clock
+from bridge.auth.vault import TokenVault
+from bridge.config import ConnectionSettings, Settings
+from bridge.connectors.base import Connector
+from bridge.connectors.http import CallStats
+from bridge.errors import BridgeError, ConfigError
+from bridge.ledger import ApplyReport, apply_actions, history, reconcile
+from bridge.mapping.common import attach_payments
+from bridge.model import Invoice, RenegotiationRequest
+from bridge.plan import Action, Plan, RecordError
+from bridge.policies.evaluate import contract_for, decide_request, evaluate
+from bridge.policies.terms import Terms
+from bridge.store import Store
+
+ENTRY_POINT_GROUP = "bridge.connectors"
+
+
+class Progress(Protocol):
+    """Where a long sync reports how far it got (the CLI draws it; a server logs it)."""
+
+    def phase(self, text: str) -> None:
+        """A step of unknown length has started (e.g. pulling one connection)."""
+
+    def actions(self, total: int) -> None:
+        """Applying `total` actions starts."""
+
+    def step(self, action: Action, outcome: str) -> None:
+        """One action is done: applied, dropped, failed, in doubt or skipped."""
+
+
+class Silent:
+    """A Progress that says nothing."""
+
+    def phase(self, text: str) -> None:
+        """Nothing."""
+
+    def actions(self, total: int) -> None:
+        """Nothing."""
+
+    def step(self, action: Action, outcome: str) -> None:
+        """Nothing."""
+
+
+class ConnectorFactory(Protocol):
+    """What a connector package registers under the `bridge.connectors` entry-point group."""
+
+    def __call__(self, connection: ConnectionSettings, vault: TokenVault, env: Mapping[str, str]) -> Connector: ...
+
+
+def load_factories() -> tuple[dict[str, ConnectorFactory], dict[str, str]]:
+    """Connector factories by provider name; a plugin that fails to load is reported, not fatal to the others."""
+    factories: dict[str, ConnectorFactory] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            factories[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            broken[ep.name] = f"{type(exc).__name__}: {exc}"
+    return factories, broken
+
+
+@dataclass
+class Runtime:
+    """What a command needs: settings, the store, the token vault, and how to build connectors."""
+
+    settings: Settings
+    store: Store
+    vault: TokenVault
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    factories: Mapping[str, ConnectorFactory] | None = None
+
+    def select(self, names: Sequence[str] = ()) -> list[ConnectionSettings]:
+        """The named connections (all when none are named); an unknown name is a usage error."""
+        if not names:
+            return list(self.settings.connections)
+        return [self.settings.connection(n) for n in names]
+
+    def connectors(self, selected: Iterable[ConnectionSettings]) -> tuple[dict[str, Connector], dict[str, str]]:
+        """A connector per connection, and the connections whose connector could not be built (with why)."""
+        factories, broken = (dict(self.factories), {}) if self.factories is not None else load_factories()
+        built: dict[str, Connector] = {}
+        failed: dict[str, str] = {}
+        for conn in selected:
+            factory = factories.get(conn.provider)
+            if factory is None:
+                failed[conn.name] = broken.get(conn.provider, f"no connector installed for provider {conn.provider!r}")
+                continue
+            try:
+                built[conn.name] = factory(conn, self.vault, self.env)
+            except BridgeError as exc:
+                failed[conn.name] = str(exc)
+        return built, failed
+
+
+def today_for(terms: Terms, as_of: date | None) -> date | dict[str, date]:
+    """`--as-of`, else today in each contract's own time zone."""
+    if as_of is not None:
+        return as_of
+    days = {c.name: clock.today_in(c.timezone) for c in terms.contracts}
+    return days or clock.today_in("UTC")
+
+
+def _action_day(today: date | Mapping[str, date]) -> Callable[[Action], date]:
+    def day(action: Action) -> date:
+        if isinstance(today, date):
+            return today
+        contract = action.clause.split(".")[1] if action.clause.startswith("contracts.") else ""
+        return today.get(contract, max(today.values()))
+
+    return day
+
+
+@dataclass
+class ConnectionRun:
+    """One connection's pull: counts, cost, and the error if it failed."""
+
+    name: str
+    provider: str
+    invoices: int = 0
+    payments: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    full: bool = False
+    error: str | None = None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class SyncOutcome:
+    """The plan (with applied/failed after a real run), each connection's pull, and what reconciliation settled."""
+
+    plan: Plan
+    runs: list[ConnectionRun]
+    report: ApplyReport | None = None
+    reconciled: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked."""
+        failed_runs = [r for r in self.runs if r.error]
+        if self.runs and len(failed_runs) == len(self.runs):
+            return 1
+        partial = failed_runs or self.plan.errors or (self.report and (self.report.failed or self.report.in_doubt))
+        return 3 if partial else 0
+
+    def stats(self) -> CallStats:
+        """API cost over all connections."""
+        total = CallStats()
+        for run in self.runs:
+            total.merge(run.stats)
+        return total
+
+
+def pull_connection(store: Store, connector: Connector, *, full: bool = False) -> ConnectionRun:
+    """Pull one connection incrementally and save records and cursors in one transaction."""
+    run = ConnectionRun(connector.name, connector.provider)
+    cursors = {}
+    for stream in ("cdc", "invoices", "payments"):
+        cursor = store.cursor(connector.name, stream)
+        if cursor is not None:
+            cursors[stream] = cursor
+    result = connector.pull(cursors, store.customers(connector.name), full=full)
+    deleted_invoices = list(result.deleted_invoices)
+    deleted_payments = list(result.deleted_payments)
+    if result.full:
+        # A full read also tells what disappeared without a tombstone.
+        seen = {inv.id for inv, _ in result.invoices} | {q.record_id for q in result.quarantined}
+        deleted_invoices += [inv.id for inv in store.invoices(connector.name) if inv.id not in seen]
+        seen_payments = {p.id for p, _ in result.payments}
+        deleted_payments += [p.id for p in store.payments(connector.name) if p.id not in seen_payments]
+    store.save_pull(
+        connector.name,
+        invoices=result.invoices,
+        payments=result.payments,
+        customers=result.customers,
+        deleted_invoices=deleted_invoices,
+        deleted_payments=deleted_payments,
+        cursors=result.cursors,
+        quarantined=result.quarantined,
+    )
+    store.mark_synced(connector.name, clock.now_utc())
+    run.invoices, run.payments = len(result.invoices), len(result.payments)
+    run.deleted, run.quarantined, run.full = len(deleted_invoices), len(result.quarantined), result.full
+    run.stats = connector.stats
+    return run
+
+
+def cached_invoices(store: Store, names: Iterable[str]) -> list[Invoice]:
+    """The read cache, with each invoice's payments attached."""
+    invoices: list[Invoice] = []
+    for name in names:
+        invoices += attach_payments(store.invoices(name), store.payments(name))
+    return invoices
+
+
+def build_plan(
+    settings: Settings,
+    store: Store,
+    names: Sequence[str],
+    today: date | dict[str, date],
+    errors: Sequence[RecordError] = (),
+) -> Plan:
+    """Evaluate the contracts on the cached invoices of the named connections."""
+    quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
+    return evaluate(
+        cached_invoices(store, names),
+        settings.terms,
+        history(store, names),
+        store.renegotiations(names),
+        today,
+        [*errors, *quarantined],
+    )
+
+
+def _pull_all(
+    rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress
+) -> tuple[dict[str, Connector], list[ConnectionRun], list[RecordError]]:
+    connectors, unavailable = rt.connectors(selected)
+    runs: list[ConnectionRun] = []
+    errors: list[RecordError] = []
+    for conn in selected:
+        if conn.name in unavailable:
+            runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
+            continue
+        progress.phase(f"pulling {conn.name}")
+        try:
+            runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
+        except (BridgeError, requests.RequestException) as exc:
+            runs.append(ConnectionRun(conn.name, conn.provider, error=str(exc), stats=connectors[conn.name].stats))
+    for run in runs:
+        if run.error:
+            errors.append(RecordError(run.name, "*", f"pull failed: {run.error}"))
+    return connectors, runs, errors
+
+
+def sync(
+    rt: Runtime,
+    names: Sequence[str] = (),
+    *,
+    dry_run: bool,
+    as_of: date | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> SyncOutcome:
+    """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once."""
+    progress = progress or Silent()
+    selected = rt.select(names)
+    today = today_for(rt.settings.terms, as_of)
+    connectors, runs, errors = _pull_all(rt, selected, full, progress)
+    reconciled: list[tuple[str, str]] = []
+    if not dry_run:
+        day = today if isinstance(today, date) else max(today.values())
+        healthy = {n: c for n, c in connectors.items() if not any(r.name == n and r.error for r in runs)}
+        reconciled = [(entry.key, outcome) for entry, outcome in reconcile(rt.store, healthy, day)]
+    pulled = [r.name for r in runs if not r.error]
+    plan = build_plan(rt.settings, rt.store, pulled, today, errors)
+    if dry_run:
+        return SyncOutcome(plan, runs, reconciled=reconciled)
+    progress.actions(len(plan.actions))
+    report = apply_actions(
+        plan.actions,
+        rt.store,
+        connectors,
+        {n: rt.store.customers(n) for n in pulled},
+        _action_day(today),
+        progress.step,
+    )
+    return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+def with_report(plan: Plan, report: ApplyReport) -> Plan:
+    """The plan with what happened: `applied` and `failed` (INTERFACES.md §4), plus `dropped` and `in_doubt`."""
+    failed: list[dict[str, Any]] = [*report.failed, *({**d, "error": d["reason"]} for d in report.dropped)]
+    failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
+    return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
+
+
+def apply_plan(rt: Runtime, plan: Plan, progress: Progress | None = None) -> SyncOutcome:
+    """Carry out a reviewed plan: each action re-checked against fresh provider state first."""
+    names = sorted({a.connection for a in plan.actions})
+    unknown = [n for n in names if n not in {c.name for c in rt.settings.connections}]
+    if unknown:
+        raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
+    selected = rt.select(names)
+    connectors, unavailable = rt.connectors(selected)
+    runs = [ConnectionRun(c.name, c.provider, error=unavailable.get(c.name)) for c in selected]
+    progress = progress or Silent()
+    reconciled = [(e.key, o) for e, o in reconcile(rt.store, connectors, plan.as_of)]
+    progress.actions(len(plan.actions))
+    report = apply_actions(
+        plan.actions,
+        rt.store,
+        connectors,
+        {n: rt.store.customers(n) for n in names},
+        lambda a: plan.as_of,
+        progress.step,
+    )
+    for run in runs:
+        if run.name in connectors:
+            run.stats = connectors[run.name].stats
+    return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+@dataclass
+class Decision:
+    """A renegotiation request decided: the record, the action it calls for, and whether that was applied."""
+
+    record: RenegotiationRequest
+    action: Action
+    plan: Plan
+    dry_run: bool
+    report: ApplyReport | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when decided (and written back unless a dry run); 3 when the write-back failed."""
+        return 3 if self.report and (self.report.failed or self.report.in_doubt) else 0
+
+
+def renegotiate(
+    rt: Runtime,
+    connection: str,
+    invoice_number: str,
+    new_due: date,
+    *,
+    note: str = "",
+    requested_by: str = "",
+    as_of: date | None = None,
+    dry_run: bool = False,
+) -> Decision:
+    """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back."""
+    conn = rt.settings.connection(connection)
+    connectors, unavailable = rt.connectors([conn])
+    if connection in unavailable:
+        raise BridgeError(f"connection {connection!r} cannot be used: {unavailable[connection]}")
+    connector = connectors[connection]
+    pull_connection(rt.store, connector)  # the decision needs the invoice as it is now
+    invoice = next((i for i in cached_invoices(rt.store, [connection]) if i.number == invoice_number), None)
+    if invoice is None:
+        raise ConfigError(f"--invoice: no invoice numbered {invoice_number!r} in connection {connection!r}")
+    today = today_for(rt.settings.terms, as_of)
+    contract = contract_for(rt.settings.terms, invoice)
+    day = today if isinstance(today, date) else today.get(contract.name if contract else "", max(today.values()))
+    request = RenegotiationRequest(
+        connection=connection,
+        invoice_id=invoice.id,
+        invoice_number=invoice.number,
+        requested_on=day,
+        new_due_date=new_due,
+        note=note,
+        requested_by=requested_by,
+    )
+    try:
+        record, action = decide_request(request, invoice, rt.settings.terms, rt.store.renegotiations([connection]))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    plan = Plan.build(day, [action])
+    if dry_run:
+        return Decision(record, action, plan, dry_run=True)
+    rt.store.add_renegotiation(record)
+    report = apply_actions([action], rt.store, connectors, {connection: rt.store.customers(connection)}, lambda a: day)
+    return Decision(record, action, with_report(plan, report), dry_run=False, report=report)

@@ -1,0 +1,84 @@
+"""The one retry policy and the client-side rate limiter (no network: fake clocks and calls)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, ServerError, Throttled, retry_after_seconds
+from bridge.errors import ProviderError
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_limiter_allows_a_burst_then_keeps_the_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=8.0, burst=10, monotonic=clock.monotonic, sleep=clock.sleep)
+    for _ in range(10):
+        assert limiter.acquire() == 0
+    for _ in range(80):
+        limiter.acquire()
+    assert clock.now == pytest.approx(10.0)  # 80 more calls at 8 per second
+
+
+def flaky(errors):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    return fn, calls
+
+
+def test_429_is_retried_honouring_retry_after_even_when_not_safe_to_repeat():
+    clock = FakeClock()
+    fn, calls = flaky([Throttled("slow down", retry_after=7)])
+    stats = CallStats()
+    assert RetryPolicy(sleep=clock.sleep).call(fn, stats, safe_to_repeat=False) == "ok"
+    assert clock.slept == [7] and stats.retries == 1 and len(calls) == 2
+
+
+def test_5xx_and_timeouts_are_retried_with_backoff_only_when_safe():
+    clock = FakeClock()
+    fn, calls = flaky([ServerError("boom", 503), requests.Timeout("t"), requests.ConnectionError("c")])
+    assert RetryPolicy(sleep=clock.sleep).call(fn, CallStats()) == "ok"
+    assert len(calls) == 4 and all(0 <= s <= 4 for s in clock.slept)
+    fn, calls = flaky([ServerError("boom", 500)])
+    with pytest.raises(ServerError):
+        RetryPolicy(sleep=clock.sleep).call(fn, CallStats(), safe_to_repeat=False)
+    assert len(calls) == 1
+
+
+def test_retries_are_bounded_and_the_last_error_is_raised():
+    clock = FakeClock()
+    fn, calls = flaky([ServerError("boom", 500) for _ in range(20)])
+    with pytest.raises(ServerError):
+        RetryPolicy(attempts=4, sleep=clock.sleep).call(fn, CallStats())
+    assert len(calls) == 4
+
+
+def test_permanent_errors_are_not_retried():
+    fn, calls = flaky([ProviderError("bad request")])
+    with pytest.raises(ProviderError):
+        RetryPolicy(sleep=FakeClock().sleep).call(fn, CallStats())
+    assert len(calls) == 1
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after_seconds("30") == 30.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past

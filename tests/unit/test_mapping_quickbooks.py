@@ -1,0 +1,111 @@
+"""QuickBooks JSON -> model: derived status, payments, projects, exact money; action -> payloads."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from bridge.errors import DataError
+from bridge.mapping import quickbooks as qbo
+from bridge.mapping.common import attach_payments, idempotency_key
+from bridge.model import InvoiceStatus
+from bridge.plan import Action, ActionKind, InvoiceRef
+
+CUSTOMERS = {
+    "3": {"Id": "3", "DisplayName": "Amy's Bird Sanctuary", "PrimaryEmailAddr": {"Address": "birds@example.com"}},
+    "30": {"Id": "30", "DisplayName": "Amy: Aviary", "Job": True, "ParentRef": {"value": "3"}},
+}
+
+
+def raw_invoice(**over):
+    raw = {
+        "Id": "130", "SyncToken": "2", "DocNumber": "1037", "TxnDate": "2026-08-08", "DueDate": "2026-09-07",
+        "CustomerRef": {"value": "3", "name": "Amy's Bird Sanctuary"}, "CurrencyRef": {"value": "USD"},
+        "TotalAmt": Decimal("2000.00"), "Balance": Decimal("1500.00"),
+        "Line": [
+            {"Id": "1", "LineNum": 1, "Amount": Decimal("2000.00"), "DetailType": "SalesItemLineDetail",
+             "Description": "Consulting", "SalesItemLineDetail": {"ItemRef": {"value": "1", "name": "Services"}}},
+            {"Amount": Decimal("2000.00"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
+        ],
+        "MetaData": {"LastUpdatedTime": "2026-09-20T10:00:00-07:00"},
+    }
+    raw.update(over)
+    return raw
+
+
+def test_status_is_derived_from_balance_and_total():
+    assert qbo.map_invoice(raw_invoice(), "c", CUSTOMERS).status is InvoiceStatus.PARTIALLY_PAID
+    assert qbo.map_invoice(raw_invoice(Balance=2000), "c", CUSTOMERS).status is InvoiceStatus.OPEN
+    assert qbo.map_invoice(raw_invoice(Balance=0), "c", CUSTOMERS).status is InvoiceStatus.PAID
+    voided = raw_invoice(TotalAmt=0, Balance=0, PrivateNote="Voided")
+    assert qbo.map_invoice(voided, "c", CUSTOMERS).status is InvoiceStatus.VOID
+
+
+def test_money_is_exact_decimal_in_minor_units_and_subtotal_lines_are_not_charges():
+    inv = qbo.map_invoice(raw_invoice(TotalAmt=2000), "c", CUSTOMERS)
+    assert inv.total == Decimal("2000.00") and str(inv.total) == "2000.00"
+    assert [line.description for line in inv.lines] == ["Consulting"]
+    with pytest.raises(DataError, match="float"):
+        qbo.map_invoice(raw_invoice(TotalAmt=2000.5), "c", CUSTOMERS)
+
+
+def test_a_project_is_a_sub_customer_of_its_parent():
+    inv = qbo.map_invoice(raw_invoice(CustomerRef={"value": "30"}), "c", CUSTOMERS)
+    assert inv.project == "30" and inv.customer.id == "3" and inv.customer.email == "birds@example.com"
+
+
+def test_bad_records_raise_data_error_naming_the_field():
+    for bad, field in [
+        (raw_invoice(TotalAmt=None), "TotalAmt"),
+        (raw_invoice(DueDate="07/09/2026"), "DueDate"),
+        (raw_invoice(CurrencyRef={"value": "XYZ"}), "CurrencyRef"),
+        (raw_invoice(Balance=Decimal("-5")), "negative"),
+        (raw_invoice(Line="nope"), "Line"),
+    ]:
+        with pytest.raises(DataError, match=field):
+            qbo.map_invoice(bad, "c", CUSTOMERS)
+
+
+def test_a_payment_pays_several_invoices_and_attaches_by_date():
+    raw = {
+        "Id": "201", "TxnDate": "2026-09-20", "TotalAmt": Decimal("700.00"), "CustomerRef": {"value": "3"},
+        "Line": [
+            {"Amount": Decimal("500.00"), "LinkedTxn": [{"TxnId": "130", "TxnType": "Invoice"}]},
+            {"Amount": Decimal("200.00"), "LinkedTxn": [{"TxnId": "131", "TxnType": "Invoice"}]},
+        ],
+    }
+    payment = qbo.map_payment(raw, "c")
+    assert [(a.invoice_id, a.amount) for a in payment.allocations] == [("130", Decimal("500.00")), ("131", Decimal("200.00"))]
+    (inv,) = attach_payments([qbo.map_invoice(raw_invoice(), "c", CUSTOMERS)], [payment])
+    assert [(p.date, p.amount) for p in inv.payments] == [(date(2026, 9, 20), Decimal("500.00"))]
+
+
+def fee_action(form="line"):
+    ref = InvoiceRef("130", "1037", "Amy", "USD", Decimal("2000.00"), Decimal("1500.00"), date(2026, 9, 7), date(2026, 9, 7))
+    return Action(
+        key="late_fee:c:130:2", kind=ActionKind.LATE_FEE, connection="c", provider="quickbooks", invoice=ref,
+        clause="contracts.standard.late_fee", reason="", occurrence=2, amount=Decimal("22.50"), form=form,
+        item="Late Fee", description="Late fee (no. 2, 2026-10-12) on invoice 1037",
+    )
+
+
+def test_the_fee_line_update_is_sparse_and_keeps_every_line_with_its_id():
+    body = qbo.fee_line_update(raw_invoice(), fee_action(), {"Id": "9", "Name": "Late Fee"})
+    assert body["sparse"] is True and body["SyncToken"] == "2"
+    assert [line.get("Id") for line in body["Line"]] == ["1", None]  # the subtotal line is QuickBooks' to compute
+    assert body["Line"][-1]["Amount"] == Decimal("22.50")
+    assert body["Line"][-1]["SalesItemLineDetail"]["ItemRef"] == {"value": "9", "name": "Late Fee"}
+
+
+def test_a_fee_invoice_references_the_original():
+    body = qbo.fee_invoice_create(raw_invoice(), fee_action("invoice"), {"Id": "9"}, date(2026, 10, 20))
+    assert body["DocNumber"] == "1037-LF2" and "bridge fee_for=130" in body["PrivateNote"]
+    created = {**raw_invoice(), "Id": "500", "DocNumber": "1037-LF2", "PrivateNote": body["PrivateNote"]}
+    assert qbo.map_invoice(created, "c", CUSTOMERS).fee_for == "130"
+
+
+def test_idempotency_keys_are_stable_short_and_distinct():
+    a, b = idempotency_key("late_fee:c:130:2"), idempotency_key("late_fee:c:130:3")
+    assert a == idempotency_key("late_fee:c:130:2") and a != b and len(a) <= 50
