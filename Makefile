@@ -30,6 +30,7 @@ test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

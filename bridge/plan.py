@@ -259,8 +259,26 @@ class RecordError:
         return {"connection": self.connection, "record": self.record, "error": self.error}
 
 
-def _item_sort(connection: str, invoice: str | None, key: str | None, code: str = "") -> tuple[Any, ...]:
-    return (connection, natural_key(invoice or ""), natural_key(key or ""), code)
+def _key_order(key: str | None) -> tuple[str, int]:
+    # Action keys end in a step or occurrence number: order 9 before 10 without a full natural sort.
+    if key is None:
+        return ("", -1)
+    head, _, tail = key.rpartition(":")
+    return (head, int(tail)) if tail.isdigit() else (key, -1)
+
+
+class _Order:
+    """Sort keys for plan items, with each invoice number's natural key computed once."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, tuple[tuple[int, int | str], ...]] = {}
+
+    def __call__(self, connection: str, invoice: str | None, key: str | None, code: str = "") -> tuple[Any, ...]:
+        number = invoice or ""
+        natural = self._numbers.get(number)
+        if natural is None:
+            natural = self._numbers[number] = natural_key(number)
+        return (connection, natural, _key_order(key), code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +303,7 @@ class Plan:
         errors: Iterable[RecordError] = (),
     ) -> Plan:
         """Sort everything into the canonical order (connection, invoice number, key)."""
+        _item_sort = _Order()
         return cls(
             as_of=as_of,
             actions=tuple(sorted(actions, key=lambda a: _item_sort(a.connection, a.invoice.number, a.key))),

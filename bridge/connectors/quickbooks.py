@@ -148,8 +148,9 @@ class QuickBooksConnector:
     def _refresh(self, *, force: bool) -> None:
         if self._tokens is None:
             self._tokens, self._token_version = self.vault.load(self.name)
-        seen = self._token_version if not force else -1
-        self._tokens = self.vault.refresh(self.name, seen, self._do_refresh)
+        # The vault refreshes unless another process already did since the version we used;
+        # `force` (a 401) only means we cannot trust the expiry time we hold.
+        self._tokens = self.vault.refresh(self.name, self._token_version, self._do_refresh)
         self._tokens, self._token_version = self.vault.load(self.name)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:

@@ -70,6 +70,7 @@ class _Scope:
     _hold_invoices: frozenset[str] = field(init=False)
     _excluded: _CustomerMatcher = field(init=False)
     _cache: dict[tuple[str, str, str | None], Contract | None] = field(init=False, default_factory=dict)
+    _customer_rules: dict[tuple[str, str, str | None], tuple[bool, bool]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._contracts = [(c, _CustomerMatcher(c.applies_to)) for c in self.terms.contracts]
@@ -105,11 +106,19 @@ class _Scope:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "disputed or on hold at the provider")
         if number in self._hold_invoices:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "invoice listed in hold.invoices", "hold.invoices")
-        if self._hold_customers.matches(c.id, c.name, c.email):
+        customer_key = (c.id, c.name, c.email)
+        rules = self._customer_rules.get(customer_key)
+        if rules is None:
+            rules = self._customer_rules[customer_key] = (
+                self._hold_customers.matches(c.id, c.name, c.email),
+                self._excluded.matches(c.id, c.name, c.email),
+            )
+        held, excluded = rules
+        if held:
             return None, Skip(
                 conn, number, SkipCode.ON_HOLD, f"customer {c.name or c.id} listed in hold.customers", "hold.customers"
             )
-        if self._excluded.matches(c.id, c.name, c.email):
+        if excluded:
             return None, Skip(
                 conn,
                 number,
@@ -124,7 +133,8 @@ class _Scope:
             )
         min_balance = contract.reminders.min_balance
         if invoice.amount_due < min_balance:
-            detail = f"amount due {invoice.amount_due} is below min_balance {min_balance}"
+            due = format_amount(invoice.amount_due, invoice.currency)
+            detail = f"amount due {due} is below min_balance {format_amount(min_balance, invoice.currency)}"
             return None, Skip(
                 conn, number, SkipCode.BELOW_MIN_BALANCE, detail, contract.clause("reminders.min_balance")
             )
@@ -191,13 +201,20 @@ def evaluate(
     skips: list[Skip] = []
     warnings: list[Warning] = []
 
+    requests = list(renegotiations)
     by_id: dict[tuple[str, str], Invoice] = {}
     by_number: dict[tuple[str, str], Invoice] = {}
-    for inv in invoices:
-        by_id[(inv.connection, inv.id)] = inv
-        by_number[(inv.connection, inv.number)] = inv
+    if requests:
+        # Index only the invoices a request names: the full lists would cost memory per invoice.
+        wanted_ids = {(r.connection, r.invoice_id) for r in requests if r.invoice_id is not None}
+        wanted_numbers = {(r.connection, r.invoice_number) for r in requests if r.invoice_id is None}
+        for inv in invoices:
+            if (inv.connection, inv.id) in wanted_ids:
+                by_id[(inv.connection, inv.id)] = inv
+            if (inv.connection, inv.number) in wanted_numbers:
+                by_number[(inv.connection, inv.number)] = inv
 
-    reneg = _plan_renegotiations(renegotiations, by_id, by_number, scope, hist, today, actions, skips, warnings)
+    reneg = _plan_renegotiations(requests, by_id, by_number, scope, hist, today, actions, skips, warnings)
 
     for inv in invoices:
         contract, skip = scope.check(inv)

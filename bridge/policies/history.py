@@ -35,35 +35,81 @@ _EMPTY = InvoiceHistory()
 
 
 class History:
-    """Ledger entries indexed for the engine. Keys look like `late_fee:{connection}:{invoice}:{k}`."""
+    """Ledger entries indexed for the engine. Keys look like `late_fee:{connection}:{invoice}:{k}`.
 
-    __slots__ = ("_by_invoice", "keys")
+    Reminder and fee entries are filed per invoice (the engine asks by invoice); only the
+    other keys (renegotiations) are kept as a set.
+    """
+
+    __slots__ = ("_by_invoice", "_other")
 
     def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
-        self.keys: set[str] = set()
+        self._other: set[str] = set()
         self._by_invoice: dict[InvoiceKey, InvoiceHistory] = {}
+        by_invoice = self._by_invoice
+        zero = Decimal(0)
+        # The hot loop of a large evaluation: the common key shape is handled inline.
         for entry in entries:
-            self.add(entry)
+            parts = entry.key.split(":")
+            if len(parts) != 4 or not parts[3].isdigit() or not parts[1] or not parts[2]:
+                self.add(entry)
+                continue
+            kind = parts[0]
+            if kind == "reminder":
+                slot = by_invoice.get((parts[1], parts[2]))
+                if slot is None:
+                    slot = by_invoice[(parts[1], parts[2])] = InvoiceHistory()
+                slot.reminders[int(parts[3])] = entry.applied_on
+            elif kind == "late_fee":
+                slot = by_invoice.get((parts[1], parts[2]))
+                if slot is None:
+                    slot = by_invoice[(parts[1], parts[2])] = InvoiceHistory()
+                slot.fees[int(parts[3])] = entry.amount if entry.amount is not None else zero
+            else:
+                self._other.add(entry.key)
+
+    @staticmethod
+    def _parse(key: str) -> tuple[str, InvoiceKey, int] | None:
+        parts = key.split(":")
+        if len(parts) == 4:  # the common case: no colon inside the invoice id
+            kind, connection, invoice, number = parts
+        elif len(parts) > 4:
+            kind, connection, invoice, number = parts[0], parts[1], ":".join(parts[2:-1]), parts[-1]
+        else:
+            return None
+        if (kind != "reminder" and kind != "late_fee") or not (number.isdigit() and connection and invoice):
+            return None
+        return kind, (connection, invoice), int(number)
 
     def add(self, entry: HistoryEntry) -> None:
         """Index one entry; reminder and late-fee entries are filed under their invoice."""
-        self.keys.add(entry.key)
-        kind, _, rest = entry.key.partition(":")
-        if kind not in ("reminder", "late_fee"):
+        parsed = self._parse(entry.key)
+        if parsed is None:
+            self._other.add(entry.key)
             return
-        head, _, number = rest.rpartition(":")
-        connection, _, invoice = head.partition(":")
-        if not (number.isdigit() and connection and invoice):
-            return
-        slot = self._by_invoice.setdefault((connection, invoice), InvoiceHistory())
+        kind, invoice_key, number = parsed
+        slot = self._by_invoice.get(invoice_key)
+        if slot is None:
+            slot = self._by_invoice[invoice_key] = InvoiceHistory()
         if kind == "reminder":
-            slot.reminders[int(number)] = entry.applied_on
+            slot.reminders[number] = entry.applied_on
         else:
-            slot.fees[int(number)] = entry.amount if entry.amount is not None else Decimal(0)
+            slot.fees[number] = entry.amount if entry.amount is not None else Decimal(0)
 
     def for_invoice(self, connection: str, invoice_id: str) -> InvoiceHistory:
         """What was done on this invoice (an empty record when nothing)."""
         return self._by_invoice.get((connection, invoice_id), _EMPTY)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.keys
+        if not isinstance(key, str):
+            return False
+        if key in self._other:
+            return True
+        parsed = self._parse(key)
+        if parsed is None:
+            return False
+        kind, invoice_key, number = parsed
+        slot = self._by_invoice.get(invoice_key)
+        if slot is None:
+            return False
+        return number in (slot.reminders if kind == "reminder" else slot.fees)

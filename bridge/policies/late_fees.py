@@ -7,6 +7,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from itertools import accumulate
 
 from bridge.model import Invoice, LineItem
@@ -45,9 +46,15 @@ def fee_description(terms: LateFee, number: str, k: int, on: date) -> str:
     return terms.description.format(number=number, period=period_label(k, on))
 
 
-def _own_line_pattern(terms: LateFee, number: str) -> re.Pattern[str]:
-    # The bridge's lines carry the occurrence number in {period}; dates may move with a renegotiation.
-    text = re.escape(terms.description).replace(re.escape("{number}"), re.escape(number))
+@lru_cache(maxsize=256)
+def _own_line_pattern(description: str) -> re.Pattern[str]:
+    # One pattern per contract description (not per invoice): the invoice number is captured and
+    # compared afterwards. The occurrence number is in {period}; its date may move with a renegotiation.
+    text = re.escape(description)
+    number = re.escape("{number}")
+    first = text.find(number)
+    if first >= 0:
+        text = text[:first] + "(?P<number>.*?)" + text[first + len(number) :].replace(number, "(?P=number)")
     text = text.replace(re.escape("{period}"), r"no\. (?P<k>\d+), \d{4}-\d{2}-\d{2}")
     return re.compile(text + r"\Z")
 
@@ -71,14 +78,15 @@ def classify_fee_lines(invoice: Invoice, terms: LateFee) -> FeeLines:
     own: dict[int, Decimal] = {}
     foreign: list[LineItem] = []
     total = Decimal(0)
-    pattern: re.Pattern[str] | None = None
+    pattern = _own_line_pattern(terms.description)
+    has_number = "{number}" in terms.description
     for line in invoice.lines:
         if not is_fee_line(line, terms):
             continue
         total += line.amount
-        if pattern is None:
-            pattern = _own_line_pattern(terms, invoice.number)
         match = None if line.provider_late_fee else pattern.match(line.description)
+        if match is not None and has_number and match["number"] != invoice.number:
+            match = None
         if match is not None and int(match["k"]) not in own:
             own[int(match["k"])] = line.amount
         else:
@@ -162,7 +170,7 @@ def decide_late_fees(
         percent_part = round_half_up(terms.percent * base / _HUNDRED, currency)
         amount = flat + percent_part if terms.combine == "sum" else max(flat, percent_part)
         reason = _explain(k, on, terms, base, flat, currency)
-        if amount < min_fee:
+        if amount < min_fee or amount <= 0:  # a 0.00 fee line is never written, whatever min_fee says
             charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
             continue
         if cap is not None:
@@ -185,7 +193,7 @@ def decide_late_fees(
                     f"left under the cap of {format_amount(cap, currency)}"
                 )
                 amount = room
-                if amount < min_fee:
+                if amount < min_fee or amount <= 0:
                     charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
                     continue
         amount = amount.quantize(quantum(currency))

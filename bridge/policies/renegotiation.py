@@ -45,13 +45,16 @@ def decide(
             else f"invoice {invoice.number} has no due date to move"
         )
     elif len(accepted_in_project) >= terms.max_per_project:
-        earlier = accepted_in_project[-1]
         reason = "limit_reached"
-        why = (
-            f"the project already had {len(accepted_in_project)} of max_per_project = "
-            f"{terms.max_per_project} renegotiation(s): invoice {earlier.invoice_number or earlier.invoice_id} "
-            f"was moved to {earlier.new_due_date} on {earlier.decided_on or earlier.requested_on}"
-        )
+        if accepted_in_project:
+            earlier = accepted_in_project[-1]
+            why = (
+                f"the project already had {len(accepted_in_project)} of max_per_project = "
+                f"{terms.max_per_project} renegotiation(s): invoice {earlier.invoice_number or earlier.invoice_id} "
+                f"was moved to {earlier.new_due_date} on {earlier.decided_on or earlier.requested_on}"
+            )
+        else:
+            why = "the contract allows no renegotiation (max_per_project = 0)"
     elif new <= current:
         reason = "not_later"
         why = f"{new} is not after the current due date {current}"

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from bridge.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "config" / "examples"
@@ -29,25 +26,6 @@ EVALUATE = [
     "--renegotiations",
     str(EXAMPLES / "renegotiations.json"),
 ]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def bridge(capsys, monkeypatch):
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["bridge", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return Result(int(exc.value.code or 0), captured.out, captured.err)
-
-    return run
 
 
 def test_example_book_as_json_shows_reminders_fees_a_cap_skips_and_a_refusal(bridge):

@@ -21,12 +21,24 @@ CUSTOMERS = {
 
 def raw_invoice(**over):
     raw = {
-        "Id": "130", "SyncToken": "2", "DocNumber": "1037", "TxnDate": "2026-08-08", "DueDate": "2026-09-07",
-        "CustomerRef": {"value": "3", "name": "Amy's Bird Sanctuary"}, "CurrencyRef": {"value": "USD"},
-        "TotalAmt": Decimal("2000.00"), "Balance": Decimal("1500.00"),
+        "Id": "130",
+        "SyncToken": "2",
+        "DocNumber": "1037",
+        "TxnDate": "2026-08-08",
+        "DueDate": "2026-09-07",
+        "CustomerRef": {"value": "3", "name": "Amy's Bird Sanctuary"},
+        "CurrencyRef": {"value": "USD"},
+        "TotalAmt": Decimal("2000.00"),
+        "Balance": Decimal("1500.00"),
         "Line": [
-            {"Id": "1", "LineNum": 1, "Amount": Decimal("2000.00"), "DetailType": "SalesItemLineDetail",
-             "Description": "Consulting", "SalesItemLineDetail": {"ItemRef": {"value": "1", "name": "Services"}}},
+            {
+                "Id": "1",
+                "LineNum": 1,
+                "Amount": Decimal("2000.00"),
+                "DetailType": "SalesItemLineDetail",
+                "Description": "Consulting",
+                "SalesItemLineDetail": {"ItemRef": {"value": "1", "name": "Services"}},
+            },
             {"Amount": Decimal("2000.00"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
         ],
         "MetaData": {"LastUpdatedTime": "2026-09-20T10:00:00-07:00"},
@@ -70,24 +82,41 @@ def test_bad_records_raise_data_error_naming_the_field():
 
 def test_a_payment_pays_several_invoices_and_attaches_by_date():
     raw = {
-        "Id": "201", "TxnDate": "2026-09-20", "TotalAmt": Decimal("700.00"), "CustomerRef": {"value": "3"},
+        "Id": "201",
+        "TxnDate": "2026-09-20",
+        "TotalAmt": Decimal("700.00"),
+        "CustomerRef": {"value": "3"},
         "Line": [
             {"Amount": Decimal("500.00"), "LinkedTxn": [{"TxnId": "130", "TxnType": "Invoice"}]},
             {"Amount": Decimal("200.00"), "LinkedTxn": [{"TxnId": "131", "TxnType": "Invoice"}]},
         ],
     }
     payment = qbo.map_payment(raw, "c")
-    assert [(a.invoice_id, a.amount) for a in payment.allocations] == [("130", Decimal("500.00")), ("131", Decimal("200.00"))]
+    assert [(a.invoice_id, a.amount) for a in payment.allocations] == [
+        ("130", Decimal("500.00")),
+        ("131", Decimal("200.00")),
+    ]
     (inv,) = attach_payments([qbo.map_invoice(raw_invoice(), "c", CUSTOMERS)], [payment])
     assert [(p.date, p.amount) for p in inv.payments] == [(date(2026, 9, 20), Decimal("500.00"))]
 
 
 def fee_action(form="line"):
-    ref = InvoiceRef("130", "1037", "Amy", "USD", Decimal("2000.00"), Decimal("1500.00"), date(2026, 9, 7), date(2026, 9, 7))
+    ref = InvoiceRef(
+        "130", "1037", "Amy", "USD", Decimal("2000.00"), Decimal("1500.00"), date(2026, 9, 7), date(2026, 9, 7)
+    )
     return Action(
-        key="late_fee:c:130:2", kind=ActionKind.LATE_FEE, connection="c", provider="quickbooks", invoice=ref,
-        clause="contracts.standard.late_fee", reason="", occurrence=2, amount=Decimal("22.50"), form=form,
-        item="Late Fee", description="Late fee (no. 2, 2026-10-12) on invoice 1037",
+        key="late_fee:c:130:2",
+        kind=ActionKind.LATE_FEE,
+        connection="c",
+        provider="quickbooks",
+        invoice=ref,
+        clause="contracts.standard.late_fee",
+        reason="",
+        occurrence=2,
+        amount=Decimal("22.50"),
+        form=form,
+        item="Late Fee",
+        description="Late fee (no. 2, 2026-10-12) on invoice 1037",
     )
 
 

@@ -194,3 +194,8 @@ def test_5_the_fee_line_says_item_and_description_with_number_and_period():
 def test_5_action_key_is_late_fee_connection_invoice_occurrence():
     plan = run(invoice("INV-1", id="130", connection="acme-qbo"), "2026-10-07", terms_=fees())
     assert keys(plan) == ["late_fee:acme-qbo:130:1", "late_fee:acme-qbo:130:2"]
+
+
+def test_5_a_fee_that_rounds_to_zero_is_never_charged_even_with_min_fee_zero():
+    plan = run(invoice("INV-1", total="0.10"), "2026-09-07", terms_=fees(percent="1", min_fee="0"))
+    assert not plan.actions and skip_codes(plan) == {"late_fee:acme:1:1": "below_min_fee"}

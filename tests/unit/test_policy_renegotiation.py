@@ -155,3 +155,14 @@ def test_6_decided_requests_are_replayed_not_decided_again_and_applied_ones_not_
 def test_6_a_request_is_decided_only_once_it_has_been_made():
     plan = run(invoice("INV-1"), "2026-08-31", terms_=plain(), renegotiations=[ask("1", "2026-09-20", on="2026-09-01")])
     assert not plan.actions
+
+
+def test_6_a_contract_allowing_no_renegotiation_refuses_with_limit_reached():
+    plan = run(
+        invoice("INV-1"),
+        "2026-09-01",
+        terms_=plain(renegotiation={"max_per_project": 0}),
+        renegotiations=[ask("1", "2026-09-20")],
+    )
+    assert refusals(plan) == {"INV-1": "limit_reached"}
+    assert "max_per_project = 0" in plan.actions[0].reason

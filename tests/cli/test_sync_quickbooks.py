@@ -1,0 +1,218 @@
+"""`bridge sync`, `apply`, `ledger`, `renegotiate` end to end against the QuickBooks sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography.fernet import Fernet
+
+from bridge.auth.quickbooks import link_sandbox
+from bridge.auth.vault import TokenVault
+from bridge.sandbox import Sandbox
+from bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+AS_OF = ["--as-of", "2026-10-20"]
+
+
+@pytest.fixture(scope="module")
+def module_sandbox() -> Iterator[Sandbox]:
+    with Sandbox(rate_limits=False) as sandbox:
+        yield sandbox
+
+
+@dataclass
+class Book:
+    sandbox: Sandbox
+    config: Path
+    key: str
+    realm: str
+
+    def args(self, *more: str) -> list[str]:
+        return ["--config", str(self.config), *AS_OF, *more]
+
+    def state(self) -> dict[str, Any]:
+        return self.sandbox.state()
+
+    def outbox(self) -> list[Any]:
+        return self.sandbox.outbox()
+
+    def invoice(self, number: str) -> dict[str, Any]:
+        return next(i for i in self.state()["quickbooks"]["Invoice"] if i["DocNumber"] == number)
+
+    def pay_in_full(self, number: str) -> None:
+        """A client pays: a Payment lands at QuickBooks for the whole balance."""
+        inv = self.invoice(number)
+        store = Store.open(f"sqlite:///{self.config.parent / 'bridge.db'}")
+        tokens, _ = TokenVault(store, Fernet(self.key.encode())).load("acme-qbo")
+        store.close()
+        body = {
+            "CustomerRef": inv["CustomerRef"],
+            "TotalAmt": str(inv["Balance"]),
+            "TxnDate": "2026-10-20",
+            "Line": [{"Amount": str(inv["Balance"]), "LinkedTxn": [{"TxnId": inv["Id"], "TxnType": "Invoice"}]}],
+        }
+        response = requests.post(
+            f"{self.sandbox.base_url}/v3/company/{self.realm}/payment",
+            headers={
+                "Authorization": f"Bearer {tokens.access_token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+            data=json.dumps(body),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        assert Decimal(str(self.invoice(number)["Balance"])) == 0
+
+
+@pytest.fixture
+def book(module_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Book]:
+    module_sandbox.reset()
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
+    store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
+    realm = link_sandbox(store, TokenVault(store, Fernet(key.encode())), module_sandbox.base_url, "acme-qbo")
+    store.close()
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        '[store]\nurl = "sqlite:///bridge.db"\n\n'
+        f'[[connections]]\nname = "acme-qbo"\nprovider = "quickbooks"\ntenant_id = "{realm}"\n'
+        f'base_url = "{module_sandbox.base_url}"\n\n' + (ROOT / "config" / "demo.toml").read_text()
+    )
+    yield Book(module_sandbox, config, key, realm)
+
+
+def plan_of(result: Any) -> dict[str, Any]:
+    assert result.code in (0, 3), result.err
+    return dict(json.loads(result.out))
+
+
+def test_a_dry_run_writes_nothing_to_the_provider(bridge, book: Book) -> None:
+    before = book.state()
+    plan = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    assert plan["actions"] and "applied" not in plan
+    assert book.state() == before and book.outbox() == []
+    ledger = json.loads(bridge(*book.args("--json", "ledger")).out)
+    assert ledger == []
+
+
+def test_a_real_sync_carries_out_exactly_the_dry_run_plan_and_a_second_plans_nothing(
+    bridge, book: Book, tmp_path: Path
+) -> None:
+    dry = plan_of(bridge(*book.args("--json", "sync", "--dry-run", "--out", str(tmp_path / "plan.json"))))
+    real = bridge(*book.args("--json", "sync"))
+    assert real.code == 0, real.err
+    done = json.loads(real.out)
+    planned = sorted(a["key"] for a in dry["actions"])
+    assert sorted(a["key"] for a in done["actions"]) == planned
+    assert sorted(a["key"] for a in done["applied"]) == planned and done["failed"] == []
+    reminders = [a for a in dry["actions"] if a["kind"] == "reminder"]
+    assert len(book.outbox()) == len(reminders)
+    fees = [a for a in dry["actions"] if a["kind"] == "late_fee"]
+    lines = [
+        line
+        for inv in book.state()["quickbooks"]["Invoice"]
+        for line in inv.get("Line", [])
+        if str(line.get("Description", "")).startswith("Late fee (no.")
+    ]
+    assert len(lines) == len(fees)
+    again = plan_of(bridge(*book.args("--json", "sync")))
+    assert again["actions"] == [] and again["applied"] == []
+    assert len(book.outbox()) == len(reminders)  # nobody reminded twice
+
+
+def test_a_payment_that_lands_before_the_sync_ends_the_reminder(bridge, book: Book) -> None:
+    dry = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    reminded = next(a for a in dry["actions"] if a["kind"] == "reminder")
+    number = reminded["invoice"]["number"]
+    book.pay_in_full(number)
+    done = plan_of(bridge(*book.args("--json", "sync")))
+    assert not [a for a in done["actions"] if a["invoice"]["number"] == number]
+    assert {"invoice": number, "code": "paid"}.items() <= next(
+        s for s in done["skipped"] if s["invoice"] == number
+    ).items()
+    assert all(m["invoice_id"] != reminded["invoice"]["id"] for m in book.outbox())
+
+
+def test_apply_of_a_stale_plan_drops_the_paid_invoices_actions_with_a_reason(
+    bridge, book: Book, tmp_path: Path
+) -> None:
+    plan_path = tmp_path / "plan.json"
+    dry = plan_of(bridge(*book.args("--json", "sync", "--dry-run", "--out", str(plan_path))))
+    target = next(a for a in dry["actions"] if a["kind"] == "late_fee")
+    number = target["invoice"]["number"]
+    book.pay_in_full(number)
+    applied = bridge(*book.args("--json", "apply", str(plan_path)))
+    result = json.loads(applied.out)
+    dropped = {f["key"]: f["error"] for f in result["failed"]}
+    stale = [a["key"] for a in dry["actions"] if a["invoice"]["number"] == number]
+    assert stale and all("now paid" in dropped[k] for k in stale)
+    assert sorted(a["key"] for a in result["applied"]) == sorted(
+        a["key"] for a in dry["actions"] if a["invoice"]["number"] != number
+    )
+    ledger = {e["key"]: e for e in json.loads(bridge(*book.args("--json", "ledger")).out)}
+    assert all(ledger[k]["state"] == "dropped" and "now paid" in ledger[k]["error"] for k in stale)
+    human = bridge(*book.args("ledger", "--invoice", number))
+    assert "dropped" in human.out
+
+
+def test_renegotiate_accepts_once_per_project_writes_it_back_and_refuses_the_next(bridge, book: Book) -> None:
+    invoices = [i for i in book.state()["quickbooks"]["Invoice"] if Decimal(str(i["Balance"])) > 0 and i.get("DueDate")]
+    by_customer: dict[str, list[dict[str, Any]]] = {}
+    for inv in invoices:
+        by_customer.setdefault(inv["CustomerRef"]["value"], []).append(inv)
+    first, second = next(v for v in by_customer.values() if len(v) >= 2)[:2]
+    from datetime import date, timedelta
+
+    new_due = (date.fromisoformat(first["DueDate"]) + timedelta(days=10)).isoformat()
+    accepted = bridge(
+        *book.args(
+            "renegotiate",
+            "--connection",
+            "acme-qbo",
+            "--invoice",
+            first["DocNumber"],
+            "--new-due-date",
+            new_due,
+            "--note",
+            "cash flow",
+        )
+    )
+    assert accepted.code == 0, accepted.err
+    assert "accepted" in accepted.out and "contracts.standard.renegotiation" in accepted.out
+    assert book.invoice(first["DocNumber"])["DueDate"] == new_due
+    later = (date.fromisoformat(second["DueDate"]) + timedelta(days=5)).isoformat()
+    refused = bridge(
+        *book.args("renegotiate", "--connection", "acme-qbo", "--invoice", second["DocNumber"], "--new-due-date", later)
+    )
+    assert refused.code == 0, refused.err
+    assert "refused" in refused.out and "limit_reached" in refused.out and first["DocNumber"] in refused.out
+    assert book.invoice(second["DocNumber"])["DueDate"] == second["DueDate"]
+
+
+def test_an_unknown_connection_is_a_usage_error(bridge, book: Book) -> None:
+    result = bridge(*book.args("sync", "--dry-run", "--connection", "nope"))
+    assert result.code == 2 and "nope" in result.err
+
+
+def test_a_missing_secret_key_is_a_clear_error(bridge, book: Book, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRIDGE_SECRET_KEY")
+    result = bridge(*book.args("sync", "--dry-run"))
+    assert result.code == 2 and "BRIDGE_SECRET_KEY" in result.err and "Fernet.generate_key" in result.err
+
+
+def test_the_demo_runs_dry_run_then_sync_against_the_emulator(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = bridge(*AS_OF, "--json", "demo")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["applied"] and plan["failed"] == []
+    assert sorted(a["key"] for a in plan["applied"]) == sorted(a["key"] for a in plan["actions"])
