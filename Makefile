@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo evaluate-example test lint unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/bridge demo
+
+evaluate-example: $(STAMP)
 	$(BIN)/bridge --as-of 2026-10-20 --config config/examples/bridge.toml evaluate \
 		--invoices config/examples/invoices.json \
 		--history config/examples/history.json \

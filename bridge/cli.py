@@ -347,9 +347,13 @@ def sandbox() -> None:
 )
 def sandbox_serve(seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
     """Run the emulators until interrupted; prints the base URLs."""
-    from bridge.sandbox import serve
+    from bridge.errors import ConfigError
+    from bridge.sandbox import SandboxError, serve
 
-    serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+    try:
+        serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+    except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
+        raise ConfigError(str(exc)) from None
 
 
 @cli.command()

@@ -377,9 +377,10 @@ class QuickBooksConnector:
         if action.kind is ActionKind.REMINDER:
             if action.channel != "provider":
                 raise ProviderError(f"reminder channel {action.channel!r} is not available for QuickBooks yet")
-            target = f"invoice/{raw_invoice['Id']}/send"
+            # The SDK's send() takes no request id; the endpoint does, so a replayed send is answered, not re-sent.
+            target = f"invoice/{raw_invoice['Id']}/send?requestid={idempotency_key(action.key)}"
             if action.to:
-                target += f"?sendTo={quote(action.to)}"
+                target += f"&sendTo={quote(action.to)}"
             with self._unrepeatable():
                 sent = self._call(self.qb.misc_operation, target, None, "application/octet-stream")
             invoice = sent.get("Invoice") or {}
