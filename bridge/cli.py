@@ -235,11 +235,11 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
 def apply(c: Context, plan_path: Path) -> None:
     """Carry out a plan written by `sync --dry-run --out` after re-checking each invoice."""
     from bridge.errors import ConfigError
-    from bridge.inputs import _read_json
+    from bridge.inputs import read_json
     from bridge.plan import Plan
     from bridge.sync import apply_plan
 
-    data = _read_json(plan_path, "plan")
+    data = read_json(plan_path, "plan")
     try:
         plan = Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

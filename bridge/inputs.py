@@ -18,7 +18,8 @@ from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
 from bridge.plan import RecordError
 
 
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file parsed with Decimal for every non-integer number; unreadable or invalid JSON is a usage error."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -49,7 +50,7 @@ def _as_list(data: Any, path: Path, what: str, envelope: str | None = None) -> l
 
 def load_invoices(path: Path) -> tuple[list[Invoice], list[RecordError]]:
     """Normalized invoices from a JSON list; malformed entries come back as record errors."""
-    items = _as_list(_read_json(path, "invoices"), path, "invoices")
+    items = _as_list(read_json(path, "invoices"), path, "invoices")
     invoices: list[Invoice] = []
     errors: list[RecordError] = []
     for index, item in enumerate(items):
@@ -63,7 +64,7 @@ def load_invoices(path: Path) -> tuple[list[Invoice], list[RecordError]]:
 
 
 def _load_strict(path: Path, what: str, model: type[BaseModel], envelope: str | None) -> list[Any]:
-    items = _as_list(_read_json(path, what), path, what, envelope)
+    items = _as_list(read_json(path, what), path, what, envelope)
     out = []
     for index, item in enumerate(items):
         try:

@@ -141,9 +141,12 @@ class RetryPolicy:
     """Bounded retries with exponential backoff and full jitter, honouring `Retry-After` (capped)."""
 
     attempts: int = 6
-    max_delay: float = 120.0
+    max_delay: float = 180.0
     initial: float = 0.5
     max_wait: float = 30.0
+    # A provider's own Retry-After is honoured in full up to this (QuickBooks asks for 60 s):
+    # retrying earlier only earns another 429.
+    max_retry_after: float = 90.0
     sleep: Callable[[float], None] = time.sleep
 
     def call(self, fn: Callable[[], T], stats: CallStats, *, safe_to_repeat: bool = True) -> T:
@@ -153,7 +156,7 @@ class RetryPolicy:
             exc = state.outcome.exception() if state.outcome else None
             hinted = getattr(exc, "retry_after", None)
             if isinstance(hinted, int | float):
-                return min(float(hinted), self.max_wait)
+                return min(float(hinted), self.max_retry_after)
             ceiling = min(self.max_wait, self.initial * 2 ** (state.attempt_number - 1))
             return random.uniform(0, ceiling)
 

@@ -28,6 +28,7 @@ from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, raise_fo
 from bridge.errors import AuthError, DataError, ProviderError
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
+from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
 from bridge.store import Cursor, Quarantined
 
@@ -314,7 +315,7 @@ class QuickBooksConnector:
 
     def read_invoice(
         self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Any, Mapping[str, Any]] | None:
+    ) -> tuple[Invoice, Mapping[str, Any]] | None:
         """The invoice now, mapped, with its raw payload (SyncToken included)."""
         raw = self._read_raw(invoice_id)
         if raw is None:

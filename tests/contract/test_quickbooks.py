@@ -25,7 +25,7 @@ from bridge.sync import pull_connection
 from tests.contract.suite import ConnectorContract, fee_action
 
 REALM = "9341453215647712"
-FAST = RetryPolicy(initial=0.01, max_wait=0.05)
+FAST = RetryPolicy(initial=0.01, max_wait=0.05, max_retry_after=2)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,19 @@ def test_a_quarantined_record_is_reported_and_the_rest_synced(env: QuickBooksEnv
     assert run.quarantined == 1 and run.invoices == len(state["quickbooks"]["Invoice"]) - 1
     (bad,) = env.store.quarantined(env.connector.name)
     assert "TotalAmt" in bad.error
+
+
+def test_a_429_is_waited_out_as_retry_after_says(env: QuickBooksEnv) -> None:
+    requests.post(
+        env.base_url + "/_sandbox/faults", json={"quickbooks": {"429": 0.5, "seed": 3, "retry_after": 1}}, timeout=10
+    )
+    try:
+        env.connector.check()
+        env.connector.check()
+        env.connector.check()
+    finally:
+        requests.post(env.base_url + "/_sandbox/faults", json={"quickbooks": {}}, timeout=10)
+    throttled = [r for r in env.sandbox.requests() if r["status"] == 429]
+    assert throttled, "the seeded faults should have throttled at least one call"
+    assert env.connector.stats.retried["Throttled"] == len(throttled)
+    assert env.connector.stats.waited >= len(throttled) * 1.0

@@ -82,3 +82,10 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("30") == 30.0
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_a_long_retry_after_is_honoured_beyond_the_backoff_ceiling_up_to_its_own_bound():
+    clock = FakeClock()
+    fn, _ = flaky([Throttled("QuickBooks: wait a minute", retry_after=60), Throttled("again", retry_after=600)])
+    RetryPolicy(sleep=clock.sleep, max_wait=30, max_retry_after=90).call(fn, CallStats())
+    assert clock.slept == [60, 90]
