@@ -14,8 +14,14 @@ from hypothesis import HealthCheck, settings
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
-settings.register_profile("ci", max_examples=2000, deadline=None, suppress_health_check=_SUPPRESSED)
+# CI runs the same 2,000 examples every time (a landing must not hinge on a lucky draw); local runs
+# draw new examples each time, so exploration goes on where a failure can be looked at.
+settings.register_profile(
+    "ci", max_examples=2000, deadline=None, suppress_health_check=_SUPPRESSED, derandomize=True, database=None
+)
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=_SUPPRESSED)
+# `HYPOTHESIS_PROFILE=deep` for a long hunt by hand: many new examples, nothing fixed.
+settings.register_profile("deep", max_examples=10_000, deadline=None, suppress_health_check=_SUPPRESSED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
