@@ -40,7 +40,7 @@ class WhereError(ValueError):
 
 def ms_date(moment: datetime) -> str:
     """`/Date(1539993600000+0000)/` for an instant."""
-    return f"/Date({int(round(moment.timestamp() * 1000))}+0000)/"
+    return f"/Date({round(moment.timestamp() * 1000)}+0000)/"
 
 
 def parse_ms_date(text: str) -> datetime | None:
@@ -77,9 +77,9 @@ def _literal(kind: str, text: str) -> Any:
         if name.strip() == "Guid":
             return inner.strip('"').lower()
         try:
-            parts = [int(p) for p in inner.split(",")]
-            return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
-        except (TypeError, ValueError) as exc:
+            parts = [int(p) for p in inner.split(",")] + [0, 0, 0]
+            return datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], tzinfo=UTC)
+        except (IndexError, ValueError) as exc:
             raise WhereError(f"bad DateTime({inner})") from exc
     lowered = text.lower()
     if lowered in ("true", "false"):
@@ -129,7 +129,7 @@ def parse_where(text: str) -> Predicate:
     while pos < len(text):
         found = _TOKEN.match(text, pos)
         if not found or found.end() == pos:
-            raise WhereError(f"cannot parse the where clause near {text[pos:pos + 20]!r}")
+            raise WhereError(f"cannot parse the where clause near {text[pos : pos + 20]!r}")
         kind = found.lastgroup or ""
         value = found.group(kind)
         if kind == "word" and value.upper() in ("AND", "OR"):

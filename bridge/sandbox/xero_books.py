@@ -1,0 +1,203 @@
+"""The default Xero organisation of the sandbox seed (deterministic; part of seeds/default.json).
+
+Eight contacts and 25 ACCREC invoices (INV-0001..INV-0025) from late June to 20 October 2026: authorised
+(overdue and not yet due), paid, one partly paid (a payment allocated, so it cannot be edited), voided
+and draft invoices, two in EUR and GBP. `AmountDue == Total - AmountPaid - AmountCredited` throughout.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from bridge.sandbox.xero_where import ms_date
+
+Obj = dict[str, Any]
+
+XERO_TENANT_ID = "6f9d3c1e-2b7a-4c55-9e1d-0a8f4b2c7d31"
+XERO_ORG_NAME = "Kea & Kowhai Studio"
+_NS = uuid.UUID("2b1f0c55-7d8e-4a3b-9c6d-5e4f3a2b1c0d")
+
+# (name, e-mail)
+_CONTACTS: tuple[tuple[str, str], ...] = (
+    ("Ridgeway University", "accounts@ridgeway.example"),
+    ("Marine Systems", "ap@marinesystems.example"),
+    ("Hamilton Smith Ltd", "finance@hamiltonsmith.example"),
+    ("Basket Case", "hello@basketcase.example"),
+    ("Bayside Club", "treasurer@bayside.example"),
+    ("City Agency", "invoices@cityagency.example"),
+    ("Petrie McLoud Watson & Associates", "pmw@pmw.example"),
+    ("Port & Philip Freight", ""),  # no e-mail: reminders by e-mail are refused
+)
+
+# (contact index, issue date, terms days, [(description, quantity, unit amount)], status, paid, currency)
+_PLAN: tuple[tuple[int, date, int, tuple[tuple[str, str, str], ...], str, str, str], ...] = (
+    (0, date(2026, 6, 24), 30, (("Brand workshop", "1", "1200.00"),), "PAID", "full", "USD"),
+    (1, date(2026, 6, 29), 30, (("Logo design", "1", "850.00"), ("Revisions", "3", "75.00")), "PAID", "full", "USD"),
+    (2, date(2026, 7, 3), 30, (("Website design", "1", "3400.00"),), "AUTHORISED", "none", "USD"),
+    (3, date(2026, 7, 8), 14, (("Illustration", "4", "180.00"),), "PAID", "full", "USD"),
+    (4, date(2026, 7, 14), 30, (("Newsletter template", "1", "640.00"),), "VOIDED", "none", "USD"),
+    (
+        5,
+        date(2026, 7, 20),
+        30,
+        (("Campaign concept", "1", "2250.00"), ("Stock imagery", "6", "45.50")),
+        "AUTHORISED",
+        "part",
+        "USD",
+    ),
+    (6, date(2026, 7, 27), 30, (("Annual report layout", "1", "4100.00"),), "PAID", "full", "USD"),
+    (0, date(2026, 8, 3), 30, (("Signage design", "2", "560.00"),), "AUTHORISED", "none", "USD"),
+    (7, date(2026, 8, 7), 30, (("Packaging design", "1", "1875.00"),), "AUTHORISED", "none", "USD"),
+    (1, date(2026, 8, 12), 30, (("Brochure", "1", "990.00"),), "AUTHORISED", "part", "EUR"),
+    (2, date(2026, 8, 18), 14, (("Photo retouching", "12", "22.50"),), "PAID", "full", "USD"),
+    (3, date(2026, 8, 24), 30, (("Social media kit", "1", "720.00"),), "AUTHORISED", "none", "USD"),
+    (4, date(2026, 8, 31), 30, (("Event poster", "3", "150.00"),), "AUTHORISED", "none", "GBP"),
+    (5, date(2026, 9, 4), 30, (("Copywriting", "10", "95.00"),), "PAID", "full", "USD"),
+    (6, date(2026, 9, 9), 30, (("Presentation deck", "1", "1450.00"),), "AUTHORISED", "none", "USD"),
+    (0, date(2026, 9, 15), 30, (("UX audit", "1", "2600.00"),), "DRAFT", "none", "USD"),
+    (1, date(2026, 9, 18), 30, (("Trade show banner", "2", "410.00"),), "AUTHORISED", "none", "USD"),
+    (2, date(2026, 9, 22), 14, (("Icon set", "24", "18.00"),), "AUTHORISED", "none", "USD"),
+    (3, date(2026, 9, 28), 30, (("Menu design", "1", "380.00"),), "VOIDED", "none", "USD"),
+    (5, date(2026, 10, 1), 30, (("Retainer October", "1", "1500.00"),), "AUTHORISED", "none", "USD"),
+    (6, date(2026, 10, 5), 30, (("Infographics", "5", "140.00"),), "AUTHORISED", "none", "USD"),
+    (4, date(2026, 10, 8), 30, (("Website maintenance", "1", "300.00"),), "PAID", "full", "USD"),
+    (0, date(2026, 10, 12), 30, (("Photography day", "1", "1100.00"),), "AUTHORISED", "none", "USD"),
+    (7, date(2026, 10, 15), 30, (("Label redesign", "1", "650.00"),), "DRAFT", "none", "USD"),
+    (1, date(2026, 10, 19), 30, (("Video storyboard", "1", "875.00"),), "AUTHORISED", "none", "USD"),
+)
+_RATES = {"USD": Decimal("1"), "EUR": Decimal("1.0865"), "GBP": Decimal("1.2710")}
+
+
+def _id(kind: str, n: int) -> str:
+    return str(uuid.uuid5(_NS, f"{kind}-{n}"))
+
+
+def _at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), UTC)
+
+
+def _midnight(day: date) -> str:
+    return ms_date(_at(day, 0))
+
+
+def build_xero_org() -> Obj:
+    """The `xero` section of the default seed."""
+    created = date(2026, 6, 20)
+    contacts: list[Obj] = []
+    for n, (name, email) in enumerate(_CONTACTS, start=1):
+        contacts.append(
+            {
+                "ContactID": _id("contact", n),
+                "ContactStatus": "ACTIVE",
+                "Name": name,
+                "EmailAddress": email,
+                "IsSupplier": False,
+                "IsCustomer": True,
+                "Addresses": [],
+                "Phones": [],
+                "ContactGroups": [],
+                "ContactPersons": [],
+                "HasValidationErrors": False,
+                "UpdatedDateUTC": ms_date(_at(created, 9, n)),
+            }
+        )
+    invoices: list[Obj] = []
+    payments: list[Obj] = []
+    for n, (ci, issued, terms, lines, status, paid, currency) in enumerate(_PLAN, start=1):
+        contact = contacts[ci]
+        line_items: list[Obj] = [
+            {
+                "LineItemID": _id(f"line-{n}", k),
+                "Description": desc,
+                "Quantity": Decimal(qty),
+                "UnitAmount": Decimal(unit),
+                "AccountCode": "200",
+                "TaxType": "NONE",
+                "TaxAmount": Decimal("0.00"),
+                "LineAmount": (Decimal(qty) * Decimal(unit)).quantize(Decimal("0.01")),
+                "Tracking": [],
+            }
+            for k, (desc, qty, unit) in enumerate(lines, start=1)
+        ]
+        total: Decimal = sum((Decimal(line["LineAmount"]) for line in line_items), Decimal("0.00"))
+        due = issued + timedelta(days=terms)
+        updated = _at(issued, 10, n)
+        invoice: Obj = {
+            "Type": "ACCREC",
+            "InvoiceID": _id("invoice", n),
+            "InvoiceNumber": f"INV-{n:04d}",
+            "Reference": f"PO-{4100 + n}" if n % 3 == 0 else "",
+            "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+            "Date": _midnight(issued),
+            "DueDate": _midnight(due),
+            "Status": status,
+            "LineAmountTypes": "Exclusive",
+            "LineItems": line_items,
+            "SubTotal": total,
+            "TotalTax": Decimal("0.00"),
+            "Total": total,
+            "CurrencyCode": currency,
+            "CurrencyRate": _RATES[currency],
+            "AmountDue": Decimal("0.00") if status == "VOIDED" else total,
+            "AmountPaid": Decimal("0.00"),
+            "AmountCredited": Decimal("0.00"),
+            "Payments": [],
+            "CreditNotes": [],
+            "SentToContact": status != "DRAFT",
+            "HasAttachments": False,
+            "IsDiscounted": False,
+            "HasErrors": False,
+        }
+        if paid != "none":
+            amount = total if paid == "full" else (total * Decimal("0.4")).quantize(Decimal("0.01"))
+            pay_day = min(due + timedelta(days=(n % 9) - 4), date(2026, 10, 19))
+            pay_at = _at(pay_day, 14, n)
+            payment: Obj = {
+                "PaymentID": _id("payment", n),
+                "Date": _midnight(pay_day),
+                "Amount": amount,
+                "BankAmount": amount,
+                "Reference": f"Bank transfer {n}",
+                "CurrencyRate": _RATES[currency],
+                "PaymentType": "ACCRECPAYMENT",
+                "Status": "AUTHORISED",
+                "IsReconciled": True,
+                "HasAccount": True,
+                "HasValidationErrors": False,
+                "UpdatedDateUTC": ms_date(pay_at),
+                "Account": {"AccountID": _id("account", 1), "Code": "090"},
+                "Invoice": {
+                    "InvoiceID": invoice["InvoiceID"],
+                    "InvoiceNumber": invoice["InvoiceNumber"],
+                    "Type": "ACCREC",
+                    "CurrencyCode": currency,
+                    "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+                },
+            }
+            payments.append(payment)
+            invoice["Payments"] = [
+                {
+                    "PaymentID": payment["PaymentID"],
+                    "Date": payment["Date"],
+                    "Amount": amount,
+                    "Reference": payment["Reference"],
+                }
+            ]
+            invoice["AmountPaid"] = amount
+            invoice["AmountDue"] = total - amount
+            if paid == "full":
+                invoice["FullyPaidOnDate"] = payment["Date"]
+            updated = max(updated, pay_at)
+        invoice["UpdatedDateUTC"] = ms_date(updated)
+        invoices.append(invoice)
+    return {
+        "tenant_id": XERO_TENANT_ID,
+        "Organisation": {"Name": XERO_ORG_NAME},
+        "InvoiceReminders": {"Enabled": False},
+        "Invoices": invoices,
+        "Payments": payments,
+        "Contacts": contacts,
+    }
