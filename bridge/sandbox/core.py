@@ -24,6 +24,7 @@ Money travels as `Decimal` end to end: bodies are parsed with
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 import re
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
+from urllib.parse import urlencode
 
 Json = Any
 """A JSON value as `json.loads(..., parse_float=Decimal)` returns it."""
@@ -170,6 +172,57 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A valid request to a sandbox authorize endpoint (which consents at once)."""
+
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    scope: str
+
+    def redirect(self, code: str, **extra: str) -> Response:
+        """Back to the app with the code, the state it sent, and any provider extras (e.g. realmId)."""
+        separator = "&" if "?" in self.redirect_uri else "?"
+        params = {"code": code, **({"state": self.state} if self.state else {}), **extra}
+        return Response.redirect(self.redirect_uri + separator + urlencode(params))
+
+
+def consent(request: Request) -> Consent | Response:
+    """Check an authorize request the way both providers do; an error response when it is not valid."""
+    client_id, redirect_uri = request.arg("client_id"), request.arg("redirect_uri")
+    if not client_id or not redirect_uri:
+        return Response.text(400, "client_id and redirect_uri are required")
+    state = request.arg("state")
+    if request.arg("response_type") != "code":
+        separator = "&" if "?" in redirect_uri else "?"
+        params = {"error": "unsupported_response_type", **({"state": state} if state else {})}
+        return Response.redirect(redirect_uri + separator + urlencode(params))
+    return Consent(client_id, redirect_uri, state, request.arg("scope") or "")
+
+
+def oauth_error(status: int, error: str, description: str = "") -> Response:
+    """An OAuth 2.0 error body (RFC 6749 §5.2)."""
+    body: dict[str, Json] = {"error": error}
+    if description:
+        body["error_description"] = description
+    return Response.json(status, body)
+
+
+def oauth_client_id(request: Request, form: Mapping[str, list[str]], *, form_needs_secret: bool) -> str | None:
+    """The client id from HTTP Basic auth, or from the form (with its secret when the provider requires it)."""
+    header = request.header("Authorization") or ""
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[0] or None
+    if form.get("client_id") and (form.get("client_secret") or not form_needs_secret):
+        return form["client_id"][0]
+    return None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ stored as given; `Deleted` holds tombstones (what `/cdc` reports as `status: "De
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import math
 import secrets
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from bridge.sandbox.core import (
@@ -48,7 +47,10 @@ from bridge.sandbox.core import (
     Route,
     SandboxContext,
     clone,
+    consent,
     loads,
+    oauth_client_id,
+    oauth_error,
     register_provider,
     route,
 )
@@ -1211,14 +1213,9 @@ class QuickBooksProvider(Provider):
         )
 
     def _authorize(self, request: Request) -> Response:
-        client_id, redirect_uri = request.arg("client_id"), request.arg("redirect_uri")
-        if not client_id or not redirect_uri:
-            return Response.text(400, "client_id and redirect_uri are required")
-        state = request.arg("state")
-        separator = "&" if "?" in redirect_uri else "?"
-        if request.arg("response_type") != "code":
-            params = {"error": "unsupported_response_type", **({"state": state} if state else {})}
-            return Response.redirect(redirect_uri + separator + urlencode(params))
+        asked = consent(request)
+        if isinstance(asked, Response):
+            return asked
         # Not part of Intuit's API: `realm_id` picks the company when the seed holds several.
         realm = request.arg("realm_id") or next(iter(self.companies))
         if realm not in self.companies:
@@ -1226,48 +1223,26 @@ class QuickBooksProvider(Provider):
         code = "AB11" + secrets.token_urlsafe(24)
         self.tokens.codes[code] = _Code(
             realm,
-            client_id,
-            redirect_uri,
-            request.arg("scope") or "",
+            asked.client_id,
+            asked.redirect_uri,
+            asked.scope,
             self.ctx.now() + timedelta(seconds=self.settings.auth_code_ttl),
         )
-        params = {"code": code, **({"state": state} if state else {}), "realmId": realm}
-        return Response.redirect(redirect_uri + separator + urlencode(params))
-
-    @staticmethod
-    def _oauth_error(status: int, error: str, description: str = "") -> Response:
-        body: Obj = {"error": error}
-        if description:
-            body["error_description"] = description
-        return Response.json(status, body)
-
-    @staticmethod
-    def _client_id(request: Request, form: Mapping[str, list[str]]) -> str | None:
-        header = request.header("Authorization") or ""
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                return None
-            client_id, _, _secret = decoded.partition(":")
-            return client_id or None
-        if form.get("client_id") and form.get("client_secret"):
-            return form["client_id"][0]
-        return None
+        return asked.redirect(code, realmId=realm)
 
     def _token(self, request: Request) -> Response:
         form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-        client_id = self._client_id(request, form)
+        client_id = oauth_client_id(request, form, form_needs_secret=True)
         if client_id is None:
-            return self._oauth_error(401, "invalid_client", "HTTP Basic client authentication is required")
+            return oauth_error(401, "invalid_client", "HTTP Basic client authentication is required")
         grant_type = (form.get("grant_type") or [""])[0]
         now = self.ctx.now()
         if grant_type == "authorization_code":
             code = self.tokens.codes.pop((form.get("code") or [""])[0], None)
             if code is None or now >= code.expires:
-                return self._oauth_error(400, "invalid_grant", "the authorization code is unknown, used or expired")
+                return oauth_error(400, "invalid_grant", "the authorization code is unknown, used or expired")
             if (form.get("redirect_uri") or [""])[0] != code.redirect_uri:
-                return self._oauth_error(400, "invalid_grant", "redirect_uri does not match the authorization")
+                return oauth_error(400, "invalid_grant", "redirect_uri does not match the authorization")
             grant = _Grant(code.realm_id, client_id, code.scope, "", now)
             self.tokens.grants.append(grant)
             return self._issue(grant, now, rotate=True)
@@ -1275,9 +1250,9 @@ class QuickBooksProvider(Provider):
             old = (form.get("refresh_token") or [""])[0]
             found = self.tokens.by_refresh.get(old)
             if found is None or found.revoked or now >= found.refresh_expires:
-                return self._oauth_error(400, "invalid_grant", "the refresh token is invalid, expired or used")
+                return oauth_error(400, "invalid_grant", "the refresh token is invalid, expired or used")
             return self._issue(found, now, rotate=self.settings.rotate_refresh_tokens)
-        return self._oauth_error(400, "unsupported_grant_type")
+        return oauth_error(400, "unsupported_grant_type")
 
     def _issue(self, grant: _Grant, now: datetime, *, rotate: bool) -> Response:
         if rotate:
@@ -1308,7 +1283,7 @@ class QuickBooksProvider(Provider):
         except ValueError:
             token = (parse_qs(request.body.decode("utf-8", "replace")).get("token") or [""])[0]
         if not token:
-            return self._oauth_error(400, "invalid_request", "token is required")
+            return oauth_error(400, "invalid_request", "token is required")
         grant = self.tokens.by_refresh.get(token) or (self.tokens.by_access.get(token) or (None, None))[0]
         if grant is not None:
             grant.revoked = True
@@ -1319,7 +1294,7 @@ class QuickBooksProvider(Provider):
         header = request.header("Authorization") or ""
         found = self.tokens.by_access.get(header[7:].strip()) if header.lower().startswith("bearer ") else None
         if found is None or found[0].revoked or self.ctx.now() >= found[1]:
-            return self._oauth_error(401, "invalid_token")
+            return oauth_error(401, "invalid_token")
         return Response.json(
             200,
             {

@@ -13,7 +13,6 @@ Behaviour we could not confirm is a `XeroSettings` field (`Sandbox(options={"xer
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import secrets
 import threading
@@ -25,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from bridge.sandbox.core import (
     Json,
@@ -35,6 +34,9 @@ from bridge.sandbox.core import (
     Response,
     Route,
     SandboxContext,
+    consent,
+    oauth_client_id,
+    oauth_error,
     register_provider,
     route,
 )
@@ -978,74 +980,48 @@ class XeroProvider(Provider):
 
     def _authorize(self, request: Request) -> Response:
         """Sandbox only: consents at once and redirects back with a code."""
-        client_id, redirect_uri = request.arg("client_id"), request.arg("redirect_uri")
-        if not client_id or not redirect_uri:
-            return Response.text(400, "client_id and redirect_uri are required")
-        state = request.arg("state")
-        separator = "&" if "?" in redirect_uri else "?"
-        if request.arg("response_type") != "code":
-            params = {"error": "unsupported_response_type", **({"state": state} if state else {})}
-            return Response.redirect(redirect_uri + separator + urlencode(params))
+        asked = consent(request)
+        if isinstance(asked, Response):
+            return asked
         code = secrets.token_urlsafe(32)
         self.tokens.codes[code] = _Code(
-            client_id,
-            redirect_uri,
-            request.arg("scope") or "",
+            asked.client_id,
+            asked.redirect_uri,
+            asked.scope,
             self.ctx.now() + timedelta(seconds=self.settings.auth_code_ttl),
         )
-        params = {"code": code, **({"state": state} if state else {})}
-        return Response.redirect(redirect_uri + separator + urlencode(params))
-
-    @staticmethod
-    def _oauth_error(status: int, error: str, description: str = "") -> Response:
-        body: Obj = {"error": error}
-        if description:
-            body["error_description"] = description
-        return Response.json(status, body)
-
-    @staticmethod
-    def _client_id(request: Request, form: Mapping[str, list[str]]) -> str | None:
-        header = request.header("Authorization") or ""
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                return None
-            return decoded.partition(":")[0] or None
-        if form.get("client_id"):
-            return form["client_id"][0]
-        return None
+        return asked.redirect(code)
 
     def _token(self, request: Request) -> Response:
         form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-        client_id = self._client_id(request, form)
+        client_id = oauth_client_id(request, form, form_needs_secret=False)
         if client_id is None:
-            return self._oauth_error(400, "invalid_client")
+            return oauth_error(400, "invalid_client")
         grant_type = (form.get("grant_type") or [""])[0]
         now = self.ctx.now()
         if grant_type == "authorization_code":
             code = self.tokens.codes.pop((form.get("code") or [""])[0], None)
             if code is None or now >= code.expires or code.client_id != client_id:
-                return self._oauth_error(400, "invalid_grant")
+                return oauth_error(400, "invalid_grant")
             if (form.get("redirect_uri") or [""])[0] != code.redirect_uri:
-                return self._oauth_error(400, "invalid_grant")
+                return oauth_error(400, "invalid_grant")
             grant = _Grant(client_id, code.scope, "", now, created=now)
             return self._issue(grant, now, rotate=True)
         if grant_type == "refresh_token":
             given = (form.get("refresh_token") or [""])[0]
             found = self.tokens.by_refresh.get(given)
             if found is None or found.client_id != client_id:
-                return self._oauth_error(400, "invalid_grant")
+                return oauth_error(400, "invalid_grant")
             grant = found
             if given == grant.refresh_token:
                 if now >= grant.refresh_expires:
-                    return self._oauth_error(400, "invalid_grant")
+                    return oauth_error(400, "invalid_grant")
                 return self._issue(grant, now, rotate=True)
             # The previous refresh token: accepted again within the grace window only.
             if given != grant.previous_refresh or grant.previous_until is None or now >= grant.previous_until:
-                return self._oauth_error(400, "invalid_grant")
+                return oauth_error(400, "invalid_grant")
             return self._issue(grant, now, rotate=not self.settings.grace_returns_current)
-        return self._oauth_error(400, "unsupported_grant_type")
+        return oauth_error(400, "unsupported_grant_type")
 
     def _issue(self, grant: _Grant, now: datetime, *, rotate: bool) -> Response:
         if rotate:
