@@ -26,7 +26,7 @@ import requests
 from bridge.connectors.base import Connector
 from bridge.connectors.http import ServerError, Throttled
 from bridge.errors import AuthError, BridgeError, ConflictError
-from bridge.model import HistoryEntry, Invoice
+from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
 from bridge.store import LedgerEntry, Store
 
@@ -39,16 +39,8 @@ _ORDER = {
     ActionKind.RENEGOTIATION_REFUSED: 3,
 }
 DONE = ("applied", "in_doubt")
-
-
-def history(store: Store, connections: Iterable[str]) -> list[HistoryEntry]:
-    """What the policy engine must treat as carried out: applied, in doubt, and still pending."""
-    names = set(connections)
-    return [
-        HistoryEntry(key=e.key, kind=e.kind, amount=e.amount, applied_on=e.applied_on or e.created_at.date())
-        for e in store.ledger(states=("applied", "in_doubt", "pending"))
-        if e.connection in names
-    ]
+# What a new plan must treat as carried out: done, or pending until reconciliation settles it.
+PLANNING_HISTORY = ("applied", "in_doubt", "pending")
 
 
 def premise_changed(action: Action, fresh: Invoice | None, added: Decimal) -> str | None:

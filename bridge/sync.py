@@ -23,7 +23,7 @@ from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
 from bridge.connectors.http import CallStats
 from bridge.errors import BridgeError, ConfigError
-from bridge.ledger import ApplyReport, apply_actions, history, reconcile
+from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
 from bridge.model import Invoice, RenegotiationRequest
 from bridge.plan import Action, Plan, RecordError
@@ -174,7 +174,7 @@ def pull_connection(store: Store, connector: Connector, *, full: bool = False) -
     """Pull one connection incrementally and save records and cursors in one transaction."""
     run = ConnectionRun(connector.name, connector.provider)
     cursors = {}
-    for stream in ("cdc", "invoices", "payments"):
+    for stream in connector.streams:
         cursor = store.cursor(connector.name, stream)
         if cursor is not None:
             cursors[stream] = cursor
@@ -224,7 +224,7 @@ def build_plan(
     return evaluate(
         cached_invoices(store, names),
         settings.terms,
-        history(store, names),
+        store.history(names, PLANNING_HISTORY),
         store.renegotiations(names),
         today,
         [*errors, *quarantined],

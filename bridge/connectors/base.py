@@ -58,6 +58,7 @@ class Connector(Protocol):
     name: str
     provider: str
     stats: CallStats
+    streams: tuple[str, ...]  # the cursors `pull` reads and hands back
 
     def pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool

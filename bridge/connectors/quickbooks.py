@@ -7,6 +7,7 @@ through the rate limiter, the one retry policy and the token vault.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -22,6 +23,7 @@ from quickbooks import QuickBooks  # type: ignore[import-untyped]
 from quickbooks.exceptions import AuthorizationException, QuickbooksException  # type: ignore[import-untyped]
 
 from bridge import clock
+from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
 from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, raise_for_retriable
@@ -66,6 +68,7 @@ class QuickBooksConnector:
     """One linked QuickBooks company."""
 
     provider = "quickbooks"
+    streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
     def __init__(
         self,
@@ -155,7 +158,6 @@ class QuickBooksConnector:
         self._tokens, self._token_version = self.vault.load(self.name)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
-        from intuitlib.client import AuthClient  # type: ignore[import-untyped]
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
         if not (self.client_id and self.client_secret):
@@ -163,25 +165,15 @@ class QuickBooksConnector:
                 "refreshing QuickBooks tokens needs the app's credentials: set "
                 "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
             )
-        environment = (
-            "production" if self.base_url == PRODUCTION else self.base_url + "/.well-known/openid_configuration"
-        )
-        auth = AuthClient(self.client_id, self.client_secret, "http://127.0.0.1/callback", environment)
+        emulator = None if self.base_url == PRODUCTION else self.base_url
+        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback")
         try:
             auth.refresh(refresh_token=current.refresh_token)
         except AuthClientError as exc:
             raise AuthError(
                 f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"
             ) from None
-        now = clock.now_utc()
-        refresh_life = getattr(auth, "x_refresh_token_expires_in", None)
-        return TokenSet(
-            access_token=auth.access_token,
-            refresh_token=auth.refresh_token,
-            access_expires_at=now + timedelta(seconds=int(auth.expires_in or 3600)),
-            refresh_expires_at=now + timedelta(seconds=int(refresh_life)) if refresh_life else None,
-            extra=dict(current.extra),
-        )
+        return dataclasses.replace(tokens_from(auth), extra=dict(current.extra))
 
     def _error(self, exc: QuickbooksException) -> Exception:
         if isinstance(exc, AuthorizationException):

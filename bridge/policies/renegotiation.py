@@ -82,13 +82,6 @@ def decide(
     return decided, why
 
 
-def earlier_accepted(
-    accepted_in_project: Sequence[RenegotiationRequest],
-) -> RenegotiationRequest | None:
-    """The renegotiation a `limit_reached` refusal cites: the latest one accepted in the project."""
-    return accepted_in_project[-1] if accepted_in_project else None
-
-
 def describe_renegotiation(contract: Contract) -> str:
     """The renegotiation clause in one plain sentence."""
     terms = contract.renegotiation

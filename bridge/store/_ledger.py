@@ -196,11 +196,16 @@ def events(conn: Connection, key: str | None, connection: str | None) -> list[Le
     ]
 
 
-def history(conn: Connection, connections: Collection[str]) -> list[HistoryEntry]:
-    """What the policies count as done: applied and in-doubt entries."""
+def history(
+    conn: Connection, connections: Collection[str], states: Collection[str] = HISTORY_STATES
+) -> list[HistoryEntry]:
+    """What the policies count as done: applied and in-doubt entries (and any other `states` asked for).
+
+    An entry still pending has no `applied_on` yet; it counts from the day it went pending.
+    """
     return [
-        HistoryEntry(key=e.key, kind=e.kind, amount=e.amount, applied_on=e.applied_on)
-        for e in entries(conn, connections=connections, states=HISTORY_STATES)
+        HistoryEntry(key=e.key, kind=e.kind, amount=e.amount, applied_on=e.applied_on or e.created_at.date())
+        for e in entries(conn, connections=connections, states=states)
     ]
 
 

@@ -30,6 +30,7 @@ from bridge.store.errors import StoreBusyError
 from bridge.store.migrate import upgrade
 from bridge.store.rows import (
     BLOCKING_STATES,
+    HISTORY_STATES,
     ConnectionRow,
     Cursor,
     FinishState,
@@ -430,13 +431,14 @@ class Store:
         with self._tx() as conn:
             return _ledger.events(conn, key, connection)
 
-    def history(self, connections: Collection[str]) -> list[HistoryEntry]:
-        """What the policies count as done for these connections: applied and in-doubt entries.
+    def history(self, connections: Collection[str], states: Collection[str] = HISTORY_STATES) -> list[HistoryEntry]:
+        """What the policies count as done for these connections: applied and in-doubt entries by default.
 
-        An in-doubt reminder counts as sent, so it is never sent again.
+        An in-doubt reminder counts as sent, so it is never sent again. A sync also passes
+        `pending`, so an action whose outcome is being settled is not planned a second time.
         """
         with self._tx() as conn:
-            return _ledger.history(conn, connections)
+            return _ledger.history(conn, connections, states)
 
     # -- renegotiations -------------------------------------------------------------------------
 
