@@ -137,6 +137,7 @@ class ConnectionSettings(_Settings):
     tenant_id: str | None = Field(None, min_length=1)
     base_url: str | None = None
     fee_mode: FeeMode | None = None
+    history_notes: bool = True  # Xero: leave a note in the invoice's history for every action
 
     @field_validator("name")
     @classmethod

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from bridge.connectors.base import Connector
-from bridge.connectors.http import ServerError, Throttled
+from bridge.connectors.http import QuotaExhausted, ServerError, Throttled
 from bridge.errors import AuthError, BridgeError, ConflictError
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
@@ -74,6 +74,7 @@ class ApplyReport:
     dropped: list[dict[str, Any]] = field(default_factory=list)
     in_doubt: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # left for the next run (provider's daily limit)
 
 
 def _outcome_unknown(exc: BaseException) -> bool:
@@ -96,7 +97,19 @@ def apply_actions(
     added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
     just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
+    quota_out: dict[str, str] = {}  # connections whose daily call limit is (nearly) used up, and why
+
+    def defer(action: Action, reason: str) -> None:
+        quota_out[action.connection] = reason
+        report.deferred.append(
+            {"key": action.key, "connection": action.connection, "invoice": action.invoice.number, "reason": reason}
+        )
+        progress(action, "deferred")
+
     for action in ordered:
+        if action.connection in quota_out:
+            defer(action, quota_out[action.connection])
+            continue
         entry = store.ledger_get(action.key)
         if entry is not None and entry.state in (*DONE, "pending"):
             report.skipped.append({"key": action.key, "state": entry.state})
@@ -125,6 +138,9 @@ def apply_actions(
                 # Re-read just before writing: the plan may be old, the invoice may have changed.
                 fresh = connector.read_invoice(action.invoice.id, customers.get(action.connection, {}))
                 reason = premise_changed(action, fresh[0] if fresh else None, added[invoice_key])
+            except QuotaExhausted as exc:
+                defer(action, f"{exc}; deferred to the next run")
+                continue
             except BridgeError as exc:
                 report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {exc}"})
                 progress(action, "failed")
@@ -144,6 +160,11 @@ def apply_actions(
             continue
         try:
             result = connector.apply(action, raw)
+        except QuotaExhausted as exc:
+            # Nothing reached the provider: the entry is released and the next run plans the action again.
+            store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
+            defer(action, f"{exc}; deferred to the next run")
+            continue
         except Exception as exc:
             unknown = _outcome_unknown(exc)
             if action.kind is ActionKind.REMINDER and unknown:

@@ -57,6 +57,8 @@ class WarningCode(StrEnum):
 
     FOREIGN_LATE_FEE = "foreign_late_fee"
     UNKNOWN_INVOICE = "unknown_invoice"
+    PROVIDER_REMINDERS = "provider_reminders_enabled"  # the provider's own reminders would nag a second time
+    DEFERRED = "deferred_daily_limit"  # the provider's daily call limit is near: the action waits for the next run
 
 
 _DIGITS = re.compile(r"(\d+)")

@@ -26,7 +26,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
 from bridge.model import Invoice, RenegotiationRequest
-from bridge.plan import Action, Plan, RecordError
+from bridge.plan import Action, Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import contract_for, decide_request, evaluate
 from bridge.policies.terms import Terms
 from bridge.store import Store
@@ -142,6 +142,7 @@ class ConnectionRun:
     full: bool = False
     error: str | None = None
     stats: CallStats = field(default_factory=CallStats)
+    warnings: list[Warning] = field(default_factory=list)
 
 
 @dataclass
@@ -200,7 +201,7 @@ def pull_connection(store: Store, connector: Connector, *, full: bool = False) -
     store.mark_synced(connector.name, clock.now_utc())
     run.invoices, run.payments = len(result.invoices), len(result.payments)
     run.deleted, run.quarantined, run.full = len(deleted_invoices), len(result.quarantined), result.full
-    run.stats = connector.stats
+    run.stats, run.warnings = connector.stats, list(result.warnings)
     return run
 
 
@@ -218,10 +219,11 @@ def build_plan(
     names: Sequence[str],
     today: date | dict[str, date],
     errors: Sequence[RecordError] = (),
+    warnings: Sequence[Warning] = (),
 ) -> Plan:
-    """Evaluate the contracts on the cached invoices of the named connections."""
+    """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of)."""
     quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
-    return evaluate(
+    plan = evaluate(
         cached_invoices(store, names),
         settings.terms,
         store.history(names, PLANNING_HISTORY),
@@ -229,6 +231,12 @@ def build_plan(
         today,
         [*errors, *quarantined],
     )
+    return with_warnings(plan, warnings) if warnings else plan
+
+
+def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
+    """The plan with more warnings, in the canonical order."""
+    return Plan.build(plan.as_of, plan.actions, plan.skipped, [*plan.warnings, *warnings], plan.errors)
 
 
 def _pull_all(
@@ -272,7 +280,8 @@ def sync(
         healthy = {n: c for n, c in connectors.items() if not any(r.name == n and r.error for r in runs)}
         reconciled = [(entry.key, outcome) for entry, outcome in reconcile(rt.store, healthy, day)]
     pulled = [r.name for r in runs if not r.error]
-    plan = build_plan(rt.settings, rt.store, pulled, today, errors)
+    warnings = [w for r in runs for w in r.warnings]
+    plan = build_plan(rt.settings, rt.store, pulled, today, errors, warnings)
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
     progress.actions(len(plan.actions))
@@ -291,6 +300,8 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     """The plan with what happened: `applied` and `failed` (INTERFACES.md §4), plus `dropped` and `in_doubt`."""
     failed: list[dict[str, Any]] = [*report.failed, *({**d, "error": d["reason"]} for d in report.dropped)]
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
+    deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]
+    plan = with_warnings(plan, deferred) if deferred else plan
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
 

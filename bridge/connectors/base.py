@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from bridge.connectors.http import CallStats
 from bridge.model import Invoice, Payment
-from bridge.plan import Action
+from bridge.plan import Action, Warning
 from bridge.store import Cursor, Quarantined
 
 
@@ -30,6 +30,7 @@ class PullResult:
     deleted_payments: list[str] = field(default_factory=list)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
+    warnings: list[Warning] = field(default_factory=list)  # what the accountant should know about the connection
     full: bool = False
 
 

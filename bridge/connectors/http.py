@@ -22,7 +22,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from bridge import clock
-from bridge.errors import BridgeError, RetriableProviderError
+from bridge.errors import BridgeError, ProviderError, RetriableProviderError
 
 T = TypeVar("T")
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -43,6 +43,13 @@ class ServerError(RetriableProviderError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class QuotaExhausted(ProviderError):
+    """The provider's daily call limit is (nearly) used up: the call was not made, or not processed.
+
+    Not retried: what is left waits for the next run (the sync defers it; nothing fails or is dropped).
+    """
 
 
 def retry_after_seconds(value: str | None) -> float | None:

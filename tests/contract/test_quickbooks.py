@@ -19,7 +19,7 @@ from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
 from bridge.connectors.quickbooks import QuickBooksConnector
-from bridge.sandbox import Sandbox
+from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
 from bridge.sync import pull_connection
 from tests.contract.suite import ConnectorContract, fee_action
@@ -98,7 +98,7 @@ def make_env(sandbox: Sandbox, tmp_path: Path, name: str = "acme-qbo") -> QuickB
 
 @pytest.fixture
 def env(module_sandbox: Sandbox, tmp_path: Path) -> Iterator[QuickBooksEnv]:
-    requests.post(module_sandbox.base_url + "/_sandbox/reset", timeout=10)
+    module_sandbox.reset(default_seed())  # a test may have loaded its own data
     e = make_env(module_sandbox, tmp_path)
     yield e
     e.store.close()

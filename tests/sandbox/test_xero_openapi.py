@@ -20,7 +20,6 @@ from bridge.sandbox import Sandbox
 SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 ACCOUNTING_SPEC = SPECS / "xero_accounting.yaml"
 IDENTITY_SPEC = SPECS / "xero-identity.yaml"
-VALIDATED_PATHS = ("invoices", "payments", "contacts", "connections")
 TENANT = "6f9d3c1e-2b7a-4c55-9e1d-0a8f4b2c7d31"
 
 
@@ -41,6 +40,13 @@ def specs_present() -> bool:
     return ACCOUNTING_SPEC.is_file() and IDENTITY_SPEC.is_file()
 
 
+# The spec's spelling of each fixed path segment the connector uses (xero-python and Xero mix cases).
+_SEGMENTS = {
+    name.lower(): name
+    for name in ("Invoices", "Payments", "Contacts", "History", "InvoiceReminders", "Settings", "Organisation")
+}
+
+
 def _spec_path(path: str) -> tuple[Path, str] | None:
     """(spec file, the path as the spec spells it) for a sandbox path we validate, else None."""
     if path.lower().rstrip("/") == "/connections":
@@ -49,11 +55,10 @@ def _spec_path(path: str) -> tuple[Path, str] | None:
     if not path.lower().startswith(prefix):
         return None
     parts = path[len(prefix) :].strip("/").split("/")
-    names = {"invoices": "Invoices", "payments": "Payments", "contacts": "Contacts"}
-    if parts[0].lower() not in names or len(parts) > 2:
-        return None  # Email, History and other endpoints are not part of this check
-    # The SDK and the spec may spell the collection differently: use the documented spelling.
-    return ACCOUNTING_SPEC, prefix + "/".join([names[parts[0].lower()], *parts[1:]])
+    if parts[0].lower() not in _SEGMENTS:
+        return None
+    # Ids stay as they are; fixed segments take the documented spelling.
+    return ACCOUNTING_SPEC, prefix + "/".join(_SEGMENTS.get(p.lower(), p) for p in parts)
 
 
 def validate_xero(method: str, url: str, status: int, body: bytes, content_type: str) -> bool:

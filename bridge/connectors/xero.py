@@ -1,0 +1,562 @@
+"""Xero connector on xero-python (wire and token refresh), with our transport underneath.
+
+xero-python builds every URL, query and header (tenant, If-Modified-Since,
+Idempotency-Key) and runs the token refresh, handing each refreshed token to
+`oauth2_token_saver`, which stores it before anything uses it. Its HTTP layer is
+replaced by ours: the rate limiter, the one retry policy (the SDK's own silent
+GET retries never run), the vault's refresh lock, and exact amounts both ways:
+responses are parsed with `Decimal`, and request bodies are encoded by us
+because the SDK's serializer turns every Decimal into a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import requests
+import simplejson
+from xero_python.accounting import AccountingApi  # type: ignore[import-untyped]
+from xero_python.accounting.models import RequestEmpty  # type: ignore[import-untyped]
+from xero_python.api_client import ApiClient, Configuration  # type: ignore[import-untyped]
+from xero_python.api_client.oauth2 import OAuth2Token  # type: ignore[import-untyped]
+from xero_python.api_client.serializer import serialize  # type: ignore[import-untyped]
+from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
+
+from bridge import clock
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
+from bridge.connectors.base import Applied, Evidence, PullResult
+from bridge.connectors.http import CallStats, QuotaExhausted, RateLimiter, RetryPolicy, raise_for_retriable
+from bridge.errors import AuthError, DataError, ProviderError
+from bridge.mapping import xero as xm
+from bridge.mapping.common import idempotency_key
+from bridge.model import Invoice
+from bridge.plan import Action, ActionKind, Warning, WarningCode
+from bridge.store import Cursor, Quarantined
+
+PAGE = 1000
+# Xero allows 60 calls a minute per organisation. A token bucket lets `burst` calls through at once and then
+# `rate` a second, so no 60-second window ever holds more than burst + 60 * rate = 5 + 55 = 60 calls.
+RATE_PER_SECOND = 55 / 60
+BURST = 5
+# Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
+DAILY_RESERVE = 50
+FULL_RECONCILE_EVERY = timedelta(days=1)
+KEY_LIMIT = 128  # Xero's Idempotency-Key
+
+
+class RawJSON:
+    """A request body we encoded ourselves (exact amounts); xero-python passes it through untouched."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, body: Any) -> None:
+        self.text = simplejson.dumps(body, use_decimal=True)
+
+
+serialize.register("RawJSON")(lambda value, explicit_type=None: value)
+
+
+class XeroHTTPError(ProviderError):
+    """A 4xx answer from Xero, with its validation messages."""
+
+    def __init__(self, message: str, status: int, messages: list[str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.messages = messages
+
+
+class _Reply:
+    """What xero-python expects back from its HTTP layer (status, data, headers)."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.status = response.status_code
+        self.reason = response.reason
+        self.data = response.content
+        self._headers = response.headers
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+    def getheaders(self) -> Mapping[str, str]:
+        return self._headers
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self._headers.get(name, default)
+
+
+class _Transport(RESTClientObject):  # type: ignore[misc]
+    """xero-python's REST client with the network part replaced by the connector's `_send`."""
+
+    def __init__(self, send: Callable[..., _Reply]) -> None:  # no urllib3 pool: requests does the I/O
+        self._send = send
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        query_params: Any = None,
+        headers: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _preload_content: bool = True,
+        _request_timeout: Any = None,
+    ) -> _Reply:
+        return self._send(method, url, list(query_params or []), dict(headers or {}), body, list(post_params or []))
+
+
+def _naive_utc(ms: int) -> datetime:
+    """If-Modified-Since for a keyset watermark: Xero reads it to the second, so the second it falls in."""
+    return datetime.fromtimestamp(ms // 1000, UTC).replace(tzinfo=None)
+
+
+class XeroConnector:
+    """One linked Xero organisation (tenant)."""
+
+    provider = "xero"
+    # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
+    streams = ("invoices", "payments", "reminders")
+
+    def __init__(
+        self,
+        name: str,
+        tenant_id: str,
+        vault: TokenVault,
+        *,
+        base_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: float = 30.0,
+        history_notes: bool = True,
+        daily_reserve: int = DAILY_RESERVE,
+    ) -> None:
+        self.name = name
+        self.tenant_id = tenant_id
+        self.vault = vault
+        self.emulator = base_url.rstrip("/") if base_url else None
+        self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
+        self.timeout = timeout
+        self.history_notes = history_notes
+        self.daily_reserve = daily_reserve
+        self.day_remaining: int | None = None
+        self.stats = CallStats()
+        self.note_failures: list[str] = []
+        self.http = requests.Session()
+        self._tokens: TokenSet | None = None
+        self._token_version = -1
+        config = Configuration(oauth2_token=OAuth2Token(client_id=client_id, client_secret=client_secret))
+        self.api_client = ApiClient(
+            config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed
+        )
+        self.api_client.rest_client = _Transport(self._send)
+        self.accounting = AccountingApi(self.api_client, base_url=self.api_base)
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def _current(self) -> TokenSet:
+        if self._tokens is None:
+            self._tokens, self._token_version = self.vault.load(self.name)
+        return self._tokens
+
+    def _sdk_token(self) -> dict[str, Any]:
+        return sdk_token(self._current())
+
+    def _save_refreshed(self, token: dict[str, Any]) -> None:
+        """xero-python's `oauth2_token_saver`: store the rotated tokens first (inside the vault's lock, so they
+        are durable even if this process dies next), then use them."""
+        new = tokens_from(token, self._tokens)
+        self.vault.save(self.name, new)
+        self._tokens = new
+
+    def _refresh(self) -> None:
+        self._current()
+        # The vault refreshes unless another process already did since the version we hold.
+        self.vault.refresh(self.name, self._token_version, self._do_refresh)
+        self._tokens, self._token_version = self.vault.load(self.name)
+
+    def _do_refresh(self, current: TokenSet) -> TokenSet:
+        if not (self.client_id and self.client_secret):
+            raise AuthError(
+                "refreshing Xero tokens needs the app's credentials: set BRIDGE_XERO_CLIENT_ID and "
+                "BRIDGE_XERO_CLIENT_SECRET"
+            )
+        self._tokens = current
+        try:
+            self.api_client.refresh_oauth2_token()  # POST to the token URL; the saver stores the answer
+        except XeroHTTPError as exc:
+            raise AuthError(
+                f"Xero refused to refresh the tokens of {self.name!r} ({exc}): re-link it"
+            ) from None
+        if self._tokens is current:
+            raise AuthError(f"Xero did not hand back new tokens for {self.name!r}: re-link it")
+        return self._current()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _send(
+        self, method: str, url: str, query: list[Any], headers: dict[str, str], body: Any, form: list[Any]
+    ) -> _Reply:
+        if self.emulator and url.startswith(PRODUCTION_IDENTITY):
+            url = token_url(self.emulator)  # xero-python's token URL is a class constant: point it here
+        api = url.startswith(self.api_base)
+        data: str | list[Any] | None
+        if isinstance(body, RawJSON):
+            data = body.text
+        elif body is not None:
+            data = simplejson.dumps(body, use_decimal=True)
+        else:
+            data = form or None
+        # Reads repeat freely, writes carry an Idempotency-Key, and a repeated refresh is covered by Xero's
+        # grace period for the previous refresh token.
+        safe = method == "GET" or "Idempotency-Key" in headers or not api
+        if api and method != "GET" and self.day_remaining is not None and self.day_remaining <= self.daily_reserve:
+            raise QuotaExhausted(
+                f"Xero's daily call limit for {self.name!r} is nearly used up ({self.day_remaining} calls left)"
+            )
+
+        def attempt() -> _Reply:
+            response = self._request(method, url, query, headers, data, api)
+            if response.status_code == 401 and api:
+                self._refresh()
+                response = self._request(method, url, query, headers, data, api)
+            if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
+                self.day_remaining = 0
+                raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
+            raise_for_retriable(response, "Xero")
+            if response.status_code >= 400:
+                raise self._http_error(response, api)
+            return _Reply(response)
+
+        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
+
+    def _request(
+        self, method: str, url: str, query: list[Any], headers: dict[str, str], data: Any, api: bool
+    ) -> requests.Response:
+        self.stats.waited += self.limiter.acquire()
+        if api:
+            if not self._current().fresh(clock.now_utc()):
+                self._refresh()
+            headers["Authorization"] = f"Bearer {self._current().access_token}"
+        self.stats.calls += 1
+        response = self.http.request(method, url, params=query, headers=headers, data=data, timeout=self.timeout)
+        self.stats.statuses[response.status_code] += 1
+        remaining = response.headers.get("X-DayLimit-Remaining")
+        if api and remaining is not None and remaining.isdigit():
+            self.day_remaining = int(remaining)
+        return response
+
+    def _http_error(self, response: requests.Response, api: bool) -> Exception:
+        status = response.status_code
+        if status == 401:
+            return AuthError(f"Xero refused the credentials of {self.name!r}: re-link it")
+        if status == 403 and api:
+            return AuthError(f"Xero organisation {self.tenant_id} is not connected to {self.name!r}: re-link it")
+        try:
+            body = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            body = None
+        messages = xm.error_messages(body)
+        detail = "; ".join(messages) or response.text[:200]
+        return XeroHTTPError(f"Xero answered {status}: {detail}", status, messages)
+
+    @staticmethod
+    def _json(reply: _Reply) -> dict[str, Any]:
+        if not reply.data:
+            return {}
+        try:
+            parsed = json.loads(reply.data, parse_float=Decimal)
+        except ValueError:
+            raise ProviderError(f"Xero answered {reply.status} with a body that is not JSON") from None
+        return parsed if isinstance(parsed, dict) else {}
+
+    def _get(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self._json(fn(self.tenant_id, *args, _preload_content=False, **kwargs))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """One cheap authenticated call (the organisation)."""
+        orgs = self._get(self.accounting.get_organisations).get("Organisations") or [{}]
+        name = orgs[0].get("Name") if isinstance(orgs[0], Mapping) else None
+        return f"Xero organisation {self.tenant_id}" + (f" ({name})" if name else "")
+
+    def _changed(
+        self, fetch: Callable[..., dict[str, Any]], key: str, id_field: str, since: Cursor | None
+    ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
+        """Everything modified since the cursor, oldest first, by keyset: after a full page the next query
+        starts at the last record's timestamp (not at page + 1, which shifts when records change meanwhile)."""
+        watermark = int(since.watermark) if since else None
+        seen = set(since.ids_at_watermark) if since else set()
+        out: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            modified = _naive_utc(watermark) if watermark is not None else None
+            rows = [r for r in fetch(modified, page).get(key) or [] if isinstance(r, Mapping)]
+            for row in rows:
+                stamp, row_id = xm.updated_ms(row), str(row.get(id_field))
+                if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
+                    continue  # seen already (If-Modified-Since reads to the second)
+                out.append(row)
+            if len(rows) < PAGE:
+                break
+            first, last = xm.updated_ms(rows[0]), xm.updated_ms(rows[-1])
+            if first // 1000 == last // 1000 and watermark is not None and first // 1000 == watermark // 1000:
+                page += 1  # a whole page within one second: only paging moves on
+                continue
+            seen = (seen if last == watermark else set()) | {
+                str(r.get(id_field)) for r in rows if xm.updated_ms(r) == last
+            }
+            watermark, page = last, 1
+        if not out:
+            return out, since
+        top = max(xm.updated_ms(r) for r in out)
+        at_top = {str(r.get(id_field)) for r in out if xm.updated_ms(r) == top}
+        if since is not None and top == int(since.watermark):
+            at_top |= set(since.ids_at_watermark)
+        return out, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+
+    def _invoices_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
+        extra = {"if_modified_since": modified} if modified is not None else {}
+        return self._get(
+            self.accounting.get_invoices,
+            where='Type=="ACCREC"',
+            order="UpdatedDateUTC ASC",
+            page=page,
+            page_size=PAGE,
+            **extra,
+        )
+
+    def _payments_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
+        extra = {"if_modified_since": modified} if modified is not None else {}
+        return self._get(
+            self.accounting.get_payments,
+            where='PaymentType=="ACCRECPAYMENT"',
+            order="UpdatedDateUTC ASC",
+            page=page,
+            page_size=PAGE,
+            **extra,
+        )
+
+    def _contacts(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
+        """Contacts (all of them, or those with these ids), page by page."""
+        found: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            extra = {"i_ds": ids} if ids is not None else {}
+            rows = self._get(self.accounting.get_contacts, page=page, page_size=PAGE, **extra).get("Contacts") or []
+            found += [r for r in rows if isinstance(r, Mapping)]
+            if len(rows) < PAGE:
+                return found
+            page += 1
+
+    def _reminders_enabled(self) -> bool:
+        settings = self._get(self.accounting.get_invoice_reminders).get("InvoiceReminders") or [{}]
+        first = settings[0] if isinstance(settings, list) and settings else {}
+        return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
+
+    def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """Invoices and payments changed since the cursors; everything (and the contacts) once a day."""
+        now = clock.now_utc()
+        last = cursors.get("invoices")
+        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        invoice_cursor = None if full else cursors.get("invoices")
+        payment_cursor = None if full else cursors.get("payments")
+        raw_invoices, next_invoices = self._changed(self._invoices_since, "Invoices", "InvoiceID", invoice_cursor)
+        raw_payments, next_payments = self._changed(self._payments_since, "Payments", "PaymentID", payment_cursor)
+        if full:
+            raw_contacts = self._contacts(None)
+        else:
+            # Contacts have no cheap change feed worth a call on every sync: refresh those of changed invoices.
+            wanted = sorted({str(xm._obj(r, "Contact").get("ContactID")) for r in raw_invoices} - {"None"})
+            raw_contacts = self._contacts(wanted) if wanted else []
+        result = PullResult(customers=list(raw_contacts), full=full)
+        contacts = {**customers, **{str(c.get("ContactID")): c for c in raw_contacts}}
+        for raw in raw_invoices:
+            if xm.is_deleted(raw):
+                result.deleted_invoices.append(str(raw.get("InvoiceID")))
+                continue
+            try:
+                result.invoices.append((xm.map_invoice(raw, self.name, contacts), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("invoices", str(raw.get("InvoiceID", "?")), str(exc), dict(raw)))
+        for raw in raw_payments:
+            if xm.is_deleted(raw):
+                result.deleted_payments.append(str(raw.get("PaymentID")))
+                continue
+            try:
+                result.payments.append((xm.map_payment(raw, self.name), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("payments", str(raw.get("PaymentID", "?")), str(exc), dict(raw)))
+        stamp = now if full else None
+        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
+            if cursor is None:
+                cursor = Cursor("0", ())
+            if stamp is not None:
+                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
+            result.cursors[stream] = cursor
+        reminders = cursors.get("reminders")
+        if full or reminders is None:
+            reminders = Cursor("enabled" if self._reminders_enabled() else "disabled", (), now)
+            result.cursors["reminders"] = reminders
+        if reminders.watermark == "enabled":
+            result.warnings.append(
+                Warning(
+                    self.name,
+                    None,
+                    WarningCode.PROVIDER_REMINDERS,
+                    "the organisation's own Xero invoice reminders are on, so clients may be reminded twice: "
+                    "turn them off in Xero (Invoice settings > Invoice reminders)",
+                )
+            )
+        return result
+
+    def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
+        try:
+            found = self._get(self.accounting.get_invoice, invoice_id).get("Invoices") or []
+        except XeroHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found[0] if found and isinstance(found[0], Mapping) else None
+
+    def read_invoice(
+        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Invoice, Mapping[str, Any]] | None:
+        """The invoice now, mapped, with its raw payload (lines with their LineItemIDs)."""
+        raw = self._read_raw(invoice_id)
+        if raw is None or xm.is_deleted(raw):
+            return None
+        return xm.map_invoice(raw, self.name, customers), raw
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(action_key: str, suffix: str = "") -> str:
+        return idempotency_key(action_key + suffix, limit=KEY_LIMIT)
+
+    def _write(self, fn: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> dict[str, Any]:
+        return self._json(fn(self.tenant_id, *args, idempotency_key=key, _preload_content=False, **kwargs))
+
+    def _fee_invoice(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        body = {
+            "Invoices": [xm.fee_invoice_create(raw_invoice, action, action.occurrence_date or clock.now_utc().date())]
+        }
+        created = self._write(self.accounting.create_invoices, RawJSON(body), key=self._key(action.key, ":invoice"))
+        invoice = (created.get("Invoices") or [{}])[0]
+        return Applied(str(invoice.get("InvoiceID")), "invoice")
+
+    def _fee(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        allocated = any(Decimal(str(raw_invoice.get(k) or 0)) > 0 for k in ("AmountPaid", "AmountCredited"))
+        if action.form == "invoice" or allocated:
+            return self._fee_invoice(action, raw_invoice)
+        body = {"Invoices": [xm.fee_line_update(raw_invoice, action)]}
+        try:
+            updated = self._write(
+                self.accounting.update_invoice, raw_invoice["InvoiceID"], RawJSON(body), key=self._key(action.key)
+            )
+        except XeroHTTPError as exc:
+            if exc.status == 400 and any(xm.NOT_EDITABLE in m for m in exc.messages):
+                # A payment or credit was allocated since the invoice was read: the fee goes on its own invoice.
+                return self._fee_invoice(action, raw_invoice)
+            raise
+        invoice = (updated.get("Invoices") or [{}])[0]
+        return Applied(xm.fee_line_id(invoice, action) or str(invoice.get("InvoiceID")), "line", invoice)
+
+    def _note(self, invoice_id: str, action: Action, form: str | None) -> None:
+        """Leave the action in the invoice's history; a failed note never undoes or fails the action."""
+        body = {"HistoryRecords": [{"Details": xm.history_note(action, form)}]}
+        try:
+            self._write(
+                self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=self._key(action.key, ":note")
+            )
+        except (ProviderError, AuthError, requests.RequestException) as exc:
+            self.note_failures.append(f"{action.key}: {exc}")
+
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action; every write carries an Idempotency-Key derived from the action key."""
+        invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
+        if action.kind is ActionKind.LATE_FEE:
+            result = self._fee(action, raw_invoice)
+        elif action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            body = {"Invoices": [xm.due_date_update(raw_invoice, action.new_due_date)]}
+            updated = self._write(self.accounting.update_invoice, invoice_id, RawJSON(body), key=self._key(action.key))
+            invoice = (updated.get("Invoices") or [{}])[0]
+            result = Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", None, invoice)
+        elif action.kind is ActionKind.REMINDER:
+            if action.channel != "provider":
+                raise ProviderError(f"reminder channel {action.channel!r} is not available for Xero yet")
+            # Xero sends its own invoice e-mail to the contact; the Idempotency-Key makes a repeat a replay.
+            self._write(self.accounting.email_invoice, invoice_id, RequestEmpty(), key=self._key(action.key))
+            result = Applied(f"{invoice_id}@email:{self._key(action.key)[:20]}")
+        else:
+            return Applied("recorded")  # a refusal writes nothing at the provider
+        if self.history_notes:
+            self._note(invoice_id, action, result.form)
+        return result
+
+    def _history(self, invoice_id: str) -> list[Mapping[str, Any]]:
+        reply = self.accounting.get_invoice_history(self.tenant_id, invoice_id, _preload_content=False)
+        records = self._json(reply).get("HistoryRecords") or []
+        return [r for r in records if isinstance(r, Mapping)]
+
+    def evidence(self, action: Action, pending_since: str) -> Evidence:
+        """Look at the provider for the trace of an action that was pending when a run stopped."""
+        raw = self._read_raw(action.invoice.id)
+        if action.kind is ActionKind.LATE_FEE:
+            line = xm.fee_line_id(raw, action) if raw is not None else None
+            if line:
+                return Evidence("applied", line, "fee line found")
+            number = xm.fee_invoice_number(action)
+            found = self._get(self.accounting.get_invoices, invoice_numbers=[number]).get("Invoices") or []
+            live = [i for i in found if isinstance(i, Mapping) and not xm.is_deleted(i)]
+            if live:
+                return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found")
+            return Evidence("absent", detail="no fee line and no fee invoice")
+        if raw is None:
+            return Evidence("unknown", detail="the invoice is gone")
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            if xm.day(raw.get("DueDate"), "DueDate", required=False) == action.new_due_date:
+                return Evidence("applied", str(raw.get("InvoiceID")), "due date already moved")
+            return Evidence("absent", detail="due date unchanged")
+        if action.kind is ActionKind.REMINDER:
+            since = datetime.fromisoformat(pending_since)
+            for record in self._history(action.invoice.id):
+                if action.key in str(record.get("Details") or ""):
+                    when = xm.moment(record.get("DateUTC"), "DateUTC")
+                    if when >= since - timedelta(seconds=1):
+                        return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
+            return Evidence("unknown", detail="Xero shows no note of the e-mail since the attempt")
+        return Evidence("applied", "recorded")
+
+
+def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroConnector:
+    """Entry point `bridge.connectors:xero`: a connector for one configured connection."""
+    from bridge.errors import ConfigError
+
+    if not connection.tenant_id:
+        raise ConfigError(f"connections.{connection.name}.tenant_id: the Xero tenant id is missing; re-link it")
+    sandbox = connection.base_url is not None
+    return XeroConnector(
+        connection.name,
+        connection.tenant_id,
+        vault,
+        base_url=connection.base_url,
+        client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
+        client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
+        history_notes=connection.history_notes,
+    )

@@ -1,0 +1,301 @@
+"""Xero Accounting JSON <-> the normalized model, and actions -> Xero payloads (pure).
+
+Xero has real statuses: DRAFT and SUBMITTED (awaiting approval) are drafts,
+AUTHORISED is open (partially paid once something is allocated), PAID, VOIDED,
+DELETED. `AmountDue` is what is left after payments *and* credit notes. An
+invoice with a payment or credit allocated cannot be edited, so the model marks
+it not editable and a fee goes on a separate invoice. Dates travel as
+`/Date(ms+0000)/`; only sales invoices (ACCREC) are the bridge's business.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from bridge.errors import DataError
+from bridge.mapping.common import currency_code, money, text
+from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
+from bridge.plan import Action
+
+PROVIDER = "xero"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS_DATE = re.compile(r"/Date\((-?\d{1,15})(?:[+-]\d{4})?\)/")
+# The bridge marks a separate fee invoice in its Reference so the next pull knows what it is.
+_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
+_STATUS = {
+    "DRAFT": InvoiceStatus.DRAFT,
+    "SUBMITTED": InvoiceStatus.DRAFT,  # awaiting approval: not yet sent to anyone
+    "AUTHORISED": InvoiceStatus.OPEN,
+    "PAID": InvoiceStatus.PAID,
+    "VOIDED": InvoiceStatus.VOID,
+    "DELETED": InvoiceStatus.DELETED,
+}
+# Xero refuses an edit of an invoice with a payment or credit allocated with this message (400).
+NOT_EDITABLE = "cannot be edited as it has a payment or credit note allocated"
+ID_LIMIT = 64
+
+
+def moment(value: Any, field: str) -> datetime:
+    """The instant of a `/Date(ms+0000)/` value (or an ISO 8601 timestamp, as `UpdatedDateUTC` may come)."""
+    if not isinstance(value, str):
+        raise DataError(f"{field}: {value!r} is not a Xero date")
+    found = _MS_DATE.fullmatch(value.strip())
+    if found:
+        try:
+            return _EPOCH + timedelta(milliseconds=int(found.group(1)))
+        except OverflowError:
+            raise DataError(f"{field}: {value!r} is out of range") from None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise DataError(f"{field}: {value!r} is not a Xero date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def day(value: Any, field: str, *, required: bool = True) -> date | None:
+    """A calendar day from a Xero date (midnight UTC of that day on the wire)."""
+    if value in (None, ""):
+        if required:
+            raise DataError(f"{field} missing")
+        return None
+    return moment(value, field).astimezone(UTC).date()
+
+
+def wire_date(on: date) -> str:
+    """A day as Xero writes it: `/Date(ms+0000)/` at midnight UTC."""
+    delta = datetime(on.year, on.month, on.day, tzinfo=UTC) - _EPOCH
+    return f"/Date({(delta.days * 86_400 + delta.seconds) * 1000}+0000)/"
+
+
+def updated_ms(raw: Mapping[str, Any]) -> int:
+    """`UpdatedDateUTC` in milliseconds since the epoch (0 when absent or unreadable): the pull's keyset."""
+    try:
+        when = moment(raw.get("UpdatedDateUTC"), "UpdatedDateUTC")
+    except DataError:
+        return 0
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(raw: Mapping[str, Any], key: str, field: str) -> list[Mapping[str, Any]]:
+    value = raw.get(key) or []
+    if not isinstance(value, list):
+        raise DataError(f"{field} is not a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise DataError(f"{field}[{index}] is not an object")
+    return value
+
+
+def map_contact(raw: Mapping[str, Any]) -> Customer:
+    """A Xero Contact as the model's Customer."""
+    email = raw.get("EmailAddress")
+    return Customer(
+        id=text(raw.get("ContactID"), "Contact.ContactID", limit=ID_LIMIT),
+        name=text(raw.get("Name"), "Contact.Name", required=False),
+        email=email if isinstance(email, str) and email else None,
+    )
+
+
+def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
+    lines: list[LineItem] = []
+    for index, line in enumerate(_list(raw, "LineItems", "Invoice.LineItems")):
+        lines.append(
+            LineItem(
+                id=text(line.get("LineItemID"), f"Invoice.LineItems[{index}].LineItemID", required=False) or None,
+                item=text(line.get("ItemCode"), f"Invoice.LineItems[{index}].ItemCode", required=False) or None,
+                description=text(line.get("Description"), f"Invoice.LineItems[{index}].Description", required=False),
+                amount=money(line.get("LineAmount", 0), currency, f"Invoice.LineItems[{index}].LineAmount"),
+            )
+        )
+    return tuple(lines)
+
+
+def _credits(raw: Mapping[str, Any], currency: str, invoice_id: str) -> list[Allocation]:
+    """Credit notes allocated to the invoice, with their dates (they lower the late-fee base like payments)."""
+    out: list[Allocation] = []
+    for index, note in enumerate(_list(raw, "CreditNotes", "Invoice.CreditNotes")):
+        field = f"Invoice.CreditNotes[{index}]"
+        amount = money(note.get("AppliedAmount", note.get("Total")), currency, f"{field}.AppliedAmount")
+        when = day(note.get("Date"), f"{field}.Date")
+        assert when is not None
+        credit_id = text(note.get("CreditNoteID"), f"{field}.CreditNoteID", required=False, limit=ID_LIMIT) or None
+        out.append(Allocation(date=when, amount=amount, kind="credit", payment_id=credit_id, invoice_id=invoice_id))
+    return out
+
+
+def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, Mapping[str, Any]]) -> Invoice:
+    """A Xero Invoice as the model's Invoice (payments are attached later from Payment records).
+
+    Raises `DataError` naming the field when the record cannot be mapped; the caller quarantines it.
+    """
+    if not isinstance(raw, Mapping):
+        raise DataError("Invoice is not an object")
+    invoice_id = text(raw.get("InvoiceID"), "Invoice.InvoiceID", limit=ID_LIMIT)
+    status_text = raw.get("Status")
+    if status_text not in _STATUS:
+        raise DataError(f"Invoice.Status: {status_text!r} is not a Xero invoice status")
+    currency = currency_code(raw.get("CurrencyCode"), "Invoice.CurrencyCode")
+    total = money(raw.get("Total"), currency, "Invoice.Total")
+    due = money(raw.get("AmountDue"), currency, "Invoice.AmountDue")
+    paid = money(raw.get("AmountPaid", 0), currency, "Invoice.AmountPaid")
+    credited = money(raw.get("AmountCredited", 0), currency, "Invoice.AmountCredited")
+    if min(total, due, paid, credited) < 0:
+        raise DataError(f"Invoice amounts negative (Total {total}, AmountDue {due})")
+    status = _STATUS[str(status_text)]
+    if status is InvoiceStatus.OPEN and (paid > 0 or credited > 0):
+        status = InvoiceStatus.PARTIALLY_PAID if due > 0 else InvoiceStatus.PAID
+    contact_ref = _obj(raw, "Contact")
+    contact_id = text(contact_ref.get("ContactID"), "Invoice.Contact.ContactID", limit=ID_LIMIT)
+    contact = {**contact_ref, **contacts.get(contact_id, {})}
+    email = contact.get("EmailAddress")
+    reference = text(raw.get("Reference"), "Invoice.Reference", required=False)
+    fee_for = _FEE_FOR.search(reference)
+    return Invoice(
+        id=invoice_id,
+        number=text(raw.get("InvoiceNumber"), "Invoice.InvoiceNumber", required=False, limit=ID_LIMIT) or invoice_id,
+        connection=connection,
+        provider=PROVIDER,
+        customer=Customer(
+            id=contact_id,
+            name=text(contact.get("Name"), "Invoice.Contact.Name", required=False),
+            email=email if isinstance(email, str) and email else None,
+        ),
+        currency=currency,
+        issue_date=day(raw.get("Date"), "Invoice.Date", required=False),
+        due_date=day(raw.get("DueDate"), "Invoice.DueDate", required=False),
+        total=total,
+        amount_due=due,
+        status=status,
+        payments=tuple(_credits(raw, currency, invoice_id)),
+        lines=_lines(raw, currency),
+        is_sale=raw.get("Type") == "ACCREC",
+        editable=paid == 0 and credited == 0 and status_text in ("DRAFT", "SUBMITTED", "AUTHORISED"),
+        fee_for=fee_for.group(1) if fee_for else None,
+    )
+
+
+def map_payment(raw: Mapping[str, Any], connection: str) -> Payment:
+    """A Xero Payment: one allocation to the invoice it names (`Invoice.InvoiceID`)."""
+    if not isinstance(raw, Mapping):
+        raise DataError("Payment is not an object")
+    payment_id = text(raw.get("PaymentID"), "Payment.PaymentID", limit=ID_LIMIT)
+    invoice = _obj(raw, "Invoice")
+    currency = currency_code(invoice.get("CurrencyCode"), "Payment.Invoice.CurrencyCode")
+    when = day(raw.get("Date"), "Payment.Date")
+    assert when is not None
+    amount = money(raw.get("Amount"), currency, "Payment.Amount")
+    invoice_id = text(invoice.get("InvoiceID"), "Payment.Invoice.InvoiceID", limit=ID_LIMIT)
+    contact = _obj(invoice, "Contact").get("ContactID")
+    return Payment(
+        id=payment_id,
+        connection=connection,
+        customer_id=str(contact) if contact else None,
+        date=when,
+        amount=amount,
+        currency=currency,
+        allocations=(Allocation(date=when, amount=amount, payment_id=payment_id, invoice_id=invoice_id),),
+    )
+
+
+def is_deleted(raw: Mapping[str, Any]) -> bool:
+    """A payment or invoice Xero reports as deleted (they stay listed with that status)."""
+    return raw.get("Status") == "DELETED"
+
+
+# -- actions -> payloads -------------------------------------------------------------------------
+
+
+def _fee_line(action: Action) -> dict[str, Any]:
+    assert action.amount is not None
+    return {
+        "Description": action.description,
+        "Quantity": Decimal(1),
+        "UnitAmount": action.amount,
+        "LineAmount": action.amount,
+        "AccountCode": "200",
+        "TaxType": "NONE",
+    }
+
+
+def _kept_line(line: Mapping[str, Any]) -> dict[str, Any]:
+    """An existing line sent back as it is: its `LineItemID` keeps it (a line left out would be deleted)."""
+    return {k: v for k, v in line.items() if v is not None}
+
+
+def fee_line_update(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:
+    """`POST /Invoices/{id}` adding the fee line; every existing line goes back with its LineItemID."""
+    return {
+        "InvoiceID": raw_invoice["InvoiceID"],
+        "LineItems": [*(_kept_line(line) for line in raw_invoice.get("LineItems") or []), _fee_line(action)],
+    }
+
+
+def fee_invoice_number(action: Action) -> str:
+    """InvoiceNumber of a separate fee invoice: the original's number and the occurrence."""
+    return f"{action.invoice.number}-LF{action.occurrence}"[-255:]
+
+
+def fee_invoice_create(raw_invoice: Mapping[str, Any], action: Action, on: date) -> dict[str, Any]:
+    """A separate ACCREC invoice carrying only the fee, referencing the original in its number and Reference."""
+    contact = _obj(raw_invoice, "Contact")
+    return {
+        "Type": "ACCREC",
+        "Status": "AUTHORISED",
+        "InvoiceNumber": fee_invoice_number(action),
+        "Reference": f"Late fee on {action.invoice.number} (bridge fee_for={action.invoice.id})"[:255],
+        "Contact": {"ContactID": contact.get("ContactID")},
+        "Date": wire_date(on),
+        "DueDate": wire_date(on),
+        "CurrencyCode": raw_invoice.get("CurrencyCode"),
+        "LineAmountTypes": "NoTax",
+        "LineItems": [_fee_line(action)],
+    }
+
+
+def due_date_update(raw_invoice: Mapping[str, Any], new_due: date) -> dict[str, Any]:
+    """`POST /Invoices/{id}` moving the due date (allowed even with a payment allocated)."""
+    return {"InvoiceID": raw_invoice["InvoiceID"], "DueDate": wire_date(new_due)}
+
+
+def fee_line_id(raw_invoice: Mapping[str, Any], action: Action) -> str | None:
+    """LineItemID of the line this fee action wrote, when it is on the invoice (reconciliation evidence)."""
+    for line in raw_invoice.get("LineItems") or []:
+        if isinstance(line, Mapping) and line.get("Description") == action.description:
+            return str(line.get("LineItemID") or "")
+    return None
+
+
+def history_note(action: Action, form: str | None) -> str:
+    """The note left in the invoice's history for an action: what, why, and the clause (at most 2,500 chars)."""
+    what = {
+        "late_fee": f"late fee {action.amount} {action.invoice.currency}"
+        + (f" on a separate invoice {fee_invoice_number(action)}" if form == "invoice" else " added as a line"),
+        "reminder": f"reminder {action.step} ({action.message}) e-mailed",
+        "update_due_date": f"due date moved to {action.new_due_date}",
+    }.get(action.kind.value, action.kind.value)
+    return f"bridge: {what}. {action.reason} [{action.clause}; {action.key}]"[:2500]
+
+
+def error_messages(body: Any) -> list[str]:
+    """The validation messages of a Xero 400 body (`Elements[].ValidationErrors[].Message`, else `Message`)."""
+    if not isinstance(body, Mapping):
+        return []
+    found: list[str] = []
+    for element in body.get("Elements") or []:
+        if isinstance(element, Mapping):
+            for error in element.get("ValidationErrors") or []:
+                if isinstance(error, Mapping) and error.get("Message"):
+                    found.append(str(error["Message"]))
+    if not found and body.get("Message"):
+        found.append(str(body["Message"]))
+    return found
