@@ -138,6 +138,8 @@ class ConnectionSettings(_Settings):
     base_url: str | None = None
     fee_mode: FeeMode | None = None
     history_notes: bool = True  # Xero: leave a note in the invoice's history for every action
+    # The client-side pace; None = the provider's published limit. Only an emulator allows more.
+    calls_per_minute: int | None = Field(None, gt=0, le=100_000)
 
     @field_validator("name")
     @classmethod

@@ -20,7 +20,7 @@ import requests
 from cryptography.fernet import Fernet
 from rich.console import Console
 
-from bridge.auth.quickbooks import link_sandbox
+from bridge.auth import quickbooks, xero
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
 from bridge.errors import ConfigError
@@ -28,7 +28,7 @@ from bridge.store import Store
 from bridge.sync import Runtime, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
-LINKERS = {"quickbooks": ("demo-qbo", link_sandbox)}
+LINKERS = {"quickbooks": ("demo-qbo", quickbooks.link_sandbox), "xero": ("demo-xero", xero.link_sandbox)}
 
 
 def _contracts_path(given: Path | None) -> Path:
@@ -40,26 +40,50 @@ def _contracts_path(given: Path | None) -> Path:
     return path
 
 
-def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox: list[Mapping[str, Any]]) -> list[str]:
-    """What the sync changed at the emulated providers, in plain words."""
+def _quickbooks_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
-    old = {i["Id"]: i for i in before.get("quickbooks", {}).get("Invoice", [])}
-    for inv in after.get("quickbooks", {}).get("Invoice", []):
+    old = {i["Id"]: i for i in before.get("Invoice", [])}
+    for inv in after.get("Invoice", []):
         prev = old.get(inv["Id"])
         if prev is None:
             lines.append(f"QuickBooks: new invoice {inv.get('DocNumber')} ({inv.get('PrivateNote', '')})")
             continue
-        new_lines = [
-            ln for ln in inv.get("Line", []) if ln.get("Id") not in {p.get("Id") for p in prev.get("Line", [])}
-        ]
-        for ln in new_lines:
-            if ln.get("DetailType") == "SalesItemLineDetail":
+        known = {p.get("Id") for p in prev.get("Line", [])}
+        for ln in inv.get("Line", []):
+            if ln.get("Id") not in known and ln.get("DetailType") == "SalesItemLineDetail":
                 what = f"a line '{ln.get('Description')}' {ln.get('Amount')}"
                 lines.append(f"QuickBooks: invoice {inv.get('DocNumber')} got {what}")
         if prev.get("DueDate") != inv.get("DueDate"):
             lines.append(
                 f"QuickBooks: invoice {inv.get('DocNumber')} due date {prev.get('DueDate')} -> {inv.get('DueDate')}"
             )
+    return lines
+
+
+def _xero_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    from bridge.mapping.xero import day
+
+    lines: list[str] = []
+    old = {i["InvoiceID"]: i for i in before.get("Invoices", [])}
+    for inv in after.get("Invoices", []):
+        number, prev = inv.get("InvoiceNumber"), old.get(inv["InvoiceID"])
+        if prev is None:
+            lines.append(f"Xero: new invoice {number} ({inv.get('Reference', '')}) for {inv.get('Total')}")
+            continue
+        known = {p.get("LineItemID") for p in prev.get("LineItems", [])}
+        for ln in inv.get("LineItems", []):
+            if ln.get("LineItemID") not in known:
+                lines.append(f"Xero: invoice {number} got a line '{ln.get('Description')}' {ln.get('LineAmount')}")
+        if prev.get("DueDate") != inv.get("DueDate"):
+            was, now = day(prev.get("DueDate"), "DueDate", required=False), day(inv.get("DueDate"), "DueDate")
+            lines.append(f"Xero: invoice {number} due date {was} -> {now}")
+    return lines
+
+
+def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox: list[Mapping[str, Any]]) -> list[str]:
+    """What the sync changed at the emulated providers, in plain words."""
+    lines = _quickbooks_changes(before.get("quickbooks", {}), after.get("quickbooks", {}))
+    lines += _xero_changes(before.get("xero", {}), after.get("xero", {}))
     for mail in outbox:
         lines.append(f"{mail.get('provider')}: e-mail to {mail.get('to')}: {mail.get('subject')}")
     return lines

@@ -194,6 +194,8 @@ def apply_actions(
             just_written.pop(invoice_key, None)
         report.applied.append({"key": action.key, "response_id": result.response_id, "form": result.form})
         progress(action, "applied")
+    for name in sorted({a.connection for a in ordered} & set(connectors)):
+        connectors[name].flush()
     return report
 
 

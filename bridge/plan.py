@@ -50,6 +50,7 @@ class SkipCode(StrEnum):
     BELOW_MIN_FEE = "below_min_fee"
     CAP_REACHED = "cap_reached"
     NOT_OPEN = "not_open"
+    NO_EMAIL = "no_email"  # a reminder is due but there is no address to send it to
 
 
 class WarningCode(StrEnum):

@@ -77,6 +77,10 @@ class Connector(Protocol):
         """Carry out one action, with an idempotency key derived from `action.key` where the provider has one."""
         ...
 
+    def flush(self) -> None:
+        """Write whatever the connector batched during `apply` (Xero: history notes); called after the last action."""
+        ...
+
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Did an action recorded as pending (at ISO time `pending_since`) reach the provider?"""
         ...

@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
@@ -109,6 +109,64 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+
+class Limiter(Protocol):
+    """Paces calls to a provider: `acquire` before each call; returns the seconds it waited."""
+
+    def acquire(self) -> float: ...
+
+
+class WindowLimiter:
+    """At most `max_calls` in any `per_seconds` window (a sliding log), the way Xero counts its minute limit.
+
+    Unlike a token bucket, a short run can use the whole allowance at once, and a long one then goes at
+    the provider's pace; no window ever holds more than `max_calls`. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        max_calls: int,
+        per_seconds: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_calls = max_calls
+        self.per_seconds = per_seconds
+        self._calls: deque[float] = deque()
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait until a call fits in the window, then count it; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._monotonic()
+                while self._calls and self._calls[0] <= now - self.per_seconds:
+                    self._calls.popleft()
+                if len(self._calls) < self.max_calls:
+                    self._calls.append(now)
+                    return waited
+                # At least a millisecond: a float remainder too small to move the clock would spin here.
+                pause = max(self._calls[0] + self.per_seconds - now, 0.001)
+            self._sleep(pause)
+            waited += pause
+
+
+_SHARED: dict[tuple[str, ...], Limiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
+    """One limiter per provider account in this process (a provider counts per account, not per client object)."""
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is None:
+            found = _SHARED[key] = make()
+        return found
 
 
 @dataclass

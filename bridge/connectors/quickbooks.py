@@ -382,6 +382,9 @@ class QuickBooksConnector:
         # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
         return Applied("recorded")
 
+    def flush(self) -> None:
+        """Nothing is batched."""
+
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""
         if action.kind is ActionKind.LATE_FEE and action.form == "invoice":
@@ -422,4 +425,5 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Quick
         base_url=connection.base_url,
         client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
         client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
+        limiter=RateLimiter(connection.calls_per_minute / 60, BURST) if connection.calls_per_minute else None,
     )

@@ -30,7 +30,15 @@ from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import Applied, Evidence, PullResult
-from bridge.connectors.http import CallStats, QuotaExhausted, RateLimiter, RetryPolicy, raise_for_retriable
+from bridge.connectors.http import (
+    CallStats,
+    Limiter,
+    QuotaExhausted,
+    RetryPolicy,
+    WindowLimiter,
+    raise_for_retriable,
+    shared_limiter,
+)
 from bridge.errors import AuthError, DataError, ProviderError
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
@@ -39,10 +47,9 @@ from bridge.plan import Action, ActionKind, Warning, WarningCode
 from bridge.store import Cursor, Quarantined
 
 PAGE = 1000
-# Xero allows 60 calls a minute per organisation. A token bucket lets `burst` calls through at once and then
-# `rate` a second, so no 60-second window ever holds more than burst + 60 * rate = 5 + 55 = 60 calls.
-RATE_PER_SECOND = 55 / 60
-BURST = 5
+# Xero allows 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a time).
+# A couple are left for the accountant's own Xero apps on the same organisation.
+CALLS_PER_MINUTE = 58
 # Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
 DAILY_RESERVE = 50
 FULL_RECONCILE_EVERY = timedelta(days=1)
@@ -132,7 +139,7 @@ class XeroConnector:
         client_id: str | None = None,
         client_secret: str | None = None,
         policy: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         timeout: float = 30.0,
         history_notes: bool = True,
         daily_reserve: int = DAILY_RESERVE,
@@ -145,13 +152,17 @@ class XeroConnector:
         self.client_id = client_id
         self.client_secret = client_secret
         self.policy = policy or RetryPolicy()
-        self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
+        # Xero counts per organisation: every connector on it in this process shares one limiter.
+        self.limiter = limiter or shared_limiter(
+            ("xero", self.api_base, tenant_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
+        )
         self.timeout = timeout
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
         self.day_remaining: int | None = None
         self.stats = CallStats()
         self.note_failures: list[str] = []
+        self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
         self.http = requests.Session()
         self._tokens: TokenSet | None = None
         self._token_version = -1
@@ -195,9 +206,7 @@ class XeroConnector:
         try:
             self.api_client.refresh_oauth2_token()  # POST to the token URL; the saver stores the answer
         except XeroHTTPError as exc:
-            raise AuthError(
-                f"Xero refused to refresh the tokens of {self.name!r} ({exc}): re-link it"
-            ) from None
+            raise AuthError(f"Xero refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
         if self._tokens is current:
             raise AuthError(f"Xero did not hand back new tokens for {self.name!r}: re-link it")
         return self._current()
@@ -476,14 +485,23 @@ class XeroConnector:
         return Applied(xm.fee_line_id(invoice, action) or str(invoice.get("InvoiceID")), "line", invoice)
 
     def _note(self, invoice_id: str, action: Action, form: str | None) -> None:
-        """Leave the action in the invoice's history; a failed note never undoes or fails the action."""
-        body = {"HistoryRecords": [{"Details": xm.history_note(action, form)}]}
+        """Queue the action's note for the invoice's history; the notes of one invoice go in one call."""
+        if self._notes and self._notes[0][0] != invoice_id:
+            self.flush()
+        self._notes.append((invoice_id, action.key, xm.history_note(action, form)))
+
+    def flush(self) -> None:
+        """Write the queued history notes (one call per invoice). A failed note never undoes or fails an action."""
+        notes, self._notes = self._notes, []
+        if not notes:
+            return
+        invoice_id = notes[0][0]
+        body = {"HistoryRecords": [{"Details": text} for _, _, text in notes]}
+        key = self._key("notes:" + ",".join(k for _, k, _ in notes))
         try:
-            self._write(
-                self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=self._key(action.key, ":note")
-            )
+            self._write(self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=key)
         except (ProviderError, AuthError, requests.RequestException) as exc:
-            self.note_failures.append(f"{action.key}: {exc}")
+            self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
         """Carry out one action; every write carries an Idempotency-Key derived from the action key."""
@@ -559,4 +577,10 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroC
         client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
         client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
         history_notes=connection.history_notes,
+        limiter=shared_limiter(
+            ("xero", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
+            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
+        )
+        if connection.calls_per_minute
+        else None,
     )

@@ -256,6 +256,18 @@ def evaluate(
                         f"{prefix}{step.number}",
                     )
                 )
+            elif not inv.customer.email:
+                skips.append(
+                    Skip(
+                        inv.connection,
+                        inv.number,
+                        SkipCode.NO_EMAIL,
+                        f"step {step.number} is due but the client has no e-mail address; add one at the provider "
+                        "and the latest due step goes out on the next run",
+                        clause,
+                        f"{prefix}{step.number}",
+                    )
+                )
             else:
                 ref = ref or _ref(inv, effective_due)
                 actions.append(_reminder_action(inv, contract, ref, effective_due, step.number, step.date, day, prefix))

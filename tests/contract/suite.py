@@ -201,6 +201,7 @@ class ConnectorContract:
         action = reminder_action(invoice)
         sent_before = len(outbox(env.base_url))
         env.connector.apply(action, raw)
+        env.connector.flush()
         mails = outbox(env.base_url)
         assert len(mails) == sent_before + 1 and mails[-1]["to"] == invoice.customer.email
         assert env.connector.evidence(action, "2000-01-01T00:00:00+00:00").found == "applied"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, ServerError, Throttled, retry_after_seconds
+from bridge.connectors.http import (
+    CallStats,
+    RateLimiter,
+    RetryPolicy,
+    ServerError,
+    Throttled,
+    WindowLimiter,
+    retry_after_seconds,
+)
 from bridge.errors import ProviderError
 
 
@@ -30,6 +38,20 @@ def test_the_limiter_allows_a_burst_then_keeps_the_rate():
     for _ in range(80):
         limiter.acquire()
     assert clock.now == pytest.approx(10.0)  # 80 more calls at 8 per second
+
+
+def test_the_window_limiter_never_lets_more_than_the_limit_into_any_window():
+    clock = FakeClock()
+    limiter = WindowLimiter(60, 60.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    stamps = []
+    for _ in range(200):
+        limiter.acquire()
+        stamps.append(clock.now)
+        clock.now += 0.01  # each call takes a moment
+    assert stamps[59] < 1.0  # a short run uses the whole minute's allowance at once
+    for i, start in enumerate(stamps):
+        assert sum(1 for t in stamps[i:] if t < start + 60.0) <= 60
+    assert stamps[-1] == pytest.approx(180.0, abs=2.0)  # then 60 a minute
 
 
 def flaky(errors):

@@ -134,3 +134,15 @@ def test_4_the_message_uses_the_contract_locale_and_template():
 def test_4_action_key_is_reminder_connection_invoice_step():
     plan = run(invoice("INV-1", id="130", connection="acme-qbo"), "2026-09-04")
     assert keys(plan) == ["reminder:acme-qbo:130:1"]
+
+
+def test_4_a_due_step_for_a_client_without_an_email_address_is_skipped_and_not_lost():
+    from bridge.model import Customer
+
+    nobody = Customer(id="9", name="Port & Philip Freight", email=None)
+    plan = run(invoice(customer=nobody), "2026-09-15")
+    assert keys(plan, "reminder") == []
+    assert skip_codes(plan)["reminder:acme:1001:3"] == "no_email"
+    # Once the address is there, the latest due step goes out (the catch-up rule): nothing was recorded as sent.
+    later = run(invoice(), "2026-09-15")
+    assert keys(later, "reminder") == ["reminder:acme:1001:3"]
