@@ -1,4 +1,4 @@
-"""Benchmark of the QuickBooks pull: API calls and wall time per sync, the bridge against python-quickbooks alone.
+"""Benchmark of the pulls: API calls and wall time per sync; QuickBooks against python-quickbooks alone, then Xero.
 
 Run as `.venv/bin/python bench/sync.py` (or `make bench`); `--invoices N --payments N --latency-ms MS`
 (defaults 10,000 / 10,000 / 20), `--check` exits 1 when a target is missed.
@@ -45,17 +45,22 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import requests
 from cryptography.fernet import Fernet
 
+from bridge.auth import xero as xero_auth
 from bridge.auth.quickbooks import auth_client, link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors import quickbooks as qbo_connector
+from bridge.connectors import xero as xero_connector
 from bridge.sandbox import Sandbox, generate_book
+from bridge.sandbox.xero_books import generate_xero_org
 from bridge.store import Store
 from bridge.sync import ConnectionRun, Runtime, pull_connection
 
 CONNECTION = "bench-qbo"
+XERO_CONNECTION = "bench-xero"
 SDK_CONNECTION = "bench-sdk-user"
 CLIENT_ID, CLIENT_SECRET = "sandbox-client", "sandbox-secret"
 MINOR_VERSION = 75
@@ -83,7 +88,9 @@ class Measured:
     note: str = ""
 
 
-def measure(sandbox: Sandbox, label: str, fn: Callable[[Measured], None]) -> Measured:
+def measure(
+    sandbox: Sandbox, label: str, fn: Callable[[Measured], None], provider: str = "quickbooks", api: str = "/v3/"
+) -> Measured:
     """Run `fn` once, timed, and attribute the sandbox's log entries written meanwhile to it."""
     mark = len(sandbox.requests())
     out = Measured(label)
@@ -91,9 +98,9 @@ def measure(sandbox: Sandbox, label: str, fn: Callable[[Measured], None]) -> Mea
     fn(out)
     out.wall = perf_counter() - started
     for entry in sandbox.requests()[mark:]:
-        if entry.get("provider") != "quickbooks":
+        if entry.get("provider") != provider:
             continue
-        if not str(entry.get("path", "")).startswith("/v3/"):
+        if not str(entry.get("path", "")).lower().startswith(api):
             out.oauth += 1
             continue
         out.calls += 1
@@ -107,14 +114,14 @@ def measure(sandbox: Sandbox, label: str, fn: Callable[[Measured], None]) -> Mea
 # ---------------------------------------------------------------------------------------------------- bridge
 
 
-def bridge_sync(rt: Runtime) -> Callable[[Measured], None]:
+def bridge_sync(rt: Runtime, name: str = CONNECTION) -> Callable[[Measured], None]:
     """One `bridge sync` pull of the connection, with a fresh connector as a new run would build."""
 
     def run(out: Measured) -> None:
-        connectors, failed = rt.connectors(rt.select([CONNECTION]))
+        connectors, failed = rt.connectors(rt.select([name]))
         if failed:
-            raise SystemExit(f"the QuickBooks connector could not be built: {failed}")
-        connector = connectors[CONNECTION]
+            raise SystemExit(f"the connector could not be built: {failed}")
+        connector = connectors[name]
         # Instrumentation only: time connector.pull apart from saving, and see every query's size.
         pull = connector.pull
         query = getattr(connector, "_query", None)  # private: the per-query row counts are skipped without it
@@ -347,6 +354,65 @@ def report(
     return full_ok and none_ok
 
 
+# ---------------------------------------------------------------------------------------------------- Xero
+
+
+def xero_bench(args: argparse.Namespace) -> bool:
+    """The same three syncs against a generated Xero organisation; True when the no-change target holds."""
+    org = generate_xero_org(args.invoices, args.payments)
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-xero-") as tmp:
+        store = Store.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            vault = TokenVault(store, Fernet(Fernet.generate_key()))
+            with Sandbox({"xero": org}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
+                base = sandbox.base_url
+                tenant = xero_auth.link_sandbox(store, vault, base, XERO_CONNECTION)
+                settings = Settings(
+                    source=Path(tmp) / "bridge.toml",
+                    connections=(
+                        ConnectionSettings(name=XERO_CONNECTION, provider="xero", tenant_id=tenant, base_url=base),
+                    ),
+                )
+                rt = Runtime(settings, store, vault, env={}, factories={"xero": xero_connector.factory})
+                runs = [measure(sandbox, "first", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/")]
+                runs.append(measure(sandbox, "nochange", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/"))
+                tokens, _ = vault.load(XERO_CONNECTION)
+                headers = {
+                    "Authorization": f"Bearer {tokens.access_token}",
+                    "xero-tenant-id": tenant,
+                    "Content-Type": "application/json",
+                }
+                for invoice in org["Invoices"][:CHANGED_INVOICES]:
+                    body = {"InvoiceID": invoice["InvoiceID"], "Reference": "changed"}
+                    url = f"{base}/api.xro/2.0/Invoices/{invoice['InvoiceID']}"
+                    answer = requests.post(url, headers=headers, data=json.dumps(body), timeout=30)
+                    answer.raise_for_status()
+                runs.append(measure(sandbox, "after", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/"))
+        finally:
+            store.close()
+    print()
+    print(
+        f"Xero pull: {args.invoices:,} invoices, {len(org['Payments']):,} payments, {len(org['Contacts']):,} contacts; "
+        f"sandbox latency {args.latency_ms} ms per call, emulator rate limits off; bridge limiter "
+        f"{xero_connector.CALLS_PER_MINUTE} calls in any 60 s"
+    )
+    header = f"{'':<52} {'API calls':>9} {'wall s':>8} {'limiter s':>9} {'server s':>8} {'records':>8}"
+    print(header)
+    print("-" * len(header))
+    labels = (
+        "bridge  1. first sync (full: invoices, payments, contacts)",
+        "bridge  2. second sync, nothing changed",
+        f"bridge  3. sync after {CHANGED_INVOICES} invoices changed",
+    )
+    for label, m in zip(labels, runs, strict=True):
+        print(f"{label:<52} {m.calls:>9,} {m.wall:>8.2f} {m.waited:>9.2f} {m.server:>8.2f} {m.rows:>8,}")
+        if m.routes:
+            print(f"{'':<8}routes {dict(m.routes)}")
+    ok = runs[1].calls <= TARGET_NOCHANGE_CALLS
+    print(f"  {'PASS' if ok else 'FAIL'}  sync with nothing changed <= {TARGET_NOCHANGE_CALLS} calls: {runs[1].calls}")
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--invoices", type=int, default=10_000, help="invoices in the book (default 10,000)")
@@ -392,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store.close()
 
     ok = report(args, customers, (first, nochange, after), (sdk_first, sdk_again), sdk_once, page, changed)
+    ok = xero_bench(args) and ok
     return 1 if args.check and not ok else 0
 
 

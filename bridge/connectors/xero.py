@@ -389,7 +389,7 @@ class XeroConnector:
             raw_contacts = self._contacts(None)
         else:
             # Contacts have no cheap change feed worth a call on every sync: refresh those of changed invoices.
-            wanted = sorted({str(xm._obj(r, "Contact").get("ContactID")) for r in raw_invoices} - {"None"})
+            wanted = sorted({c for c in map(xm.contact_id, raw_invoices) if c})
             raw_contacts = self._contacts(wanted) if wanted else []
         result = PullResult(customers=list(raw_contacts), full=full)
         contacts = {**customers, **{str(c.get("ContactID")): c for c in raw_contacts}}

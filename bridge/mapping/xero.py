@@ -207,6 +207,12 @@ def map_payment(raw: Mapping[str, Any], connection: str) -> Payment:
     )
 
 
+def contact_id(raw: Mapping[str, Any]) -> str | None:
+    """The ContactID an invoice is addressed to, if it names one."""
+    value = _obj(raw, "Contact").get("ContactID")
+    return str(value) if value else None
+
+
 def is_deleted(raw: Mapping[str, Any]) -> bool:
     """A payment or invoice Xero reports as deleted (they stay listed with that status)."""
     return raw.get("Status") == "DELETED"

@@ -311,6 +311,14 @@ class Provider(ABC):
     def throttle_response(self, limit: RateLimit, retry_after: int) -> Response:
         """The provider's own answer when a published rate limit is exceeded."""
 
+    def concurrent_limit(self) -> int | None:
+        """How many API requests of one tenant may be in flight at once (None: no such limit)."""
+        return None
+
+    def concurrency_response(self) -> Response:
+        """The answer to a request over the concurrent limit."""
+        return Response.text(429, "Too many concurrent requests")
+
     def tenant_of(self, request: Request) -> str | None:
         """The tenant a request is for (rate limits are per tenant); by default the `tenant` path group."""
         return request.params.get("tenant")

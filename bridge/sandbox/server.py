@@ -302,6 +302,7 @@ class Sandbox:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        self._in_flight: dict[tuple[str, str], int] = {}  # API requests being answered, per provider and tenant
         self._base_url = ""
         self._outbox: list[dict[str, Json]] = []
         self._requests: list[dict[str, Json]] = []
@@ -519,9 +520,17 @@ class Sandbox:
         if matched is None:
             response: Response | None = Response.json(404, {"error": "not_found", "path": path})
         else:
-            response = self._serve(matched[0], matched[1], request, entry["tenant"], entry)
-        if response is not None:
-            self._sleep(self.latency_ms / 1000)
+            slot = self._enter(matched[0], matched[1], entry)
+            try:
+                if slot is None:
+                    entry["fault"] = "concurrent_limit"
+                    response = matched[0].concurrency_response()
+                else:
+                    response = self._serve(matched[0], matched[1], request, entry["tenant"], entry)
+                if response is not None:
+                    self._sleep(self.latency_ms / 1000)
+            finally:
+                self._leave(slot)
         with self._lock:
             if response is not None:
                 entry["status"] = response.status
@@ -531,6 +540,23 @@ class Sandbox:
             handler.close_connection = True
             return
         self._write(handler, response)
+
+    def _enter(self, provider: Provider, rte: Route, entry: dict[str, Json]) -> tuple[str, str] | None:
+        """Count an API request in flight; None when its tenant already has the provider's maximum in flight."""
+        tenant = entry["tenant"]
+        limit = provider.concurrent_limit()
+        key = (provider.name, str(tenant))
+        with self._lock:
+            counted = rte.api and tenant is not None and limit is not None and self._limiter.limits.get(provider.name)
+            if counted and limit is not None and self._in_flight.get(key, 0) >= limit:
+                return None
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            return key
+
+    def _leave(self, key: tuple[str, str] | None) -> None:
+        if key is not None:
+            with self._lock:
+                self._in_flight[key] -= 1
 
     def _match(self, request: Request) -> tuple[Provider, Route] | None:
         for provider, rte in self._routes:

@@ -62,7 +62,7 @@ class XeroSettings:
     auth_code_ttl: int = 300
     minute_limit: int = 60
     daily_limit: int = 5000
-    concurrent_limit: int = 5  # reported only: the sandbox serves handlers one at a time
+    concurrent_limit: int = 5  # API requests of one tenant in flight at once (with rate limits on)
     page_size_default: int = 100
     page_size_max: int = 1000
     idempotency_key_max_length: int = 128
@@ -582,6 +582,14 @@ class XeroProvider(Provider):
         if tenant is not None:
             response.headers += self._usage_headers(tenant, count=False)
         return response
+
+    def concurrent_limit(self) -> int | None:
+        """Xero answers 429 (`X-Rate-Limit-Problem: concurrent`) beyond 5 calls in progress per organisation."""
+        return self.settings.concurrent_limit
+
+    def concurrency_response(self) -> Response:
+        """Xero's answer to one call too many in flight."""
+        return self._throttled("concurrent", 1, getattr(self._local, "tenant", None))
 
     def throttle_response(self, limit: RateLimit, retry_after: int) -> Response:
         """A published rate limit was exceeded."""

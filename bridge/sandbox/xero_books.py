@@ -201,3 +201,112 @@ def build_xero_org() -> Obj:
         "Payments": payments,
         "Contacts": contacts,
     }
+
+
+def generate_xero_org(n_invoices: int, n_payments: int, seed: int = 0, *, end: date = date(2026, 10, 20)) -> Obj:
+    """A large consistent Xero organisation for benchmarks (the `xero` seed section).
+
+    One-line ACCREC invoices over the year before `end`, about one contact per 40 invoices; each payment
+    pays part or all of a random invoice that still has something due. Deterministic for a given `seed`.
+    """
+    import random
+
+    rng = random.Random(seed)
+    start = end - timedelta(days=360)
+    contacts = [
+        {
+            "ContactID": _id("bench-contact", n),
+            "ContactStatus": "ACTIVE",
+            "Name": f"Client {n:05d}",
+            "EmailAddress": f"billing{n}@example.com",
+            "UpdatedDateUTC": ms_date(_at(start, 8)),
+        }
+        for n in range(1, max(10, n_invoices // 40) + 1)
+    ]
+    invoices: list[Obj] = []
+    for n in range(1, n_invoices + 1):
+        contact = contacts[rng.randrange(len(contacts))]
+        issued = start + timedelta(days=rng.randrange(360))
+        amount = Decimal(rng.randrange(5_000, 500_000)) / 100
+        invoices.append(
+            {
+                "Type": "ACCREC",
+                "InvoiceID": _id("bench-invoice", n),
+                "InvoiceNumber": f"INV-{n:06d}",
+                "Reference": "",
+                "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+                "Date": _midnight(issued),
+                "DueDate": _midnight(issued + timedelta(days=30)),
+                "Status": "AUTHORISED",
+                "LineAmountTypes": "Exclusive",
+                "LineItems": [
+                    {
+                        "LineItemID": _id(f"bench-line-{n}", 1),
+                        "Description": "Services",
+                        "Quantity": Decimal(1),
+                        "UnitAmount": amount,
+                        "AccountCode": "200",
+                        "TaxType": "NONE",
+                        "TaxAmount": Decimal("0.00"),
+                        "LineAmount": amount,
+                        "Tracking": [],
+                    }
+                ],
+                "SubTotal": amount,
+                "TotalTax": Decimal("0.00"),
+                "Total": amount,
+                "CurrencyCode": "USD",
+                "CurrencyRate": 1,
+                "AmountDue": amount,
+                "AmountPaid": Decimal("0.00"),
+                "AmountCredited": Decimal("0.00"),
+                "Payments": [],
+                "CreditNotes": [],
+                "SentToContact": True,
+                "UpdatedDateUTC": ms_date(_at(issued, 10, n % 60)),
+            }
+        )
+    payments: list[Obj] = []
+    open_invoices = list(range(len(invoices)))
+    for n in range(1, n_payments + 1):
+        if not open_invoices:
+            break
+        slot = rng.randrange(len(open_invoices))
+        invoice = invoices[open_invoices[slot]]
+        due = Decimal(invoice["AmountDue"])
+        amount = due if rng.random() < 0.6 else (due / 2).quantize(Decimal("0.01"))
+        paid_on = min(end, parse_midnight(invoice["Date"]) + timedelta(days=rng.randrange(1, 60)))
+        payment = {
+            "PaymentID": _id("bench-payment", n),
+            "Date": _midnight(paid_on),
+            "Amount": amount,
+            "PaymentType": "ACCRECPAYMENT",
+            "Status": "AUTHORISED",
+            "UpdatedDateUTC": ms_date(_at(paid_on, 15, n % 60)),
+            "Invoice": {
+                "InvoiceID": invoice["InvoiceID"],
+                "InvoiceNumber": invoice["InvoiceNumber"],
+                "Type": "ACCREC",
+                "CurrencyCode": "USD",
+                "Contact": dict(invoice["Contact"]),
+            },
+        }
+        payments.append(payment)
+        invoice["AmountPaid"] = Decimal(invoice["AmountPaid"]) + amount
+        invoice["AmountDue"] = due - amount
+        invoice["Payments"].append({"PaymentID": payment["PaymentID"], "Date": payment["Date"], "Amount": amount})
+        invoice["UpdatedDateUTC"] = max(invoice["UpdatedDateUTC"], payment["UpdatedDateUTC"], key=_ms)
+        if invoice["AmountDue"] == 0:
+            invoice["Status"] = "PAID"
+            open_invoices[slot] = open_invoices[-1]
+            open_invoices.pop()
+    return {"tenant_id": XERO_TENANT_ID, "Invoices": invoices, "Payments": payments, "Contacts": contacts}
+
+
+def _ms(value: str) -> int:
+    return int(value[6:].split("+")[0].split(")")[0])
+
+
+def parse_midnight(value: str) -> date:
+    """The day of a `/Date(ms+0000)/` midnight."""
+    return datetime.fromtimestamp(_ms(value) // 1000, UTC).date()

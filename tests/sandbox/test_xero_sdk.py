@@ -424,3 +424,21 @@ def test_state_round_trips(xero: Xero) -> None:
         again = requests.get(other.base_url + "/_sandbox/state", timeout=5).json()["xero"]
     assert again == before
     assert sum(1 for i in before["Invoices"] if i["Status"] == "PAID") == 7
+
+
+def test_more_than_five_calls_in_flight_for_one_organisation_get_a_concurrent_429() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Sandbox(latency_ms=400) as sandbox:  # published limits on; each answer takes 0.4 s
+        token = authorize(sandbox.base_url)["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+
+        def call(_: int) -> requests.Response:
+            return requests.get(sandbox.base_url + "/api.xro/2.0/Organisation", headers=headers, timeout=10)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(call, range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) >= 5 and statuses.count(429) >= 1 and set(statuses) == {200, 429}
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(a.headers["X-Rate-Limit-Problem"] == "concurrent" and a.headers["Retry-After"] for a in refused)
