@@ -210,7 +210,11 @@ def reconcile(store: Store, connectors: Mapping[str, Connector], today: date) ->
         evidence = connector.evidence(action, entry.updated_at.isoformat())
         if evidence.found == "applied":
             store.ledger_finish(
-                entry.key, "applied", response_id=evidence.response_id, form=action.form, applied_on=today
+                entry.key,
+                "applied",
+                response_id=evidence.response_id,
+                form=evidence.form or action.form,
+                applied_on=today,
             )
             settled.append((entry, f"applied ({evidence.detail})"))
         elif evidence.found == "absent" and action.kind is not ActionKind.REMINDER:

@@ -51,6 +51,7 @@ class Evidence:
     found: Literal["applied", "absent", "unknown"]
     response_id: str | None = None
     detail: str = ""
+    form: str | None = None  # the form a fee took, when the provider shows it (Xero may have fallen back)
 
 
 class Connector(Protocol):

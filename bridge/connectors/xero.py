@@ -537,12 +537,12 @@ class XeroConnector:
         if action.kind is ActionKind.LATE_FEE:
             line = xm.fee_line_id(raw, action) if raw is not None else None
             if line:
-                return Evidence("applied", line, "fee line found")
+                return Evidence("applied", line, "fee line found", "line")
             number = xm.fee_invoice_number(action)
             found = self._get(self.accounting.get_invoices, invoice_numbers=[number]).get("Invoices") or []
             live = [i for i in found if isinstance(i, Mapping) and not xm.is_deleted(i)]
             if live:
-                return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found")
+                return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found", "invoice")
             return Evidence("absent", detail="no fee line and no fee invoice")
         if raw is None:
             return Evidence("unknown", detail="the invoice is gone")

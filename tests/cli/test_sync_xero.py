@@ -162,3 +162,15 @@ def test_near_the_daily_limit_the_rest_waits_for_the_next_run(
         }
         third = json.loads(bridge(*book.args("--json", "sync")).out)
         assert third["actions"] == []
+
+
+def test_apply_carries_out_a_reviewed_plan_once(bridge: Callable[..., Any], book: Book, tmp_path: Path) -> None:
+    plan_path = tmp_path / "plan.json"
+    dry = plan_of(bridge(*book.args("--json", "sync", "--dry-run", "--out", str(plan_path))))
+    applied = bridge(*book.args("--json", "apply", str(plan_path)))
+    assert applied.code == 0, applied.err
+    done = json.loads(applied.out)
+    assert sorted(a["key"] for a in done["applied"]) == sorted(a["key"] for a in dry["actions"])
+    again = json.loads(bridge(*book.args("--json", "apply", str(plan_path))).out)
+    assert again["applied"] == [] and again["failed"] == []  # every key is already in the ledger
+    assert len(book.sandbox.outbox()) == len([a for a in dry["actions"] if a["kind"] == "reminder"])

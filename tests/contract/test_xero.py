@@ -397,3 +397,16 @@ def test_a_deleted_payment_leaves_the_cache(env: XeroEnv) -> None:
     run = pull_connection(env.store, env.connector)
     assert run.payments == 0
     assert payment["PaymentID"] not in {p.id for p in env.store.payments(env.connector.name)}
+
+
+def test_a_pending_fee_that_fell_back_to_a_fee_invoice_is_reconciled_with_that_form(env: XeroEnv) -> None:
+    from bridge.ledger import reconcile
+
+    pull_connection(env.store, env.connector)
+    invoice, raw = env.connector.read_invoice(env.partly_paid_invoice_id(), {})  # type: ignore[misc]
+    action = fee_action(invoice, form="line")
+    env.store.ledger_begin(action)
+    env.connector.apply(action, raw)  # the run "dies" here: the ledger still says pending
+    (settled,) = reconcile(env.store, {env.connector.name: env.connector}, date(2026, 10, 20))
+    entry = env.store.ledger_get(action.key)
+    assert entry is not None and entry.state == "applied" and entry.form == "invoice"
