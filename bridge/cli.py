@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import click
 from rich.console import Console
 
 from bridge import clock
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ConfigError
 from bridge.plan import Plan
 
 
@@ -329,6 +330,200 @@ def renegotiate(
         click.echo(decision.plan.to_json(), nl=False)
     render_decision(decision, c.err if c.json else c.out)
     raise SystemExit(decision.exit_code)
+
+
+def _config_for_link(c: Context) -> tuple[Path, Any]:
+    """The config file `link` writes to (created when missing) and the settings it holds now."""
+    from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings, StoreSettings, load_settings
+
+    path = Path(c.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).expanduser()
+    if path.is_file():
+        return path, load_settings(path)
+    store = StoreSettings(url=f"sqlite:///{path.parent.resolve() / 'bridge.db'}")
+    return path, Settings(source=path.resolve(), store=store)
+
+
+@cli.command()
+@click.argument("provider", type=click.Choice(["quickbooks", "xero", "freshbooks"]))
+@click.option("--name", help="The connection's name in the config (default: the provider's name).")
+@click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
+@click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
+@click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
+@click.option("--client-secret", help="Your app's client secret (or BRIDGE_<PROVIDER>_CLIENT_SECRET).")
+@click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
+@click.pass_obj
+def link(
+    c: Context,
+    provider: str,
+    name: str | None,
+    manual: bool,
+    base_url: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    tenant: str | None,
+) -> None:
+    """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store."""
+    import webbrowser
+
+    from pydantic import ValidationError
+
+    from bridge.auth import link as linking
+    from bridge.auth.vault import TokenVault, fernet_from_env
+    from bridge.config import ConnectionSettings
+    from bridge.config_edit import upsert_connection
+    from bridge.store import Store
+    from bridge.sync import load_factories
+
+    if provider not in linking.FLOWS:
+        raise ConfigError(f"linking {provider} is not available yet")
+    name = name or provider
+    try:
+        ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
+        raise ConfigError(f"{option}: {problem['msg']}") from None
+    path, settings = _config_for_link(c)
+    app = linking.app_for(provider, os.environ, client_id, client_secret, sandbox=base_url is not None)
+    fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    if manual:
+
+        def ask(url: str) -> str:
+            c.err.print("Open this page in a browser, consent, then paste the address it sends you to:")
+            c.err.print(url, soft_wrap=True)
+            return str(click.prompt("redirect URL", err=True))
+
+        receive: Any = linking.paste(ask)
+    elif base_url is not None:
+        receive = linking.follow_redirect  # the sandbox consents at once: no browser
+    else:
+        receive = linking.LoopbackCallback(open_browser=webbrowser.open)
+
+    def ask_tenant(tenants: list[Any]) -> Any:
+        if not sys.stdin.isatty():
+            return linking.pick(None)(tenants)  # raises, listing them: use --tenant
+        for i, t in enumerate(tenants, start=1):
+            c.err.print(f"  {i}. {t.name or t.id} ({t.id})")
+        return tenants[int(click.prompt("which one", type=click.IntRange(1, len(tenants)), err=True)) - 1]
+
+    with Store.open(settings.store.url) as store:
+        vault = TokenVault(store, fernet)
+        linked = linking.link(
+            store,
+            vault,
+            provider,
+            name=name,
+            app=app,
+            base_url=base_url,
+            receive=receive,
+            choose=linking.pick(tenant, ask_tenant),
+        )
+        conn = ConnectionSettings(
+            name=name,
+            provider=provider,
+            tenant_id=linked.tenant.id,
+            base_url=base_url,
+        )
+        factories, broken = load_factories()
+        env = {**os.environ, f"BRIDGE_{provider.upper()}_CLIENT_ID": app.client_id}
+        env[f"BRIDGE_{provider.upper()}_CLIENT_SECRET"] = app.client_secret
+        try:
+            if provider not in factories:
+                raise ConfigError(broken.get(provider, f"no connector installed for {provider}"))
+            described = factories[provider](conn, vault, env).check()
+        except BridgeError:
+            store.remove_connection(name)  # nothing half-linked stays behind
+            raise
+        entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
+        upsert_connection(path, entry)
+    c.err.print(f"Linked {name}: {described}; written to {path}.")
+    if c.json:
+        print(json.dumps({**entry, "tenant_name": linked.tenant.name, "check": described}))
+
+
+@cli.group()
+def connections() -> None:
+    """The linked connections: list, check, remove."""
+
+
+@connections.command("list")
+@click.pass_obj
+def connections_list(c: Context) -> None:
+    """Every connection in the config, and whether the store holds its tokens."""
+    rt = _runtime(c)
+    with rt.store:
+        known = {row.name: row for row in rt.store.connections()}
+        rows = []
+        for conn in rt.settings.connections:
+            row = known.get(conn.name)
+            linked = rt.store.load_token(conn.name) is not None
+            last = row.last_sync_at.isoformat() if row and row.last_sync_at else None
+            rows.append(
+                {
+                    "name": conn.name,
+                    "provider": conn.provider,
+                    "tenant_id": conn.tenant_id,
+                    "base_url": conn.base_url,
+                    "linked": linked,
+                    "last_sync_at": last,
+                }
+            )
+    if c.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("name", "provider", "tenant", "linked", "last sync")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["provider"],
+            r["tenant_id"] or "",
+            "yes" if r["linked"] else "no (run bridge link)",
+            r["last_sync_at"] or "never",
+        )
+    c.out.print(table)
+
+
+@connections.command("check")
+@click.argument("name")
+@click.pass_obj
+def connections_check(c: Context, name: str) -> None:
+    """One authenticated call to the provider (tokens are refreshed if they need to be)."""
+    rt = _runtime(c)
+    with rt.store:
+        conn = rt.settings.connection(name)
+        built, failed = rt.connectors([conn])
+        if name in failed:
+            raise BridgeError(f"connection {name!r} cannot be used: {failed[name]}")
+        described = built[name].check()
+    c.out.print(f"{name}: ok, {described}")
+
+
+@connections.command("remove")
+@click.argument("name")
+@click.pass_obj
+def connections_remove(c: Context, name: str) -> None:
+    """Revoke the connection's tokens at the provider, forget them, and take it out of the config."""
+    from bridge.auth import link as linking
+    from bridge.config_edit import remove_connection
+
+    rt = _runtime(c)
+    with rt.store:
+        conn = rt.settings.connection(name)
+        revoked = "no tokens were stored"
+        if rt.store.load_token(name) is not None:
+            tokens, _ = rt.vault.load(name)
+            make = linking.FLOWS.get(conn.provider)
+            if make is None:
+                revoked = f"{conn.provider} has no revocation here"
+            else:
+                app = linking.app_for(conn.provider, os.environ, None, None, sandbox=conn.base_url is not None)
+                make(conn.base_url).revoke(app, tokens)
+                revoked = "tokens revoked at the provider"
+        rt.store.remove_connection(name)
+    remove_connection(rt.settings.source, name)
+    c.out.print(f"Removed {name}: {revoked}; the ledger keeps its history.")
 
 
 @cli.group()

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import requests
 
 from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.errors import AuthError
 from bridge.store import Store
 
 SCOPE = "com.intuit.quickbooks.accounting"
-SANDBOX_REDIRECT = "http://127.0.0.1:8719/callback"
 
 
 def auth_client(base_url: str | None, client_id: str, client_secret: str, redirect_uri: str) -> Any:
@@ -51,24 +45,17 @@ def link_sandbox(
     client_id: str = "sandbox-client",
     client_secret: str = "sandbox-secret",
 ) -> str:
-    """Link a connection against the sandbox's consenting authorize endpoint; returns the realm id.
+    """Link a connection against the sandbox through `bridge link`'s own code path; returns the realm id."""
+    from bridge.auth.link import App, follow_redirect, link, pick
 
-    The same steps a browser would take: consent URL with a random `state`, the
-    redirect carrying `code`, `state` and `realmId` (the state is checked), and
-    the code exchange through intuit-oauth.
-    """
-    from intuitlib.enums import Scopes  # type: ignore[import-untyped]
-
-    client = auth_client(base_url, client_id, client_secret, SANDBOX_REDIRECT)
-    state = secrets.token_urlsafe(24)
-    url = client.get_authorization_url([Scopes.ACCOUNTING], state_token=state)
-    response = requests.get(url, allow_redirects=False, timeout=30)
-    location = response.headers.get("Location", "")
-    query = parse_qs(urlsplit(location).query)
-    if response.status_code not in (301, 302, 303, 307) or query.get("state", [""])[0] != state:
-        raise AuthError("the sandbox did not redirect back with the right state; is it a QuickBooks emulator?")
-    realm_id = query["realmId"][0]
-    client.get_bearer_token(query["code"][0], realm_id=realm_id)
-    store.upsert_connection(name, "quickbooks", realm_id, base_url)
-    vault.save(name, tokens_from(client))
-    return realm_id
+    linked = link(
+        store,
+        vault,
+        "quickbooks",
+        name=name,
+        app=App(client_id, client_secret),
+        base_url=base_url,
+        receive=follow_redirect,
+        choose=pick(None),
+    )
+    return linked.tenant.id

@@ -7,14 +7,9 @@ recovered. Apps created since March 2026 must ask for the granular scopes.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
-
-import requests
 
 from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
@@ -25,7 +20,6 @@ SCOPES = ("offline_access", "accounting.invoices", "accounting.payments", "accou
 PRODUCTION_IDENTITY = "https://identity.xero.com"
 PRODUCTION_API = "https://api.xero.com"
 PRODUCTION_AUTHORIZE = "https://login.xero.com/identity/connect/authorize"
-SANDBOX_REDIRECT = "http://127.0.0.1:8719/callback"
 
 
 def token_url(base_url: str | None) -> str:
@@ -82,45 +76,17 @@ def link_sandbox(
     client_secret: str = "sandbox-secret",
     tenant: str | None = None,
 ) -> str:
-    """Link a connection against the sandbox's consenting authorize endpoint; returns the tenant id.
+    """Link a connection against the sandbox through `bridge link`'s own code path; returns the tenant id."""
+    from bridge.auth.link import App, follow_redirect, link, pick
 
-    The steps a browser would take: consent URL with a random `state` (checked on return),
-    the code exchange, then `/connections` to choose the organisation.
-    """
-    base = base_url.rstrip("/")
-    if base.startswith("http://"):
-        os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-    state = secrets.token_urlsafe(24)
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": SANDBOX_REDIRECT,
-        "scope": " ".join(SCOPES),
-        "state": state,
-    }
-    response = requests.get(f"{base}/identity/connect/authorize?{urlencode(query)}", allow_redirects=False, timeout=30)
-    back = {k: v[0] for k, v in parse_qs(urlsplit(response.headers.get("Location", "")).query).items()}
-    if response.status_code not in (301, 302, 303, 307) or back.get("state") != state or "code" not in back:
-        raise AuthError("the sandbox did not redirect back with the right state; is it a Xero emulator?")
-    answer = requests.post(
-        token_url(base),
-        data={"grant_type": "authorization_code", "code": back["code"], "redirect_uri": SANDBOX_REDIRECT},
-        auth=(client_id, client_secret),
-        timeout=30,
+    linked = link(
+        store,
+        vault,
+        "xero",
+        name=name,
+        app=App(client_id, client_secret),
+        base_url=base_url,
+        receive=follow_redirect,
+        choose=pick(tenant),
     )
-    if answer.status_code != 200:
-        raise AuthError(f"Xero refused the authorization code (HTTP {answer.status_code})")
-    tokens = tokens_from(answer.json())
-    listed = requests.get(
-        f"{base}/connections", headers={"Authorization": f"Bearer {tokens.access_token}"}, timeout=30
-    ).json()
-    tenants = [str(c.get("tenantId")) for c in listed if isinstance(c, Mapping)]
-    if tenant is None:
-        if len(tenants) != 1:
-            raise AuthError(f"the sandbox has {len(tenants)} Xero organisations: choose one ({', '.join(tenants)})")
-        tenant = tenants[0]
-    elif tenant not in tenants:
-        raise AuthError(f"Xero organisation {tenant} is not among the connected ones ({', '.join(tenants)})")
-    store.upsert_connection(name, "xero", tenant, base_url)
-    vault.save(name, tokens)
-    return tenant
+    return linked.tenant.id

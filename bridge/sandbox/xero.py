@@ -13,7 +13,9 @@ Behaviour we could not confirm is a `XeroSettings` field (`Sandbox(options={"xer
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import secrets
 import threading
 import uuid
@@ -460,6 +462,7 @@ class _Code:
     redirect_uri: str
     scope: str
     expires: datetime
+    challenge: str = ""  # PKCE: base64url(sha256(code_verifier)), when the authorize request sent one
 
 
 @dataclass
@@ -991,12 +994,16 @@ class XeroProvider(Provider):
         asked = consent(request)
         if isinstance(asked, Response):
             return asked
+        method = request.arg("code_challenge_method") or "plain"
+        if request.arg("code_challenge") and method != "S256":
+            return oauth_error(400, "invalid_request", "code_challenge_method must be S256")
         code = secrets.token_urlsafe(32)
         self.tokens.codes[code] = _Code(
             asked.client_id,
             asked.redirect_uri,
             asked.scope,
             self.ctx.now() + timedelta(seconds=self.settings.auth_code_ttl),
+            request.arg("code_challenge") or "",
         )
         return asked.redirect(code)
 
@@ -1013,6 +1020,9 @@ class XeroProvider(Provider):
                 return oauth_error(400, "invalid_grant")
             if (form.get("redirect_uri") or [""])[0] != code.redirect_uri:
                 return oauth_error(400, "invalid_grant")
+            verifier = (form.get("code_verifier") or [""])[0]
+            if code.challenge and pkce_challenge(verifier) != code.challenge:
+                return oauth_error(400, "invalid_grant", "code_verifier does not match the code_challenge")
             grant = _Grant(client_id, code.scope, "", now, created=now)
             return self._issue(grant, now, rotate=True)
         if grant_type == "refresh_token":
@@ -1064,6 +1074,12 @@ class XeroProvider(Provider):
                 if owner is grant:
                     del self.tokens.by_access[access]
         return Response(200)
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256: base64url(sha256(verifier)) without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _get_path(obj: Obj, path: str) -> Any:

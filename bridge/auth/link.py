@@ -1,0 +1,349 @@
+"""Linking a company: the OAuth 2.0 authorization-code flow of each provider, one code path for all uses.
+
+`bridge link`, `bridge demo` and the tests all go through `link()`; only the way the
+browser's redirect comes back differs (`follow_redirect` against the sandbox, `paste`
+for a headless server, `LoopbackCallback` with a real browser). The `state` is random
+and checked on return; Xero also gets PKCE (S256). Tokens go to the vault, never to
+output: errors name what failed, not the values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+
+from bridge.auth import xero as xero_auth
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.errors import AuthError, ConfigError
+from bridge.store import Store
+
+CALLBACK_PORT = 8719
+REDIRECT_URI = f"http://127.0.0.1:{CALLBACK_PORT}/callback"
+SANDBOX_CLIENT = ("sandbox-client", "sandbox-secret")  # the sandbox accepts any client credentials
+
+
+@dataclass(frozen=True)
+class App:
+    """The OAuth app the firm registered with the provider (its credentials and redirect URI)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str = REDIRECT_URI
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A company the consent gave access to: QuickBooks realm, Xero organisation, FreshBooks account."""
+
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Linked:
+    """The outcome of `link`: the connection as it goes into the config."""
+
+    name: str
+    provider: str
+    tenant: Tenant
+    base_url: str | None
+
+
+class Flow(Protocol):
+    """One provider's authorization-code flow."""
+
+    provider: str
+    pkce: bool
+
+    def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
+        """The consent page."""
+        ...
+
+    def exchange(self, app: App, params: Mapping[str, str], verifier: str | None) -> TokenSet:
+        """The code from the redirect for tokens."""
+        ...
+
+    def tenants(self, tokens: TokenSet, params: Mapping[str, str]) -> list[Tenant]:
+        """The companies the consent covers."""
+        ...
+
+    def revoke(self, app: App, tokens: TokenSet) -> bool:
+        """Revoke the refresh token at the provider; False when the provider has no revocation."""
+        ...
+
+
+def _check(response: requests.Response, what: str) -> requests.Response:
+    if response.status_code >= 400:
+        try:
+            error = response.json().get("error", "")
+        except ValueError:
+            error = ""
+        raise AuthError(f"{what} was refused (HTTP {response.status_code}{', ' + error if error else ''})")
+    return response
+
+
+class QuickBooksFlow:
+    """Intuit's OAuth through intuit-oauth (the sandbox publishes a discovery document like Intuit's)."""
+
+    provider = "quickbooks"
+    pkce = False
+
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url
+
+    def _client(self, app: App) -> object:
+        from bridge.auth.quickbooks import auth_client
+
+        return auth_client(self.base_url, app.client_id, app.client_secret, app.redirect_uri)
+
+    def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
+        from intuitlib.enums import Scopes  # type: ignore[import-untyped]
+
+        url: str = self._client(app).get_authorization_url([Scopes.ACCOUNTING], state_token=state)  # type: ignore[attr-defined]
+        return url
+
+    def exchange(self, app: App, params: Mapping[str, str], verifier: str | None) -> TokenSet:
+        from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
+
+        from bridge.auth.quickbooks import tokens_from
+
+        client = self._client(app)
+        try:
+            client.get_bearer_token(params["code"], realm_id=params.get("realmId"))  # type: ignore[attr-defined]
+        except AuthClientError as exc:
+            raise AuthError(f"QuickBooks refused the authorization code (HTTP {exc.status_code})") from None
+        return tokens_from(client)
+
+    def tenants(self, tokens: TokenSet, params: Mapping[str, str]) -> list[Tenant]:
+        realm = params.get("realmId")
+        if not realm:
+            raise AuthError("QuickBooks sent no company (realmId) back with the consent")
+        return [Tenant(realm)]
+
+    def revoke(self, app: App, tokens: TokenSet) -> bool:
+        from intuitlib.exceptions import AuthClientError
+
+        try:
+            self._client(app).revoke(token=tokens.refresh_token)  # type: ignore[attr-defined]
+        except AuthClientError as exc:
+            raise AuthError(f"QuickBooks refused to revoke the token (HTTP {exc.status_code})") from None
+        return True
+
+
+class XeroFlow:
+    """Xero's OAuth 2.0 with PKCE; the organisations come from `/connections`."""
+
+    provider = "xero"
+    pkce = True
+
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+
+    def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
+        base = f"{self.base_url}/identity/connect/authorize" if self.base_url else xero_auth.PRODUCTION_AUTHORIZE
+        query = {
+            "response_type": "code",
+            "client_id": app.client_id,
+            "redirect_uri": app.redirect_uri,
+            "scope": " ".join(xero_auth.SCOPES),
+            "state": state,
+        }
+        if challenge:
+            query |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        return f"{base}?{urlencode(query)}"
+
+    def exchange(self, app: App, params: Mapping[str, str], verifier: str | None) -> TokenSet:
+        form = {"grant_type": "authorization_code", "code": params["code"], "redirect_uri": app.redirect_uri}
+        if verifier:
+            form["code_verifier"] = verifier
+        answer = requests.post(
+            xero_auth.token_url(self.base_url), data=form, auth=(app.client_id, app.client_secret), timeout=30
+        )
+        return xero_auth.tokens_from(_check(answer, "Xero's token exchange").json())
+
+    def tenants(self, tokens: TokenSet, params: Mapping[str, str]) -> list[Tenant]:
+        url = f"{self.base_url or xero_auth.PRODUCTION_API}/connections"
+        answer = _check(
+            requests.get(url, headers={"Authorization": f"Bearer {tokens.access_token}"}, timeout=30),
+            "Xero's /connections",
+        )
+        found = [
+            c for c in answer.json() if isinstance(c, Mapping) and c.get("tenantType", "ORGANISATION") == "ORGANISATION"
+        ]
+        return [Tenant(str(c.get("tenantId")), str(c.get("tenantName") or "")) for c in found]
+
+    def revoke(self, app: App, tokens: TokenSet) -> bool:
+        url = (
+            f"{self.base_url}/connect/revocation"
+            if self.base_url
+            else f"{xero_auth.PRODUCTION_IDENTITY}/connect/revocation"
+        )
+        _check(
+            requests.post(
+                url, data={"token": tokens.refresh_token}, auth=(app.client_id, app.client_secret), timeout=30
+            ),
+            "Xero's token revocation",
+        )
+        return True
+
+
+FLOWS: dict[str, Callable[[str | None], Flow]] = {"quickbooks": QuickBooksFlow, "xero": XeroFlow}
+
+
+def app_for(
+    provider: str, env: Mapping[str, str], client_id: str | None, client_secret: str | None, *, sandbox: bool
+) -> App:
+    """The app credentials: the options, else `BRIDGE_<PROVIDER>_CLIENT_ID/_SECRET`, else (sandbox only) any."""
+    prefix = f"BRIDGE_{provider.upper()}_"
+    cid = client_id or env.get(prefix + "CLIENT_ID") or (SANDBOX_CLIENT[0] if sandbox else None)
+    secret = client_secret or env.get(prefix + "CLIENT_SECRET") or (SANDBOX_CLIENT[1] if sandbox else None)
+    if not cid or not secret:
+        missing = (
+            "--client-id / " + prefix + "CLIENT_ID" if not cid else "--client-secret / " + prefix + "CLIENT_SECRET"
+        )
+        raise ConfigError(f"linking {provider} needs your app's credentials: {missing} is not set")
+    return App(cid, secret)
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of a redirect URL (the first value of each)."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url.strip()).query, keep_blank_values=True).items()}
+
+
+def follow_redirect(url: str) -> dict[str, str]:
+    """Sandbox only: its authorize endpoint consents at once; read where it sends the browser."""
+    response = requests.get(url, allow_redirects=False, timeout=30)
+    location = response.headers.get("Location", "")
+    if response.status_code not in (301, 302, 303, 307) or not location:
+        raise AuthError(f"the consent page answered HTTP {response.status_code} without a redirect; is it the sandbox?")
+    return query_of(location)
+
+
+def paste(ask: Callable[[str], str]) -> Callable[[str], dict[str, str]]:
+    """Headless: show the consent URL, take the URL the browser was sent to afterwards."""
+
+    def get(url: str) -> dict[str, str]:
+        return query_of(ask(url))
+
+    return get
+
+
+class LoopbackCallback:
+    """A one-shot HTTP server on 127.0.0.1 that receives the browser's redirect and says it may close the tab."""
+
+    PAGE = b"<!doctype html><title>bridge</title><p>Linked. You can close this tab and go back to the terminal.</p>"
+
+    def __init__(
+        self, port: int = CALLBACK_PORT, timeout: float = 300.0, open_browser: Callable[[str], object] | None = None
+    ):
+        self.port, self.timeout, self.open_browser = port, timeout, open_browser
+
+    def __call__(self, url: str) -> dict[str, str]:
+        received: dict[str, str] = {}
+        done = threading.Event()
+        page = self.PAGE
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if urlsplit(self.path).path != "/callback":
+                    self.send_error(404)
+                    return
+                received.update(query_of(self.path))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                done.set()
+
+            def log_message(self, format: str, *args: object) -> None:  # the query holds the code: never logged
+                pass
+
+        try:
+            server = http.server.HTTPServer(("127.0.0.1", self.port), Handler)
+        except OSError as exc:
+            raise AuthError(f"cannot listen on 127.0.0.1:{self.port} for the callback ({exc}); use --manual") from None
+        server.timeout = 1.0
+        try:
+            if self.open_browser is not None:
+                self.open_browser(url)
+            waited = 0.0
+            while not done.is_set() and waited < self.timeout:
+                server.handle_request()
+                waited += server.timeout
+        finally:
+            server.server_close()
+        if not done.is_set():
+            raise AuthError(f"no answer from the browser within {self.timeout:g} s; try again, or use --manual")
+        return received
+
+
+def link(
+    store: Store,
+    vault: TokenVault,
+    provider: str,
+    *,
+    name: str,
+    app: App,
+    base_url: str | None,
+    receive: Callable[[str], Mapping[str, str]],
+    choose: Callable[[list[Tenant]], Tenant],
+) -> Linked:
+    """Consent, callback (state checked), code exchange, tenant choice; the tokens are stored encrypted."""
+    make = FLOWS.get(provider)
+    if make is None:
+        raise ConfigError(f"unknown provider {provider!r}: one of {', '.join(sorted(FLOWS))}")
+    flow = make(base_url)
+    state = secrets.token_urlsafe(24)
+    verifier, challenge = _pkce() if flow.pkce else (None, None)
+    params = receive(flow.authorize_url(app, state, challenge))
+    if params.get("error"):
+        raise AuthError(f"the consent was not given ({params['error']})")
+    if not params.get("state"):
+        raise AuthError("the redirect carries no state: refused (it may not come from this link attempt)")
+    if not secrets.compare_digest(params["state"], state):
+        raise AuthError("the redirect's state does not match this link attempt: refused")
+    if not params.get("code"):
+        raise AuthError("the redirect carries no authorization code")
+    tokens = flow.exchange(app, params, verifier)
+    tenants = flow.tenants(tokens, params)
+    if not tenants:
+        raise AuthError(f"the consent gave access to no {provider} company")
+    tenant = choose(tenants)
+    store.upsert_connection(name, provider, tenant.id, base_url)
+    vault.save(name, tokens)
+    return Linked(name, provider, tenant, base_url)
+
+
+def pick(wanted: str | None, ask: Callable[[list[Tenant]], Tenant] | None = None) -> Callable[[list[Tenant]], Tenant]:
+    """Tenant choice: `--tenant`, else the only one, else `ask` (an error listing them when there is no one to ask)."""
+
+    def choose(tenants: list[Tenant]) -> Tenant:
+        listing = ", ".join(f"{t.id} ({t.name})" if t.name else t.id for t in tenants)
+        if wanted is not None:
+            found = next((t for t in tenants if t.id == wanted), None)
+            if found is None:
+                raise ConfigError(f"--tenant {wanted}: not among the companies the consent covers: {listing}")
+            return found
+        if len(tenants) == 1:
+            return tenants[0]
+        if ask is None:
+            raise ConfigError(f"the consent covers {len(tenants)} companies; choose one with --tenant: {listing}")
+        return ask(tenants)
+
+    return choose
