@@ -67,7 +67,7 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part)
+    return tuple([(0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part])
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,26 +262,23 @@ class RecordError:
         return {"connection": self.connection, "record": self.record, "error": self.error}
 
 
+_NO_KEY = ("", -1)
+
+
 def _key_order(key: str | None) -> tuple[str, int]:
     # Action keys end in a step or occurrence number: order 9 before 10 without a full natural sort.
     if key is None:
-        return ("", -1)
+        return _NO_KEY
     head, _, tail = key.rpartition(":")
     return (head, int(tail)) if tail.isdigit() else (key, -1)
 
 
-class _Order:
-    """Sort keys for plan items, with each invoice number's natural key computed once."""
+class _NaturalKeys(dict[str, tuple[tuple[int, int | str], ...]]):
+    """Each invoice number's natural key, computed once per build (a plan has many items per invoice)."""
 
-    def __init__(self) -> None:
-        self._numbers: dict[str, tuple[tuple[int, int | str], ...]] = {}
-
-    def __call__(self, connection: str, invoice: str | None, key: str | None, code: str = "") -> tuple[Any, ...]:
-        number = invoice or ""
-        natural = self._numbers.get(number)
-        if natural is None:
-            natural = self._numbers[number] = natural_key(number)
-        return (connection, natural, _key_order(key), code)
+    def __missing__(self, number: str) -> tuple[tuple[int, int | str], ...]:
+        key = self[number] = natural_key(number)
+        return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +303,20 @@ class Plan:
         errors: Iterable[RecordError] = (),
     ) -> Plan:
         """Sort everything into the canonical order (connection, invoice number, key)."""
-        _item_sort = _Order()
+        natural = _NaturalKeys()
         return cls(
             as_of=as_of,
-            actions=tuple(sorted(actions, key=lambda a: _item_sort(a.connection, a.invoice.number, a.key))),
-            skipped=tuple(sorted(skipped, key=lambda s: _item_sort(s.connection, s.invoice, s.key, s.code))),
+            actions=tuple(
+                sorted(actions, key=lambda a: (a.connection, natural[a.invoice.number or ""], _key_order(a.key), ""))
+            ),
+            skipped=tuple(
+                sorted(skipped, key=lambda s: (s.connection, natural[s.invoice or ""], _key_order(s.key), s.code))
+            ),
             warnings=tuple(
-                sorted(warnings, key=lambda w: _item_sort(w.connection, w.invoice, None, f"{w.code}:{w.detail}"))
+                sorted(
+                    warnings,
+                    key=lambda w: (w.connection, natural[w.invoice or ""], _NO_KEY, f"{w.code}:{w.detail}"),
+                )
             ),
             errors=tuple(sorted(errors, key=lambda e: (e.connection, natural_key(e.record), e.error))),
         )

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Literal
 
 from bridge.messages import MessageContext, render_message
-from bridge.model import HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
+from bridge.model import Customer, HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
 from bridge.money import format_amount
 from bridge.plan import (
     Action,
@@ -28,9 +28,9 @@ from bridge.plan import (
 )
 from bridge.policies.history import History
 from bridge.policies.late_fees import decide_late_fees, describe_late_fee, fee_description
-from bridge.policies.reminders import decide_reminder
+from bridge.policies.reminders import Step, decide_step, latest_due_step
 from bridge.policies.renegotiation import decide, describe_renegotiation, project_of
-from bridge.policies.terms import Contract, Terms
+from bridge.policies.terms import Contract, LateFee, Terms
 
 _CLOSED = {
     InvoiceStatus.DRAFT: (SkipCode.DRAFT, "invoice is a draft"),
@@ -69,8 +69,10 @@ class _Scope:
     _hold_customers: _CustomerMatcher = field(init=False)
     _hold_invoices: frozenset[str] = field(init=False)
     _excluded: _CustomerMatcher = field(init=False)
-    _cache: dict[tuple[str, str, str | None], Contract | None] = field(init=False, default_factory=dict)
-    _customer_rules: dict[tuple[str, str, str | None], tuple[bool, bool]] = field(init=False, default_factory=dict)
+    # Per customer (id, name, e-mail): on hold, excluded, and the contract that applies.
+    _customers: dict[tuple[str, str, str | None], tuple[bool, bool, Contract | None]] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._contracts = [(c, _CustomerMatcher(c.applies_to)) for c in self.terms.contracts]
@@ -78,16 +80,20 @@ class _Scope:
         self._hold_invoices = frozenset(self.terms.hold.invoices)
         self._excluded = _CustomerMatcher(self.terms.exclude.customers)
 
+    def _rules(self, customer: Customer) -> tuple[bool, bool, Contract | None]:
+        key = (customer.id, customer.name, customer.email)
+        rules = self._customers.get(key)
+        if rules is None:
+            rules = self._customers[key] = (
+                self._hold_customers.matches(*key),
+                self._excluded.matches(*key),
+                next((k for k, m in self._contracts if m.matches(*key)), None),
+            )
+        return rules
+
     def contract_for(self, invoice: Invoice) -> Contract | None:
         """The first contract, in file order, whose `applies_to` matches the invoice's customer."""
-        c = invoice.customer
-        key = (c.id, c.name, c.email)
-        try:
-            return self._cache[key]
-        except KeyError:
-            found = next((k for k, m in self._contracts if m.matches(c.id, c.name, c.email)), None)
-            self._cache[key] = found
-            return found
+        return self._rules(invoice.customer)[2]
 
     def check(self, invoice: Invoice) -> tuple[Contract | None, Skip | None]:
         """The contract that governs the invoice, or the first scope rule it fails, as a skip."""
@@ -106,14 +112,7 @@ class _Scope:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "disputed or on hold at the provider")
         if number in self._hold_invoices:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "invoice listed in hold.invoices", "hold.invoices")
-        customer_key = (c.id, c.name, c.email)
-        rules = self._customer_rules.get(customer_key)
-        if rules is None:
-            rules = self._customer_rules[customer_key] = (
-                self._hold_customers.matches(c.id, c.name, c.email),
-                self._excluded.matches(c.id, c.name, c.email),
-            )
-        held, excluded = rules
+        held, excluded, contract = self._rules(c)
         if held:
             return None, Skip(
                 conn, number, SkipCode.ON_HOLD, f"customer {c.name or c.id} listed in hold.customers", "hold.customers"
@@ -126,7 +125,6 @@ class _Scope:
                 f"customer {c.name or c.id} listed in exclude.customers",
                 "exclude.customers",
             )
-        contract = self.contract_for(invoice)
         if contract is None:
             return None, Skip(
                 conn, number, SkipCode.NO_CONTRACT, f"no contract applies to customer {c.name or c.id}", "contracts"
@@ -216,33 +214,38 @@ def evaluate(
 
     reneg = _plan_renegotiations(requests, by_id, by_number, scope, hist, today, actions, skips, warnings)
 
+    per_contract: dict[str, _PerContract] = {}
     for inv in invoices:
         contract, skip = scope.check(inv)
         if skip is not None:
             skips.append(skip)
             continue
         assert contract is not None and inv.due_date is not None
-        day = _today_for(today, contract)
+        run = per_contract.get(contract.name)
+        if run is None:
+            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract))
+        day = run.today
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
         ref: InvoiceRef | None = None
         inv_hist = hist.for_invoice(inv.connection, inv.id)
 
-        decision = decide_reminder(effective_due, contract.reminders, inv_hist, day)
+        step = run.latest_step(effective_due)
+        decision = None if step is None else decide_step(step, contract.reminders, inv_hist, day)
         if decision is not None:
-            clause = contract.clause("reminders")
+            clause = run.reminders_clause
             prefix = f"reminder:{inv.connection}:{inv.id}:"
+            step = decision.step
             for n in decision.superseded:
                 skips.append(
                     Skip(
                         inv.connection,
                         inv.number,
                         SkipCode.SUPERSEDED,
-                        f"step {n} was never sent; step {decision.step.number} replaces it",
+                        f"step {n} was never sent; step {step.number} replaces it",
                         clause,
                         f"{prefix}{n}",
                     )
                 )
-            step = decision.step
             if decision.blocked is not None:
                 skips.append(
                     Skip(
@@ -269,13 +272,12 @@ def evaluate(
                     )
                 )
             else:
-                ref = ref or _ref(inv, effective_due)
-                actions.append(_reminder_action(inv, contract, ref, effective_due, step.number, step.date, day, prefix))
+                ref = _ref(inv, effective_due)
+                actions.append(_reminder_action(inv, run, ref, effective_due, step.number, step.date, prefix))
 
-        late_fee = contract.late_fee
-        if late_fee is not None and late_fee.charges_anything:
+        late_fee = run.late_fee
+        if late_fee is not None:
             outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, day)
-            clause = contract.clause("late_fee")
             if outcome.foreign:
                 described = "; ".join(
                     f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign
@@ -290,55 +292,89 @@ def evaluate(
                         f"counted as occurrence(s) {slots} and towards the caps",
                     )
                 )
-            form = (
-                "line" if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable else "invoice"
-            )
-            for charge in outcome.charges:
-                key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
-                if charge.skip is not None:
-                    skips.append(Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key))
-                    continue
-                ref = ref or _ref(inv, effective_due)
-                actions.append(
-                    Action(
-                        key=key,
-                        kind=ActionKind.LATE_FEE,
-                        connection=inv.connection,
-                        provider=inv.provider,
-                        invoice=ref,
-                        clause=clause,
-                        reason=charge.reason,
-                        occurrence=charge.k,
-                        occurrence_date=charge.on,
-                        amount=charge.amount,
-                        form=form,
-                        item=late_fee.item,
-                        description=fee_description(late_fee, inv.number, charge.k, charge.on),
-                    )
+            if outcome.charges:
+                clause = run.late_fee_clause
+                form = (
+                    "line"
+                    if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable
+                    else "invoice"
                 )
+                for charge in outcome.charges:
+                    key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
+                    if charge.skip is not None:
+                        skips.append(
+                            Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key)
+                        )
+                        continue
+                    ref = ref or _ref(inv, effective_due)
+                    actions.append(
+                        Action(
+                            key=key,
+                            kind=ActionKind.LATE_FEE,
+                            connection=inv.connection,
+                            provider=inv.provider,
+                            invoice=ref,
+                            clause=clause,
+                            reason=charge.reason,
+                            occurrence=charge.k,
+                            occurrence_date=charge.on,
+                            amount=charge.amount,
+                            form=form,
+                            item=late_fee.item,
+                            description=fee_description(late_fee, inv.number, charge.k, charge.on),
+                        )
+                    )
 
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     return Plan.build(as_of, actions, skips, warnings, errors)
 
 
+class _PerContract:
+    """What one evaluation works out once per contract rather than once per invoice."""
+
+    __slots__ = ("_clause_texts", "_steps", "contract", "late_fee", "late_fee_clause", "reminders_clause", "today")
+
+    def __init__(self, contract: Contract, today: date) -> None:
+        self.contract = contract
+        self.today = today
+        self.reminders_clause = contract.clause("reminders")
+        self.late_fee_clause = contract.clause("late_fee")
+        late_fee = contract.late_fee
+        self.late_fee: LateFee | None = late_fee if late_fee is not None and late_fee.charges_anything else None
+        self._steps: dict[date, Step | None] = {}
+        self._clause_texts: dict[str, str] = {}
+
+    def latest_step(self, effective_due: date) -> Step | None:
+        """The latest reminder step due today for an invoice due on `effective_due` (invoices share due dates)."""
+        try:
+            return self._steps[effective_due]
+        except KeyError:
+            step = self._steps[effective_due] = latest_due_step(effective_due, self.contract.reminders, self.today)
+            return step
+
+    def clause_text(self, currency: str) -> str:
+        """The late-fee clause restated for reminder messages, in the invoice's currency."""
+        text = self._clause_texts.get(currency)
+        if text is None:
+            text = self._clause_texts[currency] = (
+                "" if self.late_fee is None else describe_late_fee(self.late_fee, currency)
+            )
+        return text
+
+
 def _reminder_action(
     inv: Invoice,
-    contract: Contract,
+    run: _PerContract,
     ref: InvoiceRef,
     effective_due: date,
     number: int,
     step_date: date,
-    today: date,
     prefix: str,
 ) -> Action:
+    contract, today = run.contract, run.today
     terms = contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step_date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    clause_text = (
-        describe_late_fee(contract.late_fee, inv.currency)
-        if contract.late_fee and contract.late_fee.charges_anything
-        else ""
-    )
     rendered = render_message(
         MessageContext(
             message=message,
@@ -350,8 +386,8 @@ def _reminder_action(
             due_date=effective_due,
             today=today,
             days_overdue=days_overdue,
-            clause=contract.clause("reminders"),
-            clause_text=clause_text,
+            clause=run.reminders_clause,
+            clause_text=run.clause_text(inv.currency),
             step=number,
         ),
         template_set=terms.template,
@@ -364,7 +400,7 @@ def _reminder_action(
         connection=inv.connection,
         provider=inv.provider,
         invoice=ref,
-        clause=contract.clause("reminders"),
+        clause=run.reminders_clause,
         reason=f"step {number} fell on {step_date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
         f"amount due {format_amount(inv.amount_due, inv.currency)}",
         step=number,

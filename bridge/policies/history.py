@@ -37,36 +37,32 @@ _EMPTY = InvoiceHistory()
 class History:
     """Ledger entries indexed for the engine. Keys look like `late_fee:{connection}:{invoice}:{k}`.
 
-    Reminder and fee entries are filed per invoice (the engine asks by invoice); only the
-    other keys (renegotiations) are kept as a set.
+    Entries are filed by their key up to the last colon (`late_fee:{connection}:{invoice}`),
+    in ledger order; a key is only parsed when the engine asks about its invoice, so the
+    entries of invoices that are out of scope (paid, void, …) cost one split each.
     """
 
-    __slots__ = ("_by_invoice", "_other")
+    __slots__ = ("_by_head",)
 
     def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
-        self._other: set[str] = set()
-        self._by_invoice: dict[InvoiceKey, InvoiceHistory] = {}
-        by_invoice = self._by_invoice
-        zero = Decimal(0)
-        # The hot loop of a large evaluation: the common key shape is handled inline.
-        for entry in entries:
-            parts = entry.key.split(":")
-            if len(parts) != 4 or not parts[3].isdigit() or not parts[1] or not parts[2]:
-                self.add(entry)
-                continue
-            kind = parts[0]
-            if kind == "reminder":
-                slot = by_invoice.get((parts[1], parts[2]))
-                if slot is None:
-                    slot = by_invoice[(parts[1], parts[2])] = InvoiceHistory()
-                slot.reminders[int(parts[3])] = entry.applied_on
-            elif kind == "late_fee":
-                slot = by_invoice.get((parts[1], parts[2]))
-                if slot is None:
-                    slot = by_invoice[(parts[1], parts[2])] = InvoiceHistory()
-                slot.fees[int(parts[3])] = entry.amount if entry.amount is not None else zero
+        self._by_head: dict[str, list[HistoryEntry]] = {}
+        by_head = self._by_head
+        for entry in entries:  # the hot loop of a large evaluation: `add`, inlined
+            head = entry.key.rpartition(":")[0]
+            filed = by_head.get(head)
+            if filed is None:
+                by_head[head] = [entry]
             else:
-                self._other.add(entry.key)
+                filed.append(entry)
+
+    def add(self, entry: HistoryEntry) -> None:
+        """Index one entry."""
+        head = entry.key.rpartition(":")[0]
+        filed = self._by_head.get(head)
+        if filed is None:
+            self._by_head[head] = [entry]
+        else:
+            filed.append(entry)
 
     @staticmethod
     def _parse(key: str) -> tuple[str, InvoiceKey, int] | None:
@@ -81,35 +77,36 @@ class History:
             return None
         return kind, (connection, invoice), int(number)
 
-    def add(self, entry: HistoryEntry) -> None:
-        """Index one entry; reminder and late-fee entries are filed under their invoice."""
-        parsed = self._parse(entry.key)
-        if parsed is None:
-            self._other.add(entry.key)
-            return
-        kind, invoice_key, number = parsed
-        slot = self._by_invoice.get(invoice_key)
-        if slot is None:
-            slot = self._by_invoice[invoice_key] = InvoiceHistory()
-        if kind == "reminder":
-            slot.reminders[number] = entry.applied_on
-        else:
-            slot.fees[number] = entry.amount if entry.amount is not None else Decimal(0)
-
     def for_invoice(self, connection: str, invoice_id: str) -> InvoiceHistory:
         """What was done on this invoice (an empty record when nothing)."""
-        return self._by_invoice.get((connection, invoice_id), _EMPTY)
+        if not connection or not invoice_id or ":" in connection:
+            return _EMPTY  # no reminder or late-fee key can name such an invoice
+        by_head = self._by_head
+        sent = by_head.get(f"reminder:{connection}:{invoice_id}")
+        charged = by_head.get(f"late_fee:{connection}:{invoice_id}")
+        if sent is None and charged is None:
+            return _EMPTY
+        found = InvoiceHistory()
+        if sent is not None:
+            reminders = found.reminders
+            for entry in sent:
+                number = entry.key.rpartition(":")[2]
+                if number.isdigit():
+                    reminders[int(number)] = entry.applied_on
+        if charged is not None:
+            fees = found.fees
+            for entry in charged:
+                number = entry.key.rpartition(":")[2]
+                if number.isdigit():
+                    fees[int(number)] = entry.amount if entry.amount is not None else Decimal(0)
+        return found
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        if key in self._other:
-            return True
         parsed = self._parse(key)
         if parsed is None:
-            return False
-        kind, invoice_key, number = parsed
-        slot = self._by_invoice.get(invoice_key)
-        if slot is None:
-            return False
-        return number in (slot.reminders if kind == "reminder" else slot.fees)
+            return any(entry.key == key for entry in self._by_head.get(key.rpartition(":")[0], ()))
+        kind, (connection, invoice), number = parsed
+        found = self.for_invoice(connection, invoice)
+        return number in (found.reminders if kind == "reminder" else found.fees)

@@ -73,15 +73,21 @@ class FeeLines:
     total: Decimal
 
 
+_NO_FEE_LINES = FeeLines({}, (), Decimal(0))
+
+
 def classify_fee_lines(invoice: Invoice, terms: LateFee) -> FeeLines:
     """Sort the invoice's fee lines into the bridge's own (recognised by description) and foreign ones."""
     own: dict[int, Decimal] = {}
     foreign: list[LineItem] = []
     total = Decimal(0)
+    item = terms.item
+    search = _FEE_WORDS.search
     pattern = _own_line_pattern(terms.description)
     has_number = "{number}" in terms.description
     for line in invoice.lines:
-        if not is_fee_line(line, terms):
+        # `is_fee_line`, inlined: most lines of most invoices are not fee lines.
+        if not (line.provider_late_fee or line.item == item or search(line.description)):
             continue
         total += line.amount
         match = None if line.provider_late_fee else pattern.match(line.description)
@@ -91,6 +97,8 @@ def classify_fee_lines(invoice: Invoice, terms: LateFee) -> FeeLines:
             own[int(match["k"])] = line.amount
         else:
             foreign.append(line)
+    if not own and not foreign:
+        return _NO_FEE_LINES
     return FeeLines(own, tuple(foreign), total)
 
 
@@ -115,6 +123,9 @@ class FeeOutcome:
     foreign_slots: tuple[int, ...]
 
 
+_NOTHING = FeeOutcome((), (), ())
+
+
 def cap_for(invoice_principal: Decimal, currency: str, terms: LateFee) -> Decimal | None:
     """The tighter of max_total and max_percent_of_total of the principal (rounded down); None when uncapped."""
     caps: list[Decimal] = []
@@ -130,9 +141,9 @@ def decide_late_fees(
 ) -> FeeOutcome:
     """Every owed occurrence not yet charged, in order, with its amount after rounding and caps."""
     last_k = last_owed_occurrence(effective_due, terms, today)
-    lines = classify_fee_lines(invoice, terms) if invoice.lines else FeeLines({}, (), Decimal(0))
+    lines = classify_fee_lines(invoice, terms)
     if last_k == 0 and not lines.foreign:
-        return FeeOutcome((), (), ())
+        return _NOTHING
     currency = invoice.currency
     # Charged so far: the ledger, then our own lines it does not know of (a crash between the
     # provider call and the ledger write), then foreign fees in the lowest free slots.
@@ -146,9 +157,10 @@ def decide_late_fees(
             slot += 1
         charged[slot] = line.amount
         foreign_slots.append(slot)
-    if all(k in charged for k in range(1, last_k + 1)):
+    owed = [k for k in range(1, last_k + 1) if k not in charged]
+    if not owed:
         # The steady state of a daily sync: everything owed so far is already charged.
-        return FeeOutcome((), lines.foreign, tuple(foreign_slots))
+        return FeeOutcome((), lines.foreign, tuple(foreign_slots)) if lines.foreign else _NOTHING
     running = sum(charged.values(), Decimal(0))
     principal = invoice.total - lines.total
     cap = cap_for(principal, currency, terms)
@@ -161,9 +173,7 @@ def decide_late_fees(
     paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
 
     charges: list[FeeCharge] = []
-    for k in range(1, last_k + 1):
-        if k in charged:
-            continue
+    for k in owed:
         on = occurrence_date(effective_due, terms, k)
         base = principal - paid_totals[bisect_right(paid_dates, on)]
         if terms.compounding:

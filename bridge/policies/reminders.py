@@ -84,9 +84,16 @@ def decide_reminder(
     a later one was: steps are never sent out of order).
     """
     step = latest_due_step(effective_due, terms, today)
-    if step is None:
-        return None
+    return None if step is None else decide_step(step, terms, history, today)
+
+
+def decide_step(step: Step, terms: Reminders, history: InvoiceHistory, today: date) -> ReminderDecision | None:
+    """`decide_reminder` once the latest due step is known (the engine works it out once per due date)."""
     sent = history.reminders
+    if not sent:  # the common case: nothing sent yet, so no gap to keep and nothing to count
+        if terms.max_reminders <= 0:
+            return ReminderDecision(step, False, "max_reminders", "0 of max_reminders = 0 already sent", ())
+        return ReminderDecision(step, True, None, "", tuple(range(1, step.number)))
     last_step = history.last_step
     if step.number in sent or step.number <= last_step:
         return None
