@@ -407,6 +407,6 @@ def test_a_pending_fee_that_fell_back_to_a_fee_invoice_is_reconciled_with_that_f
     action = fee_action(invoice, form="line")
     env.store.ledger_begin(action)
     env.connector.apply(action, raw)  # the run "dies" here: the ledger still says pending
-    (settled,) = reconcile(env.store, {env.connector.name: env.connector}, date(2026, 10, 20))
+    (_settled,) = reconcile(env.store, {env.connector.name: env.connector}, date(2026, 10, 20))
     entry = env.store.ledger_get(action.key)
     assert entry is not None and entry.state == "applied" and entry.form == "invoice"
