@@ -22,7 +22,7 @@ import requests
 from quickbooks import QuickBooks  # type: ignore[import-untyped]
 from quickbooks.exceptions import AuthorizationException, QuickbooksException  # type: ignore[import-untyped]
 
-from bridge import clock
+from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
@@ -173,6 +173,7 @@ class QuickBooksConnector:
             raise AuthError(
                 f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"
             ) from None
+        killpoints.reached("token-refreshed")
         return dataclasses.replace(tokens_from(auth), extra=dict(current.extra))
 
     def _error(self, exc: QuickbooksException) -> Exception:

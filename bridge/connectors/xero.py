@@ -26,7 +26,7 @@ from xero_python.api_client.oauth2 import OAuth2Token  # type: ignore[import-unt
 from xero_python.api_client.serializer import serialize  # type: ignore[import-untyped]
 from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
-from bridge import clock
+from bridge import clock, killpoints
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import Applied, Evidence, PullResult
@@ -187,6 +187,7 @@ class XeroConnector:
         """xero-python's `oauth2_token_saver`: store the rotated tokens first (inside the vault's lock, so they
         are durable even if this process dies next), then use them."""
         new = tokens_from(token, self._tokens)
+        killpoints.reached("token-refreshed")
         self.vault.save(self.name, new)
         self._tokens = new
 

@@ -1,0 +1,90 @@
+"""The token vault under pressure: eight processes refreshing at once, and a process killed mid-refresh.
+
+The sandbox runs in this process with a clock the test moves, so the provider sees the access
+token expire while the bridge processes (real `bridge` subprocesses) still think it is fresh:
+each of them gets a 401 and must refresh, and only one may.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bridge.auth.vault import TokenVault
+from bridge.auth.xero import link_sandbox
+from bridge.clock import now_utc
+from bridge.sandbox import Sandbox
+from bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESSES = 8
+
+
+class Book:
+    def __init__(self, sandbox: Sandbox, folder: Path, clock: list) -> None:  # type: ignore[type-arg]
+        self.sandbox, self.folder, self.clock = sandbox, folder, clock
+        self.key = Fernet.generate_key().decode()
+        self.url = f"sqlite:///{folder / 'bridge.db'}"
+        with Store.open(self.url) as store:
+            self.tenant = link_sandbox(store, TokenVault(store, Fernet(self.key.encode())), sandbox.base_url, "xero")
+        self.config = folder / "bridge.toml"
+        self.config.write_text(
+            f'[store]\nurl = "{self.url}"\n\n[[connections]]\nname = "xero"\nprovider = "xero"\n'
+            f'tenant_id = "{self.tenant}"\nbase_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n\n'
+            + (ROOT / "config" / "demo.toml").read_text()
+        )
+
+    def stored_refresh_token(self) -> str:
+        with Store.open(self.url) as store:
+            return TokenVault(store, Fernet(self.key.encode())).load("xero")[0].refresh_token
+
+    def bridge(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        env = {**os.environ, "BRIDGE_SECRET_KEY": self.key, **(extra_env or {})}
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", "--config", str(self.config), "--as-of", "2026-10-20", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def refreshes_since(self, mark: int) -> int:
+        return sum(1 for r in self.sandbox.requests()[mark:] if str(r["path"]).rstrip("/").endswith("/connect/token"))
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Iterator[Book]:
+    clock = [now_utc()]
+    with Sandbox(rate_limits=False, clock=lambda: clock[0]) as sandbox:
+        yield Book(sandbox, tmp_path, clock)
+
+
+def test_eight_processes_syncing_while_the_token_expires_refresh_once_and_all_succeed(book: Book) -> None:
+    mark = len(book.sandbox.requests())
+    book.clock[0] += timedelta(hours=1)  # the provider now refuses the access token every process holds
+    runs = [book.bridge("-q", "sync", "--dry-run") for _ in range(PROCESSES)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in runs]
+    assert [code for code, _ in outcomes] == [0] * PROCESSES, outcomes
+    assert book.refreshes_since(mark) == 1  # one refresh at the provider
+    grant = book.sandbox.providers["xero"].tokens.by_refresh  # type: ignore[attr-defined]
+    current = {g.refresh_token for g in grant.values()}
+    assert book.stored_refresh_token() in current  # the newest one is stored
+
+
+def test_a_process_killed_between_the_refresh_answer_and_its_commit_does_not_lose_the_connection(book: Book) -> None:
+    before = book.stored_refresh_token()
+    book.clock[0] += timedelta(hours=1)
+    killed = book.bridge("-q", "sync", "--dry-run", extra_env={"BRIDGE_KILL_AT": "token-refreshed"})
+    assert killed.wait(timeout=120) == -9  # SIGKILL: the provider rotated the token, the store never heard
+    assert book.stored_refresh_token() == before
+    book.clock[0] += timedelta(minutes=10)  # within Xero's 30-minute grace for the previous refresh token
+    again = book.bridge("-q", "sync", "--dry-run")
+    assert again.wait(timeout=120) == 0, again.stderr.read() if again.stderr else ""
+    assert book.stored_refresh_token() != before
