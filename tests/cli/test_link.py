@@ -205,3 +205,28 @@ def test_no_token_code_or_secret_ever_appears_in_output_or_logs(
         assert row is not None and first.refresh_token.encode() not in row.ciphertext
         with pytest.raises(AuthError, match="cannot be decrypted"):
             TokenVault(store, Fernet(Fernet.generate_key())).load("xero")
+
+
+def test_the_loopback_callback_answers_the_browser_once_and_shuts_down() -> None:
+    import socket
+    import threading
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pages: list[str] = []
+    visits: list[threading.Timer] = []
+
+    def browser(url: str) -> None:
+        def visit() -> None:
+            pages.append(requests.get(f"http://127.0.0.1:{port}/callback?code=abc&state=xyz", timeout=10).text)
+
+        visits.append(threading.Timer(0.2, visit))
+        visits[0].start()
+
+    params = linking.LoopbackCallback(port=port, timeout=10, open_browser=browser)("https://consent.example")
+    visits[0].join(10)
+    assert params == {"code": "abc", "state": "xyz"}
+    assert "close this tab" in pages[0]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/callback", timeout=2)  # the server is gone
