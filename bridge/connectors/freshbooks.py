@@ -48,7 +48,7 @@ PER_PAGE = 100  # FreshBooks' maximum page size
 CALLS_PER_MINUTE = 300
 FULL_RECONCILE_EVERY = timedelta(days=1)
 OVERLAP = timedelta(days=1)  # `search[updated_min]` has day granularity (and its time zone is not documented)
-MAX_PASSES = 3  # offset paging re-read from the start when a record moved while paging
+MAX_PASSES = 3  # offset paging read again from page 1 when a record left the list while paging
 
 
 class FreshBooksHTTPError(ProviderError):
@@ -222,28 +222,40 @@ class FreshBooksConnector:
         return f"FreshBooks account {self.account_id}" + (f" ({business})" if business else "")
 
     def _pages(
-        self, resource: AccountingResource, key: str, filters: Callable[[], list[Builder]]
+        self,
+        resource: AccountingResource,
+        key: str,
+        filters: Callable[[], list[Builder]],
+        older_than: int | None = None,
     ) -> list[Mapping[str, Any]]:
-        """Every page of a list sorted by `updated`. Offset paging can skip a record that moves while paging
-        (an edit sends it to the end): when fewer distinct records came back than the list's total, read again."""
+        """The pages of a list, newest `updated` first, until a page ends older than `older_than` (the rest is
+        older still: already seen) or the list ends.
+
+        Newest first, an edit while paging moves a record to the front (a row read twice, never one skipped;
+        the edit itself is newer than the new watermark and comes next time). A record leaving the list (deleted)
+        would shift the rest up and skip one: the list's `total` then differs between pages, and the pass is read
+        again from page 1.
+        """
         found: dict[str, Mapping[str, Any]] = {}
         for _ in range(MAX_PASSES):
-            page, total = 1, 0
+            found, totals, page = {}, set(), 1
             while True:
                 sort = SortBuilder()
-                sort.ascending("updated")
+                sort.descending("updated")
                 builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
                 data = self._call(lambda b=builders: resource.list(self.account_id, builders=b)).data  # type: ignore[misc]
-                for row in data.get(key) or []:
-                    if isinstance(row, Mapping):
-                        row_id = fm.record_id(row)
-                        if row_id not in found or fm.updated_seconds(row) >= fm.updated_seconds(found[row_id]):
-                            found[row_id] = row
-                total = int(data.get("total") or 0)
+                rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
+                for row in rows:
+                    row_id = fm.record_id(row)
+                    if row_id not in found or fm.updated_seconds(row) >= fm.updated_seconds(found[row_id]):
+                        found[row_id] = row
+                totals.add(int(data.get("total") or 0))
+                if older_than is not None and rows and fm.updated_seconds(rows[-1]) < older_than:
+                    break
                 if page >= int(data.get("pages") or 1):
                     break
                 page += 1
-            if len(found) >= total:
+            if len(totals) == 1:
                 break
         return sorted(found.values(), key=lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
@@ -270,9 +282,9 @@ class FreshBooksConnector:
 
             return make
 
-        rows = self._pages(resource, key, builders(None))
+        rows = self._pages(resource, key, builders(None), watermark)
         if deleted:  # deleted records are left out of lists unless asked for
-            rows += self._pages(resource, key, builders(fm.DELETED))
+            rows += self._pages(resource, key, builders(fm.DELETED), watermark)
         fresh: list[Mapping[str, Any]] = []
         for row in rows:
             stamp, row_id = fm.updated_seconds(row), fm.record_id(row)

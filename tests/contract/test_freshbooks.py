@@ -378,23 +378,42 @@ def test_a_rotated_refresh_token_is_stored_and_the_old_one_is_refused(tmp_path: 
         env.store.close()
 
 
-def test_paging_rereads_when_a_record_moves_while_paging(env: FreshBooksEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paging_reads_again_when_a_record_leaves_the_list_while_paging(
+    env: FreshBooksEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(fb_module, "PER_PAGE", 4)
     original = env.connector.invoices.list
-    moved = [False]
+    changed = [False]
 
-    def list_and_edit(account_id: str, builders: Any = None) -> Any:
+    def list_and_change(account_id: str, builders: Any = None) -> Any:
         answer = original(account_id, builders=builders)
-        if not moved[0]:
-            moved[0] = True  # someone edits the oldest invoice after our first page: it jumps to the end
+        if not changed[0]:
+            changed[0] = True  # after our first page, someone deletes the newest invoice: the rest shift up
+            newest = max((i for i in env.state()["invoices"] if i["vis_state"] != 1), key=lambda i: i["updated"])
+            env.delete(str(newest["id"]))
             oldest = min(env.state()["invoices"], key=lambda i: (i["updated"], i["id"]))
-            env.touch(str(oldest["id"]))
+            env.touch(str(oldest["id"]))  # and someone edits the oldest: it jumps to the front
         return answer
 
-    env.connector.invoices.list = list_and_edit  # type: ignore[method-assign]
+    env.connector.invoices.list = list_and_change  # type: ignore[method-assign]
     run = pull_connection(env.store, env.connector)
-    live = [i for i in env.state()["invoices"] if i["vis_state"] != 1]
-    assert run.invoices == len(live)
+    live = {str(i["id"]) for i in env.state()["invoices"] if i["vis_state"] != 1}
+    assert run.invoices == len(live) and {i.id for i in env.store.invoices(env.connector.name)} == live
+
+
+def test_a_quiet_pull_stops_at_the_first_page_older_than_the_watermark(
+    env: FreshBooksEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fb_module, "PER_PAGE", 2)  # many more records in the overlap day than fit a page
+    state = env.sandbox.state()
+    for invoice in state["freshbooks"]["invoices"]:  # type: ignore[index,union-attr]
+        invoice["updated"] = "2026-10-19 08:00:00"  # type: ignore[index]
+    state["freshbooks"]["invoices"][0]["updated"] = "2026-10-19 09:00:00"  # type: ignore[index]
+    env.sandbox.reset(state)
+    pull_connection(env.store, env.connector)
+    calls = env.connector.stats.calls
+    quiet = pull_connection(env.store, env.connector)
+    assert quiet.invoices == 0 and env.connector.stats.calls - calls == 2
 
 
 def test_a_deleted_payment_leaves_the_cache(env: FreshBooksEnv) -> None:
