@@ -440,7 +440,9 @@ def test_a_quarantined_record_is_reported_and_the_rest_synced(env: FreshBooksEnv
 
 def test_updated_is_us_eastern_and_read_as_utc(env: FreshBooksEnv) -> None:
     env.touch(env.open_invoice_id())
+    before = env.sandbox.now()
     touched = max(env.state()["invoices"], key=lambda i: i["updated"])
-    assert touched["updated"] == stamp(env.sandbox.now()) or touched["updated"] <= stamp(env.sandbox.now())
+    assert stamp(before - timedelta(seconds=5)) <= touched["updated"] <= stamp(env.sandbox.now())  # Eastern text
+    assert touched["updated"][:13] != before.strftime("%Y-%m-%d %H")  # not UTC wall time (Eastern is 4-5 h behind)
     seconds = fb_module.fm.updated_seconds(touched)
     assert abs(seconds - env.sandbox.now().timestamp()) < 5
