@@ -1,4 +1,5 @@
-"""Benchmark of the pulls: API calls and wall time per sync; QuickBooks against python-quickbooks alone, then Xero.
+"""Benchmark of the pulls: API calls and wall time per sync; QuickBooks against python-quickbooks alone, then Xero
+and FreshBooks.
 
 Run as `.venv/bin/python bench/sync.py` (or `make bench`); `--invoices N --payments N --latency-ms MS`
 (defaults 10,000 / 10,000 / 20), `--check` exits 1 when a target is missed.
@@ -48,19 +49,23 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
+from bridge.auth import freshbooks as freshbooks_auth
 from bridge.auth import xero as xero_auth
 from bridge.auth.quickbooks import auth_client, link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
+from bridge.connectors import freshbooks as freshbooks_connector
 from bridge.connectors import quickbooks as qbo_connector
 from bridge.connectors import xero as xero_connector
 from bridge.sandbox import Sandbox, generate_book
+from bridge.sandbox.freshbooks_books import generate_freshbooks_account
 from bridge.sandbox.xero_books import generate_xero_org
 from bridge.store import Store
 from bridge.sync import ConnectionRun, Runtime, pull_connection
 
 CONNECTION = "bench-qbo"
 XERO_CONNECTION = "bench-xero"
+FRESHBOOKS_CONNECTION = "bench-freshbooks"
 SDK_CONNECTION = "bench-sdk-user"
 CLIENT_ID, CLIENT_SECRET = "sandbox-client", "sandbox-secret"
 MINOR_VERSION = 75
@@ -413,6 +418,67 @@ def xero_bench(args: argparse.Namespace) -> bool:
     return ok
 
 
+# ---------------------------------------------------------------------------------------------------- FreshBooks
+
+
+def freshbooks_bench(args: argparse.Namespace) -> bool:
+    """The same three syncs against a generated FreshBooks account; True when the no-change target holds.
+
+    The changes are payments (through the API, one per invoice): a FreshBooks payment changes its invoice,
+    and the connector reads payments only when some invoice changed.
+    """
+    account = generate_freshbooks_account(args.invoices, args.payments)
+    open_ids = [i["id"] for i in account["invoices"] if i["payment_status"] != "paid"][:CHANGED_INVOICES]
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-freshbooks-") as tmp:
+        store = Store.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            vault = TokenVault(store, Fernet(Fernet.generate_key()))
+            with Sandbox({"freshbooks": account}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
+                base = sandbox.base_url
+                account_id = freshbooks_auth.link_sandbox(store, vault, base, FRESHBOOKS_CONNECTION)
+                connection = ConnectionSettings(
+                    name=FRESHBOOKS_CONNECTION, provider="freshbooks", tenant_id=account_id, base_url=base
+                )
+                settings = Settings(source=Path(tmp) / "bridge.toml", connections=(connection,))
+                factories = {"freshbooks": freshbooks_connector.factory}
+                rt = Runtime(settings, store, vault, env={}, factories=factories)
+                api = "/accounting/"
+                runs = [measure(sandbox, "first", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api)]
+                runs.append(measure(sandbox, "nochange", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api))
+                tokens, _ = vault.load(FRESHBOOKS_CONNECTION)
+                headers = {"Authorization": f"Bearer {tokens.access_token}", "Content-Type": "application/json"}
+                for invoice_id in open_ids:
+                    body = {"payment": {"invoiceid": invoice_id, "amount": {"amount": "1.00"}}}
+                    url = f"{base}/accounting/account/{account_id}/payments/payments"
+                    answer = requests.post(url, headers=headers, data=json.dumps(body), timeout=30)
+                    answer.raise_for_status()
+                runs.append(measure(sandbox, "after", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api))
+        finally:
+            store.close()
+    print()
+    print(
+        f"FreshBooks pull: {args.invoices:,} invoices, {len(account['payments']):,} payments, "
+        f"{len(account['clients']):,} clients; sandbox latency {args.latency_ms} ms per call, emulator rate limits "
+        f"off; bridge limiter {freshbooks_connector.CALLS_PER_MINUTE} calls in any 60 s; pages of "
+        f"{freshbooks_connector.PER_PAGE} (FreshBooks' maximum)"
+    )
+    header = f"{'':<52} {'API calls':>9} {'wall s':>8} {'limiter s':>9} {'server s':>8} {'records':>8}"
+    print(header)
+    print("-" * len(header))
+    labels = (
+        "bridge  1. first sync (full: invoices, payments, clients)",
+        "bridge  2. second sync, nothing changed",
+        f"bridge  3. sync after {len(open_ids)} invoices got a payment",
+    )
+    for label, m in zip(labels, runs, strict=True):
+        print(f"{label:<52} {m.calls:>9,} {m.wall:>8.2f} {m.waited:>9.2f} {m.server:>8.2f} {m.rows:>8,}")
+        if m.routes:
+            print(f"{'':<8}routes {dict(m.routes)}")
+    ok = runs[1].calls <= TARGET_NOCHANGE_CALLS
+    print(f"  {'PASS' if ok else 'FAIL'}  sync with nothing changed <= {TARGET_NOCHANGE_CALLS} calls: {runs[1].calls}")
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--invoices", type=int, default=10_000, help="invoices in the book (default 10,000)")
@@ -459,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ok = report(args, customers, (first, nochange, after), (sdk_first, sdk_again), sdk_once, page, changed)
     ok = xero_bench(args) and ok
+    ok = freshbooks_bench(args) and ok
     return 1 if args.check and not ok else 0
 
 

@@ -20,7 +20,7 @@ import requests
 from cryptography.fernet import Fernet
 from rich.console import Console
 
-from bridge.auth import quickbooks, xero
+from bridge.auth import freshbooks, quickbooks, xero
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
 from bridge.errors import ConfigError
@@ -28,7 +28,11 @@ from bridge.store import Store
 from bridge.sync import Runtime, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
-LINKERS = {"quickbooks": ("demo-qbo", quickbooks.link_sandbox), "xero": ("demo-xero", xero.link_sandbox)}
+LINKERS = {
+    "quickbooks": ("demo-qbo", quickbooks.link_sandbox),
+    "xero": ("demo-xero", xero.link_sandbox),
+    "freshbooks": ("demo-freshbooks", freshbooks.link_sandbox),
+}
 
 
 def _contracts_path(given: Path | None) -> Path:
@@ -80,10 +84,30 @@ def _xero_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[s
     return lines
 
 
+def _freshbooks_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    old = {i["id"]: i for i in before.get("invoices", [])}
+    for inv in after.get("invoices", []):
+        number, prev = inv.get("invoice_number"), old.get(inv["id"])
+        if prev is None:
+            total = (inv.get("amount") or {}).get("amount")
+            lines.append(f"FreshBooks: new invoice {number} ({inv.get('notes', '')}) for {total}")
+            continue
+        known = {p.get("lineid") for p in prev.get("lines", [])}
+        for ln in inv.get("lines", []):
+            if ln.get("lineid") not in known:
+                amount = (ln.get("amount") or {}).get("amount")
+                lines.append(f"FreshBooks: invoice {number} got a line '{ln.get('description')}' {amount}")
+        if prev.get("due_date") != inv.get("due_date"):
+            lines.append(f"FreshBooks: invoice {number} due date {prev.get('due_date')} -> {inv.get('due_date')}")
+    return lines
+
+
 def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox: list[Mapping[str, Any]]) -> list[str]:
     """What the sync changed at the emulated providers, in plain words."""
     lines = _quickbooks_changes(before.get("quickbooks", {}), after.get("quickbooks", {}))
     lines += _xero_changes(before.get("xero", {}), after.get("xero", {}))
+    lines += _freshbooks_changes(before.get("freshbooks", {}), after.get("freshbooks", {}))
     for mail in outbox:
         lines.append(f"{mail.get('provider')}: e-mail to {mail.get('to')}: {mail.get('subject')}")
     return lines

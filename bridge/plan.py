@@ -60,6 +60,7 @@ class WarningCode(StrEnum):
     UNKNOWN_INVOICE = "unknown_invoice"
     PROVIDER_REMINDERS = "provider_reminders_enabled"  # the provider's own reminders would nag a second time
     DEFERRED = "deferred_daily_limit"  # the provider's daily call limit is near: the action waits for the next run
+    PROVIDER_LATE_FEES = "provider_late_fees_possible"  # the provider may add its own late fee (FreshBooks client)
 
 
 _DIGITS = re.compile(r"(\d+)")

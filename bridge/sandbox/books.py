@@ -350,7 +350,7 @@ def _lines(rng: random.Random, items: dict[str, Obj]) -> list[tuple[Obj, str, De
 
 
 def build_default_book() -> dict[str, Any]:
-    """The default seed file (`{"quickbooks": {...}, "xero": {...}}`), exactly as shipped in seeds/default.json."""
+    """The default seed file (`{"quickbooks": {...}, "xero": {...}, "freshbooks": {...}}`), as in seeds/default.json."""
     rng = random.Random(20261020)
     start = date(2026, 6, 22)
     book = _Book(REALM_ID, COMPANY_NAME, start)
@@ -432,9 +432,10 @@ def build_default_book() -> dict[str, Any]:
             when = min(_local(invoice.due_date + timedelta(days=rng.randint(1, 12)), 14, 30), latest)
             if part > 0 and when > invoice.created:
                 book.pay(when, [(invoice, part)])
+    from bridge.sandbox.freshbooks_books import build_freshbooks_account
     from bridge.sandbox.xero_books import build_xero_org
 
-    return {"quickbooks": book.finish(), "xero": build_xero_org()}
+    return {"quickbooks": book.finish(), "xero": build_xero_org(), "freshbooks": build_freshbooks_account()}
 
 
 def generate_book(

@@ -216,4 +216,5 @@ def test_the_demo_runs_dry_run_then_sync_against_the_emulator(bridge, monkeypatc
     plan = json.loads(result.out)
     assert plan["applied"] and plan["failed"] == []
     assert sorted(a["key"] for a in plan["applied"]) == sorted(a["key"] for a in plan["actions"])
-    assert {a["connection"] for a in plan["actions"]} == {"demo-qbo", "demo-xero"}  # both providers side by side
+    # all three providers side by side
+    assert {a["connection"] for a in plan["actions"]} == {"demo-qbo", "demo-xero", "demo-freshbooks"}

@@ -1,0 +1,113 @@
+"""FreshBooks OAuth 2.0 through freshbooks-sdk: token sets from the SDK's answers, and linking against the sandbox.
+
+FreshBooks' refresh tokens are single use, with no grace period: the vault's lock and its
+save-before-use rule are what keep a connection alive. The token JSON carries `created_at` and
+`expires_in`, from which the SDK computes `access_token_expires_at` (12 hours).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from freshbooks.client import Client
+from freshbooks.errors import FreshBooksError
+
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.errors import AuthError
+from bridge.store import Store
+
+PRODUCTION_API = "https://api.freshbooks.com"
+PRODUCTION_AUTH = "https://auth.freshbooks.com"
+SANDBOX_REDIRECT = "https://127.0.0.1:8719/callback"  # FreshBooks wants https redirect URIs without a query
+SCOPES = ("user:profile:read", "user:clients:read", "user:invoices:read", "user:invoices:write", "user:payments:read")
+
+
+def sdk_client(
+    base_url: str | None,
+    client_id: str,
+    client_secret: str | None,
+    *,
+    redirect_uri: str = SANDBOX_REDIRECT,
+    timeout: int = 30,
+) -> Client:
+    """A freshbooks-sdk Client pointed at the emulator when `base_url` is set, with its own retries off.
+
+    `auto_retry=True` (the SDK's default) re-sends PUTs on 400/429/5xx: an `action_email` PUT could e-mail a
+    client five times. The bridge's single retry policy decides instead.
+    """
+    client = Client(client_id, client_secret, redirect_uri=redirect_uri, timeout=timeout, auto_retry=False)
+    api = (base_url or PRODUCTION_API).rstrip("/")
+    client.base_url = api
+    client.token_url = f"{api}/auth/oauth/token"
+    client.authorization_url = f"{(base_url or PRODUCTION_AUTH).rstrip('/')}/oauth/authorize"
+    return client
+
+
+def tokens_from(answer: Any, previous: TokenSet | None = None) -> TokenSet:
+    """A TokenSet from what the SDK returns after a code exchange or a refresh (access, refresh, expiry)."""
+    access = getattr(answer, "access_token", None)
+    refresh = getattr(answer, "refresh_token", None)
+    expires = getattr(answer, "access_token_expires_at", None)
+    if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh or expires is None:
+        raise AuthError("FreshBooks answered the token request without an access token, refresh token or expiry")
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh,
+        access_expires_at=expires,
+        refresh_expires_at=None,  # FreshBooks refresh tokens do not expire on a clock; they are single use
+        extra=dict(previous.extra) if previous else {},
+    )
+
+
+def account_ids(identity: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(account_id, business name) of every business the identity belongs to."""
+    out: list[tuple[str, str]] = []
+    for membership in identity.get("business_memberships") or []:
+        business = membership.get("business") if isinstance(membership, Mapping) else None
+        if isinstance(business, Mapping) and business.get("account_id"):
+            out.append((str(business["account_id"]), str(business.get("name") or "")))
+    return out
+
+
+def link_sandbox(
+    store: Store,
+    vault: TokenVault,
+    base_url: str,
+    name: str,
+    *,
+    client_id: str = "sandbox-client",
+    client_secret: str = "sandbox-secret",
+    tenant: str | None = None,
+) -> str:
+    """Link a connection against the sandbox's consenting authorize endpoint; returns the account id.
+
+    The steps a browser would take: the SDK's consent URL with a random `state` (checked on return),
+    the code exchange through the SDK, then `/auth/api/v1/users/me` to choose the business.
+    """
+    client = sdk_client(base_url, client_id, client_secret)
+    state = secrets.token_urlsafe(24)
+    url = client.get_auth_request_url(list(SCOPES)) + "&" + urlencode({"state": state})
+    response = requests.get(url, allow_redirects=False, timeout=30)
+    back = {k: v[0] for k, v in parse_qs(urlsplit(response.headers.get("Location", "")).query).items()}
+    if response.status_code not in (301, 302, 303, 307) or back.get("state") != state or "code" not in back:
+        raise AuthError("the sandbox did not redirect back with the right state; is it a FreshBooks emulator?")
+    try:
+        tokens = tokens_from(client.get_access_token(back["code"]))
+        identity = client.current_user().data
+    except (FreshBooksError, ValueError, KeyError) as exc:
+        raise AuthError(f"FreshBooks refused the authorization code ({exc})") from None
+    accounts = account_ids(identity)
+    ids = [a for a, _ in accounts]
+    if tenant is None:
+        if len(ids) != 1:
+            raise AuthError(f"the sandbox has {len(ids)} FreshBooks businesses: choose one ({', '.join(ids)})")
+        tenant = ids[0]
+    elif tenant not in ids:
+        raise AuthError(f"FreshBooks account {tenant} is not among the linked businesses ({', '.join(ids)})")
+    store.upsert_connection(name, "freshbooks", tenant, base_url)
+    vault.save(name, tokens)
+    return tenant

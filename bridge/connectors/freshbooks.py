@@ -1,0 +1,557 @@
+"""FreshBooks connector on freshbooks-sdk (URLs, query builders, envelopes, token calls), with our transport
+underneath.
+
+The SDK's resources send through a `requests.Session`; each of ours gets `_Session`, which routes every call
+through the connector: the rate limiter, the current access token (refreshed ahead of expiry and on a 401,
+under the vault's lock), and 429/5xx turned into the errors the one retry policy understands. The SDK's own
+retries are off (`auto_retry=False`): they would re-send an `action_email` PUT and e-mail a client again.
+Responses are parsed by the SDK with `parse_float=Decimal`; FreshBooks sends money as strings anyway, and our
+payloads carry amounts as strings, so no binary float ever touches an amount.
+
+FreshBooks has no idempotency key. Before a retried write the connector looks at the invoice (is the fee line
+there? does a fee invoice with our number and mark exist?), and an e-mail PUT is never repeated after an
+answer that leaves its outcome unknown: the ledger records it `in_doubt` and the run reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import requests
+from freshbooks.api.accounting import AccountingResource
+from freshbooks.api.auth import AuthResource
+from freshbooks.builders import Builder
+from freshbooks.builders.filter import FilterBuilder
+from freshbooks.builders.includes import IncludesBuilder
+from freshbooks.builders.paginator import PaginateBuilder
+from freshbooks.builders.sort import SortBuilder
+from freshbooks.errors import FreshBooksError
+
+from bridge import clock
+from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.connectors.base import Applied, Evidence, PullResult
+from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, raise_for_retriable, shared_limiter
+from bridge.errors import AuthError, DataError, ProviderError, RetriableProviderError
+from bridge.mapping import freshbooks as fm
+from bridge.model import Invoice
+from bridge.plan import Action, ActionKind, Warning, WarningCode
+from bridge.store import Cursor, Quarantined
+
+T = TypeVar("T")
+PER_PAGE = 100  # FreshBooks' maximum page size
+# FreshBooks publishes no rate limit: a steady pace well under what the API takes, in any 60-second window.
+CALLS_PER_MINUTE = 300
+FULL_RECONCILE_EVERY = timedelta(days=1)
+OVERLAP = timedelta(days=1)  # `search[updated_min]` has day granularity (and its time zone is not documented)
+MAX_PASSES = 3  # offset paging read again from page 1 when a record left the list while paging
+
+
+class FreshBooksHTTPError(ProviderError):
+    """A 4xx answer from FreshBooks, with its `errno` and messages."""
+
+    def __init__(self, message: str, status: int, errno: int | None, messages: list[str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errno = errno
+        self.messages = messages
+
+
+class NumberCollision(RetriableProviderError):
+    """409 on an invoice create that no existing invoice explains: a concurrent create took the number."""
+
+
+class _Session(requests.Session):
+    """The SDK resources' session: every request goes through the connector's `_send`."""
+
+    def __init__(self, send: Callable[..., requests.Response]) -> None:
+        super().__init__()
+        self._route = send
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        return self._route(str(method.decode() if isinstance(method, bytes) else method), str(url), **kwargs)
+
+
+class FreshBooksConnector:
+    """One linked FreshBooks business (account)."""
+
+    provider = "freshbooks"
+    # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
+    streams = ("invoices", "payments", "late_fees")
+
+    def __init__(
+        self,
+        name: str,
+        account_id: str,
+        vault: TokenVault,
+        *,
+        base_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        policy: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.account_id = account_id
+        self.vault = vault
+        self.api_base = (base_url or PRODUCTION_API).rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.policy = policy or RetryPolicy()
+        # Counted per account: every connector on it in this process shares one limiter.
+        self.limiter = limiter or shared_limiter(
+            ("freshbooks", self.api_base, account_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
+        )
+        self.timeout = timeout
+        self.stats = CallStats()
+        self.wire = requests.Session()
+        self._tokens: TokenSet | None = None
+        self._token_version = -1
+        self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
+        config = SimpleNamespace(
+            access_token="",  # replaced on every call by the current token (see `_send`)
+            base_url=self.api_base,
+            user_agent=self.sdk.user_agent,
+            auto_retry=False,
+            timeout=timeout,
+            api_version=None,
+        )
+        session = _Session(self._send)
+        self.invoices = AccountingResource(config, "invoices/invoices", "invoice", "invoices", delete_via_update=False)
+        self.payments = AccountingResource(config, "payments/payments", "payment", "payments")
+        self.clients = AccountingResource(config, "users/clients", "client", "clients")
+        self.identity = AuthResource(config)
+        for resource in (self.invoices, self.payments, self.clients, self.identity):
+            resource.session = session
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def _current(self) -> TokenSet:
+        if self._tokens is None:
+            self._tokens, self._token_version = self.vault.load(self.name)
+        return self._tokens
+
+    def _refresh(self) -> None:
+        self._current()
+        # The vault refreshes unless another process already did since the version we hold.
+        self.vault.refresh(self.name, self._token_version, self._do_refresh)
+        self._tokens, self._token_version = self.vault.load(self.name)
+
+    def _do_refresh(self, current: TokenSet) -> TokenSet:
+        if not (self.client_id and self.client_secret):
+            raise AuthError(
+                "refreshing FreshBooks tokens needs the app's credentials: set BRIDGE_FRESHBOOKS_CLIENT_ID and "
+                "BRIDGE_FRESHBOOKS_CLIENT_SECRET"
+            )
+        try:
+            answer = self.sdk.refresh_access_token(current.refresh_token)
+        except (FreshBooksError, ValueError, KeyError) as exc:
+            raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
+        # Stored by the vault (inside its lock) before the new access token is used.
+        return tokens_from(answer, current)
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        kwargs["timeout"] = self.timeout
+
+        def once() -> requests.Response:
+            self.stats.waited += self.limiter.acquire()
+            if not self._current().fresh(clock.now_utc()):
+                self._refresh()
+            headers["Authorization"] = f"Bearer {self._current().access_token}"
+            self.stats.calls += 1
+            response = self.wire.request(method, url, headers=headers, **kwargs)
+            self.stats.statuses[response.status_code] += 1
+            return response
+
+        response = once()
+        if response.status_code == 401:
+            self._refresh()
+            response = once()
+        if response.status_code == 401:
+            raise AuthError(f"FreshBooks refused the credentials of {self.name!r}: re-link it")
+        raise_for_retriable(response, "FreshBooks")
+        return response
+
+    def _error(self, exc: FreshBooksError) -> ProviderError:
+        messages = fm.error_messages(exc.raw_response) or [str(exc)]
+        if exc.status_code == 403:
+            return FreshBooksHTTPError(
+                f"FreshBooks account {self.account_id} is not reachable with {self.name!r}'s tokens: re-link it",
+                exc.status_code,
+                exc.error_code if isinstance(exc.error_code, int) else None,
+                messages,
+            )
+        errno = exc.error_code if isinstance(exc.error_code, int) else None
+        detail = "; ".join(messages)
+        return FreshBooksHTTPError(f"FreshBooks answered {exc.status_code}: {detail}", exc.status_code, errno, messages)
+
+    def _call(self, fn: Callable[[], T], *, safe: bool = True) -> T:
+        """One SDK call under the retry policy; the SDK's own error becomes ours."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except FreshBooksError as exc:
+                raise self._error(exc) from None
+
+        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
+
+    @staticmethod
+    def _lines() -> IncludesBuilder:
+        includes = IncludesBuilder()
+        includes.include("lines")
+        return includes
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """One cheap authenticated call (the identity and its businesses)."""
+        identity = self._call(lambda: self.identity.me_endpoint()).data
+        names = dict(account_ids(identity if isinstance(identity, Mapping) else {}))
+        if self.account_id not in names:
+            raise AuthError(f"FreshBooks account {self.account_id} is not linked to {self.name!r}: re-link it")
+        business = names[self.account_id]
+        return f"FreshBooks account {self.account_id}" + (f" ({business})" if business else "")
+
+    def _pages(
+        self,
+        resource: AccountingResource,
+        key: str,
+        filters: Callable[[], list[Builder]],
+        older_than: int | None = None,
+    ) -> list[Mapping[str, Any]]:
+        """The pages of a list, newest `updated` first, until a page ends older than `older_than` (the rest is
+        older still: already seen) or the list ends.
+
+        Newest first, an edit while paging moves a record to the front (a row read twice, never one skipped;
+        the edit itself is newer than the new watermark and comes next time). A record leaving the list (deleted)
+        would shift the rest up and skip one: the list's `total` then differs between pages, and the pass is read
+        again from page 1.
+        """
+        found: dict[str, Mapping[str, Any]] = {}
+        for _ in range(MAX_PASSES):
+            found, totals, page = {}, set(), 1
+            while True:
+                sort = SortBuilder()
+                sort.descending("updated")
+                builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
+                data = self._call(lambda b=builders: resource.list(self.account_id, builders=b)).data  # type: ignore[misc]
+                rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
+                for row in rows:
+                    row_id = fm.record_id(row)
+                    if row_id not in found or fm.updated_seconds(row) >= fm.updated_seconds(found[row_id]):
+                        found[row_id] = row
+                totals.add(int(data.get("total") or 0))
+                if older_than is not None and rows and fm.updated_seconds(rows[-1]) < older_than:
+                    break
+                if page >= int(data.get("pages") or 1):
+                    break
+                page += 1
+            if len(totals) == 1:
+                break
+        return sorted(found.values(), key=lambda r: (fm.updated_seconds(r), fm.record_id(r)))
+
+    def _changed(
+        self, resource: AccountingResource, key: str, since: Cursor | None, *, lines: bool = False, deleted: bool
+    ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
+        """Records updated since the cursor: `search[updated_min]` a day before the watermark's Eastern day (day
+        granularity), then de-duplicated on `updated` (older than the watermark, or at it and seen: skipped)."""
+        watermark = int(since.watermark) if since else None
+        seen = set(since.ids_at_watermark) if since else set()
+
+        def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
+            def make() -> list[Builder]:
+                out: list[Builder] = []
+                search = FilterBuilder()
+                if watermark is not None:
+                    search.between("updated_min", fm.eastern_day(watermark) - OVERLAP)
+                if vis_state is not None:
+                    search.equals("vis_state", vis_state)
+                out.append(search)
+                if lines:
+                    out.append(self._lines())
+                return out
+
+            return make
+
+        rows = self._pages(resource, key, builders(None), watermark)
+        if deleted:  # deleted records are left out of lists unless asked for
+            rows += self._pages(resource, key, builders(fm.DELETED), watermark)
+        fresh: list[Mapping[str, Any]] = []
+        for row in rows:
+            stamp, row_id = fm.updated_seconds(row), fm.record_id(row)
+            if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
+                continue
+            fresh.append(row)
+        if not fresh:
+            return fresh, since
+        top = max(fm.updated_seconds(r) for r in fresh)
+        at_top = {fm.record_id(r) for r in fresh if fm.updated_seconds(r) == top}
+        if since is not None and top == watermark:
+            at_top |= seen
+        return fresh, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+
+    def _clients(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
+        """Clients (all of them, or those with these ids), page by page."""
+        found: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            builders: list[Builder] = [PaginateBuilder(page, PER_PAGE)]
+            if ids is not None:
+                search = FilterBuilder()
+                search.in_list("userids", ids)
+                builders.insert(0, search)
+            data = self._call(lambda b=builders: self.clients.list(self.account_id, builders=b)).data  # type: ignore[misc]
+            found += [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
+            if page >= int(data.get("pages") or 1):
+                return found
+            page += 1
+
+    def _late_fee_warnings(self, flagged: Cursor, clients: Mapping[str, Mapping[str, Any]]) -> list[Warning]:
+        out: list[Warning] = []
+        for cid in flagged.ids_at_watermark:
+            name = fm.client_name(clients.get(cid, {})) or f"client {cid}"
+            out.append(
+                Warning(
+                    self.name,
+                    None,
+                    WarningCode.PROVIDER_LATE_FEES,
+                    f"FreshBooks may add its own late fees to invoices of {name} (client {cid}, allow_late_fees "
+                    "is on): such a fee counts as a foreign fee and the bridge charges nothing on top of it; "
+                    "turn late fees off for this client in FreshBooks to leave them to the contract",
+                )
+            )
+        return out
+
+    def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """Invoices changed since the cursors (payments only when some invoice changed: a payment always changes
+        its invoice); everything, with the clients, once a day."""
+        now = clock.now_utc()
+        last = cursors.get("invoices")
+        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        invoice_cursor = None if full else cursors.get("invoices")
+        payment_cursor = None if full else cursors.get("payments")
+        # A full read needs no deleted list: what is missing from it is gone (the sync removes it).
+        raw_invoices, next_invoices = self._changed(
+            self.invoices, "invoices", invoice_cursor, lines=True, deleted=not full
+        )
+        raw_payments: list[Mapping[str, Any]] = []
+        next_payments = payment_cursor
+        if full or raw_invoices:
+            raw_payments, next_payments = self._changed(self.payments, "payments", payment_cursor, deleted=not full)
+        if full:
+            raw_clients = self._clients(None)
+        else:
+            wanted = sorted({c for c in map(fm.client_id, raw_invoices) if c})
+            raw_clients = self._clients(wanted) if wanted else []
+        result = PullResult(customers=list(raw_clients), full=full)
+        clients = {**customers, **{fm.record_id(c): c for c in raw_clients}}
+        for raw in raw_invoices:
+            if fm.is_deleted(raw):
+                result.deleted_invoices.append(fm.record_id(raw))
+                continue
+            try:
+                result.invoices.append((fm.map_invoice(raw, self.name, clients), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("invoices", fm.record_id(raw), str(exc), dict(raw)))
+        for raw in raw_payments:
+            if fm.is_deleted(raw):
+                result.deleted_payments.append(fm.record_id(raw))
+                continue
+            try:
+                result.payments.append((fm.map_payment(raw, self.name), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined("payments", fm.record_id(raw), str(exc), dict(raw)))
+        stamp = now if full else None
+        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
+            if cursor is None:
+                cursor = Cursor("0", ())
+            if stamp is not None:
+                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
+            result.cursors[stream] = cursor
+        # The clients that let FreshBooks add its own late fees, kept in a cursor so that quiet pulls warn too.
+        flagged = cursors.get("late_fees") if not full else None
+        ids = set(flagged.ids_at_watermark) if flagged else set()
+        for raw in raw_clients:
+            cid = fm.record_id(raw)
+            ids.discard(cid)
+            if fm.late_fees_allowed(raw):
+                ids.add(cid)
+        late_fees = Cursor("clients", tuple(sorted(ids, key=fm_sort)), now if full else None)
+        if flagged is None or late_fees.ids_at_watermark != flagged.ids_at_watermark or full:
+            result.cursors["late_fees"] = late_fees
+        result.warnings += self._late_fee_warnings(late_fees, clients)
+        return result
+
+    def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
+        try:
+            found = self._call(lambda: self.invoices.get(self.account_id, int(invoice_id), includes=self._lines()))
+        except FreshBooksHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        except ValueError:
+            return None  # not a FreshBooks id
+        return found.data if isinstance(found.data, Mapping) and found.data else None
+
+    def read_invoice(
+        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Invoice, Mapping[str, Any]] | None:
+        """The invoice now, mapped, with its raw payload (lines with their lineids)."""
+        raw = self._read_raw(invoice_id)
+        if raw is None or fm.is_deleted(raw):
+            return None
+        return fm.map_invoice(raw, self.name, customers), raw
+
+    def _by_number(self, number: str) -> list[Mapping[str, Any]]:
+        search = FilterBuilder()
+        search.equals("invoice_number", number)
+        builders: list[Builder] = [search, self._lines()]
+        data = self._call(lambda: self.invoices.list(self.account_id, builders=builders)).data
+        return [r for r in data.get("invoices") or [] if isinstance(r, Mapping)]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _update(self, invoice_id: str, body: Mapping[str, Any], *, safe: bool) -> Mapping[str, Any]:
+        result = self._call(
+            lambda: self.invoices.update(self.account_id, int(invoice_id), dict(body), includes=self._lines()),
+            safe=safe,
+        )
+        return result.data if isinstance(result.data, Mapping) else {}
+
+    def _fee_line(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        invoice_id = fm.record_id(raw_invoice)
+        line = fm.fee_line_id(raw_invoice, action)
+        if line:
+            return Applied(line, "line", raw_invoice)  # already on the invoice: nothing to write
+        attempts = [0]
+
+        def attempt() -> Mapping[str, Any]:
+            current: Mapping[str, Any] | None = raw_invoice
+            if attempts[0]:
+                # No idempotency key at FreshBooks: before a retried write, is the fee line already there?
+                current = self._read_raw(invoice_id)
+                if current is not None and fm.fee_line_id(current, action):
+                    return current
+            attempts[0] += 1
+            body = fm.fee_line_update(current or raw_invoice, action)
+            try:
+                answer = self.invoices.update(self.account_id, int(invoice_id), body, includes=self._lines())
+                return dict(answer.data)
+            except FreshBooksError as exc:
+                raise self._error(exc) from None
+
+        updated = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        return Applied(fm.fee_line_id(updated, action) or invoice_id, "line", updated)
+
+    def _fee_invoice(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        body = fm.fee_invoice_create(raw_invoice, action, action.occurrence_date or clock.now_utc().date())
+        number = body["invoice_number"]
+
+        def attempt() -> Mapping[str, Any]:
+            try:
+                return dict(self.invoices.create(self.account_id, body, includes=self._lines()).data)
+            except FreshBooksError as exc:
+                if exc.status_code != 409:
+                    raise self._error(exc) from None
+            # 409: the number is taken. By an earlier attempt of ours whose answer was lost?
+            existing = self._by_number(number)
+            ours = [r for r in existing if fm.is_fee_invoice_for(r, action)]
+            if ours:
+                return ours[0]
+            if existing:
+                raise ProviderError(
+                    f"FreshBooks invoice number {number} is taken by another invoice: the fee of {action.key} "
+                    "was not written"
+                )
+            raise NumberCollision(f"FreshBooks answered 409 creating invoice {number} (a concurrent create)")
+
+        created = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        return Applied(fm.record_id(created), "invoice")
+
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action. No idempotency key exists at FreshBooks: writes check before they repeat,
+        and an e-mail is never repeated after an answer that leaves its outcome unknown."""
+        invoice_id = fm.record_id(raw_invoice) if raw_invoice else action.invoice.id
+        if action.kind is ActionKind.LATE_FEE:
+            if action.form == "invoice":
+                return self._fee_invoice(action, raw_invoice)
+            return self._fee_line(action, raw_invoice)
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            # Setting the same day twice changes nothing: safe to repeat.
+            updated = self._update(invoice_id, fm.due_date_update(action.new_due_date), safe=True)
+            return Applied(f"{invoice_id}@{updated.get('updated', '')}", None, updated)
+        if action.kind is ActionKind.REMINDER:
+            if action.channel != "provider":
+                raise ProviderError(f"reminder channel {action.channel!r} is not available for FreshBooks yet")
+            # Retried only on a 429 (not processed); a 5xx or a timeout propagates and the ledger marks it in doubt.
+            self._update(invoice_id, fm.email_update(action), safe=False)
+            digest = hashlib.sha256(action.key.encode()).hexdigest()[:16]
+            return Applied(f"{invoice_id}@email:{digest}")
+        return Applied("recorded")  # a refusal writes nothing at the provider
+
+    def flush(self) -> None:
+        """Nothing is batched for FreshBooks."""
+
+    def evidence(self, action: Action, pending_since: str) -> Evidence:
+        """Look at the provider for the trace of an action that was pending when a run stopped."""
+        raw = self._read_raw(action.invoice.id)
+        if action.kind is ActionKind.LATE_FEE:
+            line = fm.fee_line_id(raw, action) if raw is not None else None
+            if line:
+                return Evidence("applied", line, "fee line found")
+            ours = [r for r in self._by_number(fm.fee_invoice_number(action)) if fm.is_fee_invoice_for(r, action)]
+            if ours:
+                return Evidence("applied", fm.record_id(ours[0]), "fee invoice found")
+            return Evidence("absent", detail="no fee line and no fee invoice")
+        if raw is None:
+            return Evidence("unknown", detail="the invoice is gone")
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            if raw.get("due_date") == action.new_due_date.isoformat():
+                return Evidence("applied", fm.record_id(raw), "due date already moved")
+            return Evidence("absent", detail="due date unchanged")
+        if action.kind is ActionKind.REMINDER:
+            # FreshBooks keeps no record of a sent e-mail that the API shows; the status of an invoice that was
+            # sent already does not change. So the bridge cannot tell, and never guesses.
+            return Evidence("unknown", detail="FreshBooks shows no record of e-mails sent through the API")
+        return Evidence("applied", "recorded")
+
+
+def fm_sort(value: str) -> tuple[int, str]:
+    """Numeric ids in numeric order."""
+    return (int(value), "") if value.isdigit() else (1 << 62, value)
+
+
+def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> FreshBooksConnector:
+    """Entry point `bridge.connectors:freshbooks`: a connector for one configured connection."""
+    from bridge.errors import ConfigError
+
+    if not connection.tenant_id:
+        raise ConfigError(f"connections.{connection.name}.tenant_id: the FreshBooks account id is missing; re-link it")
+    sandbox = connection.base_url is not None
+    return FreshBooksConnector(
+        connection.name,
+        connection.tenant_id,
+        vault,
+        base_url=connection.base_url,
+        client_id=env.get("BRIDGE_FRESHBOOKS_CLIENT_ID") or ("sandbox-client" if sandbox else None),
+        client_secret=env.get("BRIDGE_FRESHBOOKS_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
+        limiter=shared_limiter(
+            ("freshbooks", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
+            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
+        )
+        if connection.calls_per_minute
+        else None,
+    )
