@@ -396,6 +396,8 @@ def link(
         receive: Any = linking.paste(ask)
     elif base_url is not None:
         receive = linking.follow_redirect  # the sandbox consents at once: no browser
+    elif app.redirect_uri.startswith("https://"):
+        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
     else:
         receive = linking.LoopbackCallback(open_browser=webbrowser.open)
 

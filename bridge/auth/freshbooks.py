@@ -7,14 +7,10 @@ save-before-use rule are what keep a connection alive. The token JSON carries `c
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
-import requests
 from freshbooks.client import Client
-from freshbooks.errors import FreshBooksError
 
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.errors import AuthError
@@ -83,31 +79,17 @@ def link_sandbox(
     client_secret: str = "sandbox-secret",
     tenant: str | None = None,
 ) -> str:
-    """Link a connection against the sandbox's consenting authorize endpoint; returns the account id.
+    """Link a connection against the sandbox through `bridge link`'s own code path; returns the account id."""
+    from bridge.auth.link import App, follow_redirect, link, pick
 
-    The steps a browser would take: the SDK's consent URL with a random `state` (checked on return),
-    the code exchange through the SDK, then `/auth/api/v1/users/me` to choose the business.
-    """
-    client = sdk_client(base_url, client_id, client_secret)
-    state = secrets.token_urlsafe(24)
-    url = client.get_auth_request_url(list(SCOPES)) + "&" + urlencode({"state": state})
-    response = requests.get(url, allow_redirects=False, timeout=30)
-    back = {k: v[0] for k, v in parse_qs(urlsplit(response.headers.get("Location", "")).query).items()}
-    if response.status_code not in (301, 302, 303, 307) or back.get("state") != state or "code" not in back:
-        raise AuthError("the sandbox did not redirect back with the right state; is it a FreshBooks emulator?")
-    try:
-        tokens = tokens_from(client.get_access_token(back["code"]))
-        identity = client.current_user().data
-    except (FreshBooksError, ValueError, KeyError) as exc:
-        raise AuthError(f"FreshBooks refused the authorization code ({exc})") from None
-    accounts = account_ids(identity)
-    ids = [a for a, _ in accounts]
-    if tenant is None:
-        if len(ids) != 1:
-            raise AuthError(f"the sandbox has {len(ids)} FreshBooks businesses: choose one ({', '.join(ids)})")
-        tenant = ids[0]
-    elif tenant not in ids:
-        raise AuthError(f"FreshBooks account {tenant} is not among the linked businesses ({', '.join(ids)})")
-    store.upsert_connection(name, "freshbooks", tenant, base_url)
-    vault.save(name, tokens)
-    return tenant
+    linked = link(
+        store,
+        vault,
+        "freshbooks",
+        name=name,
+        app=App(client_id, client_secret, SANDBOX_REDIRECT),
+        base_url=base_url,
+        receive=follow_redirect,
+        choose=pick(tenant),
+    )
+    return linked.tenant.id

@@ -196,7 +196,66 @@ class XeroFlow:
         return True
 
 
-FLOWS: dict[str, Callable[[str | None], Flow]] = {"quickbooks": QuickBooksFlow, "xero": XeroFlow}
+class FreshBooksFlow:
+    """FreshBooks' OAuth through freshbooks-sdk; the businesses come from `users/me`.
+
+    FreshBooks only redirects to https addresses, so against the real service link with `--manual`.
+    """
+
+    provider = "freshbooks"
+    pkce = False
+
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url
+        self._client: object | None = None
+
+    def _sdk(self, app: App) -> object:
+        from bridge.auth.freshbooks import sdk_client
+
+        if self._client is None:
+            self._client = sdk_client(self.base_url, app.client_id, app.client_secret, redirect_uri=app.redirect_uri)
+        return self._client
+
+    def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
+        from bridge.auth.freshbooks import SCOPES
+
+        url: str = self._sdk(app).get_auth_request_url(list(SCOPES))  # type: ignore[attr-defined]
+        return url + "&" + urlencode({"state": state})
+
+    def exchange(self, app: App, params: Mapping[str, str], verifier: str | None) -> TokenSet:
+        from freshbooks.errors import FreshBooksError
+
+        from bridge.auth.freshbooks import tokens_from
+
+        try:
+            return tokens_from(self._sdk(app).get_access_token(params["code"]))  # type: ignore[attr-defined]
+        except (FreshBooksError, ValueError, KeyError) as exc:
+            raise AuthError(f"FreshBooks refused the authorization code ({type(exc).__name__})") from None
+
+    def tenants(self, tokens: TokenSet, params: Mapping[str, str]) -> list[Tenant]:
+        from freshbooks.errors import FreshBooksError
+
+        from bridge.auth.freshbooks import account_ids
+
+        if self._client is None:
+            raise AuthError("FreshBooks: no code was exchanged")
+        try:
+            identity = self._client.current_user().data  # type: ignore[attr-defined]
+        except FreshBooksError as exc:
+            raise AuthError(f"FreshBooks refused users/me ({type(exc).__name__})") from None
+        return [Tenant(account, name) for account, name in account_ids(identity)]
+
+    def revoke(self, app: App, tokens: TokenSet) -> bool:
+        return False  # the bridge knows no FreshBooks revocation endpoint: remove the app in FreshBooks' settings
+
+
+FLOWS: dict[str, Callable[[str | None], Flow]] = {
+    "quickbooks": QuickBooksFlow,
+    "xero": XeroFlow,
+    "freshbooks": FreshBooksFlow,
+}
+# FreshBooks accepts https redirect addresses only.
+REDIRECTS = {"freshbooks": "https://127.0.0.1:8719/callback"}
 
 
 def app_for(
@@ -211,7 +270,7 @@ def app_for(
             "--client-id / " + prefix + "CLIENT_ID" if not cid else "--client-secret / " + prefix + "CLIENT_SECRET"
         )
         raise ConfigError(f"linking {provider} needs your app's credentials: {missing} is not set")
-    return App(cid, secret)
+    return App(cid, secret, REDIRECTS.get(provider, REDIRECT_URI))
 
 
 def _pkce() -> tuple[str, str]:

@@ -40,7 +40,7 @@ def module_sandbox() -> Iterator[Sandbox]:
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     value = Fernet.generate_key().decode()
     monkeypatch.setenv("BRIDGE_SECRET_KEY", value)
-    for provider in ("QUICKBOOKS", "XERO"):
+    for provider in ("QUICKBOOKS", "XERO", "FRESHBOOKS"):
         monkeypatch.delenv(f"BRIDGE_{provider}_CLIENT_ID", raising=False)
         monkeypatch.delenv(f"BRIDGE_{provider}_CLIENT_SECRET", raising=False)
     return value
@@ -59,7 +59,9 @@ def tokens_of(config: Path, key: str, name: str) -> Any:
         return TokenVault(store, Fernet(key.encode())).load(name)[0]
 
 
-@pytest.mark.parametrize(("provider", "name"), [("quickbooks", "acme-qbo"), ("xero", "acme-xero")])
+@pytest.mark.parametrize(
+    ("provider", "name"), [("quickbooks", "acme-qbo"), ("xero", "acme-xero"), ("freshbooks", "acme-freshbooks")]
+)
 def test_link_writes_the_connection_and_sync_can_use_it_right_after(
     bridge: Callable[..., Any], module_sandbox: Sandbox, config: Path, key: str, provider: str, name: str
 ) -> None:
