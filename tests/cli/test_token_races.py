@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from bridge.auth import freshbooks, quickbooks, xero
 from bridge.auth.vault import TokenVault
-from bridge.auth.xero import link_sandbox
 from bridge.clock import now_utc
 from bridge.sandbox import Sandbox
 from bridge.store import Store
@@ -27,26 +27,38 @@ ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8
 
 
+LINKERS = {"quickbooks": quickbooks.link_sandbox, "xero": xero.link_sandbox, "freshbooks": freshbooks.link_sandbox}
+TOKEN_PATHS = {"quickbooks": "/oauth2/v1/tokens/bearer", "xero": "/connect/token", "freshbooks": "/auth/oauth/token"}
+# How long each provider's access token lives: the clock jumps past it so every process meets a 401.
+LIFETIMES = {"quickbooks": timedelta(hours=2), "xero": timedelta(hours=1), "freshbooks": timedelta(hours=13)}
+
+
 class Book:
-    def __init__(self, sandbox: Sandbox, folder: Path, clock: list) -> None:  # type: ignore[type-arg]
-        self.sandbox, self.folder, self.clock = sandbox, folder, clock
+    def __init__(self, sandbox: Sandbox, folder: Path, clock: list, provider: str = "xero") -> None:  # type: ignore[type-arg]
+        self.sandbox, self.folder, self.clock, self.provider = sandbox, folder, clock, provider
         self.key = Fernet.generate_key().decode()
         self.url = f"sqlite:///{folder / 'bridge.db'}"
         with Store.open(self.url) as store:
-            self.tenant = link_sandbox(store, TokenVault(store, Fernet(self.key.encode())), sandbox.base_url, "xero")
+            vault = TokenVault(store, Fernet(self.key.encode()))
+            self.tenant = LINKERS[provider](store, vault, sandbox.base_url, "conn")
         self.config = folder / "bridge.toml"
         self.config.write_text(
-            f'[store]\nurl = "{self.url}"\n\n[[connections]]\nname = "xero"\nprovider = "xero"\n'
+            f'[store]\nurl = "{self.url}"\n\n[[connections]]\nname = "conn"\nprovider = "{provider}"\n'
             f'tenant_id = "{self.tenant}"\nbase_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n\n'
             + (ROOT / "config" / "demo.toml").read_text()
         )
 
+    def expire_access_tokens(self) -> None:
+        self.clock[0] += LIFETIMES[self.provider]
+
     def stored_refresh_token(self) -> str:
         with Store.open(self.url) as store:
-            return TokenVault(store, Fernet(self.key.encode())).load("xero")[0].refresh_token
+            return TokenVault(store, Fernet(self.key.encode())).load("conn")[0].refresh_token
 
     def bridge(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         env = {**os.environ, "BRIDGE_SECRET_KEY": self.key, **(extra_env or {})}
+        prefix = f"BRIDGE_{self.provider.upper()}_"
+        env |= {prefix + "CLIENT_ID": "sandbox-client", prefix + "CLIENT_SECRET": "sandbox-secret"}
         return subprocess.Popen(
             [sys.executable, "-m", "bridge", "--config", str(self.config), "--as-of", "2026-10-20", *args],
             env=env,
@@ -56,31 +68,42 @@ class Book:
         )
 
     def refreshes_since(self, mark: int) -> int:
-        return sum(1 for r in self.sandbox.requests()[mark:] if str(r["path"]).rstrip("/").endswith("/connect/token"))
+        path = TOKEN_PATHS[self.provider]
+        return sum(1 for r in self.sandbox.requests()[mark:] if str(r["path"]).rstrip("/") == path)
+
+
+@pytest.fixture(params=["quickbooks", "xero", "freshbooks"])
+def book(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Book]:
+    clock = [now_utc()]
+    with Sandbox(rate_limits=False, clock=lambda: clock[0]) as sandbox:
+        yield Book(sandbox, tmp_path, clock, request.param)
 
 
 @pytest.fixture
-def book(tmp_path: Path) -> Iterator[Book]:
+def xero_book(tmp_path: Path) -> Iterator[Book]:
     clock = [now_utc()]
     with Sandbox(rate_limits=False, clock=lambda: clock[0]) as sandbox:
-        yield Book(sandbox, tmp_path, clock)
+        yield Book(sandbox, tmp_path, clock, "xero")
 
 
 def test_eight_processes_syncing_while_the_token_expires_refresh_once_and_all_succeed(book: Book) -> None:
     mark = len(book.sandbox.requests())
-    book.clock[0] += timedelta(hours=1)  # the provider now refuses the access token every process holds
+    book.expire_access_tokens()  # the provider now refuses the access token every process holds
     runs = [book.bridge("-q", "sync", "--dry-run") for _ in range(PROCESSES)]
     outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in runs]
     assert [code for code, _ in outcomes] == [0] * PROCESSES, outcomes
     assert book.refreshes_since(mark) == 1  # one refresh at the provider
-    grant = book.sandbox.providers["xero"].tokens.by_refresh  # type: ignore[attr-defined]
-    current = {g.refresh_token for g in grant.values()}
+    grants = book.sandbox.providers[book.provider].tokens.by_refresh  # type: ignore[attr-defined]
+    current = {getattr(g, "refresh_token", None) for g in grants.values()}
     assert book.stored_refresh_token() in current  # the newest one is stored
 
 
-def test_a_process_killed_between_the_refresh_answer_and_its_commit_does_not_lose_the_connection(book: Book) -> None:
+def test_a_process_killed_between_the_refresh_answer_and_its_commit_does_not_lose_the_connection(
+    xero_book: Book,
+) -> None:
+    book = xero_book
     before = book.stored_refresh_token()
-    book.clock[0] += timedelta(hours=1)
+    book.expire_access_tokens()
     killed = book.bridge("-q", "sync", "--dry-run", extra_env={"BRIDGE_KILL_AT": "token-refreshed"})
     assert killed.wait(timeout=120) == -9  # SIGKILL: the provider rotated the token, the store never heard
     assert book.stored_refresh_token() == before
