@@ -49,9 +49,8 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
-from bridge.auth import freshbooks as freshbooks_auth
-from bridge.auth import xero as xero_auth
-from bridge.auth.quickbooks import auth_client, link_sandbox
+from bridge.auth.link import link_sandbox
+from bridge.auth.quickbooks import auth_client
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors import freshbooks as freshbooks_connector
@@ -187,7 +186,7 @@ def sdk_client(base_url: str, store: Store, vault: TokenVault, realm_id: str) ->
 
     os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
     # A grant of its own, so its refresh (the SDK refreshes on construction) leaves the bridge's tokens alone.
-    link_sandbox(store, vault, base_url, SDK_CONNECTION, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    link_sandbox("quickbooks", store, vault, base_url, SDK_CONNECTION, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     tokens, _ = vault.load(SDK_CONNECTION)
     auth = auth_client(base_url, CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1:8719/callback")
     qb = QuickBooks(
@@ -371,7 +370,7 @@ def xero_bench(args: argparse.Namespace) -> bool:
             vault = TokenVault(store, Fernet(Fernet.generate_key()))
             with Sandbox({"xero": org}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
                 base = sandbox.base_url
-                tenant = xero_auth.link_sandbox(store, vault, base, XERO_CONNECTION)
+                tenant = link_sandbox("xero", store, vault, base, XERO_CONNECTION)
                 settings = Settings(
                     source=Path(tmp) / "bridge.toml",
                     connections=(
@@ -435,7 +434,7 @@ def freshbooks_bench(args: argparse.Namespace) -> bool:
             vault = TokenVault(store, Fernet(Fernet.generate_key()))
             with Sandbox({"freshbooks": account}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
                 base = sandbox.base_url
-                account_id = freshbooks_auth.link_sandbox(store, vault, base, FRESHBOOKS_CONNECTION)
+                account_id = link_sandbox("freshbooks", store, vault, base, FRESHBOOKS_CONNECTION)
                 connection = ConnectionSettings(
                     name=FRESHBOOKS_CONNECTION, provider="freshbooks", tenant_id=account_id, base_url=base
                 )
@@ -501,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             vault = TokenVault(store, Fernet(Fernet.generate_key()))
             with Sandbox(book, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
                 base = sandbox.base_url
-                realm = link_sandbox(store, vault, base, CONNECTION, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+                realm = link_sandbox(
+                    "quickbooks", store, vault, base, CONNECTION, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+                )
                 settings = Settings(
                     source=Path(tmp) / "bridge.toml",
                     connections=(

@@ -20,7 +20,7 @@ import requests
 from cryptography.fernet import Fernet
 from rich.console import Console
 
-from bridge.auth import freshbooks, quickbooks, xero
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
 from bridge.errors import ConfigError
@@ -28,11 +28,7 @@ from bridge.store import Store
 from bridge.sync import Runtime, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
-LINKERS = {
-    "quickbooks": ("demo-qbo", quickbooks.link_sandbox),
-    "xero": ("demo-xero", xero.link_sandbox),
-    "freshbooks": ("demo-freshbooks", freshbooks.link_sandbox),
-}
+NAMES = {"quickbooks": "demo-qbo", "xero": "demo-xero", "freshbooks": "demo-freshbooks"}
 
 
 def _contracts_path(given: Path | None) -> Path:
@@ -129,9 +125,9 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
             base = sandbox.base_url
             vault = TokenVault(store, Fernet(key.encode()))
             connections = []
-            for provider, (name, link) in LINKERS.items():
+            for provider, name in NAMES.items():
                 if provider in seed:
-                    tenant = link(store, vault, base, name)
+                    tenant = link_sandbox(provider, store, vault, base, name)
                     connections.append(
                         ConnectionSettings(name=name, provider=provider, tenant_id=tenant, base_url=base)
                     )

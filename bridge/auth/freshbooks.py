@@ -12,9 +12,8 @@ from typing import Any
 
 from freshbooks.client import Client
 
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import TokenSet
 from bridge.errors import AuthError
-from bridge.store import Store
 
 PRODUCTION_API = "https://api.freshbooks.com"
 PRODUCTION_AUTH = "https://auth.freshbooks.com"
@@ -67,29 +66,3 @@ def account_ids(identity: Mapping[str, Any]) -> list[tuple[str, str]]:
         if isinstance(business, Mapping) and business.get("account_id"):
             out.append((str(business["account_id"]), str(business.get("name") or "")))
     return out
-
-
-def link_sandbox(
-    store: Store,
-    vault: TokenVault,
-    base_url: str,
-    name: str,
-    *,
-    client_id: str = "sandbox-client",
-    client_secret: str = "sandbox-secret",
-    tenant: str | None = None,
-) -> str:
-    """Link a connection against the sandbox through `bridge link`'s own code path; returns the account id."""
-    from bridge.auth.link import App, follow_redirect, link, pick
-
-    linked = link(
-        store,
-        vault,
-        "freshbooks",
-        name=name,
-        app=App(client_id, client_secret, SANDBOX_REDIRECT),
-        base_url=base_url,
-        receive=follow_redirect,
-        choose=pick(tenant),
-    )
-    return linked.tenant.id

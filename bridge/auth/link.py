@@ -406,3 +406,22 @@ def pick(wanted: str | None, ask: Callable[[list[Tenant]], Tenant] | None = None
         return ask(tenants)
 
     return choose
+
+
+def link_sandbox(
+    provider: str,
+    store: Store,
+    vault: TokenVault,
+    base_url: str,
+    name: str,
+    *,
+    client_id: str = SANDBOX_CLIENT[0],
+    client_secret: str = SANDBOX_CLIENT[1],
+    tenant: str | None = None,
+) -> str:
+    """Link a connection against the sandbox (which consents at once) through `link`; returns the tenant id."""
+    app = App(client_id, client_secret, REDIRECTS.get(provider, REDIRECT_URI))
+    linked = link(
+        store, vault, provider, name=name, app=app, base_url=base_url, receive=follow_redirect, choose=pick(tenant)
+    )
+    return linked.tenant.id

@@ -7,8 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from bridge import clock
-from bridge.auth.vault import TokenSet, TokenVault
-from bridge.store import Store
+from bridge.auth.vault import TokenSet
 
 SCOPE = "com.intuit.quickbooks.accounting"
 
@@ -34,28 +33,3 @@ def tokens_from(client: Any) -> TokenSet:
         refresh_expires_at=now + timedelta(seconds=int(refresh_life)) if refresh_life else None,
         extra={"realm_id": client.realm_id} if getattr(client, "realm_id", None) else {},
     )
-
-
-def link_sandbox(
-    store: Store,
-    vault: TokenVault,
-    base_url: str,
-    name: str,
-    *,
-    client_id: str = "sandbox-client",
-    client_secret: str = "sandbox-secret",
-) -> str:
-    """Link a connection against the sandbox through `bridge link`'s own code path; returns the realm id."""
-    from bridge.auth.link import App, follow_redirect, link, pick
-
-    linked = link(
-        store,
-        vault,
-        "quickbooks",
-        name=name,
-        app=App(client_id, client_secret),
-        base_url=base_url,
-        receive=follow_redirect,
-        choose=pick(None),
-    )
-    return linked.tenant.id

@@ -12,9 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from bridge import clock
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import TokenSet
 from bridge.errors import AuthError
-from bridge.store import Store
 
 SCOPES = ("offline_access", "accounting.invoices", "accounting.payments", "accounting.contacts")
 PRODUCTION_IDENTITY = "https://identity.xero.com"
@@ -64,29 +63,3 @@ def sdk_token(tokens: TokenSet) -> dict[str, Any]:
         "expires_in": max(0, int((tokens.access_expires_at - clock.now_utc()).total_seconds())),
         "scope": list(tokens.extra.get("scope") or SCOPES),
     }
-
-
-def link_sandbox(
-    store: Store,
-    vault: TokenVault,
-    base_url: str,
-    name: str,
-    *,
-    client_id: str = "sandbox-client",
-    client_secret: str = "sandbox-secret",
-    tenant: str | None = None,
-) -> str:
-    """Link a connection against the sandbox through `bridge link`'s own code path; returns the tenant id."""
-    from bridge.auth.link import App, follow_redirect, link, pick
-
-    linked = link(
-        store,
-        vault,
-        "xero",
-        name=name,
-        app=App(client_id, client_secret),
-        base_url=base_url,
-        receive=follow_redirect,
-        choose=pick(tenant),
-    )
-    return linked.tenant.id

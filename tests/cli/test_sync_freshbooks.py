@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bridge.auth.freshbooks import link_sandbox
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
@@ -45,7 +45,7 @@ class Book:
 
 def link(sandbox: Sandbox, folder: Path, key: str) -> Book:
     store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
-    account = link_sandbox(store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-fb")
+    account = link_sandbox("freshbooks", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-fb")
     store.close()
     config = folder / "bridge.toml"
     config.write_text(

@@ -13,7 +13,7 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from bridge.auth.quickbooks import link_sandbox
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.sandbox import Sandbox
 from bridge.store import Store
@@ -79,7 +79,9 @@ def book(module_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
-    realm = link_sandbox(store, TokenVault(store, Fernet(key.encode())), module_sandbox.base_url, "acme-qbo")
+    realm = link_sandbox(
+        "quickbooks", store, TokenVault(store, Fernet(key.encode())), module_sandbox.base_url, "acme-qbo"
+    )
     store.close()
     config = tmp_path / "bridge.toml"
     config.write_text(

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.auth.xero import link_sandbox
 from bridge.clock import now_utc
 from bridge.mapping.xero import day, wire_date
 from bridge.sandbox import Sandbox, default_seed
@@ -47,7 +47,7 @@ class Book:
 
 def link(sandbox: Sandbox, folder: Path, key: str, *, extra: str = "") -> Book:
     store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
-    tenant = link_sandbox(store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-xero")
+    tenant = link_sandbox("xero", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-xero")
     store.close()
     config = folder / "bridge.toml"
     config.write_text(

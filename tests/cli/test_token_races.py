@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from bridge.auth import freshbooks, quickbooks, xero
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.sandbox import Sandbox
@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8
 
 
-LINKERS = {"quickbooks": quickbooks.link_sandbox, "xero": xero.link_sandbox, "freshbooks": freshbooks.link_sandbox}
 TOKEN_PATHS = {"quickbooks": "/oauth2/v1/tokens/bearer", "xero": "/connect/token", "freshbooks": "/auth/oauth/token"}
 # How long each provider's access token lives: the clock jumps past it so every process meets a 401.
 LIFETIMES = {"quickbooks": timedelta(hours=2), "xero": timedelta(hours=1), "freshbooks": timedelta(hours=13)}
@@ -40,7 +39,7 @@ class Book:
         self.url = f"sqlite:///{folder / 'bridge.db'}"
         with Store.open(self.url) as store:
             vault = TokenVault(store, Fernet(self.key.encode()))
-            self.tenant = LINKERS[provider](store, vault, sandbox.base_url, "conn")
+            self.tenant = link_sandbox(provider, store, vault, sandbox.base_url, "conn")
         self.config = folder / "bridge.toml"
         self.config.write_text(
             f'[store]\nurl = "{self.url}"\n\n[[connections]]\nname = "conn"\nprovider = "{provider}"\n'

@@ -16,7 +16,7 @@ import requests
 from cryptography.fernet import Fernet
 
 import bridge.connectors.freshbooks as fb_module
-from bridge.auth.freshbooks import link_sandbox
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.freshbooks import FreshBooksConnector
@@ -113,7 +113,7 @@ def make_env(sandbox: Sandbox, tmp_path: Path, name: str = "acme-fb") -> FreshBo
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
     vault = TokenVault(store, Fernet(Fernet.generate_key()))
-    account = link_sandbox(store, vault, sandbox.base_url, name)
+    account = link_sandbox("freshbooks", store, vault, sandbox.base_url, name)
     connector = FreshBooksConnector(
         name,
         account,

@@ -14,7 +14,7 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from bridge.auth.quickbooks import link_sandbox
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
@@ -89,7 +89,7 @@ class QuickBooksEnv:
 def make_env(sandbox: Sandbox, tmp_path: Path, name: str = "acme-qbo") -> QuickBooksEnv:
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
     vault = TokenVault(store, Fernet(Fernet.generate_key()))
-    realm = link_sandbox(store, vault, sandbox.base_url, name)
+    realm = link_sandbox("quickbooks", store, vault, sandbox.base_url, name)
     connector = QuickBooksConnector(
         name, realm, vault, base_url=sandbox.base_url, client_id="c", client_secret="s", policy=FAST, timeout=5
     )

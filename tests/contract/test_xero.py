@@ -19,8 +19,8 @@ import requests
 from cryptography.fernet import Fernet
 
 import bridge.connectors.xero as xero_module
+from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.auth.xero import link_sandbox
 from bridge.clock import now_utc
 from bridge.connectors.http import RateLimiter, RetryPolicy
 from bridge.connectors.xero import XeroConnector
@@ -129,7 +129,7 @@ class XeroEnv:
 def make_env(sandbox: Sandbox, tmp_path: Path, name: str = "acme-xero", **options: Any) -> XeroEnv:
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
     vault = TokenVault(store, Fernet(Fernet.generate_key()))
-    tenant = link_sandbox(store, vault, sandbox.base_url, name)
+    tenant = link_sandbox("xero", store, vault, sandbox.base_url, name)
     connector = XeroConnector(
         name,
         tenant,
