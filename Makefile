@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo evaluate-example test lint unit bench clean
+.PHONY: demo evaluate-example test lint unit bench torture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: lint unit
 bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/sync.py
+
+# Full-size kill -9 torture (CI runs a few trials inside `make test`).
+torture: $(STAMP)
+	rm -f .torture.jsonl
+	TORTURE_TRIALS=200 TORTURE_TALLY=$(CURDIR)/.torture.jsonl $(BIN)/pytest -n 2 -q tests/torture
+	$(BIN)/python tests/torture/report.py .torture.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

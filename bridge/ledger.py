@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from bridge import killpoints
 from bridge.connectors.base import Connector
 from bridge.connectors.http import QuotaExhausted, ServerError, Throttled
 from bridge.errors import AuthError, BridgeError, ConflictError
@@ -158,8 +159,10 @@ def apply_actions(
             report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
             progress(action, "skipped")
             continue
+        killpoints.reached("ledger-pending")  # recorded as pending, nothing sent yet
         try:
             result = connector.apply(action, raw)
+            killpoints.reached("provider-answered")  # done at the provider, not yet recorded
         except QuotaExhausted as exc:
             # Nothing reached the provider: the entry is released and the next run plans the action again.
             store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
