@@ -31,7 +31,7 @@ from freshbooks.builders.paginator import PaginateBuilder
 from freshbooks.builders.sort import SortBuilder
 from freshbooks.errors import FreshBooksError
 
-from bridge import clock
+from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
@@ -153,6 +153,7 @@ class FreshBooksConnector:
         except (FreshBooksError, ValueError, KeyError) as exc:
             raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
         # Stored by the vault (inside its lock) before the new access token is used.
+        killpoints.reached("token-refreshed")
         return tokens_from(answer, current)
 
     # -- transport ---------------------------------------------------------------------------

@@ -110,3 +110,18 @@ def test_a_process_killed_between_the_refresh_answer_and_its_commit_does_not_los
     again = book.bridge("-q", "sync", "--dry-run")
     assert again.wait(timeout=120) == 0, again.stderr.read() if again.stderr else ""
     assert book.stored_refresh_token() != before
+
+
+@pytest.mark.parametrize("provider", ["quickbooks", "freshbooks"])
+def test_without_a_grace_window_a_kill_mid_refresh_asks_plainly_for_a_relink(tmp_path: Path, provider: str) -> None:
+    # A known limit, not a wish: these refresh tokens are single use (in the emulators), so the rotated one
+    # lost with the killed process cannot be recovered; the next run must say so, not fail obscurely.
+    clock = [now_utc()]
+    with Sandbox(rate_limits=False, clock=lambda: clock[0]) as sandbox:
+        book = Book(sandbox, tmp_path, clock, provider)
+        book.expire_access_tokens()
+        killed = book.bridge("-q", "sync", "--dry-run", extra_env={"BRIDGE_KILL_AT": "token-refreshed"})
+        assert killed.wait(timeout=120) == -9
+        again = book.bridge("sync", "--dry-run")
+        assert again.wait(timeout=120) == 1
+        assert "re-link" in " ".join((again.stdout.read() if again.stdout else "").split())
