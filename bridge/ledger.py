@@ -147,7 +147,12 @@ def apply_actions(
                 progress(action, "failed")
                 continue
             if reason is not None:
-                store.ledger_drop(action, reason)
+                try:
+                    store.ledger_drop(action, reason)
+                except ConflictError as exc:  # another run carried it out meanwhile: its premise changed for that
+                    report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
+                    progress(action, "skipped")
+                    continue
                 report.dropped.append({"key": action.key, "reason": reason})
                 progress(action, "dropped")
                 continue

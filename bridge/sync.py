@@ -272,6 +272,22 @@ def sync(
     """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once."""
     progress = progress or Silent()
     selected = rt.select(names)
+    if dry_run:
+        return _sync(rt, selected, dry_run=True, as_of=as_of, full=full, progress=progress)
+    # One applying run per connection: a second one waits here, then plans from what the first left.
+    with rt.store.run_lock([c.name for c in selected]):
+        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress)
+
+
+def _sync(
+    rt: Runtime,
+    selected: list[ConnectionSettings],
+    *,
+    dry_run: bool,
+    as_of: date | None,
+    full: bool,
+    progress: Progress,
+) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
     connectors, runs, errors = _pull_all(rt, selected, full, progress)
     reconciled: list[tuple[str, str]] = []
@@ -312,6 +328,12 @@ def apply_plan(rt: Runtime, plan: Plan, progress: Progress | None = None) -> Syn
     if unknown:
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
+    with rt.store.run_lock(names):
+        return _apply_plan(rt, plan, selected, progress)
+
+
+def _apply_plan(rt: Runtime, plan: Plan, selected: list[ConnectionSettings], progress: Progress | None) -> SyncOutcome:
+    names = [c.name for c in selected]
     connectors, unavailable = rt.connectors(selected)
     runs = [ConnectionRun(c.name, c.provider, error=unavailable.get(c.name)) for c in selected]
     progress = progress or Silent()
@@ -387,6 +409,8 @@ def renegotiate(
     plan = Plan.build(day, [action])
     if dry_run:
         return Decision(record, action, plan, dry_run=True)
-    rt.store.add_renegotiation(record)
-    report = apply_actions([action], rt.store, connectors, {connection: rt.store.customers(connection)}, lambda a: day)
+    with rt.store.run_lock([connection]):
+        rt.store.add_renegotiation(record)
+        customers = {connection: rt.store.customers(connection)}
+        report = apply_actions([action], rt.store, connectors, customers, lambda a: day)
     return Decision(record, action, with_report(plan, report), dry_run=False, report=report)

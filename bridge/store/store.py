@@ -9,10 +9,13 @@ timeout instead of failing half-way.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
@@ -253,6 +256,75 @@ class Store:
                 self._local.conn = None
                 if tx.is_active:
                     tx.commit()
+        finally:
+            conn.close()
+
+    @contextmanager
+    def run_lock(self, connections: Collection[str], *, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the run lock of these connections for the block: one applying run per connection at a time.
+
+        A second `bridge sync` (or `apply`, `renegotiate`) on a connection waits until the first one is done,
+        up to `timeout` seconds, then raises `StoreBusyError`; its own plan is made after the wait, so it never
+        acts on what the first run already did, nor reconciles that run's live `pending` entries as if it had
+        crashed. SQLite: an exclusive `flock` on a file beside the database, per connection. PostgreSQL: a
+        session advisory lock per connection, on a connection of its own. Locks are taken in name order.
+        """
+        names = sorted(set(connections))
+        with ExitStack() as held:
+            for name in names:
+                held.enter_context(self._one_run_lock(name, timeout))
+            yield
+
+    @contextmanager
+    def _one_run_lock(self, name: str, timeout: float) -> Iterator[None]:
+        deadline = time.monotonic() + timeout
+        busy = StoreBusyError(
+            f"another bridge run is applying connection {name!r} and did not finish within {timeout:g} s; "
+            "try again when it is done"
+        )
+        if self.dialect == "sqlite":
+            import fcntl
+
+            database = self._engine.url.database or ""
+            path = Path(f"{database}.{name}.run-lock") if database and database != ":memory:" else None
+            if path is None:
+                yield
+                return
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise busy from None
+                        time.sleep(0.1)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+            return
+        conn = self._engine.connect()
+        try:
+            key = {"name": name}
+            query = text("SELECT pg_try_advisory_lock(hashtext('bridge.run:' || current_schema()), hashtext(:name))")
+            while not conn.execute(query, key).scalar():
+                conn.rollback()
+                if time.monotonic() >= deadline:
+                    raise busy
+                time.sleep(0.1)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(hashtext('bridge.run:' || current_schema()), hashtext(:name))"),
+                    key,
+                )
+                conn.commit()
         finally:
             conn.close()
 

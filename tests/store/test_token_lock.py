@@ -117,3 +117,20 @@ def test_waiting_longer_than_the_timeout_raises_store_busy(store: Store, store_u
 
 def _foreign_invoice() -> Invoice:
     return invoice("1", connection="other")
+
+
+def test_a_second_run_on_a_connection_waits_for_the_first_and_gives_up_with_a_clear_error(
+    store: Store, store_url: str
+) -> None:
+    other = Store.open(store_url)
+    try:
+        with store.run_lock(["acme"]):
+            busy = pytest.raises(StoreBusyError, match="another bridge run is applying connection 'acme'")
+            with busy, other.run_lock(["acme"], timeout=0.3):
+                pass
+            with other.run_lock(["other-connection"], timeout=0.3):
+                pass  # other connections are not held up
+        with other.run_lock(["acme"], timeout=0.3):
+            pass  # free again once the first run is done
+    finally:
+        other.close()
