@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -149,14 +150,20 @@ def evaluate(
         raise SystemExit(3)
 
 
-def _runtime(c: Context) -> Any:
-    """Settings, store and token vault for commands that touch the providers."""
+def _runtime(c: Context, connections: Sequence[str | None] = ()) -> Any:
+    """Settings, store and token vault for commands that touch the providers.
+
+    The named `connections` are checked against the config first: a usage error writes nothing, not even the store.
+    """
     from bridge.auth.vault import TokenVault, fernet_from_env
     from bridge.config import load_settings, resolve_config_path
     from bridge.store import Store
     from bridge.sync import Runtime
 
     settings = load_settings(resolve_config_path(c.config, os.environ))
+    for name in connections:
+        if name is not None:
+            settings.connection(name)  # ConfigError (exit 2) naming it when unknown
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
     store = Store.open(settings.store.url)
     return Runtime(settings, store, TokenVault(store, fernet))
@@ -221,7 +228,7 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
     """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
     from bridge.sync import sync as run_sync
 
-    rt = _runtime(c)
+    rt = _runtime(c, connections)
     try:
         with _Progress(c) as progress:
             outcome = run_sync(rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress)
@@ -245,7 +252,11 @@ def apply(c: Context, plan_path: Path) -> None:
         plan = Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"not a plan written by bridge sync --out: {exc}", str(plan_path)) from None
-    rt = _runtime(c)
+    named = sorted({a.connection for a in plan.actions})
+    try:
+        rt = _runtime(c, named)
+    except ConfigError as exc:
+        raise ConfigError(f"{plan_path}: the plan names a connection the config does not have: {exc}") from None
     try:
         with _Progress(c) as progress:
             outcome = apply_plan(rt, plan, progress)
@@ -312,7 +323,7 @@ def renegotiate(
     from bridge.render import render_decision
     from bridge.sync import renegotiate as run_renegotiate
 
-    rt = _runtime(c)
+    rt = _runtime(c, [connection])
     try:
         decision = run_renegotiate(
             rt,
@@ -492,7 +503,7 @@ def connections_list(c: Context) -> None:
 @click.pass_obj
 def connections_check(c: Context, name: str) -> None:
     """One authenticated call to the provider (tokens are refreshed if they need to be)."""
-    rt = _runtime(c)
+    rt = _runtime(c, [name])
     with rt.store:
         conn = rt.settings.connection(name)
         built, failed = rt.connectors([conn])
@@ -510,7 +521,7 @@ def connections_remove(c: Context, name: str) -> None:
     from bridge.auth import link as linking
     from bridge.config_edit import remove_connection
 
-    rt = _runtime(c)
+    rt = _runtime(c, [name])
     with rt.store:
         conn = rt.settings.connection(name)
         revoked = "no tokens were stored"

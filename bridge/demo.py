@@ -115,7 +115,12 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
 
     out: Console = c.out
     terms = load_terms(_contracts_path(contracts_path))
-    seed = read_seed(seed_path) if seed_path else default_seed()
+    from bridge.sandbox import SandboxError
+
+    try:
+        seed = read_seed(seed_path) if seed_path else default_seed()
+    except SandboxError as exc:
+        raise ConfigError(f"--seed: {exc}") from None
     folder = Path(tempfile.mkdtemp(prefix="bridge-demo-"))
     key = os.environ.get("BRIDGE_SECRET_KEY") or Fernet.generate_key().decode()
     env = {**os.environ, "BRIDGE_SECRET_KEY": key}
