@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from bridge.errors import DataError
 from bridge.model import Allocation, Invoice, Payment
 from bridge.money import is_currency, quantum
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def refuses_malformed(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A mapping function that refuses a malformed record only with `DataError` (the caller quarantines it).
+
+    The mappings name the field for every problem they foresee; a payload hostile in a way nobody
+    foresaw (a list where a string was due, an object for a number) must still be a refusal of that
+    record, never an exception that stops the whole pull.
+    """
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except DataError:
+                raise
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+                raise DataError(f"{what}: malformed record ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+        return guarded
+
+    return wrap
 
 
 def attach_payments(invoices: Sequence[Invoice], payments: Iterable[Payment]) -> list[Invoice]:

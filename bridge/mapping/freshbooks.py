@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, iso_date, money, text
+from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
@@ -100,6 +100,7 @@ def client_name(raw: Mapping[str, Any]) -> str:
     return f"{raw.get('fname') or ''} {raw.get('lname') or ''}".strip()
 
 
+@refuses_malformed("Client")
 def map_client(raw: Mapping[str, Any]) -> Customer:
     """A FreshBooks client as the model's Customer."""
     email = raw.get("email")
@@ -161,6 +162,7 @@ def _status(raw: Mapping[str, Any], total: Decimal, outstanding: Decimal, paid: 
     return InvoiceStatus.OPEN
 
 
+@refuses_malformed("Invoice")
 def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, Mapping[str, Any]]) -> Invoice:
     """A FreshBooks invoice as the model's Invoice (payments are attached later from payment records).
 
@@ -201,6 +203,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
     )
 
 
+@refuses_malformed("Payment")
 def map_payment(raw: Mapping[str, Any], connection: str) -> Payment:
     """A FreshBooks payment: one allocation to the invoice it names (`invoiceid`)."""
     if not isinstance(raw, Mapping):

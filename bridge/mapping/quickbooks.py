@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, iso_date, money, text
+from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
@@ -30,6 +30,7 @@ def _ref(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return ref if isinstance(ref, Mapping) else {}
 
 
+@refuses_malformed("Customer")
 def map_customer(raw: Mapping[str, Any]) -> Customer:
     """A QuickBooks Customer as the model's Customer."""
     email = _ref(raw, "PrimaryEmailAddr").get("Address")
@@ -76,6 +77,7 @@ def _status(total: Decimal, balance: Decimal, note: str) -> InvoiceStatus:
     return InvoiceStatus.OPEN
 
 
+@refuses_malformed("Invoice")
 def map_invoice(
     raw: Mapping[str, Any],
     connection: str,
@@ -130,6 +132,7 @@ def map_invoice(
     )
 
 
+@refuses_malformed("Payment")
 def map_payment(raw: Mapping[str, Any], connection: str, home_currency: str = "USD") -> Payment:
     """A QuickBooks Payment; each line linked to an Invoice becomes an allocation to it."""
     if not isinstance(raw, Mapping):

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, money, text
+from bridge.mapping.common import currency_code, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
@@ -96,6 +96,7 @@ def _list(raw: Mapping[str, Any], key: str, field: str) -> list[Mapping[str, Any
     return value
 
 
+@refuses_malformed("Contact")
 def map_contact(raw: Mapping[str, Any]) -> Customer:
     """A Xero Contact as the model's Customer."""
     email = raw.get("EmailAddress")
@@ -133,6 +134,7 @@ def _credits(raw: Mapping[str, Any], currency: str, invoice_id: str) -> list[All
     return out
 
 
+@refuses_malformed("Invoice")
 def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, Mapping[str, Any]]) -> Invoice:
     """A Xero Invoice as the model's Invoice (payments are attached later from Payment records).
 
@@ -184,6 +186,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, 
     )
 
 
+@refuses_malformed("Payment")
 def map_payment(raw: Mapping[str, Any], connection: str) -> Payment:
     """A Xero Payment: one allocation to the invoice it names (`Invoice.InvoiceID`)."""
     if not isinstance(raw, Mapping):
