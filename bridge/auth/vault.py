@@ -117,3 +117,33 @@ class TokenVault:
             new = do_refresh(current)
             self.save(connection, new)
             return new
+
+
+class HeldTokens:
+    """One connection's tokens as a connector holds them: read from the vault once, refreshed through its lock."""
+
+    def __init__(self, vault: TokenVault, connection: str) -> None:
+        self._vault = vault
+        self._connection = connection
+        self._tokens: TokenSet | None = None
+        self._version = -1
+
+    def current(self) -> TokenSet:
+        """The tokens held (loaded from the vault on first use)."""
+        if self._tokens is None:
+            self._tokens, self._version = self._vault.load(self._connection)
+        return self._tokens
+
+    def fresh(self, do_refresh: Callable[[TokenSet], TokenSet]) -> TokenSet:
+        """The tokens, refreshed first when the access token is about to expire."""
+        if not self.current().fresh(clock.now_utc()):
+            return self.refresh(do_refresh)
+        return self.current()
+
+    def refresh(self, do_refresh: Callable[[TokenSet], TokenSet]) -> TokenSet:
+        """Refresh through the vault, which skips the call when another process already did since the version
+        held; then hold what the vault has (tokens and version)."""
+        self.current()
+        self._vault.refresh(self._connection, self._version, do_refresh)
+        self._tokens, self._version = self._vault.load(self._connection)
+        return self._tokens

@@ -33,7 +33,7 @@ from freshbooks.errors import FreshBooksError
 
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, raise_for_retriable, shared_limiter
 from bridge.errors import AuthError, DataError, ProviderError, RetriableProviderError
@@ -110,8 +110,7 @@ class FreshBooksConnector:
         self.timeout = timeout
         self.stats = CallStats()
         self.wire = requests.Session()
-        self._tokens: TokenSet | None = None
-        self._token_version = -1
+        self.tokens = HeldTokens(vault, name)
         self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
         config = SimpleNamespace(
             access_token="",  # replaced on every call by the current token (see `_send`)
@@ -130,17 +129,6 @@ class FreshBooksConnector:
             resource.session = session
 
     # -- tokens ------------------------------------------------------------------------------
-
-    def _current(self) -> TokenSet:
-        if self._tokens is None:
-            self._tokens, self._token_version = self.vault.load(self.name)
-        return self._tokens
-
-    def _refresh(self) -> None:
-        self._current()
-        # The vault refreshes unless another process already did since the version we hold.
-        self.vault.refresh(self.name, self._token_version, self._do_refresh)
-        self._tokens, self._token_version = self.vault.load(self.name)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         if not (self.client_id and self.client_secret):
@@ -164,9 +152,7 @@ class FreshBooksConnector:
 
         def once() -> requests.Response:
             self.stats.waited += self.limiter.acquire()
-            if not self._current().fresh(clock.now_utc()):
-                self._refresh()
-            headers["Authorization"] = f"Bearer {self._current().access_token}"
+            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
             self.stats.calls += 1
             response = self.wire.request(method, url, headers=headers, **kwargs)
             self.stats.statuses[response.status_code] += 1
@@ -174,7 +160,7 @@ class FreshBooksConnector:
 
         response = once()
         if response.status_code == 401:
-            self._refresh()
+            self.tokens.refresh(self._do_refresh)
             response = once()
         if response.status_code == 401:
             raise AuthError(f"FreshBooks refused the credentials of {self.name!r}: re-link it")

@@ -24,7 +24,7 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
 from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, raise_for_retriable
 from bridge.errors import AuthError, DataError, ProviderError
@@ -95,8 +95,7 @@ class QuickBooksConnector:
         self.stats = CallStats()
         self.http = requests.Session()
         self._local = threading.local()
-        self._tokens: TokenSet | None = None
-        self._token_version = -1
+        self.tokens = HeldTokens(vault, name)
         self._fee_items: dict[str, Mapping[str, Any]] = {}
         if self.base_url.startswith("http://"):
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
@@ -124,7 +123,9 @@ class QuickBooksConnector:
         def attempt() -> requests.Response:
             response = self._request(request_type, url, headers, params, data)
             if response.status_code == 401:
-                self._refresh(force=True)
+                # A 401: the expiry time held cannot be trusted. The vault still skips the refresh when
+                # another process already did one since the version held.
+                self.tokens.refresh(self._do_refresh)
                 response = self._request(request_type, url, headers, params, data)
             raise_for_retriable(response, "QuickBooks")
             return response
@@ -142,20 +143,7 @@ class QuickBooksConnector:
         return response
 
     def _access_token(self) -> str:
-        if self._tokens is None:
-            self._tokens, self._token_version = self.vault.load(self.name)
-        if not self._tokens.fresh(clock.now_utc()):
-            self._refresh(force=False)
-        assert self._tokens is not None
-        return self._tokens.access_token
-
-    def _refresh(self, *, force: bool) -> None:
-        if self._tokens is None:
-            self._tokens, self._token_version = self.vault.load(self.name)
-        # The vault refreshes unless another process already did since the version we used;
-        # `force` (a 401) only means we cannot trust the expiry time we hold.
-        self._tokens = self.vault.refresh(self.name, self._token_version, self._do_refresh)
-        self._tokens, self._token_version = self.vault.load(self.name)
+        return self.tokens.fresh(self._do_refresh).access_token
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]

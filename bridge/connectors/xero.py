@@ -27,7 +27,7 @@ from xero_python.api_client.serializer import serialize  # type: ignore[import-u
 from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
 from bridge import clock, killpoints
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import Applied, Evidence, PullResult
 from bridge.connectors.http import (
@@ -164,8 +164,9 @@ class XeroConnector:
         self.note_failures: list[str] = []
         self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
         self.http = requests.Session()
-        self._tokens: TokenSet | None = None
-        self._token_version = -1
+        self.tokens = HeldTokens(vault, name)
+        self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
+        self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
         config = Configuration(oauth2_token=OAuth2Token(client_id=client_id, client_secret=client_secret))
         self.api_client = ApiClient(
             config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed
@@ -175,27 +176,16 @@ class XeroConnector:
 
     # -- tokens ------------------------------------------------------------------------------
 
-    def _current(self) -> TokenSet:
-        if self._tokens is None:
-            self._tokens, self._token_version = self.vault.load(self.name)
-        return self._tokens
-
     def _sdk_token(self) -> dict[str, Any]:
-        return sdk_token(self._current())
+        return sdk_token(self._refreshing or self.tokens.current())
 
     def _save_refreshed(self, token: dict[str, Any]) -> None:
         """xero-python's `oauth2_token_saver`: store the rotated tokens first (inside the vault's lock, so they
         are durable even if this process dies next), then use them."""
-        new = tokens_from(token, self._tokens)
+        new = tokens_from(token, self._refreshing or self.tokens.current())
         killpoints.reached("token-refreshed")
         self.vault.save(self.name, new)
-        self._tokens = new
-
-    def _refresh(self) -> None:
-        self._current()
-        # The vault refreshes unless another process already did since the version we hold.
-        self.vault.refresh(self.name, self._token_version, self._do_refresh)
-        self._tokens, self._token_version = self.vault.load(self.name)
+        self._refreshed = new
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         if not (self.client_id and self.client_secret):
@@ -203,14 +193,16 @@ class XeroConnector:
                 "refreshing Xero tokens needs the app's credentials: set BRIDGE_XERO_CLIENT_ID and "
                 "BRIDGE_XERO_CLIENT_SECRET"
             )
-        self._tokens = current
+        self._refreshing, self._refreshed = current, None
         try:
             self.api_client.refresh_oauth2_token()  # POST to the token URL; the saver stores the answer
         except XeroHTTPError as exc:
             raise AuthError(f"Xero refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
-        if self._tokens is current:
+        finally:
+            self._refreshing = None
+        if self._refreshed is None:
             raise AuthError(f"Xero did not hand back new tokens for {self.name!r}: re-link it")
-        return self._current()
+        return self._refreshed
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -238,7 +230,7 @@ class XeroConnector:
         def attempt() -> _Reply:
             response = self._request(method, url, query, headers, data, api)
             if response.status_code == 401 and api:
-                self._refresh()
+                self.tokens.refresh(self._do_refresh)
                 response = self._request(method, url, query, headers, data, api)
             if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
                 self.day_remaining = 0
@@ -255,9 +247,7 @@ class XeroConnector:
     ) -> requests.Response:
         self.stats.waited += self.limiter.acquire()
         if api:
-            if not self._current().fresh(clock.now_utc()):
-                self._refresh()
-            headers["Authorization"] = f"Bearer {self._current().access_token}"
+            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
         self.stats.calls += 1
         response = self.http.request(method, url, params=query, headers=headers, data=data, timeout=self.timeout)
         self.stats.statuses[response.status_code] += 1
