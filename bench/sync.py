@@ -358,56 +358,45 @@ def report(
     return full_ok and none_ok
 
 
-# ---------------------------------------------------------------------------------------------------- Xero
+# ---------------------------------------------------------------------------------------------------- Xero, FreshBooks
 
 
-def xero_bench(args: argparse.Namespace) -> bool:
-    """The same three syncs against a generated Xero organisation; True when the no-change target holds."""
-    org = generate_xero_org(args.invoices, args.payments)
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-xero-") as tmp:
+def provider_syncs(
+    args: argparse.Namespace,
+    provider: str,
+    name: str,
+    section: Mapping[str, Any],
+    factory: Any,
+    api: str,
+    change: Callable[[str, str, str], None],
+) -> list[Measured]:
+    """A first sync, one with nothing changed, and one after `change(base_url, tenant, access_token)`."""
+    with tempfile.TemporaryDirectory(prefix=f"bridge-bench-{provider}-") as tmp:
         store = Store.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         try:
             vault = TokenVault(store, Fernet(Fernet.generate_key()))
-            with Sandbox({"xero": org}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
+            with Sandbox({provider: section}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
                 base = sandbox.base_url
-                tenant = link_sandbox("xero", store, vault, base, XERO_CONNECTION)
-                settings = Settings(
-                    source=Path(tmp) / "bridge.toml",
-                    connections=(
-                        ConnectionSettings(name=XERO_CONNECTION, provider="xero", tenant_id=tenant, base_url=base),
-                    ),
-                )
-                rt = Runtime(settings, store, vault, env={}, factories={"xero": xero_connector.factory})
-                runs = [measure(sandbox, "first", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/")]
-                runs.append(measure(sandbox, "nochange", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/"))
-                tokens, _ = vault.load(XERO_CONNECTION)
-                headers = {
-                    "Authorization": f"Bearer {tokens.access_token}",
-                    "xero-tenant-id": tenant,
-                    "Content-Type": "application/json",
-                }
-                for invoice in org["Invoices"][:CHANGED_INVOICES]:
-                    body = {"InvoiceID": invoice["InvoiceID"], "Reference": "changed"}
-                    url = f"{base}/api.xro/2.0/Invoices/{invoice['InvoiceID']}"
-                    answer = requests.post(url, headers=headers, data=json.dumps(body), timeout=30)
-                    answer.raise_for_status()
-                runs.append(measure(sandbox, "after", bridge_sync(rt, XERO_CONNECTION), "xero", "/api.xro/"))
+                tenant = link_sandbox(provider, store, vault, base, name)
+                connection = ConnectionSettings(name=name, provider=provider, tenant_id=tenant, base_url=base)
+                settings = Settings(source=Path(tmp) / "bridge.toml", connections=(connection,))
+                rt = Runtime(settings, store, vault, env={}, factories={provider: factory})
+                runs = [measure(sandbox, "first", bridge_sync(rt, name), provider, api)]
+                runs.append(measure(sandbox, "nochange", bridge_sync(rt, name), provider, api))
+                change(base, tenant, vault.load(name)[0].access_token)
+                runs.append(measure(sandbox, "after", bridge_sync(rt, name), provider, api))
         finally:
             store.close()
+    return runs
+
+
+def report_syncs(title: str, labels: Sequence[str], runs: Sequence[Measured]) -> bool:
+    """The table of the three syncs and the no-change target; True when it holds."""
     print()
-    print(
-        f"Xero pull: {args.invoices:,} invoices, {len(org['Payments']):,} payments, {len(org['Contacts']):,} contacts; "
-        f"sandbox latency {args.latency_ms} ms per call, emulator rate limits off; bridge limiter "
-        f"{xero_connector.CALLS_PER_MINUTE} calls in any 60 s"
-    )
+    print(title)
     header = f"{'':<52} {'API calls':>9} {'wall s':>8} {'limiter s':>9} {'server s':>8} {'records':>8}"
     print(header)
     print("-" * len(header))
-    labels = (
-        "bridge  1. first sync (full: invoices, payments, contacts)",
-        "bridge  2. second sync, nothing changed",
-        f"bridge  3. sync after {CHANGED_INVOICES} invoices changed",
-    )
     for label, m in zip(labels, runs, strict=True):
         print(f"{label:<52} {m.calls:>9,} {m.wall:>8.2f} {m.waited:>9.2f} {m.server:>8.2f} {m.rows:>8,}")
         if m.routes:
@@ -417,7 +406,29 @@ def xero_bench(args: argparse.Namespace) -> bool:
     return ok
 
 
-# ---------------------------------------------------------------------------------------------------- FreshBooks
+def xero_bench(args: argparse.Namespace) -> bool:
+    """The same three syncs against a generated Xero organisation; True when the no-change target holds."""
+    org = generate_xero_org(args.invoices, args.payments)
+
+    def change(base: str, tenant: str, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": tenant, "Content-Type": "application/json"}
+        for invoice in org["Invoices"][:CHANGED_INVOICES]:
+            body = {"InvoiceID": invoice["InvoiceID"], "Reference": "changed"}
+            url = f"{base}/api.xro/2.0/Invoices/{invoice['InvoiceID']}"
+            requests.post(url, headers=headers, data=json.dumps(body), timeout=30).raise_for_status()
+
+    runs = provider_syncs(args, "xero", XERO_CONNECTION, org, xero_connector.factory, "/api.xro/", change)
+    title = (
+        f"Xero pull: {args.invoices:,} invoices, {len(org['Payments']):,} payments, {len(org['Contacts']):,} contacts; "
+        f"sandbox latency {args.latency_ms} ms per call, emulator rate limits off; bridge limiter "
+        f"{xero_connector.CALLS_PER_MINUTE} calls in any 60 s"
+    )
+    labels = (
+        "bridge  1. first sync (full: invoices, payments, contacts)",
+        "bridge  2. second sync, nothing changed",
+        f"bridge  3. sync after {CHANGED_INVOICES} invoices changed",
+    )
+    return report_syncs(title, labels, runs)
 
 
 def freshbooks_bench(args: argparse.Namespace) -> bool:
@@ -428,54 +439,28 @@ def freshbooks_bench(args: argparse.Namespace) -> bool:
     """
     account = generate_freshbooks_account(args.invoices, args.payments)
     open_ids = [i["id"] for i in account["invoices"] if i["payment_status"] != "paid"][:CHANGED_INVOICES]
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-freshbooks-") as tmp:
-        store = Store.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        try:
-            vault = TokenVault(store, Fernet(Fernet.generate_key()))
-            with Sandbox({"freshbooks": account}, latency_ms=args.latency_ms, rate_limits=False) as sandbox:
-                base = sandbox.base_url
-                account_id = link_sandbox("freshbooks", store, vault, base, FRESHBOOKS_CONNECTION)
-                connection = ConnectionSettings(
-                    name=FRESHBOOKS_CONNECTION, provider="freshbooks", tenant_id=account_id, base_url=base
-                )
-                settings = Settings(source=Path(tmp) / "bridge.toml", connections=(connection,))
-                factories = {"freshbooks": freshbooks_connector.factory}
-                rt = Runtime(settings, store, vault, env={}, factories=factories)
-                api = "/accounting/"
-                runs = [measure(sandbox, "first", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api)]
-                runs.append(measure(sandbox, "nochange", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api))
-                tokens, _ = vault.load(FRESHBOOKS_CONNECTION)
-                headers = {"Authorization": f"Bearer {tokens.access_token}", "Content-Type": "application/json"}
-                for invoice_id in open_ids:
-                    body = {"payment": {"invoiceid": invoice_id, "amount": {"amount": "1.00"}}}
-                    url = f"{base}/accounting/account/{account_id}/payments/payments"
-                    answer = requests.post(url, headers=headers, data=json.dumps(body), timeout=30)
-                    answer.raise_for_status()
-                runs.append(measure(sandbox, "after", bridge_sync(rt, FRESHBOOKS_CONNECTION), "freshbooks", api))
-        finally:
-            store.close()
-    print()
-    print(
+
+    def change(base: str, account_id: str, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        for invoice_id in open_ids:
+            body = {"payment": {"invoiceid": invoice_id, "amount": {"amount": "1.00"}}}
+            url = f"{base}/accounting/account/{account_id}/payments/payments"
+            requests.post(url, headers=headers, data=json.dumps(body), timeout=30).raise_for_status()
+
+    factory = freshbooks_connector.factory
+    runs = provider_syncs(args, "freshbooks", FRESHBOOKS_CONNECTION, account, factory, "/accounting/", change)
+    title = (
         f"FreshBooks pull: {args.invoices:,} invoices, {len(account['payments']):,} payments, "
         f"{len(account['clients']):,} clients; sandbox latency {args.latency_ms} ms per call, emulator rate limits "
         f"off; bridge limiter {freshbooks_connector.CALLS_PER_MINUTE} calls in any 60 s; pages of "
         f"{freshbooks_connector.PER_PAGE} (FreshBooks' maximum)"
     )
-    header = f"{'':<52} {'API calls':>9} {'wall s':>8} {'limiter s':>9} {'server s':>8} {'records':>8}"
-    print(header)
-    print("-" * len(header))
     labels = (
         "bridge  1. first sync (full: invoices, payments, clients)",
         "bridge  2. second sync, nothing changed",
         f"bridge  3. sync after {len(open_ids)} invoices got a payment",
     )
-    for label, m in zip(labels, runs, strict=True):
-        print(f"{label:<52} {m.calls:>9,} {m.wall:>8.2f} {m.waited:>9.2f} {m.server:>8.2f} {m.rows:>8,}")
-        if m.routes:
-            print(f"{'':<8}routes {dict(m.routes)}")
-    ok = runs[1].calls <= TARGET_NOCHANGE_CALLS
-    print(f"  {'PASS' if ok else 'FAIL'}  sync with nothing changed <= {TARGET_NOCHANGE_CALLS} calls: {runs[1].calls}")
-    return ok
+    return report_syncs(title, labels, runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
