@@ -25,6 +25,7 @@ Money travels as `Decimal` end to end: bodies are parsed with
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gc
 import json
 import re
@@ -330,6 +331,18 @@ class Provider(ABC):
 
 P = TypeVar("P", bound=type[Provider])
 _REGISTRY: dict[str, type[Provider]] = {}
+
+
+S = TypeVar("S")
+
+
+def settings_from(cls: type[S], provider: str, options: Mapping[str, Any]) -> S:
+    """A provider's settings dataclass from `Sandbox(options={provider: {...}})`; unknown keys are refused."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"options.{provider}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return cls(**dict(options))
 
 
 def register_provider(cls: P) -> P:

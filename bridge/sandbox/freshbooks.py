@@ -21,7 +21,6 @@ and then answers 500, as a provider that did the work and lost the answer.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from bridge.sandbox.core import (
     oauth_error,
     register_provider,
     route,
+    settings_from,
 )
 
 Obj = dict[str, Any]
@@ -87,11 +87,7 @@ class FreshBooksSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Json]) -> FreshBooksSettings:
         """Settings from `Sandbox(options={"freshbooks": {...}})`; unknown keys are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"options.freshbooks: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**dict(options))
+        return settings_from(cls, "freshbooks", options)
 
 
 class FBError(Exception):

@@ -27,7 +27,6 @@ stored as given; `Deleted` holds tombstones (what `/cdc` reports as `status: "De
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +52,7 @@ from bridge.sandbox.core import (
     oauth_error,
     register_provider,
     route,
+    settings_from,
 )
 from bridge.sandbox.quickbooks_query import QueryError, as_instant, parse_query, project, run_query
 
@@ -135,11 +135,7 @@ class QuickBooksSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Json]) -> QuickBooksSettings:
         """Settings from `Sandbox(options={"quickbooks": {...}})`; unknown keys are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"options.quickbooks: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**dict(options))
+        return settings_from(cls, "quickbooks", options)
 
 
 class QboFault(Exception):

@@ -14,7 +14,6 @@ Behaviour we could not confirm is a `XeroSettings` field (`Sandbox(options={"xer
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import secrets
 import threading
@@ -41,6 +40,7 @@ from bridge.sandbox.core import (
     oauth_error,
     register_provider,
     route,
+    settings_from,
 )
 from bridge.sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
 
@@ -81,14 +81,10 @@ class XeroSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Json]) -> XeroSettings:
         """Settings from `Sandbox(options={"xero": {...}})`; unknown keys are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"options.xero: unknown setting(s) {', '.join(sorted(unknown))}")
         values = dict(options)
-        if "allocated_editable_fields" in values:
+        if isinstance(values.get("allocated_editable_fields"), list):
             values["allocated_editable_fields"] = tuple(values["allocated_editable_fields"])
-        return cls(**values)
+        return settings_from(cls, "xero", values)
 
 
 class _Answer(Exception):
