@@ -167,7 +167,11 @@ class XeroConnector:
         self.tokens = HeldTokens(vault, name)
         self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
         self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
-        config = Configuration(oauth2_token=OAuth2Token(client_id=client_id, client_secret=client_secret))
+        # xero-python's Configuration() returns a copy of the first one ever made in the process and ignores
+        # its arguments (its metaclass keeps a default). Build a fresh one past the metaclass, leaving that
+        # default alone: otherwise every connector would share the first one's app credentials and token state.
+        token = OAuth2Token(client_id=client_id, client_secret=client_secret)
+        config = type.__call__(Configuration, oauth2_token=token)
         self.api_client = ApiClient(
             config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed
         )

@@ -410,3 +410,11 @@ def test_a_pending_fee_that_fell_back_to_a_fee_invoice_is_reconciled_with_that_f
     (_settled,) = reconcile(env.store, {env.connector.name: env.connector}, date(2026, 10, 20))
     entry = env.store.ledger_get(action.key)
     assert entry is not None and entry.state == "applied" and entry.form == "invoice"
+
+
+def test_each_connector_keeps_its_own_app_credentials(env: XeroEnv) -> None:
+    # xero-python's Configuration() hands back a copy of the first one made in the process, arguments ignored.
+    other = XeroConnector("other", env.connector.tenant_id, env.vault, client_id="another-app", client_secret="x")
+    assert env.connector.api_client.configuration.oauth2_token.client_id == "sandbox-client"
+    assert other.api_client.configuration.oauth2_token.client_id == "another-app"
+    assert other.api_client.configuration.oauth2_token is not env.connector.api_client.configuration.oauth2_token
