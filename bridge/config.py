@@ -140,6 +140,8 @@ class ConnectionSettings(_Settings):
     history_notes: bool = True  # Xero: leave a note in the invoice's history for every action
     # The client-side pace; None = the provider's published limit. Only an emulator allows more.
     calls_per_minute: int | None = Field(None, gt=0, le=100_000)
+    # How long one HTTP call may take before it counts as timed out (and is retried where that is safe).
+    timeout_seconds: int = Field(30, ge=1, le=600)
 
     @field_validator("name")
     @classmethod

@@ -115,6 +115,9 @@ def render_outcome(outcome: Any, console: Console) -> None:
             f"[red]{run.error}[/red]" if run.error else "ok",
         )
     console.print(table)
+    for run in outcome.runs:
+        if run.stats.retries:
+            console.print(f"{run.name} retried: {run.stats.describe_retries()}")
     for key, what in outcome.reconciled:
         console.print(f"reconciled {key}: {what}")
     report = outcome.report

@@ -35,7 +35,15 @@ from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
-from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, raise_for_retriable, shared_limiter
+from bridge.connectors.http import (
+    CallStats,
+    Limiter,
+    RetryPolicy,
+    Unauthorized,
+    WindowLimiter,
+    raise_for_retriable,
+    shared_limiter,
+)
 from bridge.errors import AuthError, DataError, ProviderError, RetriableProviderError
 from bridge.mapping import freshbooks as fm
 from bridge.model import Invoice
@@ -160,10 +168,11 @@ class FreshBooksConnector:
 
         response = once()
         if response.status_code == 401:
+            self.stats.note_retry("expired token")
             self.tokens.refresh(self._do_refresh)
             response = once()
         if response.status_code == 401:
-            raise AuthError(f"FreshBooks refused the credentials of {self.name!r}: re-link it")
+            raise Unauthorized(f"FreshBooks refused the credentials of {self.name!r} after a refresh: re-link it")
         raise_for_retriable(response, "FreshBooks")
         return response
 
@@ -533,6 +542,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Fresh
         connection.tenant_id,
         vault,
         base_url=connection.base_url,
+        timeout=connection.timeout_seconds,
         client_id=env.get("BRIDGE_FRESHBOOKS_CLIENT_ID") or ("sandbox-client" if sandbox else None),
         client_secret=env.get("BRIDGE_FRESHBOOKS_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
         limiter=shared_limiter(

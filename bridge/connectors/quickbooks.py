@@ -26,7 +26,7 @@ from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PullResult
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, raise_for_retriable
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Unauthorized, raise_for_retriable
 from bridge.errors import AuthError, DataError, ProviderError
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
@@ -38,6 +38,8 @@ PRODUCTION = "https://quickbooks.api.intuit.com"
 MINOR_VERSION = 75
 PAGE = 1000
 STALE_OBJECT = 5010
+# Another writer changed the invoice between our read and our write: re-read and write again up to this often.
+STALE_RETRIES = 4
 # QuickBooks allows 500 calls a minute and 10 a second per company: stay just under both. The
 # burst is small because a token bucket lets `burst + rate` calls through in its first second.
 RATE_PER_SECOND = 8.0
@@ -125,8 +127,13 @@ class QuickBooksConnector:
             if response.status_code == 401:
                 # A 401: the expiry time held cannot be trusted. The vault still skips the refresh when
                 # another process already did one since the version held.
+                self.stats.note_retry("expired token")
                 self.tokens.refresh(self._do_refresh)
                 response = self._request(request_type, url, headers, params, data)
+                if response.status_code == 401:
+                    raise Unauthorized(
+                        f"QuickBooks refused the credentials of {self.name!r} after a refresh: re-link it"
+                    )
             raise_for_retriable(response, "QuickBooks")
             return response
 
@@ -321,19 +328,22 @@ class QuickBooksConnector:
         return self._fee_items[name]
 
     def _update(self, raw: Mapping[str, Any], action: Action, build: Any) -> Mapping[str, Any]:
-        """Sparse update with the current SyncToken; on a stale token re-read once and try again."""
+        """Sparse update with the current SyncToken; on a stale token re-read and try again (a few times)."""
         key = idempotency_key(action.key)
-        try:
-            result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(raw)), request_id=key)
-        except ProviderError as exc:
-            if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT:
-                raise
+        for attempt in range(1, STALE_RETRIES + 2):
+            try:
+                result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(raw)), request_id=key)
+                break
+            except ProviderError as exc:
+                if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT or attempt > STALE_RETRIES:
+                    raise
             fresh = self._read_raw(str(raw["Id"]))
             if fresh is None:
                 raise ProviderError(f"invoice {action.invoice.number} disappeared during the update") from None
-            # The first request id is bound to the stale answer; the retry needs its own.
-            retry_key = idempotency_key(action.key + ":stale-retry")
-            result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(fresh)), request_id=retry_key)
+            raw = fresh
+            self.stats.note_retry("stale SyncToken")
+            # A request id is bound to its first answer (here the stale one): each try needs its own.
+            key = idempotency_key(f"{action.key}:stale-retry" + (f"-{attempt}" if attempt > 1 else ""))
         invoice: Mapping[str, Any] = result["Invoice"]
         return invoice
 
@@ -412,6 +422,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Quick
         connection.tenant_id,
         vault,
         base_url=connection.base_url,
+        timeout=connection.timeout_seconds,
         client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
         client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
         limiter=RateLimiter(connection.calls_per_minute / 60, BURST) if connection.calls_per_minute else None,

@@ -35,6 +35,7 @@ from bridge.connectors.http import (
     Limiter,
     QuotaExhausted,
     RetryPolicy,
+    Unauthorized,
     WindowLimiter,
     raise_for_retriable,
     shared_limiter,
@@ -234,8 +235,11 @@ class XeroConnector:
         def attempt() -> _Reply:
             response = self._request(method, url, query, headers, data, api)
             if response.status_code == 401 and api:
+                self.stats.note_retry("expired token")
                 self.tokens.refresh(self._do_refresh)
                 response = self._request(method, url, query, headers, data, api)
+                if response.status_code == 401:
+                    raise Unauthorized(f"Xero refused the credentials of {self.name!r} after a refresh: re-link it")
             if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
                 self.day_remaining = 0
                 raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
@@ -569,6 +573,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroC
         connection.tenant_id,
         vault,
         base_url=connection.base_url,
+        timeout=connection.timeout_seconds,
         client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
         client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
         history_notes=connection.history_notes,

@@ -41,8 +41,19 @@ from urllib.parse import urlencode
 Json = Any
 """A JSON value as `json.loads(..., parse_float=Decimal)` returns it."""
 
-FAULT_KINDS: tuple[str, ...] = ("drop", "timeout", "429", "500", "503", "expired_token")
-"""Faults that replace the answer to a request, in the order the dice are read."""
+FAULT_KINDS: tuple[str, ...] = (
+    "drop",
+    "timeout",
+    "429",
+    "500",
+    "503",
+    "expired_token",
+    "429_no_retry_after",
+    "lost_response",
+)
+"""Faults that replace the answer to a request, in the order the dice are read (new kinds go last, so an
+existing seed replays the same faults). All but `lost_response` answer without doing the request;
+`lost_response` does it and then drops the connection, as when the answer is lost on the way back."""
 
 FLAG_FAULTS: tuple[str, ...] = ("stale_synctoken",)
 """Faults that only change how a handler behaves (drawn on every API request, used by writes)."""
@@ -305,8 +316,10 @@ class Provider(ABC):
         """This provider's section of the seed file, as the data stands now (may share stored objects)."""
 
     @abstractmethod
-    def fault_response(self, kind: str, retry_after: int) -> Response:
-        """The provider's own answer for an injected fault: "429", "500", "503" or "expired_token"."""
+    def fault_response(self, kind: str, retry_after: int | None) -> Response:
+        """The provider's own answer for an injected fault: "429", "500", "503" or "expired_token".
+
+        `retry_after` is the 429's Retry-After in seconds; None sends the 429 without one."""
 
     @abstractmethod
     def throttle_response(self, limit: RateLimit, retry_after: int) -> Response:

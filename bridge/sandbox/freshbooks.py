@@ -510,7 +510,7 @@ class FreshBooksProvider(Provider):
             route("*", acct + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
         ]
 
-    def fault_response(self, kind: str, retry_after: int) -> Response:
+    def fault_response(self, kind: str, retry_after: int | None) -> Response:
         """Injected faults in FreshBooks' shapes."""
         if kind == "429":
             return self._throttled(retry_after)
@@ -526,9 +526,10 @@ class FreshBooksProvider(Provider):
     # -------------------------------------------------------------------------------- answers
 
     @staticmethod
-    def _throttled(retry_after: int) -> Response:
+    def _throttled(retry_after: int | None) -> Response:
         response = FBError(429, "Too many requests: slow down", 1429).response()
-        response.headers.append(("Retry-After", str(retry_after)))
+        if retry_after is not None:
+            response.headers.append(("Retry-After", str(retry_after)))
         return response
 
     @staticmethod

@@ -957,7 +957,7 @@ class QuickBooksProvider(Provider):
             route("*", api + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
         ]
 
-    def fault_response(self, kind: str, retry_after: int) -> Response:
+    def fault_response(self, kind: str, retry_after: int | None) -> Response:
         """Injected faults in QBO's shapes."""
         if kind == "429":
             return self._throttled(retry_after)
@@ -999,7 +999,7 @@ class QuickBooksProvider(Provider):
             fault.status, {"Fault": fault.fault(), "time": self.time_now()}, [("intuit_tid", secrets.token_hex(16))]
         )
 
-    def _throttled(self, retry_after: int) -> Response:
+    def _throttled(self, retry_after: int | None) -> Response:
         fault = QboFault(
             CODE_THROTTLE,
             "message=ThrottleExceeded; errorCode=003001; statusCode=429",
@@ -1008,7 +1008,8 @@ class QuickBooksProvider(Provider):
             fault_type="SERVICE",
         )
         response = self._fault_response(fault)
-        response.headers.append(("Retry-After", str(retry_after)))
+        if retry_after is not None:
+            response.headers.append(("Retry-After", str(retry_after)))
         return response
 
     def _gateway_fault(self, status: int, code: int, message: str, detail: str | None, fault_type: str) -> Response:

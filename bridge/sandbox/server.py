@@ -11,6 +11,8 @@ Control endpoints (never faulted, never rate-limited, never delayed):
     GET  /_sandbox/requests   request log: provider, tenant, method, path, query, status, time, ...
     GET  /_sandbox/faults     the fault settings in force
     POST /_sandbox/faults     {"quickbooks": {"429": 0.2, "seed": 7, "retry_after": 1}, ...}
+                              kinds: drop, timeout, 429, 500, 503, expired_token, 429_no_retry_after,
+                              lost_response (done, then the connection dropped); flag: stale_synctoken
     POST /_sandbox/reset      back to the seed; outbox, request log, faults and rate windows cleared
                               (an optional body {"seed": {...}} replaces the seed first)
 
@@ -536,7 +538,7 @@ class Sandbox:
                 entry["status"] = response.status
                 entry.update(response.log)
             entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
-        if response is None:  # a drop or timeout fault: close without answering
+        if response is None:  # a drop, timeout or lost_response fault: close without answering
             handler.close_connection = True
             return
         self._write(handler, response)
@@ -586,16 +588,23 @@ class Sandbox:
                     limit, wait = broken
                     entry["fault"] = "rate_limit"
                     return provider.throttle_response(limit, wait)
-            if fault is None:
+            if fault is None or fault == "lost_response":
                 if request.flags:
                     entry["flags"] = sorted(request.flags)
                 try:
-                    return rte.handler(request)
+                    answer = rte.handler(request)
                 except Exception as exc:  # an emulator bug must answer 500, not kill the handler thread
                     entry["error"] = f"{type(exc).__name__}: {exc}"
                     return Response.json(500, {"error": "sandbox_internal_error", "detail": entry["error"]})
+                if fault is None:
+                    return answer
+                entry["status"] = answer.status  # what it did, though the client never hears it
+                entry.update(answer.log)
+                return None
             if fault in ("drop", "timeout"):
                 stall = settings.timeout_seconds if settings is not None and fault == "timeout" else 0.0
+            elif fault == "429_no_retry_after":
+                return provider.fault_response("429", None)
             else:
                 return provider.fault_response(fault, settings.retry_after if settings is not None else 1)
         self._sleep(stall)

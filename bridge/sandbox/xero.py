@@ -566,7 +566,7 @@ class XeroProvider(Provider):
             route("*", api + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
         ]
 
-    def fault_response(self, kind: str, retry_after: int) -> Response:
+    def fault_response(self, kind: str, retry_after: int | None) -> Response:
         """Injected faults in Xero's shapes."""
         tenant: str | None = getattr(self._local, "tenant", None)
         if kind == "429":
@@ -597,9 +597,11 @@ class XeroProvider(Provider):
 
     # -------------------------------------------------------------------------------- answers
 
-    def _throttled(self, problem: str, retry_after: int, tenant: str | None) -> Response:
+    def _throttled(self, problem: str, retry_after: int | None, tenant: str | None) -> Response:
         response = Response.text(429, "You have exceeded the rate limit")
-        response.headers += [("Retry-After", str(retry_after)), ("X-Rate-Limit-Problem", problem)]
+        response.headers.append(("X-Rate-Limit-Problem", problem))
+        if retry_after is not None:
+            response.headers.append(("Retry-After", str(retry_after)))
         if tenant is not None:
             response.headers += self._usage_headers(tenant, count=False)
         return response

@@ -139,3 +139,26 @@ def test_the_table_has_at_least_forty_cases_with_the_config_table() -> None:
     from tests.unit.test_config import BROKEN
 
     assert len(BAD) + len(BROKEN) >= 40
+
+
+def _broken_configs() -> list[Any]:
+    from tests.unit.test_config import BROKEN
+
+    return [pytest.param(text, key, id=name) for name, text, key, _ in BROKEN]
+
+
+@pytest.mark.parametrize("command", [["sync", "--dry-run"], ["sync"]], ids=["dry-run", "sync"])
+@pytest.mark.parametrize(("text", "key"), _broken_configs())
+def test_a_broken_config_exits_2_through_the_cli_naming_file_and_key_and_writes_nothing(
+    bridge: Callable[..., Any], folder: Path, text: str, key: str, command: list[str]
+) -> None:
+    import textwrap
+
+    config = folder / "broken.toml"
+    config.write_text(textwrap.dedent(text), encoding="utf-8")
+    before = _snapshot(folder)
+    result = bridge("--config", str(config), *command)
+    assert result.code == 2, (result.code, result.err)
+    message = result.err.replace("\n", " ")
+    assert str(config) in message and key in message, result.err
+    assert _snapshot(folder) == before  # no store, no plan, no lock file, the config untouched

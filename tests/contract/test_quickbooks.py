@@ -19,6 +19,7 @@ from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
 from bridge.connectors.quickbooks import QuickBooksConnector
+from bridge.errors import ProviderError
 from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
 from bridge.sync import pull_connection
@@ -127,6 +128,24 @@ def test_a_repeated_write_replays_instead_of_charging_twice(env: QuickBooksEnv) 
     assert any(r.get("replayed") for r in env.sandbox.requests())
 
 
+def test_a_sync_token_stale_every_time_gives_up_after_a_few_rereads_and_writes_nothing(env: QuickBooksEnv) -> None:
+    from bridge.connectors.quickbooks import STALE_RETRIES
+
+    pull_connection(env.store, env.connector)
+    invoice, raw = env.connector.read_invoice(env.open_invoice_id(), {})  # type: ignore[misc]
+    action = fee_action(invoice)
+    env.sandbox.set_faults({"quickbooks": {"stale_synctoken": 1.0}})
+    try:
+        with pytest.raises(ProviderError):
+            env.connector.apply(action, raw)
+    finally:
+        env.sandbox.set_faults({"quickbooks": {}})
+    assert env.fee_lines(invoice.id, action.description or "") == 0
+    refused = [r for r in env.sandbox.requests() if r["status"] == 400]
+    assert len(refused) == STALE_RETRIES + 1
+    assert env.connector.stats.retried["stale SyncToken"] == STALE_RETRIES
+
+
 def test_a_stale_sync_token_is_reread_and_retried_once(env: QuickBooksEnv) -> None:
     pull_connection(env.store, env.connector)
     invoice, raw = env.connector.read_invoice(env.open_invoice_id(), {})  # type: ignore[misc]
@@ -182,5 +201,5 @@ def test_a_429_is_waited_out_as_retry_after_says(env: QuickBooksEnv) -> None:
         requests.post(env.base_url + "/_sandbox/faults", json={"quickbooks": {}}, timeout=10)
     throttled = [r for r in env.sandbox.requests() if r["status"] == 429]
     assert throttled, "the seeded faults should have throttled at least one call"
-    assert env.connector.stats.retried["Throttled"] == len(throttled)
+    assert env.connector.stats.retried["429"] == len(throttled)
     assert env.connector.stats.waited >= len(throttled) * 1.0

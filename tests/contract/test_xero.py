@@ -285,7 +285,7 @@ def test_a_429_is_waited_out_as_retry_after_says(env: XeroEnv) -> None:
         requests.post(env.base_url + "/_sandbox/faults", json={"xero": {}}, timeout=10)
     throttled = [r for r in env.sandbox.requests() if r["status"] == 429]
     assert throttled, "the seeded faults should have throttled at least one call"
-    assert env.connector.stats.retried["Throttled"] == len(throttled)
+    assert env.connector.stats.retried["429"] == len(throttled)
     assert env.connector.stats.waited >= len(throttled) * 1.0
 
 

@@ -81,6 +81,32 @@ def test_dropped_connection_and_timeout(sandbox: Sandbox, qb: QuickBooks) -> Non
     assert [e.get("fault") for e in sandbox.requests()[-3:]] == ["drop", "timeout", None]
 
 
+def test_429_without_retry_after(sandbox: Sandbox, qb: QuickBooks) -> None:
+    set_faults(sandbox, {"quickbooks": {"429_no_retry_after": 1.0}})
+    response = authorized_get(sandbox, qb, "invoice/101")
+    assert response.status_code == 429 and "Retry-After" not in response.headers
+    assert response.json()["Fault"]["Error"][0]["code"] == "3001"
+    assert sandbox.requests()[-1]["fault"] == "429_no_retry_after"
+
+
+def test_lost_response_does_the_request_then_drops_the_connection(sandbox: Sandbox, qb: QuickBooks) -> None:
+    invoice = Invoice.get("101", qb=qb)
+    set_faults(sandbox, {"quickbooks": {"lost_response": 1.0}})
+    body = {"Id": "101", "SyncToken": invoice.SyncToken, "sparse": True, "PrivateNote": "lost on the way back"}
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            api(sandbox, "invoice"),
+            params={"minorversion": 75},
+            json=body,
+            timeout=5,
+            headers={"Authorization": "Bearer " + qb.auth_client.access_token, "Accept": "application/json"},
+        )
+    set_faults(sandbox, {"quickbooks": {}})
+    assert Invoice.get("101", qb=qb).PrivateNote == "lost on the way back"  # it was done
+    lost = [e for e in sandbox.requests() if e.get("fault") == "lost_response"]
+    assert lost[-1]["status"] == 200
+
+
 def test_stale_synctoken_fault_refuses_a_current_token(sandbox: Sandbox, qb: QuickBooks) -> None:
     invoice = Invoice.get("101", qb=qb)
     set_faults(sandbox, {"quickbooks": {"stale_synctoken": 1.0}})

@@ -11,10 +11,11 @@ from bridge.connectors.http import (
     RetryPolicy,
     ServerError,
     Throttled,
+    Unauthorized,
     WindowLimiter,
     retry_after_seconds,
 )
-from bridge.errors import ProviderError
+from bridge.errors import AuthError, ProviderError
 
 
 class FakeClock:
@@ -111,3 +112,41 @@ def test_a_long_retry_after_is_honoured_beyond_the_backoff_ceiling_up_to_its_own
     fn, _ = flaky([Throttled("QuickBooks: wait a minute", retry_after=60), Throttled("again", retry_after=600)])
     RetryPolicy(sleep=clock.sleep, max_wait=30, max_retry_after=90).call(fn, CallStats())
     assert clock.slept == [60, 90]
+
+
+def test_a_token_refused_after_a_refresh_is_retried_even_when_not_safe_to_repeat_then_says_re_link():
+    clock = FakeClock()
+    fn, calls = flaky([Unauthorized("refused after a refresh: re-link it")])
+    assert RetryPolicy(sleep=clock.sleep).call(fn, CallStats(), safe_to_repeat=False) == "ok"
+    assert len(calls) == 2  # a 401 was not processed: safe to send again
+    fn, calls = flaky([Unauthorized("refused after a refresh: re-link it") for _ in range(20)])
+    with pytest.raises(AuthError, match="re-link"):
+        RetryPolicy(attempts=3, sleep=clock.sleep).call(fn, CallStats())
+    assert len(calls) == 3
+
+
+def test_the_stats_say_what_was_retried_and_why():
+    clock = FakeClock()
+    errors = [
+        Throttled("slow down", retry_after=1),
+        Throttled("slow down"),
+        ServerError("boom", 503),
+        requests.ReadTimeout("t"),
+        requests.ConnectionError("c"),
+        Unauthorized("u"),
+    ]
+    stats = CallStats()
+    fn, _ = flaky(errors)
+    RetryPolicy(sleep=clock.sleep).call(fn, stats)
+    stats.note_retry("expired token")
+    assert stats.retries == 7
+    assert dict(stats.retried) == {
+        "429": 2,
+        "503": 1,
+        "timeout": 1,
+        "dropped connection": 1,
+        "token refused": 1,
+        "expired token": 1,
+    }
+    assert stats.describe_retries().startswith("7 retries: 429 ×2, 503 ×1, dropped connection ×1, expired token ×1")
+    assert CallStats().describe_retries() == "no retries"
