@@ -125,3 +125,19 @@ def test_without_a_grace_window_a_kill_mid_refresh_asks_plainly_for_a_relink(tmp
         again = book.bridge("sync", "--dry-run")
         assert again.wait(timeout=120) == 1
         assert "re-link" in " ".join((again.stdout.read() if again.stdout else "").split())
+
+
+def test_when_quickbooks_hands_back_the_same_refresh_token_a_kill_mid_refresh_loses_nothing(tmp_path: Path) -> None:
+    # Intuit may return the refresh token unchanged for about a day (the emulator's `rotate_refresh_tokens`
+    # setting, unconfirmed): then the token the store kept is still good and the next run simply works.
+    clock = [now_utc()]
+    options = {"quickbooks": {"rotate_refresh_tokens": False}}
+    with Sandbox(rate_limits=False, clock=lambda: clock[0], options=options) as sandbox:
+        book = Book(sandbox, tmp_path, clock, "quickbooks")
+        before = book.stored_refresh_token()
+        book.expire_access_tokens()
+        killed = book.bridge("-q", "sync", "--dry-run", extra_env={"BRIDGE_KILL_AT": "token-refreshed"})
+        assert killed.wait(timeout=120) == -9
+        again = book.bridge("-q", "sync", "--dry-run")
+        assert again.wait(timeout=120) == 0, again.stderr.read() if again.stderr else ""
+        assert book.stored_refresh_token() == before

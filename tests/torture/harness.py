@@ -85,9 +85,15 @@ class Trial:
     """One folder: config, store and secret key, with connections linked to the sandbox's current books."""
 
     def __init__(
-        self, sandbox: Sandbox, folder: Path, providers: tuple[str, ...] = PROVIDERS, *, timeout_seconds: int = 30
+        self,
+        sandbox: Sandbox,
+        folder: Path,
+        providers: tuple[str, ...] = PROVIDERS,
+        *,
+        timeout_seconds: int = 30,
+        seed: dict[str, Any] | None = None,
     ) -> None:
-        sandbox.reset(default_seed())
+        sandbox.reset(seed if seed is not None else default_seed())
         folder.mkdir(parents=True, exist_ok=True)
         self.sandbox = sandbox
         self.providers = providers
