@@ -137,11 +137,14 @@ class Trial:
             process = _FORK.Process(target=_child, args=(self.args(*args), self.env(kill_at), out, err))
             process.start()
             process.join(kill_after if kill_after is not None else 600)
-            if process.is_alive() and process.pid is not None:
+            killed = process.is_alive()
+            if killed and process.pid is not None:
                 os.kill(process.pid, signal.SIGKILL)
             process.join()
             code = process.exitcode if process.exitcode is not None else 1
             if not os.path.exists(err):
+                if killed:  # killed before it got as far as opening its output: a kill like any other
+                    return Run(code, "", "")
                 raise RuntimeError(f"the forked bridge process never started (exit {code}): see the stderr above")
             return Run(code, Path(out).read_text(encoding="utf-8"), Path(err).read_text(encoding="utf-8"))
 
