@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from bridge.model import HistoryEntry
 
@@ -35,59 +34,35 @@ class InvoiceHistory:
 _EMPTY = InvoiceHistory()
 
 
-# The entries filed under one head, flat: [tail, value, tail, value, …] (see `History`).
-_Filed = list[Any]
-_KINDS = ("reminder:", "late_fee:")
-
-
-def _value(entry: HistoryEntry, head: str) -> Any:
-    """What the index keeps of an entry: `applied_on` of a reminder, `amount` of a late fee, else the entry."""
-    if head.startswith("reminder:"):
-        return entry.applied_on
-    if head.startswith("late_fee:"):
-        return entry.amount
-    return entry
-
-
 class History:
     """Ledger entries indexed for the engine. Keys look like `late_fee:{connection}:{invoice}:{k}`.
 
     Entries are filed by their key up to the last colon (`late_fee:{connection}:{invoice}`),
-    in ledger order, as flat `[tail, value, tail, value, …]` lists: the key's last part and
-    what the engine reads of the entry (`_value`: a reminder's date, a fee's amount). That is
-    read while the entry is at hand, so answering for an invoice never goes back to the
-    entries: hundreds of thousands of them, scattered in memory, each read a second time, cost
-    more than the index itself. A key's number is only parsed when its invoice is asked about.
+    in ledger order; a key is only parsed when the engine asks about its invoice, so the
+    entries of invoices that are out of scope (paid, void, …) cost one split each.
     """
 
     __slots__ = ("_by_head",)
 
     def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
-        self._by_head: dict[str, _Filed] = {}
+        self._by_head: dict[str, list[HistoryEntry]] = {}
         by_head = self._by_head
         for entry in entries:  # the hot loop of a large evaluation: `add`, inlined
-            head, _, tail = entry.key.rpartition(":")
-            value = (
-                entry.applied_on
-                if head.startswith("reminder:")
-                else entry.amount
-                if head.startswith("late_fee:")
-                else entry
-            )
+            head = entry.key.rpartition(":")[0]
             filed = by_head.get(head)
             if filed is None:
-                by_head[head] = [tail, value]
+                by_head[head] = [entry]
             else:
-                filed += (tail, value)
+                filed.append(entry)
 
     def add(self, entry: HistoryEntry) -> None:
         """Index one entry."""
-        head, _, tail = entry.key.rpartition(":")
+        head = entry.key.rpartition(":")[0]
         filed = self._by_head.get(head)
         if filed is None:
-            self._by_head[head] = [tail, _value(entry, head)]
+            self._by_head[head] = [entry]
         else:
-            filed += (tail, _value(entry, head))
+            filed.append(entry)
 
     @staticmethod
     def _parse(key: str) -> tuple[str, InvoiceKey, int] | None:
@@ -114,16 +89,16 @@ class History:
         found = InvoiceHistory()
         if sent is not None:
             reminders = found.reminders
-            pairs = iter(sent)
-            for number, applied_on in zip(pairs, pairs, strict=True):
+            for entry in sent:
+                number = entry.key.rpartition(":")[2]
                 if number.isdigit():
-                    reminders[int(number)] = applied_on
+                    reminders[int(number)] = entry.applied_on
         if charged is not None:
             fees = found.fees
-            pairs = iter(charged)
-            for number, amount in zip(pairs, pairs, strict=True):
+            for entry in charged:
+                number = entry.key.rpartition(":")[2]
                 if number.isdigit():
-                    fees[int(number)] = amount if amount is not None else Decimal(0)
+                    fees[int(number)] = entry.amount if entry.amount is not None else Decimal(0)
         return found
 
     def __contains__(self, key: object) -> bool:
@@ -131,11 +106,7 @@ class History:
             return False
         parsed = self._parse(key)
         if parsed is None:
-            head, _, tail = key.rpartition(":")
-            filed = self._by_head.get(head, [])
-            if head.startswith(_KINDS):  # such a key is the head, a colon and the tail: the tails tell
-                return tail in filed[::2]
-            return any(entry.key == key for entry in filed[1::2])
+            return any(entry.key == key for entry in self._by_head.get(key.rpartition(":")[0], ()))
         kind, (connection, invoice), number = parsed
         found = self.for_invoice(connection, invoice)
         return number in (found.reminders if kind == "reminder" else found.fees)
