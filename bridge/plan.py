@@ -64,20 +64,10 @@ class WarningCode(StrEnum):
 
 
 _DIGITS = re.compile(r"(\d+)")
-_PREFIX_DIGITS = re.compile(r"(\D*)(\d*)")
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10."""
-    # Most invoice numbers are '10042' or 'INV-0042': one match instead of the split below, same key.
-    # (A prefix made only of digits that are not decimal, e.g. '²', goes the long way, as before.)
-    simple = _PREFIX_DIGITS.fullmatch(text)
-    if simple is not None:
-        prefix, digits = simple.groups()
-        if not prefix.isdigit():
-            if not digits:
-                return ((1, prefix),) if prefix else ()
-            return ((1, prefix), (0, int(digits))) if prefix else ((0, int(digits)),)
     return tuple([(0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part])
 
 
