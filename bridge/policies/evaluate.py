@@ -326,6 +326,7 @@ def evaluate(
                     )
 
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
+    del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
 
 
