@@ -190,12 +190,12 @@ class CallStats:
     retried: Counter[str] = field(default_factory=Counter)
 
     def note_retry(self, why: str) -> None:
-        """Count one call made again, and why ("429", "5xx", "timeout", "expired token", ...)."""
+        """Count one call made again, and why ("429", "503", "timeout", "expired token", ...)."""
         self.retries += 1
         self.retried[why] += 1
 
     def describe_retries(self) -> str:
-        """What was retried and why, e.g. "12 retries: 429 ×5, 5xx ×4, timeout ×3; waited 6.2 s"."""
+        """What was retried and why, e.g. "12 retries: 429 ×5, 503 ×4, timeout ×3; waited 6.2 s"."""
         if not self.retries:
             return "no retries"
         reasons = ", ".join(f"{why} ×{n}" for why, n in sorted(self.retried.items(), key=lambda kv: (-kv[1], kv[0])))
