@@ -64,11 +64,22 @@ class WarningCode(StrEnum):
 
 
 _DIGITS = re.compile(r"(\d+)")
+_TEXT_THEN_DIGITS = re.compile(r"(\D+)(\d+)")
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10."""
-    return tuple([(0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part])
+    """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10.
+
+    Runs of decimal digits (Unicode category Nd, what `\\d` matches) compare as numbers, the
+    text between them as text. Most invoice numbers are all digits or text then digits: those
+    skip the general split.
+    """
+    if text.isdecimal():
+        return ((0, int(text)),)
+    simple = _TEXT_THEN_DIGITS.fullmatch(text)
+    if simple is not None:
+        return ((1, simple[1]), (0, int(simple[2])))
+    return tuple([(0, int(part)) if part.isdecimal() else (1, part) for part in _DIGITS.split(text) if part])
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +282,7 @@ def _key_order(key: str | None) -> tuple[str, int]:
     if key is None:
         return _NO_KEY
     head, _, tail = key.rpartition(":")
-    return (head, int(tail)) if tail.isdigit() else (key, -1)
+    return (head, int(tail)) if tail.isdecimal() else (key, -1)
 
 
 class _NaturalKeys(dict[str, tuple[tuple[int, int | str], ...]]):

@@ -11,6 +11,8 @@ from bridge.model import HistoryEntry
 
 InvoiceKey = tuple[str, str]  # (connection, invoice remote id)
 
+_ZERO = Decimal(0)
+
 
 @dataclass(slots=True)
 class InvoiceHistory:
@@ -37,76 +39,75 @@ _EMPTY = InvoiceHistory()
 class History:
     """Ledger entries indexed for the engine. Keys look like `late_fee:{connection}:{invoice}:{k}`.
 
-    Entries are filed by their key up to the last colon (`late_fee:{connection}:{invoice}`),
-    in ledger order; a key is only parsed when the engine asks about its invoice, so the
-    entries of invoices that are out of scope (paid, void, …) cost one split each.
+    One pass over the ledger files each numbered `reminder` and `late_fee` entry straight into
+    its invoice's record (by `{connection}:{invoice}`), so that asking about an invoice is one
+    lookup and no entry is read twice: on a large ledger that pass is the cost. Any other key
+    (renegotiation decisions, …) is kept by its head, the key up to the last colon, for `in`.
+    Step and occurrence numbers are numbers: `reminder:c:7:02` is step 2.
     """
 
-    __slots__ = ("_by_head",)
+    __slots__ = ("_keys", "_records")
 
     def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
-        self._by_head: dict[str, list[HistoryEntry]] = {}
-        by_head = self._by_head
+        self._records: dict[str, InvoiceHistory] = {}
+        self._keys: dict[str, set[str]] = {}
+        records = self._records
+        get = records.get
         for entry in entries:  # the hot loop of a large evaluation: `add`, inlined
-            head = entry.key.rpartition(":")[0]
-            filed = by_head.get(head)
-            if filed is None:
-                by_head[head] = [entry]
-            else:
-                filed.append(entry)
+            key = entry.key
+            head, _, number = key.rpartition(":")
+            kind, sep, invoice = head.partition(":")
+            if kind == "reminder" and sep:
+                if number.isdecimal():
+                    record = get(invoice)
+                    if record is None:
+                        record = records[invoice] = InvoiceHistory()
+                    record.reminders[int(number)] = entry.applied_on
+                    continue
+            elif kind == "late_fee" and sep and number.isdecimal():
+                record = get(invoice)
+                if record is None:
+                    record = records[invoice] = InvoiceHistory()
+                amount = entry.amount
+                record.fees[int(number)] = _ZERO if amount is None else amount
+                continue
+            self._other(head, number)
 
     def add(self, entry: HistoryEntry) -> None:
-        """Index one entry."""
-        head = entry.key.rpartition(":")[0]
-        filed = self._by_head.get(head)
-        if filed is None:
-            self._by_head[head] = [entry]
+        """Index one entry (a later entry with the same key replaces the earlier one's values)."""
+        head, _, number = entry.key.rpartition(":")
+        kind, sep, invoice = head.partition(":")
+        if (kind == "reminder" or kind == "late_fee") and sep and number.isdecimal():
+            record = self._records.get(invoice)
+            if record is None:
+                record = self._records[invoice] = InvoiceHistory()
+            if kind == "reminder":
+                record.reminders[int(number)] = entry.applied_on
+            else:
+                record.fees[int(number)] = _ZERO if entry.amount is None else entry.amount
         else:
-            filed.append(entry)
+            self._other(head, number)
 
-    @staticmethod
-    def _parse(key: str) -> tuple[str, InvoiceKey, int] | None:
-        parts = key.split(":")
-        if len(parts) == 4:  # the common case: no colon inside the invoice id
-            kind, connection, invoice, number = parts
-        elif len(parts) > 4:
-            kind, connection, invoice, number = parts[0], parts[1], ":".join(parts[2:-1]), parts[-1]
+    def _other(self, head: str, number: str) -> None:
+        keys = self._keys.get(head)
+        if keys is None:
+            self._keys[head] = {number}
         else:
-            return None
-        if (kind != "reminder" and kind != "late_fee") or not (number.isdigit() and connection and invoice):
-            return None
-        return kind, (connection, invoice), int(number)
+            keys.add(number)
 
     def for_invoice(self, connection: str, invoice_id: str) -> InvoiceHistory:
         """What was done on this invoice (an empty record when nothing)."""
         if not connection or not invoice_id or ":" in connection:
             return _EMPTY  # no reminder or late-fee key can name such an invoice
-        by_head = self._by_head
-        sent = by_head.get(f"reminder:{connection}:{invoice_id}")
-        charged = by_head.get(f"late_fee:{connection}:{invoice_id}")
-        if sent is None and charged is None:
-            return _EMPTY
-        found = InvoiceHistory()
-        if sent is not None:
-            reminders = found.reminders
-            for entry in sent:
-                number = entry.key.rpartition(":")[2]
-                if number.isdigit():
-                    reminders[int(number)] = entry.applied_on
-        if charged is not None:
-            fees = found.fees
-            for entry in charged:
-                number = entry.key.rpartition(":")[2]
-                if number.isdigit():
-                    fees[int(number)] = entry.amount if entry.amount is not None else Decimal(0)
-        return found
+        return self._records.get(f"{connection}:{invoice_id}", _EMPTY)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        parsed = self._parse(key)
-        if parsed is None:
-            return any(entry.key == key for entry in self._by_head.get(key.rpartition(":")[0], ()))
-        kind, (connection, invoice), number = parsed
-        found = self.for_invoice(connection, invoice)
-        return number in (found.reminders if kind == "reminder" else found.fees)
+        head, _, number = key.rpartition(":")
+        kind, sep, invoice = head.partition(":")
+        if (kind == "reminder" or kind == "late_fee") and sep and number.isdecimal():
+            record = self._records.get(invoice)
+            return record is not None and int(number) in (record.reminders if kind == "reminder" else record.fees)
+        keys = self._keys.get(head)
+        return keys is not None and number in keys
