@@ -34,7 +34,7 @@ from typing import Any, Final, Literal, get_args
 
 import jinja2
 
-from bridge.messages._formatting import format_long_date, format_money
+from bridge.messages._formatting import amount_formatter, format_long_date
 
 __all__ = [
     "MESSAGE_NAMES",
@@ -212,14 +212,31 @@ def _variables(ctx: MessageContext, locale: str) -> dict[str, Any]:
         )
     currency = ctx.currency
     days_overdue = ctx.days_overdue
+    amount_due, total = ctx.amount_due, ctx.total
+    customer_name = _one_line(ctx.customer_name)
+    invoice_number = _one_line(ctx.invoice_number)
+    money = amount_formatter(currency, locale)
+    amount_due_text = money(amount_due)
+    # Most invoices are not partly paid: the total is then written exactly as the amount due
+    # (same value and sign; both finite, so comparing them cannot signal).
+    if (
+        total.is_finite()
+        and amount_due.is_finite()
+        and total == amount_due
+        and total.is_signed() == amount_due.is_signed()
+    ):
+        total_text = amount_due_text
+    else:
+        total_text = money(total)
+    new_due_date = ctx.new_due_date
     return {
         "ctx": ctx,
-        "customer_name": _one_line(ctx.customer_name),
-        "invoice_number": _one_line(ctx.invoice_number),
+        "customer_name": customer_name,
+        "invoice_number": invoice_number,
         "currency": currency,
-        "amount_due": format_money(ctx.amount_due, currency, locale),
-        "total": format_money(ctx.total, currency, locale),
-        "partly_paid": ctx.amount_due != ctx.total,
+        "amount_due": amount_due_text,
+        "total": total_text,
+        "partly_paid": amount_due != total,
         "due_date": format_long_date(ctx.due_date, locale),
         "today": format_long_date(ctx.today, locale),
         "days_overdue": days_overdue,
@@ -228,8 +245,8 @@ def _variables(ctx: MessageContext, locale: str) -> dict[str, Any]:
         "clause": ctx.clause,
         "clause_text": ctx.clause_text.strip(),
         "step": ctx.step,
-        "new_due_date": _date_or_none(ctx.new_due_date, locale),
-        "due_date_changed": ctx.new_due_date is not None and ctx.new_due_date != ctx.due_date,
+        "new_due_date": None if new_due_date is None else format_long_date(new_due_date, locale),
+        "due_date_changed": new_due_date is not None and new_due_date != ctx.due_date,
         "requested_due_date": _date_or_none(ctx.requested_due_date, locale),
         "refusal_reason": ctx.refusal_reason,
         "earlier_invoice": None if ctx.earlier_invoice is None else _one_line(ctx.earlier_invoice),
