@@ -18,6 +18,7 @@ go to Babel.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -60,6 +61,11 @@ def format_money(amount: Decimal, currency: str, locale: str) -> str:
     return _amount_formatter(currency, locale)(amount)
 
 
+def amount_formatter(currency: str, locale: str) -> Callable[[Decimal], str]:
+    """`format_money` for one currency and locale, to call for many amounts (cached, bounded)."""
+    return _amount_formatter(currency, locale)
+
+
 @lru_cache(maxsize=256)
 def _amount_formatter(currency: str, locale: str) -> _AmountFormatter:
     return _AmountFormatter(currency, get_locale(locale))
@@ -78,7 +84,9 @@ class _AmountFormatter:
         self._locale = locale
         self._pattern = pattern
         self._spec = f",.{places}f"
-        self._table = str.maketrans({",": get_group_symbol(locale), ".": get_decimal_symbol(locale)})
+        group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
+        # None when the locale writes ',' and '.' as Python does: nothing to translate.
+        self._table = None if (group, decimal) == (",", ".") else str.maketrans({",": group, ".": decimal})
         self._prefix = self._suffix = ""
         self._fast = False
         reference = self._babel(_ANCHOR)
@@ -90,12 +98,17 @@ class _AmountFormatter:
 
     def __call__(self, amount: Decimal) -> str:
         if self._fast and amount.is_finite() and not amount.is_signed():
-            return self._fast_format(amount)
+            # _fast_format, inlined: this runs for every amount of every message.
+            number = format(amount, self._spec)
+            if self._table is not None:
+                number = number.translate(self._table)
+            return f"{self._prefix}{number}{self._suffix}"
         return self._babel(amount)
 
     def _number(self, amount: Decimal) -> str:
         # Decimal formatting rounds with the context's rounding, as Babel's quantize does.
-        return format(amount, self._spec).translate(self._table)
+        number = format(amount, self._spec)
+        return number if self._table is None else number.translate(self._table)
 
     def _fast_format(self, amount: Decimal) -> str:
         return f"{self._prefix}{self._number(amount)}{self._suffix}"
