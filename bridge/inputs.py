@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from bridge.errors import ConfigError
 from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
@@ -63,12 +63,13 @@ def load_invoices(path: Path) -> tuple[list[Invoice], list[RecordError]]:
     return invoices, errors
 
 
-def _load_strict(path: Path, what: str, model: type[BaseModel], envelope: str | None) -> list[Any]:
+def _load_strict(path: Path, what: str, model: type[Any], envelope: str | None) -> list[Any]:
     items = _as_list(read_json(path, what), path, what, envelope)
+    validate = TypeAdapter(model).validate_python  # a model or a pydantic dataclass
     out = []
     for index, item in enumerate(items):
         try:
-            out.append(model.model_validate(item))
+            out.append(validate(item))
         except ValidationError as exc:
             raise ConfigError(f"entry [{index}]: {_problem(exc)}", str(path)) from None
     return out

@@ -2,16 +2,23 @@
 
 Money is `Decimal` (never float), days are `date`. Models are frozen: a record
 read from a provider is a fact, not something to patch in place.
+
+The records there are many of (customers, lines, allocations, ledger entries) are frozen
+pydantic dataclasses with slots: validated exactly like the models, but about 70 bytes
+each instead of about 490 (no per-instance `__dict__`), and quicker to read. A large
+ledger is hundreds of thousands of entries, and the policy engine reads every one.
 """
 
 from __future__ import annotations
 
+import datetime
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
 
 from bridge.money import is_currency
 
@@ -46,7 +53,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Customer(_Frozen):
+_RECORD = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class Customer:
     """The client an invoice is addressed to."""
 
     id: str
@@ -54,7 +65,8 @@ class Customer(_Frozen):
     email: str | None = None
 
 
-class LineItem(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class LineItem:
     """One line of an invoice. `provider_late_fee` marks a fee the provider added on its own."""
 
     id: str | None = None
@@ -64,10 +76,11 @@ class LineItem(_Frozen):
     provider_late_fee: bool = False
 
 
-class Allocation(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class Allocation:
     """Part of a payment or credit applied to one invoice, on a given day."""
 
-    date: date
+    date: datetime.date  # spelled out: the slot named `date` would hide the type
     amount: Money
     kind: Literal["payment", "credit"] = "payment"
     payment_id: str | None = None
@@ -121,13 +134,12 @@ class Invoice(_Frozen):
         return value
 
 
-class HistoryEntry(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="ignore"))
+class HistoryEntry:
     """An action already carried out (the ledger's `applied` list, or a fee line found on an invoice).
 
     Extra fields of the ledger (response ids, timestamps) are ignored.
     """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     key: str
     kind: str
