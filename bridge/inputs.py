@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from bridge.errors import ConfigError
-from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
+from bridge.model import INVOICE_JSON, HistoryEntry, Invoice, RenegotiationRequest
 from bridge.plan import RecordError
 
 
@@ -53,9 +53,10 @@ def load_invoices(path: Path) -> tuple[list[Invoice], list[RecordError]]:
     items = _as_list(read_json(path, "invoices"), path, "invoices")
     invoices: list[Invoice] = []
     errors: list[RecordError] = []
+    validate = INVOICE_JSON.validate_python
     for index, item in enumerate(items):
         try:
-            invoices.append(Invoice.model_validate(item))
+            invoices.append(validate(item))
         except ValidationError as exc:
             ident = item.get("number") or item.get("id") if isinstance(item, dict) else None
             connection = str(item.get("connection", "")) if isinstance(item, dict) else ""

@@ -3,8 +3,8 @@
 Money is `Decimal` (never float), days are `date`. Models are frozen: a record
 read from a provider is a fact, not something to patch in place.
 
-The records there are many of (customers, lines, allocations, ledger entries) are frozen
-pydantic dataclasses with slots: validated exactly like the models, but about 70 bytes
+The records there are many of (invoices, customers, lines, allocations, ledger entries) are
+frozen pydantic dataclasses with slots: validated exactly like the models, but about 70 bytes
 each instead of about 490 (no per-instance `__dict__`), and quicker to read. A large
 ledger is hundreds of thousands of entries, and the policy engine reads every one.
 """
@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass
 
 from bridge.money import is_currency
@@ -99,7 +99,8 @@ class Payment(_Frozen):
     allocations: tuple[Allocation, ...] = ()
 
 
-class Invoice(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class Invoice:
     """A sales invoice, normalized.
 
     `editable` is False when the provider refuses edits (Xero: a payment or credit
@@ -168,3 +169,7 @@ class RenegotiationRequest(_Frozen):
     original_due_date: date | None = None
     previous_due_date: date | None = None
     project: str | None = None
+
+
+INVOICE_JSON: TypeAdapter[Invoice] = TypeAdapter(Invoice)
+"""An invoice to and from JSON (`dump_json`, `validate_json`, `validate_python`): what the store keeps."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections import defaultdict
@@ -53,7 +54,7 @@ def attach_payments(invoices: Sequence[Invoice], payments: Iterable[Payment]) ->
         found = by_invoice.get(inv.id)
         if found:
             ordered = tuple(sorted(found, key=lambda a: (a.date, a.payment_id or "")))
-            inv = inv.model_copy(update={"payments": ordered})
+            inv = dataclasses.replace(inv, payments=ordered)
         out.append(inv)
     return out
 

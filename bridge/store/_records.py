@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
-from bridge.model import Invoice, Payment
+from bridge.model import INVOICE_JSON, Invoice, Payment
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
@@ -40,7 +40,7 @@ def save(
             "remote_id": invoice.id,
             "number": invoice.number,
             "status": invoice.status.value,
-            "model": invoice.model_dump_json(),
+            "model": INVOICE_JSON.dump_json(invoice).decode(),
             "raw": jsontext.dumps(raw),
             "updated_at": now,
         }
@@ -151,7 +151,7 @@ def invoices(
     if number is not None:
         stmt = stmt.where(t.invoices.c.number == number)
     rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
-    return [Invoice.model_validate_json(model) for _, model in rows]
+    return [INVOICE_JSON.validate_json(model) for _, model in rows]
 
 
 def payments(conn: Connection, connection: str) -> list[Payment]:

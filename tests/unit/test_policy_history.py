@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.model import HistoryEntry
@@ -55,11 +55,16 @@ def test_for_invoice_is_what_the_ledger_says_about_that_invoice(
 
 @settings(max_examples=400)
 @given(st.lists(entries(), max_size=12), entries())
+@example(  # found by hypothesis: a step key with no invoice in it is plain text ("02" is not "2" there)
+    [HistoryEntry(key="reminder:2", kind="reminder")], HistoryEntry(key="reminder:02", kind="reminder")
+)
 def test_a_key_is_in_the_history_when_an_entry_has_it(ledger: list[HistoryEntry], probe: HistoryEntry) -> None:
     history = History(ledger)
     for entry in [*ledger, probe]:
         head, _, number = entry.key.rpartition(":")
-        numbered = head.partition(":")[0] in ("reminder", "late_fee") and number.isdecimal()
+        kind, sep, _ = head.partition(":")
+        # A step or occurrence key names an invoice ("reminder:2" does not: it is compared as text).
+        numbered = kind in ("reminder", "late_fee") and bool(sep) and number.isdecimal()
 
         def same(
             other: str, key: str = entry.key, head: str = head, number: str = number, numbered: bool = numbered

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from bridge.model import Allocation, LineItem
@@ -53,8 +54,8 @@ def test_5_base_is_principal_minus_payments_dated_on_or_before_the_occurrence():
 
 
 def test_5_credits_reduce_the_base_like_payments():
-    inv = invoice("INV-1").model_copy(
-        update={"payments": (Allocation(date=D("2026-09-01"), amount=Decimal("1000.00"), kind="credit"),)}
+    inv = dataclasses.replace(
+        invoice("INV-1"), payments=(Allocation(date=D("2026-09-01"), amount=Decimal("1000.00"), kind="credit"),)
     )
     assert amounts(run(inv, "2026-09-07", terms_=fees())) == {"late_fee:acme:1:1": "15.00"}
 
