@@ -71,19 +71,24 @@ _DIGITS = re.compile(r"(\d+)")
 _TEXT_THEN_DIGITS = re.compile(r"(\D+)(\d+)")
 
 
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+def natural_key(text: str) -> tuple[int | str, ...]:
     """Sort key that orders 'INV-9' before 'INV-10' and step 9 before step 10.
 
     Runs of decimal digits (Unicode category Nd, what `\\d` matches) compare as numbers, the
-    text between them as text. Most invoice numbers are all digits or text then digits: those
-    skip the general split.
+    text between them as text: each run gives a tag (0 digits, 1 text) then its value, in one
+    flat tuple, which orders exactly as a tuple of (tag, value) pairs would and compares faster.
+    Most invoice numbers are all digits or text then digits: those skip the general split.
     """
     if text.isdecimal():
-        return ((0, int(text)),)
+        return (0, int(text))
     simple = _TEXT_THEN_DIGITS.fullmatch(text)
     if simple is not None:
-        return ((1, simple[1]), (0, int(simple[2])))
-    return tuple([(0, int(part)) if part.isdecimal() else (1, part) for part in _DIGITS.split(text) if part])
+        return (1, simple[1], 0, int(simple[2]))
+    key: list[int | str] = []
+    for part in _DIGITS.split(text):
+        if part:
+            key += (0, int(part)) if part.isdecimal() else (1, part)
+    return tuple(key)
 
 
 class InvoiceRef(NamedTuple):
@@ -285,10 +290,10 @@ def _key_order(key: str | None) -> tuple[str, int]:
     return (head, int(tail)) if tail.isdecimal() else (key, -1)
 
 
-class _NaturalKeys(dict[str, tuple[tuple[int, int | str], ...]]):
+class _NaturalKeys(dict[str, tuple[int | str, ...]]):
     """Each invoice number's natural key, computed once per build (a plan has many items per invoice)."""
 
-    def __missing__(self, number: str) -> tuple[tuple[int, int | str], ...]:
+    def __missing__(self, number: str) -> tuple[int | str, ...]:
         key = self[number] = natural_key(number)
         return key
 

@@ -16,6 +16,10 @@ def reference_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdecimal() else (1, part) for part in re.split(r"(\d+)", text) if part)
 
 
+def flat(key: tuple[tuple[int, int | str], ...]) -> tuple[int | str, ...]:
+    return tuple(x for pair in key for x in pair)
+
+
 numbers = st.one_of(
     st.from_regex(r"[A-Z]{0,4}-?[0-9]{1,8}", fullmatch=True),
     st.text(alphabet=st.sampled_from("0123456789-/ aZ²³¹٣٤߀①"), max_size=12),
@@ -26,7 +30,14 @@ numbers = st.one_of(
 @settings(max_examples=2000)
 @given(numbers)
 def test_natural_key_matches_its_definition(text: str) -> None:
-    assert natural_key(text) == reference_key(text)
+    assert natural_key(text) == flat(reference_key(text))
+
+
+@settings(max_examples=2000)
+@given(numbers, numbers)
+def test_natural_keys_order_as_the_definition_does(a: str, b: str) -> None:
+    assert (natural_key(a) < natural_key(b)) == (reference_key(a) < reference_key(b))
+    assert (natural_key(a) == natural_key(b)) == (reference_key(a) == reference_key(b))
 
 
 def test_digit_runs_sort_as_numbers_and_superscripts_as_text() -> None:
