@@ -3,10 +3,10 @@
 Money is `Decimal` (never float), days are `date`. Models are frozen: a record
 read from a provider is a fact, not something to patch in place.
 
-The records there are many of (invoices, customers, lines, allocations, ledger entries) are
-frozen pydantic dataclasses with slots: validated exactly like the models, but about 70 bytes
-each instead of about 490 (no per-instance `__dict__`), and quicker to read. A large
-ledger is hundreds of thousands of entries, and the policy engine reads every one.
+The records that come by the hundred thousand (invoices, customers, lines, allocations,
+ledger entries) are frozen pydantic dataclasses with slots: validated like the models, but
+about 70 bytes an object instead of about 490 (no per-instance `__dict__`), and quicker to
+read; the policy engine reads every one. Assigning to a field raises FrozenInstanceError.
 """
 
 from __future__ import annotations
