@@ -193,6 +193,10 @@ _PROJECT_KEYS = ("customer", "customer", "invoice", "provider")
 _TIERS = ("retainer", "project", "enterprise", "smb", "agency", "public", "wholesale", "nonprofit", "intl", "legacy")
 
 
+def _has_amounts(reminders: dict[str, object], late_fee: dict[str, object] | None) -> bool:
+    return "min_balance" in reminders or any(k in (late_fee or {}) for k in ("flat", "max_total", "min_fee"))
+
+
 def make_contracts(rng: random.Random, customers: Sequence[tuple[Connection, Customer, str, float]]) -> list[Contract]:
     """19 contracts naming ~40 customers each (by id, name or e-mail), then the `"*"` contract of POLICY.md §8."""
     chosen = rng.sample(range(len(customers)), k=min(len(customers), 19 * 40))
@@ -219,6 +223,8 @@ def make_contracts(rng: random.Random, customers: Sequence[tuple[Connection, Cus
                     "project_key": _PROJECT_KEYS[i % 4],
                     "reminders": _REMINDERS[i % 5],
                     "late_fee": _LATE_FEES[i % 7],
+                    # Contracts with money amounts state their currency (POLICY.md §1); the rest take any.
+                    "currency": "USD" if _has_amounts(_REMINDERS[i % 5], _LATE_FEES[i % 7]) else None,
                     "renegotiation": {"max_per_project": 1 + (i % 3 == 0), "max_extension_days": (30, 45, 14)[i % 3]},
                 }
             )
@@ -243,7 +249,7 @@ class _Matcher:
 
     contracts: Sequence[Contract]
     _tokens: list[tuple[bool, frozenset[str]]] = field(init=False)
-    _cache: dict[tuple[str, str, str | None], int | None] = field(init=False, default_factory=dict)
+    _cache: dict[tuple[str, str, str | None, str], int | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._tokens = [
@@ -251,12 +257,17 @@ class _Matcher:
             for c in self.contracts
         ]
 
-    def index(self, c: Customer) -> int | None:
-        key = (c.id, c.name, c.email)
+    def index(self, c: Customer, currency: str) -> int | None:
+        key = (c.id, c.name, c.email, currency)
         if key not in self._cache:
             name, email = c.name.casefold(), (c.email or "").casefold()
             self._cache[key] = next(
-                (i for i, (any_, t) in enumerate(self._tokens) if any_ or c.id in t or name in t or email in t),
+                (
+                    i
+                    for i, (any_, t) in enumerate(self._tokens)
+                    if (any_ or c.id in t or name in t or email in t)
+                    and self.contracts[i].currency in (None, currency)
+                ),
                 None,
             )
         return self._cache[key]
@@ -358,7 +369,7 @@ def charged_fees(
             amount = flat + part if terms.combine == "sum" else max(flat, part)
             if cap is not None:
                 amount = min(amount, cap - running)
-            if amount >= terms.min_fee:
+            if amount >= (quantum(currency) if terms.min_fee is None else terms.min_fee):
                 amount = amount.quantize(q)
                 out.append((k, on, day, amount))
                 running += amount
@@ -434,7 +445,7 @@ def _generate(n: int, seed: int) -> Dataset:
             inv_id, number = _uuid(rng), f"INV-{seq:06d}"
         else:
             inv_id, number = str(40_000 + seq), str(10_000 + seq)
-        ci = matcher.index(customer)
+        ci = matcher.index(customer, currency)
         contract = contracts[ci] if ci is not None else None
 
         # Dates: due over the six months before the as-of date, 5% in the next two weeks.
@@ -643,7 +654,7 @@ def _generate(n: int, seed: int) -> Dataset:
     history.sort(key=lambda e: e.applied_on or date.min)  # the ledger is written day by day
 
     # Holds and exclusions: a few customers of the `"*"` contract, a few invoices by number.
-    catch_all = [c for _, c, _, _ in customers if matcher.index(c) == len(contracts) - 1]
+    catch_all = [c for _, c, cur, _ in customers if matcher.index(c, cur) == len(contracts) - 1]
     held = rng.sample(catch_all, k=min(6, len(catch_all)))
     open_numbers = [i.number for i in invoices if i.status.is_open and i.fee_for is None]
     terms = Terms(

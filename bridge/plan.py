@@ -47,6 +47,7 @@ class SkipCode(StrEnum):
     ON_HOLD = "on_hold"
     EXCLUDED = "excluded"
     NO_CONTRACT = "no_contract"
+    CURRENCY_MISMATCH = "currency_mismatch"  # contracts apply to the customer, none in the invoice's currency
     BELOW_MIN_BALANCE = "below_min_balance"
     SUPERSEDED = "superseded"
     MIN_GAP = "min_gap"

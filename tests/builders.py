@@ -61,6 +61,11 @@ def invoice(
 def contract(name: str = "standard", **settings: Any) -> Contract:
     """A contract; nested sections are plain dicts, e.g. late_fee={"percent": "1.5"}."""
     settings.setdefault("applies_to", ["*"])
+    fee, reminders = settings.get("late_fee") or {}, settings.get("reminders") or {}
+    if "currency" not in settings and (
+        any(k in fee for k in ("flat", "max_total", "min_fee")) or "min_balance" in reminders
+    ):
+        settings["currency"] = "USD"  # amounts need a currency (POLICY §1); the builders' invoices are in USD
     return Contract(name=name, **settings)
 
 

@@ -69,8 +69,8 @@ class _Scope:
     _hold_customers: _CustomerMatcher = field(init=False)
     _hold_invoices: frozenset[str] = field(init=False)
     _excluded: _CustomerMatcher = field(init=False)
-    # Per customer (id, name, e-mail): on hold, excluded, and the contract that applies.
-    _customers: dict[tuple[str, str, str | None], tuple[bool, bool, Contract | None]] = field(
+    # Per customer (id, name, e-mail): on hold, excluded, and the contracts whose applies_to matches, in file order.
+    _customers: dict[tuple[str, str, str | None], tuple[bool, bool, tuple[Contract, ...]]] = field(
         init=False, default_factory=dict
     )
 
@@ -80,20 +80,20 @@ class _Scope:
         self._hold_invoices = frozenset(self.terms.hold.invoices)
         self._excluded = _CustomerMatcher(self.terms.exclude.customers)
 
-    def _rules(self, customer: Customer) -> tuple[bool, bool, Contract | None]:
+    def _rules(self, customer: Customer) -> tuple[bool, bool, tuple[Contract, ...]]:
         key = (customer.id, customer.name, customer.email)
         rules = self._customers.get(key)
         if rules is None:
             rules = self._customers[key] = (
                 self._hold_customers.matches(*key),
                 self._excluded.matches(*key),
-                next((k for k, m in self._contracts if m.matches(*key)), None),
+                tuple(k for k, m in self._contracts if m.matches(*key)),
             )
         return rules
 
     def contract_for(self, invoice: Invoice) -> Contract | None:
-        """The first contract, in file order, whose `applies_to` matches the invoice's customer."""
-        return self._rules(invoice.customer)[2]
+        """The first contract, in file order, whose `applies_to` matches the customer and whose currency fits."""
+        return next((k for k in self._rules(invoice.customer)[2] if k.matches_currency(invoice.currency)), None)
 
     def check(self, invoice: Invoice) -> tuple[Contract | None, Skip | None]:
         """The contract that governs the invoice, or the first scope rule it fails, as a skip."""
@@ -112,7 +112,7 @@ class _Scope:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "disputed or on hold at the provider")
         if number in self._hold_invoices:
             return None, Skip(conn, number, SkipCode.ON_HOLD, "invoice listed in hold.invoices", "hold.invoices")
-        held, excluded, contract = self._rules(c)
+        held, excluded, candidates = self._rules(c)
         if held:
             return None, Skip(
                 conn, number, SkipCode.ON_HOLD, f"customer {c.name or c.id} listed in hold.customers", "hold.customers"
@@ -125,11 +125,22 @@ class _Scope:
                 f"customer {c.name or c.id} listed in exclude.customers",
                 "exclude.customers",
             )
-        if contract is None:
+        if not candidates:
             return None, Skip(
                 conn, number, SkipCode.NO_CONTRACT, f"no contract applies to customer {c.name or c.id}", "contracts"
             )
-        min_balance = contract.reminders.min_balance
+        contract = next((k for k in candidates if k.matches_currency(invoice.currency)), None)
+        if contract is None:
+            stated = ", ".join(f"{k.name} ({k.currency})" for k in candidates)
+            return None, Skip(
+                conn,
+                number,
+                SkipCode.CURRENCY_MISMATCH,
+                f"the invoice is in {invoice.currency}; the contracts for customer {c.name or c.id} are in other "
+                f"currencies: {stated}",
+                candidates[0].clause("currency"),
+            )
+        min_balance = contract.min_balance(invoice.currency)
         if invoice.amount_due < min_balance:
             due = format_amount(invoice.amount_due, invoice.currency)
             detail = f"amount due {due} is below min_balance {format_amount(min_balance, invoice.currency)}"

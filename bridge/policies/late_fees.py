@@ -165,7 +165,7 @@ def decide_late_fees(
     principal = invoice.total - lines.total
     cap = cap_for(principal, currency, terms)
     flat = round_half_up(terms.flat, currency)
-    min_fee = terms.min_fee
+    min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
 
     # Payments and credits by date, for "paid on or before occurrence k's date".
     allocations = sorted(invoice.payments, key=lambda a: a.date)

@@ -17,6 +17,7 @@ from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bridge.model import Money
+from bridge.money import is_currency, quantum
 
 NonNegativeMoney = Annotated[Money, Field(ge=0)]
 Percent = Annotated[Decimal, BeforeValidator(lambda v: _reject_float(v)), Field(ge=0, le=100)]
@@ -59,7 +60,8 @@ class Reminders(_Terms):
     holidays: str | None = None
     channel: Literal["provider", "smtp"] = "provider"
     template: str = Field("polite", pattern=r"^[a-z][a-z0-9_-]*$")
-    min_balance: NonNegativeMoney = Decimal("0.01")
+    # None: the smallest unit of the currency (the contract's, else the invoice's).
+    min_balance: NonNegativeMoney | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -93,7 +95,8 @@ class LateFee(_Terms):
     max_occurrences: int = Field(12, ge=0)
     max_total: NonNegativeMoney | None = None
     max_percent_of_total: Percent | None = None
-    min_fee: NonNegativeMoney = Decimal("0.01")
+    # None: the smallest unit of the currency (the contract's, else the invoice's).
+    min_fee: NonNegativeMoney | None = None
     compounding: bool = False
     mode: Literal["line", "invoice"] = "line"
     item: str = Field("Late Fee", min_length=1)
@@ -126,6 +129,7 @@ class Contract(_Terms):
 
     name: str
     applies_to: tuple[str, ...] = Field(min_length=1)
+    currency: str | None = None
     timezone: str = "UTC"
     locale: str = "en_US"
     project_key: ProjectKey = ProjectKey.CUSTOMER
@@ -141,6 +145,40 @@ class Contract(_Terms):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'America/New_York')") from None
         return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None and not is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR', 'JPY')")
+        return value
+
+    @model_validator(mode="after")
+    def _amounts_need_a_currency(self) -> Contract:
+        """POLICY §1: an amount written in a contract is only ever applied in the currency the contract states."""
+        if self.currency is not None:
+            return self
+        amounts = [("reminders.min_balance", self.reminders.min_balance)]
+        if self.late_fee is not None:
+            fee = self.late_fee
+            amounts += [("late_fee.flat", fee.flat), ("late_fee.max_total", fee.max_total)]
+            amounts += [("late_fee.min_fee", fee.min_fee)]
+        stated = [f"{key} = {value}" for key, value in amounts if value is not None and value != 0]
+        if stated:
+            raise ValueError(
+                f"{', '.join(stated)}: a contract with money amounts must state its currency "
+                '(e.g. currency = "USD"); without one it may hold percentages only'
+            )
+        return self
+
+    def matches_currency(self, currency: str) -> bool:
+        """True when the contract may govern an invoice in `currency` (a contract without one takes any)."""
+        return self.currency is None or self.currency == currency
+
+    def min_balance(self, currency: str) -> Decimal:
+        """`reminders.min_balance`, or the currency's smallest unit when unset."""
+        value = self.reminders.min_balance
+        return quantum(currency) if value is None else value
 
     @field_validator("locale")
     @classmethod

@@ -162,11 +162,41 @@ _applies_to_first = st.sampled_from(APPLIES_TO)
 _late_fee_or_none = SEEDS.map(lambda seed: None if seed % 8 == 7 else late_fee_from(seed))  # None 1 time in 8
 
 
+def _priced(
+    name: str,
+    applies_to: tuple[str, ...],
+    currency: str | None,
+    project_key: ProjectKey,
+    reminders: Reminders,
+    late_fee: LateFee | None,
+    renegotiation: Renegotiation,
+) -> Contract:
+    """A contract in `currency`; without one, its money amounts are dropped (POLICY §1: percentages only)."""
+    if currency is None:
+        reminders = reminders.model_copy(update={"min_balance": None})
+        if late_fee is not None:
+            late_fee = late_fee.model_copy(update={"flat": Decimal(0), "max_total": None, "min_fee": None})
+    return Contract(
+        name=name,
+        applies_to=applies_to,
+        currency=currency,
+        project_key=project_key,
+        reminders=reminders,
+        late_fee=late_fee,
+        renegotiation=renegotiation,
+    )
+
+
+# A contract's currency: none (percentages only) half the time, else one of the invoices' currencies.
+_contract_currency = st.one_of(st.none(), st.sampled_from(CURRENCIES))
+
+
 def _contract(name: str, applies_to: st.SearchStrategy[tuple[str, ...]]) -> st.SearchStrategy[Contract]:
     return st.builds(
-        Contract,
+        _priced,
         name=st.just(name),
         applies_to=applies_to,
+        currency=_contract_currency,
         project_key=st.sampled_from(list(ProjectKey)),
         reminders=SEEDS.map(reminders_from),
         late_fee=_late_fee_or_none,

@@ -184,6 +184,34 @@ def test_invariant_2_fees_within_both_caps_and_no_occurrence_or_step_key_twice(s
     check_no_key_twice(s, plan)
 
 
+@given(scenarios())
+def test_invariant_1_currency_no_contract_amount_is_applied_to_an_invoice_in_another_currency(s: Scenario) -> None:
+    """POLICY §1: a contract governs only invoices in the currency it states; every fee stays within its caps."""
+    plan = s.evaluate()
+    invoices = {inv_key(inv): inv for inv in s.invoices}
+    for a in plan.actions:
+        if not a.clause.startswith("contracts."):
+            continue
+        contract = contract_named(s.terms, a.clause)
+        assert contract.currency in (None, a.invoice.currency), (
+            f"{a.key}: contract {contract.name} is in {contract.currency}, the invoice in {a.invoice.currency}"
+        )
+        inv = invoices[action_inv_key(a)]
+        assert a.invoice.currency == inv.currency
+    for skip in plan.skipped:
+        if skip.code is SkipCode.CURRENCY_MISMATCH:
+            inv = next(i for i in s.invoices if (i.connection, i.number) == (skip.connection, skip.invoice))
+            cust = inv.customer
+            asked = [cust.id, cust.name.casefold(), *([cust.email.casefold()] if cust.email else [])]
+            applying = [
+                c
+                for c in s.terms.contracts
+                if "*" in c.applies_to or {*c.applies_to, *(t.casefold() for t in c.applies_to)} & set(asked)
+            ]
+            assert applying and all(c.currency not in (None, inv.currency) for c in applying), skip
+    check_caps(s, plan)
+
+
 # --------------------------------------------------------------------------- 3. idempotent on the same day
 
 

@@ -48,8 +48,9 @@ def test_the_example_loads_with_every_section() -> None:
 
     assert settings.source == EXAMPLE
     assert [c.provider for c in settings.connections] == ["quickbooks", "xero", "freshbooks"]
-    assert [c.name for c in settings.terms.contracts] == ["retainer", "standard"]
-    retainer, standard = settings.terms.contracts
+    assert [c.name for c in settings.terms.contracts] == ["retainer", "standard", "other_currencies"]
+    retainer, standard, other = settings.terms.contracts
+    assert (retainer.currency, standard.currency, other.currency) == ("GBP", "USD", None)
     assert retainer.applies_to != ("*",)
     assert standard.applies_to == ("*",)
     assert standard.locale == "en_US"
@@ -63,7 +64,7 @@ def test_the_example_loads_with_every_section() -> None:
 def test_the_example_also_loads_as_terms_only() -> None:
     terms = load_terms(EXAMPLE)
 
-    assert [c.name for c in terms.contracts] == ["retainer", "standard"]
+    assert [c.name for c in terms.contracts] == ["retainer", "standard", "other_currencies"]
     assert terms.fee_modes == {}
 
 
@@ -161,6 +162,13 @@ BROKEN: list[tuple[str, str, str, str]] = [
     ("toml-syntax", 'a = 1\n[store\nurl = "x"\n', "line 2, column 7", "invalid TOML"),
     ("toml-duplicate-table", CONTRACT + CONTRACT, "line 5", "invalid TOML"),
     ("unknown-top-level", "contract = 1\n", "contract", "did you mean 'contracts'"),
+    (
+        "amount-without-currency",
+        CONTRACT + '[contracts.standard.late_fee]\nflat = "40.00"\n',
+        "contracts.standard",
+        "late_fee.flat = 40.00: a contract with money amounts must state its currency",
+    ),
+    ("unknown-currency", CONTRACT + 'currency = "USX"\n', "contracts.standard.currency", "not an ISO 4217"),
     (
         "unknown-key-in-late-fee",
         CONTRACT + '[contracts.standard.late_fee]\npercnt = "1.5"\n',

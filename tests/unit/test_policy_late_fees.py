@@ -12,9 +12,10 @@ from tests.builders import D, amounts, applied, by_key, contract, invoice, keys,
 NO_REMINDERS = {"schedule": []}
 
 
-def fees(**late_fee: object) -> Terms:
+def fees(currency: str | None = None, **late_fee: object) -> Terms:
     late_fee.setdefault("percent", "1.5")
-    return terms(contract(reminders=NO_REMINDERS, late_fee=late_fee))
+    priced = {"currency": currency} if currency else {}
+    return terms(contract(reminders=NO_REMINDERS, late_fee=late_fee, **priced))
 
 
 def fee_line(description: str, amount: str, item: str | None = "Late Fee", **kw: object) -> LineItem:
@@ -93,12 +94,37 @@ def test_5_percent_part_rounds_half_up_to_the_minor_unit():
 
 
 def test_5_zero_and_three_decimal_currencies_use_their_iso_4217_minor_units():
-    jpy = run(invoice("INV-1", currency="JPY", total="12345"), "2026-09-07", terms_=fees(flat="25.00"))
+    jpy = run(invoice("INV-1", currency="JPY", total="12345"), "2026-09-07", terms_=fees("JPY", flat="25"))
     assert amounts(jpy) == {"late_fee:acme:1:1": "210"}  # 25 + 185.175 -> 25 + 185
     assert jpy.to_dict()["actions"][0]["amount"] == "210"
     kwd = run(invoice("INV-1", currency="KWD", total="1000.125"), "2026-09-07", terms_=fees())
     assert amounts(kwd) == {"late_fee:acme:1:1": "15.002"}  # 15.001875
     assert kwd.to_dict()["actions"][0]["invoice"]["total"] == "1000.125"
+
+
+def test_1_currency_a_contract_amount_is_never_applied_to_an_invoice_in_another_currency():
+    usd_terms = fees("USD", flat="40.00", max_total="40.00")
+    for currency, total in (("JPY", "12345"), ("KWD", "1000.125"), ("IDR", "2000.00")):
+        plan = run(invoice("INV-1", currency=currency, total=total), "2026-09-07", terms_=usd_terms)
+        assert not plan.actions
+        skipped = [(s.code.value, s.clause) for s in plan.skipped]
+        assert skipped == [("currency_mismatch", "contracts.standard.currency")]
+    assert amounts(run(invoice("INV-1"), "2026-09-07", terms_=usd_terms)) == {"late_fee:acme:1:1": "40.00"}
+
+
+def test_1_currency_a_contract_without_currency_takes_any_currency_with_percentages_only():
+    plan = run(invoice("INV-1", currency="JPY", total="12345"), "2026-09-07", terms_=fees())
+    assert amounts(plan) == {"late_fee:acme:1:1": "185"}
+    # min_fee then means the currency's smallest unit: 1.5% of 10 JPY is 0.15 -> 0, below 1 yen.
+    tiny = run(invoice("INV-1", currency="JPY", total="10"), "2026-09-07", terms_=fees())
+    assert skip_codes(tiny) == {"late_fee:acme:1:1": "below_min_fee"}
+
+
+def test_1_currency_an_invoice_goes_on_to_the_next_contract_in_its_currency():
+    usd = contract("usd", currency="USD", reminders=NO_REMINDERS, late_fee={"flat": "40.00"})
+    eur = contract("eur", currency="EUR", reminders=NO_REMINDERS, late_fee={"flat": "30.00"})
+    plan = run(invoice("INV-1", currency="EUR"), "2026-09-07", terms_=terms(usd, eur))
+    assert [(a.clause, str(a.amount)) for a in plan.actions] == [("contracts.eur.late_fee", "30.00")]
 
 
 def test_5_flat_and_percent_combine_by_sum_or_max():
