@@ -153,7 +153,10 @@ class RenegotiationRequest(_Frozen):
 
     `status` is None until decided. `original_due_date` is the invoice's due date
     before any renegotiation (the provider's due date changes when the new one is
-    written back). `project` is the renegotiation scope it counted against.
+    written back). `project` is the renegotiation scope it counted against. `key` is
+    the request's identity, the key of the one action it yields (POLICY §6), set when
+    it is recorded; a request without one gets the key its place among the requests
+    on the same invoice gives it (the order they were recorded or listed in).
     """
 
     connection: str
@@ -169,6 +172,7 @@ class RenegotiationRequest(_Frozen):
     original_due_date: date | None = None
     previous_due_date: date | None = None
     project: str | None = None
+    key: str | None = None
 
 
 INVOICE_JSON: TypeAdapter[Invoice] = TypeAdapter(Invoice)

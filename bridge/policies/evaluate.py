@@ -178,7 +178,6 @@ class _Renegotiations:
         self.effective_due: dict[tuple[str, str], date] = {}
         self.by_project: dict[str, list[RenegotiationRequest]] = {}
         self.by_invoice: dict[tuple[str, str], list[RenegotiationRequest]] = {}
-        self.count_on_invoice: dict[tuple[str, str], int] = {}
 
     def accept(self, record: RenegotiationRequest, project: str, invoice_key: tuple[str, str]) -> None:
         self.by_project.setdefault(project, []).append(record)
@@ -438,23 +437,33 @@ def _plan_renegotiations(
 ) -> _Renegotiations:
     """Replay renegotiations in request order: decided ones as recorded, undecided ones decided now."""
     state = _Renegotiations()
-    ordered = sorted(
-        requests,
-        key=lambda r: (
-            r.requested_on,
-            r.connection,
-            r.invoice_id or "",
-            r.invoice_number or "",
-            r.new_due_date,
-            r.note,
-        ),
-    )
-    for request in ordered:
+    # A request's identity is its place among the requests on its invoice, in the order they were
+    # recorded (or listed): the same ordinal `decide_request` gave it when it was recorded. Decisions
+    # are replayed in the order the requests were made, ties broken by what they ask.
+    resolved: list[tuple[RenegotiationRequest, Invoice | None, int]] = []
+    count_on_invoice: dict[tuple[str, str], int] = {}
+    for request in requests:
         inv = (
             by_id.get((request.connection, request.invoice_id))
             if request.invoice_id is not None
             else by_number.get((request.connection, request.invoice_number or ""))
         )
+        ordinal = 0
+        if inv is not None:
+            ordinal = count_on_invoice.get((inv.connection, inv.id), 0) + 1
+            count_on_invoice[(inv.connection, inv.id)] = ordinal
+        resolved.append((request, inv, ordinal))
+    resolved.sort(
+        key=lambda item: (
+            item[0].requested_on,
+            item[0].connection,
+            item[0].invoice_id or "",
+            item[0].invoice_number or "",
+            item[0].new_due_date,
+            item[0].note,
+        )
+    )
+    for request, inv, ordinal in resolved:
         if inv is None:
             warnings.append(
                 Warning(
@@ -470,8 +479,6 @@ def _plan_renegotiations(
         if request.requested_on > day:
             continue  # not made yet as of `today`
         invoice_key = (inv.connection, inv.id)
-        ordinal = state.count_on_invoice.get(invoice_key, 0) + 1
-        state.count_on_invoice[invoice_key] = ordinal
         if contract is None:
             if request.status == "accepted" and request.project is not None:
                 state.accept(request, request.project, invoice_key)  # still counts for the project
@@ -503,7 +510,7 @@ def _plan_renegotiations(
         if record.status == "accepted":
             state.accept(record, project, invoice_key)
         kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
-        key = _renegotiation_key(kind, inv.connection, inv.id, ordinal)
+        key = request.key or _renegotiation_key(kind, inv.connection, inv.id, ordinal)
         if key in hist:
             continue
         actions.append(_renegotiation_action(inv, contract, record, kind, key, why, earlier, day))
@@ -599,10 +606,12 @@ def decide_request(
     accepted = [r for r in ordered if r.status == "accepted" and r.requested_on <= request.requested_on]
     in_project = [r for r in accepted if (r.project or "") == project]
     on_invoice = [r for r in accepted if r.connection == invoice.connection and r.invoice_id == invoice.id]
+    # Its identity: one more than the requests already recorded on this invoice, as the replay counts them.
     ordinal = 1 + sum(1 for r in ordered if r.connection == invoice.connection and r.invoice_id == invoice.id)
     record, why = decide(request, invoice, contract, in_project, on_invoice, request.requested_on)
     kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
     key = _renegotiation_key(kind, invoice.connection, invoice.id, ordinal)
+    record = record.model_copy(update={"key": key})
     earlier_one = in_project[-1] if in_project else None
     action = _renegotiation_action(invoice, contract, record, kind, key, why, earlier_one, request.requested_on)
     return record, action

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from bridge.cli import main
+from tests.cli.qbo import book, module_sandbox  # noqa: F401  (fixtures: a linked QuickBooks sandbox book)
 
 
 @dataclass

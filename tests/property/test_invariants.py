@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.model import HistoryEntry, Invoice
+from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
 from bridge.money import minor_units, round_down
 from bridge.plan import Action, ActionKind, Plan, SkipCode
 from bridge.policies.terms import Contract, Terms
@@ -351,7 +351,24 @@ def test_invariant_7_deterministic_same_input_same_bytes(s: Scenario, rnd: rando
     rnd.shuffle(invoices)
     assert s.evaluate(invoices=invoices).to_json() == first, "the invoice order changed the plan"
     rnd.shuffle(history)
-    rnd.shuffle(requests)
+    requests = _interleaved(requests, s.invoices, rnd)
     assert s.evaluate(invoices=invoices, history=history, renegotiations=requests).to_json() == first, (
         "the order of the history / renegotiation requests changed the plan"
     )
+
+
+def _interleaved(requests: list[RenegotiationRequest], invoices: tuple[Invoice, ...], rnd: random.Random) -> list:
+    """The requests shuffled, except that those on one invoice keep their order: it is their identity (POLICY §6)."""
+    ids = {(inv.connection, inv.number): inv.id for inv in invoices}
+    groups: dict[tuple[str, str | None], list[RenegotiationRequest]] = {}
+    for r in requests:
+        invoice = r.invoice_id or ids.get((r.connection, r.invoice_number or ""), r.invoice_number)
+        groups.setdefault((r.connection, invoice), []).append(r)
+    lanes = [list(reversed(g)) for g in groups.values()]
+    out: list[RenegotiationRequest] = []
+    while lanes:
+        lane = rnd.choice(lanes)
+        out.append(lane.pop())
+        if not lane:
+            lanes.remove(lane)
+    return out

@@ -1,0 +1,109 @@
+"""What the plan says is exactly what happens to the money and the client: regressions of issue 14.
+
+Each test reproduces one broken promise through the public CLI against the QuickBooks sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bridge.store import Store
+from tests.cli.qbo import Book, plan_of
+
+CONN = "acme-qbo"
+
+
+def _open_invoices(book: Book) -> list[dict[str, Any]]:
+    return [
+        i
+        for i in book.state()["quickbooks"]["Invoice"]
+        if Decimal(str(i["Balance"])) > 0 and i.get("DueDate") and i.get("CurrencyRef", {}).get("value", "USD") == "USD"
+    ]
+
+
+def _ledger(bridge: Any, book: Book) -> list[dict[str, Any]]:
+    result = bridge(*book.args("--json", "ledger"))
+    assert result.code == 0, result.err
+    return list(json.loads(result.out))
+
+
+def _renegotiate(bridge: Any, book: Book, number: str, new_due: date, *more: str) -> Any:
+    args = ["--json", "renegotiate", "--connection", CONN, "--invoice", number, "--new-due-date", new_due.isoformat()]
+    return bridge(*book.args(*args, *more))
+
+
+def _recorded_requests(book: Book) -> list[Any]:
+    store = Store.open(f"sqlite:///{book.config.parent / 'bridge.db'}")
+    try:
+        return store.renegotiations([CONN])
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------- finding 1
+
+
+def test_a_renegotiation_request_is_written_once_however_many_requests_came_before_it(bridge, book: Book) -> None:
+    inv = _open_invoices(book)[0]
+    due = date.fromisoformat(inv["DueDate"])
+    for days in (60, 45):  # both past max_extension_days = 30: refused
+        refused = _renegotiate(bridge, book, inv["DocNumber"], due + timedelta(days=days))
+        assert refused.code == 0, refused.err
+        assert json.loads(refused.out)["actions"][0]["kind"] == "renegotiation_refused"
+    accepted = _renegotiate(bridge, book, inv["DocNumber"], due + timedelta(days=10))
+    assert accepted.code == 0, accepted.err
+    accepted_key = json.loads(accepted.out)["actions"][0]["key"]
+    assert accepted_key == f"renegotiation:{CONN}:{inv['Id']}:3"
+
+    synced = plan_of(bridge(*book.args("--json", "sync")))
+    assert not [a for a in synced["actions"] if a["kind"] in ("update_due_date", "renegotiation_refused")]
+
+    kinds = Counter(e["kind"] for e in _ledger(bridge, book))
+    assert kinds["update_due_date"] == 1 and kinds["renegotiation_refused"] == 2
+    assert book.invoice(inv["DocNumber"])["DueDate"] == (due + timedelta(days=10)).isoformat()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_renegotiations_and_syncs_yield_one_ledger_entry_and_at_most_one_due_date_write_per_request(
+    bridge, book: Book, seed: int
+) -> None:
+    rng = random.Random(seed)
+    invoices = _open_invoices(book)[:3]
+    for _ in range(7):
+        if rng.random() < 0.3:
+            plan_of(bridge(*book.args("--json", "sync")))
+            continue
+        inv = rng.choice(invoices)
+        current = date.fromisoformat(book.invoice(inv["DocNumber"])["DueDate"])
+        original = date.fromisoformat(inv["DueDate"])
+        new_due = rng.choice(
+            [
+                original + timedelta(days=rng.randint(1, 30)),  # accepted unless the project used its one
+                original + timedelta(days=rng.randint(31, 90)),  # extension_too_long
+                current - timedelta(days=rng.randint(0, 5)),  # not_later
+            ]
+        )
+        dry = rng.random() < 0.25
+        result = _renegotiate(bridge, book, inv["DocNumber"], new_due, *(["--dry-run"] if dry else []))
+        assert result.code == 0, result.err
+    plan_of(bridge(*book.args("--json", "sync")))
+    plan_of(bridge(*book.args("--json", "sync")))
+
+    requests = _recorded_requests(book)
+    entries = [e for e in _ledger(bridge, book) if e["kind"] in ("update_due_date", "renegotiation_refused")]
+    keys = Counter(e["key"] for e in entries)
+    assert all(n == 1 for n in keys.values()), keys
+    assert sorted(keys) == sorted(r.key for r in requests), "one ledger entry per recorded request, no other"
+    applied_moves = [e for e in entries if e["kind"] == "update_due_date"]
+    assert len(applied_moves) == sum(r.status == "accepted" for r in requests)
+    assert all(e["state"] == "applied" for e in entries)
+    for r in requests:
+        if r.status == "accepted":
+            assert book.invoice(r.invoice_number)["DueDate"] == r.new_due_date.isoformat()
