@@ -150,10 +150,12 @@ def evaluate(
         raise SystemExit(3)
 
 
-def _runtime(c: Context, connections: Sequence[str | None] = ()) -> Any:
+def _runtime(c: Context, connections: Sequence[str | None] = (), *, applying: bool = False) -> Any:
     """Settings, store and token vault for commands that touch the providers.
 
     The named `connections` are checked against the config first: a usage error writes nothing, not even the store.
+    An `applying` command (one that writes to the books) refuses `--as-of` unless every connection it touches is an
+    emulator: a date in the future would charge fees that are not owed yet.
     """
     from bridge.auth.vault import TokenVault, fernet_from_env
     from bridge.config import load_settings, resolve_config_path
@@ -164,6 +166,17 @@ def _runtime(c: Context, connections: Sequence[str | None] = ()) -> Any:
     for name in connections:
         if name is not None:
             settings.connection(name)  # ConfigError (exit 2) naming it when unknown
+    if applying and c.as_of is not None:
+        named = [n for n in connections if n is not None]
+        touched = [settings.connection(n) for n in named] if named else list(settings.connections)
+        real = [conn.name for conn in touched if not conn.is_emulator]
+        if real:
+            raise ConfigError(
+                f"--as-of {c.as_of.isoformat()} is for looking, not for writing: {', '.join(real)} "
+                f"{'is a real provider' if len(real) == 1 else 'are real providers'} (no loopback base_url), and "
+                "a date other than today could charge fees that are not owed or send reminders that are not due. "
+                "Use `bridge --as-of ... sync --dry-run` to see that day's plan; apply only as of today."
+            )
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
     store = Store.open(settings.store.url)
     return Runtime(settings, store, TokenVault(store, fernet))
@@ -228,7 +241,7 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
     """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
     from bridge.sync import sync as run_sync
 
-    rt = _runtime(c, connections)
+    rt = _runtime(c, connections, applying=not dry_run)
     try:
         with _Progress(c) as progress:
             outcome = run_sync(rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress)
@@ -253,10 +266,7 @@ def apply(c: Context, plan_path: Path) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"not a plan written by bridge sync --out: {exc}", str(plan_path)) from None
     named = sorted({a.connection for a in plan.actions})
-    try:
-        rt = _runtime(c, named)
-    except ConfigError as exc:
-        raise ConfigError(f"{plan_path}: the plan names a connection the config does not have: {exc}") from None
+    rt = _runtime(c, named, applying=True)
     try:
         with _Progress(c) as progress:
             outcome = apply_plan(rt, plan, progress)
@@ -323,7 +333,7 @@ def renegotiate(
     from bridge.render import render_decision
     from bridge.sync import renegotiate as run_renegotiate
 
-    rt = _runtime(c, [connection])
+    rt = _runtime(c, [connection], applying=not dry_run)
     try:
         decision = run_renegotiate(
             rt,

@@ -16,6 +16,7 @@ mean true, and `grace_days = "5"` is a typo worth pointing out.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -164,6 +165,20 @@ class ConnectionSettings(_Settings):
         if parts.username or parts.password:
             raise ValueError(f"must not hold credentials; {_SECRET_ADVICE}")
         return value
+
+
+    @property
+    def is_emulator(self) -> bool:
+        """True when `base_url` is a loopback address: an emulator, whose books are nobody's money."""
+        if self.base_url is None:
+            return False
+        host = urlsplit(self.base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
 
 class Settings(_Settings):

@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,44 @@ def test_random_renegotiations_and_syncs_yield_one_ledger_entry_and_at_most_one_
     for r in requests:
         if r.status == "accepted":
             assert book.invoice(r.invoice_number)["DueDate"] == r.new_due_date.isoformat()
+
+
+# --------------------------------------------------------------------------- finding 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sync"],
+        ["sync", "--connection", "real-books"],
+        ["renegotiate", "--connection", "real-books", "--invoice", "1044", "--new-due-date", "2027-02-01"],
+        ["apply", "{plan}"],
+    ],
+    ids=["sync", "sync-one", "renegotiate", "apply"],
+)
+def test_as_of_never_writes_to_real_books(bridge, book: Book, tmp_path: Path, command: list[str]) -> None:
+    plan = tmp_path / "plan.json"
+    dry = bridge(*book.args("--json", "sync", "--dry-run", "--out", str(plan)))
+    assert dry.code in (0, 3), dry.err
+    data = json.loads(plan.read_text())
+    for action in data["actions"]:
+        action["connection"] = "real-books"
+    plan.write_text(json.dumps(data))
+    real = '\n[[connections]]\nname = "real-books"\nprovider = "quickbooks"\ntenant_id = "123"\n'
+    book.config.write_text(book.config.read_text().replace("\n[contracts.", real + "\n[contracts.", 1))
+    before = (book.state(), sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "bridge.db").read_bytes())
+
+    result = bridge("--config", str(book.config), "--as-of", "2027-01-20", *[a.format(plan=plan) for a in command])
+
+    assert result.code == 2, result.err
+    assert "--as-of 2027-01-20 is for looking, not for writing" in result.err and "real-books" in result.err
+    after = (book.state(), sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "bridge.db").read_bytes())
+    assert after == before
+
+
+def test_as_of_may_write_to_an_emulator_and_may_look_at_real_books(bridge, book: Book) -> None:
+    looked = bridge("--config", str(book.config), "--as-of", "2027-01-20", "--json", "sync", "--dry-run")
+    assert looked.code in (0, 3), looked.err
+    applied = bridge(*book.args("--json", "sync"))  # the book is an emulator: --as-of is allowed
+    assert applied.code == 0, applied.err
+    assert json.loads(applied.out)["applied"]
