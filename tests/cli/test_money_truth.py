@@ -149,3 +149,55 @@ def test_as_of_may_write_to_an_emulator_and_may_look_at_real_books(bridge, book:
     applied = bridge(*book.args("--json", "sync"))  # the book is an emulator: --as-of is allowed
     assert applied.code == 0, applied.err
     assert json.loads(applied.out)["applied"]
+
+
+# --------------------------------------------------------------------------- finding 3
+
+FLAT_40 = """
+[contracts.flat]
+applies_to = ["*"]
+currency = "USD"
+
+[contracts.flat.reminders]
+schedule = []
+
+[contracts.flat.late_fee]
+flat = "40.00"
+max_total = "40.00"
+every_days = 0
+"""
+
+
+def test_a_contract_amount_is_charged_only_in_the_contract_currency(bridge, tmp_path: Path) -> None:
+    invoices = [
+        {
+            "id": str(n),
+            "number": f"INV-{n}",
+            "connection": "acme",
+            "customer": {"id": "1", "name": "Amy", "email": "amy@example.com"},
+            "currency": currency,
+            "due_date": "2026-09-01",
+            "total": total,
+            "amount_due": total,
+            "status": "open",
+            "lines": [{"description": "Consulting", "amount": total}],
+        }
+        for n, (currency, total) in enumerate(
+            [("USD", "2000.00"), ("JPY", "200000"), ("KWD", "600.000"), ("IDR", "30000000.00")], start=1
+        )
+    ]
+    (tmp_path / "invoices.json").write_text(json.dumps(invoices))
+    (tmp_path / "contracts.toml").write_text(FLAT_40)
+    result = bridge(
+        "--as-of", "2026-10-20", "--json", "evaluate",
+        "--invoices", str(tmp_path / "invoices.json"), "--contracts", str(tmp_path / "contracts.toml"),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert [(a["invoice"]["currency"], a["amount"]) for a in plan["actions"]] == [("USD", "40.00")]
+    mismatched = {s["invoice"]: s["code"] for s in plan["skipped"]}
+    assert mismatched == {"INV-2": "currency_mismatch", "INV-3": "currency_mismatch", "INV-4": "currency_mismatch"}
+    (tmp_path / "contracts.toml").write_text(FLAT_40.replace('currency = "USD"\n', ""))
+    refused = bridge("--as-of", "2026-10-20", "evaluate", "--invoices", str(tmp_path / "invoices.json"),
+                     "--contracts", str(tmp_path / "contracts.toml"))  # fmt: skip
+    assert refused.code == 2 and "contracts.flat" in refused.err and "must state its currency" in refused.err
