@@ -63,7 +63,20 @@ def premise_changed(action: Action, fresh: Invoice | None, added: Decimal) -> st
         return f"the amount due changed from {ref.amount_due} to {fresh.amount_due - added}"
     if fresh.total - added != ref.total:
         return f"the invoice total changed from {ref.total} to {fresh.total - added}"
-    return None
+    return stated_balance_changed(action, added)
+
+
+def stated_balance_changed(action: Action, added: Decimal) -> str | None:
+    """Why a reminder no longer states the right balance: it was planned after fees this run did not all apply."""
+    if action.kind is not ActionKind.REMINDER or action.balance is None:
+        return None
+    owed = action.invoice.amount_due + added
+    if owed == action.balance:
+        return None
+    return (
+        f"plan_mismatch: the reminder states {action.balance} but the invoice owes {owed} after this run "
+        "(a late fee it counted on was not applied as a line); the next run plans it with the right balance"
+    )
 
 
 @dataclass
@@ -133,7 +146,8 @@ def apply_actions(
         if written is not None:
             # We wrote this invoice moments ago and hold what the provider answered: its premise was
             # checked then, and the answer carries the current concurrency token.
-            raw: Mapping[str, Any] = written
+            raw: Mapping[str, Any] | None = written
+            reason = stated_balance_changed(action, added[invoice_key])
         else:
             try:
                 # Re-read just before writing: the plan may be old, the invoice may have changed.
@@ -146,18 +160,18 @@ def apply_actions(
                 report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {exc}"})
                 progress(action, "failed")
                 continue
-            if reason is not None:
-                try:
-                    store.ledger_drop(action, reason)
-                except ConflictError as exc:  # another run carried it out meanwhile: its premise changed for that
-                    report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
-                    progress(action, "skipped")
-                    continue
-                report.dropped.append({"key": action.key, "reason": reason})
-                progress(action, "dropped")
+            raw = fresh[1] if fresh else None
+        if reason is not None:
+            try:
+                store.ledger_drop(action, reason)
+            except ConflictError as exc:  # another run carried it out meanwhile: its premise changed for that
+                report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
+                progress(action, "skipped")
                 continue
-            assert fresh is not None
-            raw = fresh[1]
+            report.dropped.append({"key": action.key, "reason": reason})
+            progress(action, "dropped")
+            continue
+        assert raw is not None
         try:
             store.ledger_begin(action)
         except ConflictError as exc:  # another process got there first

@@ -66,6 +66,7 @@ class WarningCode(StrEnum):
     PROVIDER_REMINDERS = "provider_reminders_enabled"  # the provider's own reminders would nag a second time
     DEFERRED = "deferred_daily_limit"  # the provider's daily call limit is near: the action waits for the next run
     PROVIDER_LATE_FEES = "provider_late_fees_possible"  # the provider may add its own late fee (FreshBooks client)
+    PROVIDER_EMAIL = "provider_email_template"  # reminders go out as the provider's own invoice e-mail, not our text
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -158,6 +159,9 @@ class Action(NamedTuple):
     message: str | None = None
     channel: str | None = None
     to: str | None = None
+    # what the client receives (bridge.delivery): contract_text, provider_invoice_email or nothing
+    sends: str | None = None
+    balance: Decimal | None = None  # the balance a reminder states: amount due after this run's fees
     # update_due_date / renegotiation_refused
     new_due_date: date | None = None
     requested_due_date: date | None = None
@@ -188,6 +192,8 @@ class Action(NamedTuple):
             ("message", self.message),
             ("channel", self.channel),
             ("to", self.to),
+            ("sends", self.sends),
+            ("balance", None if self.balance is None else format_amount(self.balance, currency)),
             ("new_due_date", _iso(self.new_due_date)),
             ("requested_due_date", _iso(self.requested_due_date)),
             ("refusal_reason", self.refusal_reason),
@@ -224,6 +230,8 @@ class Action(NamedTuple):
             message=data.get("message"),
             channel=data.get("channel"),
             to=data.get("to"),
+            sends=data.get("sends"),
+            balance=None if data.get("balance") is None else Decimal(data["balance"]),
             new_due_date=_date_or_none(data.get("new_due_date")),
             requested_due_date=_date_or_none(data.get("requested_due_date")),
             refusal_reason=data.get("refusal_reason"),

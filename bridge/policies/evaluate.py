@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from typing import Literal
 
+from bridge.delivery import NOT_SENT, reminder_delivery
 from bridge.messages import MessageContext, render_message
 from bridge.model import Customer, HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
 from bridge.money import format_amount
@@ -225,6 +227,8 @@ def evaluate(
     reneg = _plan_renegotiations(requests, by_id, by_number, scope, hist, today, actions, skips, warnings)
 
     per_contract: dict[str, _PerContract] = {}
+    # Per connection, a reminder that goes out as the provider's own e-mail.
+    template_mail: dict[tuple[str, str], Action] = {}
     for inv in invoices:
         contract, skip = scope.check(inv)
         if skip is not None:
@@ -238,6 +242,60 @@ def evaluate(
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
         ref: InvoiceRef | None = None
         inv_hist = hist.for_invoice(inv.connection, inv.id)
+
+        # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
+        line_fees = Decimal(0)
+        late_fee = run.late_fee
+        if late_fee is not None:
+            outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, day)
+            if outcome.foreign:
+                described = "; ".join(
+                    f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign
+                )
+                slots = ", ".join(str(k) for k in outcome.foreign_slots)
+                warnings.append(
+                    Warning(
+                        inv.connection,
+                        inv.number,
+                        WarningCode.FOREIGN_LATE_FEE,
+                        f"late-fee line(s) the bridge did not write: {described}; "
+                        f"counted as occurrence(s) {slots} and towards the caps",
+                    )
+                )
+            if outcome.charges:
+                clause = run.late_fee_clause
+                form = (
+                    "line"
+                    if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable
+                    else "invoice"
+                )
+                for charge in outcome.charges:
+                    key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
+                    if charge.skip is not None:
+                        skips.append(
+                            Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key)
+                        )
+                        continue
+                    ref = ref or _ref(inv, effective_due)
+                    if form == "line":
+                        line_fees += charge.amount
+                    actions.append(
+                        Action(
+                            key=key,
+                            kind=ActionKind.LATE_FEE,
+                            connection=inv.connection,
+                            provider=inv.provider,
+                            invoice=ref,
+                            clause=clause,
+                            reason=charge.reason,
+                            occurrence=charge.k,
+                            occurrence_date=charge.on,
+                            amount=charge.amount,
+                            form=form,
+                            item=late_fee.item,
+                            description=fee_description(late_fee, inv.number, charge.k, charge.on),
+                        )
+                    )
 
         step = run.latest_step(effective_due)
         decision = None if step is None else decide_step(step, contract.reminders, inv_hist, day)
@@ -282,62 +340,29 @@ def evaluate(
                     )
                 )
             else:
-                ref = _ref(inv, effective_due)
-                actions.append(_reminder_action(inv, run, ref, effective_due, step.number, step.date, prefix))
+                ref = ref or _ref(inv, effective_due)
+                reminder = _reminder_action(inv, run, ref, effective_due, step, prefix, inv.amount_due + line_fees)
+                actions.append(reminder)
+                if reminder.sends == "provider_invoice_email":
+                    template_mail.setdefault((inv.connection, inv.provider), reminder)
 
-        late_fee = run.late_fee
-        if late_fee is not None:
-            outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, day)
-            if outcome.foreign:
-                described = "; ".join(
-                    f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign
-                )
-                slots = ", ".join(str(k) for k in outcome.foreign_slots)
-                warnings.append(
-                    Warning(
-                        inv.connection,
-                        inv.number,
-                        WarningCode.FOREIGN_LATE_FEE,
-                        f"late-fee line(s) the bridge did not write: {described}; "
-                        f"counted as occurrence(s) {slots} and towards the caps",
-                    )
-                )
-            if outcome.charges:
-                clause = run.late_fee_clause
-                form = (
-                    "line"
-                    if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable
-                    else "invoice"
-                )
-                for charge in outcome.charges:
-                    key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
-                    if charge.skip is not None:
-                        skips.append(
-                            Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key)
-                        )
-                        continue
-                    ref = ref or _ref(inv, effective_due)
-                    actions.append(
-                        Action(
-                            key=key,
-                            kind=ActionKind.LATE_FEE,
-                            connection=inv.connection,
-                            provider=inv.provider,
-                            invoice=ref,
-                            clause=clause,
-                            reason=charge.reason,
-                            occurrence=charge.k,
-                            occurrence_date=charge.on,
-                            amount=charge.amount,
-                            form=form,
-                            item=late_fee.item,
-                            description=fee_description(late_fee, inv.number, charge.k, charge.on),
-                        )
-                    )
-
+    warnings += [_template_mail_warning(a) for a in template_mail.values()]
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
+
+
+def _template_mail_warning(reminder: Action) -> Warning:
+    """Once per connection whose reminders go out as the provider's own invoice e-mail."""
+    what = reminder_delivery(reminder.provider, reminder.channel or "provider").what
+    return Warning(
+        reminder.connection,
+        None,
+        WarningCode.PROVIDER_EMAIL,
+        f"reminders through this connection: {what}; the plan shows no message text for them because none of it "
+        "is sent. To send the contract's own words, a reminder needs the SMTP channel (the firm's own mailbox), "
+        "which is not available yet.",
+    )
 
 
 class _PerContract:
@@ -378,49 +403,57 @@ def _reminder_action(
     run: _PerContract,
     ref: InvoiceRef,
     effective_due: date,
-    number: int,
-    step_date: date,
+    step: Step,
     prefix: str,
+    balance: Decimal,
 ) -> Action:
+    """The reminder of `step`, stating `balance` (what the invoice owes once this run's fees are on it)."""
     contract, today = run.contract, run.today
     terms = contract.reminders
-    message: Literal["upcoming", "overdue"] = "upcoming" if step_date < effective_due else "overdue"
+    message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    rendered = render_message(
-        MessageContext(
-            message=message,
-            customer_name=inv.customer.name,
-            invoice_number=inv.number,
-            currency=inv.currency,
-            amount_due=inv.amount_due,
-            total=inv.total,
-            due_date=effective_due,
-            today=today,
-            days_overdue=days_overdue,
-            clause=run.reminders_clause,
-            clause_text=run.clause_text(inv.currency),
-            step=number,
-        ),
-        template_set=terms.template,
-        locale=contract.locale,
-    )
+    delivery = reminder_delivery(inv.provider, terms.channel)
+    subject = body = None
+    if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
+        rendered = render_message(
+            MessageContext(
+                message=message,
+                customer_name=inv.customer.name,
+                invoice_number=inv.number,
+                currency=inv.currency,
+                amount_due=balance,
+                total=inv.total + (balance - inv.amount_due),
+                due_date=effective_due,
+                today=today,
+                days_overdue=days_overdue,
+                clause=run.reminders_clause,
+                clause_text=run.clause_text(inv.currency),
+                step=step.number,
+            ),
+            template_set=terms.template,
+            locale=contract.locale,
+        )
+        subject, body = rendered.subject, rendered.body
     when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
+    after_fees = " after this run's late fees" if balance != inv.amount_due else ""
     return Action(
-        key=f"{prefix}{number}",
+        key=f"{prefix}{step.number}",
         kind=ActionKind.REMINDER,
         connection=inv.connection,
         provider=inv.provider,
         invoice=ref,
         clause=run.reminders_clause,
-        reason=f"step {number} fell on {step_date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
-        f"amount due {format_amount(inv.amount_due, inv.currency)}",
-        step=number,
-        step_date=step_date,
+        reason=f"step {step.number} fell on {step.date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
+        f"amount due {format_amount(balance, inv.currency)}{after_fees}",
+        balance=balance,
+        step=step.number,
+        step_date=step.date,
         message=message,
         channel=terms.channel,
         to=inv.customer.email,
-        subject=rendered.subject,
-        body=rendered.body,
+        sends=delivery.sends,
+        subject=subject,
+        body=body,
     )
 
 
@@ -577,6 +610,7 @@ def _renegotiation_action(
         requested_due_date=None if accepted else record.new_due_date,
         refusal_reason=record.reason,
         to=inv.customer.email,
+        sends=NOT_SENT.sends,
         subject=rendered.subject,
         body=rendered.body,
     )

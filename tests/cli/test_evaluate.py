@@ -37,7 +37,7 @@ def test_example_book_as_json_shows_reminders_fees_a_cap_skips_and_a_refusal(bri
     assert kinds == {"reminder", "late_fee", "update_due_date", "renegotiation_refused"}
     assert any("left under the cap" in a["reason"] for a in plan["actions"])
     assert {s["code"] for s in plan["skipped"]} >= {"paid", "draft", "on_hold", "superseded", "max_reminders"}
-    assert [w["code"] for w in plan["warnings"]] == ["foreign_late_fee"]
+    assert [w["code"] for w in plan["warnings"]] == ["provider_email_template", "foreign_late_fee"]
     assert plan["summary"]["late_fee_total"] == {"USD": "115.20"}
     assert "action(s)" in result.err  # the human summary goes to stderr with --json
 

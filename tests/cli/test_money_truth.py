@@ -201,3 +201,51 @@ def test_a_contract_amount_is_charged_only_in_the_contract_currency(bridge, tmp_
     refused = bridge("--as-of", "2026-10-20", "evaluate", "--invoices", str(tmp_path / "invoices.json"),
                      "--contracts", str(tmp_path / "contracts.toml"))  # fmt: skip
     assert refused.code == 2 and "contracts.flat" in refused.err and "must state its currency" in refused.err
+
+
+# --------------------------------------------------------------------------- finding 4
+
+
+def test_a_quickbooks_reminder_shows_no_text_because_quickbooks_sends_its_own_invoice_email(bridge, book: Book) -> None:
+    plan = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    reminders = [a for a in plan["actions"] if a["kind"] == "reminder"]
+    assert reminders
+    for a in reminders:
+        assert a["sends"] == "provider_invoice_email" and "subject" not in a and "body" not in a
+    notes = [w for w in plan["warnings"] if w["code"] == "provider_email_template"]
+    assert len(notes) == 1 and notes[0]["connection"] == CONN
+    assert "QuickBooks sends its own invoice e-mail" in notes[0]["detail"] and "SMTP" in notes[0]["detail"]
+
+
+def test_a_freshbooks_reminder_states_the_balance_after_the_fees_of_the_same_run(
+    bridge, module_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from bridge.sandbox import default_seed
+    from tests.cli.test_sync_freshbooks import link
+
+    module_sandbox.reset(default_seed())
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
+    fb = link(module_sandbox, tmp_path, key)
+    dry = plan_of(bridge(*fb.args("--json", "sync", "--dry-run")))
+    fees: dict[str, Decimal] = {}
+    for a in dry["actions"]:
+        if a["kind"] == "late_fee" and a["form"] == "line":
+            fees[a["invoice"]["id"]] = fees.get(a["invoice"]["id"], Decimal(0)) + Decimal(a["amount"])
+    both = [a for a in dry["actions"] if a["kind"] == "reminder" and a["invoice"]["id"] in fees]
+    assert both, "the demo book has invoices charged a fee and reminded in the same run"
+    for a in both:
+        assert a["sends"] == "contract_text"
+        assert Decimal(a["balance"]) == Decimal(a["invoice"]["amount_due"]) + fees[a["invoice"]["id"]]
+
+    done = plan_of(bridge(*fb.args("--json", "sync")))
+    assert sorted(a["key"] for a in done["applied"]) == sorted(a["key"] for a in dry["actions"])
+    mails = {m["invoice_id"]: m for m in module_sandbox.outbox()}
+    for a in both:
+        owed = Decimal(str(fb.invoice(a["invoice"]["number"])["outstanding"]["amount"]))
+        assert owed == Decimal(a["balance"])
+        sent = mails[a["invoice"]["id"]]
+        assert (sent["subject"], sent["body"]) == (a["subject"], a["body"])
+        assert f"{owed:,.2f}" in sent["body"], (owed, sent["body"])

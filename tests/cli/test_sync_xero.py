@@ -138,7 +138,8 @@ def test_the_organisations_own_reminders_are_a_plan_warning(bridge: Callable[...
     state["xero"]["InvoiceReminders"] = {"Enabled": True}  # type: ignore[call-overload,index]
     book.sandbox.reset(state)
     plan = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
-    assert [w["code"] for w in plan["warnings"] if w["connection"] == "acme-xero"] == ["provider_reminders_enabled"]
+    codes = [w["code"] for w in plan["warnings"] if w["connection"] == "acme-xero"]
+    assert codes == ["provider_email_template", "provider_reminders_enabled"]
 
 
 def test_near_the_daily_limit_the_rest_waits_for_the_next_run(

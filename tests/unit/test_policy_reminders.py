@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from pydantic import ValidationError
 
@@ -115,18 +117,34 @@ def test_4_steps_before_the_due_date_use_upcoming_on_or_after_use_overdue():
     assert messages == {1: "upcoming", 2: "overdue", 3: "overdue"}
 
 
-def test_4_the_message_names_customer_invoice_amount_due_date_days_overdue_and_the_terms():
-    plan = run(invoice("INV-1", paid=[("2026-09-20", "500.00")]), "2026-10-20")
+def test_4_the_message_names_customer_invoice_amount_after_this_runs_fees_due_date_days_overdue_and_the_terms():
+    inv = invoice("INV-1", paid=[("2026-09-20", "500.00")], provider="freshbooks")
+    plan = run(inv, "2026-10-20", history=[applied("late_fee:acme:1:1", "2026-09-12", "30.00")])
     action = by_key(plan)["reminder:acme:1:5"]
     assert action.channel == "provider" and action.to == "birds@example.com"
-    assert "INV-1" in action.subject
-    for text in ("Amy's Bird Sanctuary", "INV-1", "$1,500.00", "September 7, 2026", "43 days", "1.5%"):
+    assert action.sends == "contract_text" and "INV-1" in action.subject
+    # Occurrence 2 (22.50 on 1,500.00) is charged in the same run, as a line, before the reminder: it states 1,522.50.
+    assert by_key(plan)["late_fee:acme:1:2"].amount == Decimal("22.50")
+    assert action.balance == Decimal("1522.50")
+    for text in ("Amy's Bird Sanctuary", "INV-1", "$1,522.50", "September 7, 2026", "43 days", "1.5%"):
         assert text in action.body, text
+
+
+def test_4_a_reminder_through_quickbooks_or_xero_shows_no_text_because_their_own_invoice_email_goes_out():
+    for provider, name in (("quickbooks", "QuickBooks"), ("xero", "Xero")):
+        invoices = [invoice("INV-1", provider=provider), invoice("INV-2", provider=provider)]
+        plan = run(invoices, "2026-10-20")
+        reminders = [a for a in plan.actions if a.kind.value == "reminder"]
+        assert len(reminders) == 2
+        assert all(a.sends == "provider_invoice_email" and a.subject is None and a.body is None for a in reminders)
+        (warning,) = plan.warnings  # once per connection
+        assert warning.code == "provider_email_template" and f"{name} sends its own invoice e-mail" in warning.detail
+        assert "SMTP" in warning.detail
 
 
 def test_4_the_message_uses_the_contract_locale_and_template():
     t = terms(contract(locale="de_DE", reminders={"template": "firm"}, late_fee={"percent": "1"}))
-    plan = run(invoice("INV-1", currency="EUR"), "2026-09-04", terms_=t)
+    plan = run(invoice("INV-1", currency="EUR", provider="freshbooks"), "2026-09-04", terms_=t)
     (action,) = plan.actions
     assert "2.000,00" in action.body and "€" in action.body
 

@@ -53,7 +53,7 @@ def test_tue_10_20_one_reminder_step_5_steps_3_and_4_superseded_and_fee_on_1500(
         assert keys(plan) == [f"late_fee:{KEY}:2", f"reminder:{KEY}:5"]
         assert amounts(plan) == {f"late_fee:{KEY}:2": "22.50"}
         assert skip_codes(plan) == {f"reminder:{KEY}:3": "superseded", f"reminder:{KEY}:4": "superseded"}
-        assert not plan.warnings  # the bridge's own fee line is not foreign
+        assert [w.code for w in plan.warnings] == ["provider_email_template"]  # the bridge's own line is not foreign
 
 
 def test_cap_10_percent_of_2000_cuts_occurrence_9_and_stops_at_10():
