@@ -269,7 +269,7 @@ def apply(c: Context, plan_path: Path) -> None:
     rt = _runtime(c, named, applying=True)
     try:
         with _Progress(c) as progress:
-            outcome = apply_plan(rt, plan, progress)
+            outcome = apply_plan(rt, plan, progress, as_of=c.as_of)
     finally:
         rt.store.close()
     _report_outcome(c, outcome, None)

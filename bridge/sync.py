@@ -26,7 +26,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
 from bridge.model import Invoice, RenegotiationRequest
-from bridge.plan import Action, Plan, RecordError, Warning, WarningCode
+from bridge.plan import Action, ActionKind, Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import contract_for, decide_request, evaluate
 from bridge.policies.terms import Terms
 from bridge.store import Store
@@ -321,35 +321,97 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
 
-def apply_plan(rt: Runtime, plan: Plan, progress: Progress | None = None) -> SyncOutcome:
-    """Carry out a reviewed plan: each action re-checked against fresh provider state first."""
+def apply_plan(
+    rt: Runtime, plan: Plan, progress: Progress | None = None, *, as_of: date | None = None
+) -> SyncOutcome:
+    """Carry out a reviewed plan, but only what today's evaluation of the same books still calls for.
+
+    The connections are pulled again and the contracts re-evaluated (as of today, or `as_of` on emulators);
+    an action of the plan is applied only when the fresh evaluation produces it with the same amount,
+    recipient, message and clause. Any other is dropped as `plan_mismatch` with the difference named:
+    an edited or stale plan file can never write what the contract and the books no longer call for.
+    """
     names = sorted({a.connection for a in plan.actions})
     unknown = [n for n in names if n not in {c.name for c in rt.settings.connections}]
     if unknown:
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
     with rt.store.run_lock(names):
-        return _apply_plan(rt, plan, selected, progress)
+        return _apply_plan(rt, plan, selected, progress or Silent(), as_of)
 
 
-def _apply_plan(rt: Runtime, plan: Plan, selected: list[ConnectionSettings], progress: Progress | None) -> SyncOutcome:
-    names = [c.name for c in selected]
-    connectors, unavailable = rt.connectors(selected)
-    runs = [ConnectionRun(c.name, c.provider, error=unavailable.get(c.name)) for c in selected]
-    progress = progress or Silent()
-    reconciled = [(e.key, o) for e, o in reconcile(rt.store, connectors, plan.as_of)]
-    progress.actions(len(plan.actions))
-    report = apply_actions(
-        plan.actions,
+# What must be the same in a reviewed plan and in today's evaluation for an action to be applied.
+_COMPARED = ("kind", "clause", "amount", "form", "to", "channel", "sends", "balance", "subject", "body", "new_due_date")
+
+
+def plan_mismatch(planned: Action, fresh: Action | None, why_not: str | None = None) -> str | None:
+    """How a reviewed plan's action differs from what today's evaluation calls for; None when it does not.
+
+    `why_not` is today's reason for not calling for it (a skip's detail), when there is one.
+    """
+    if fresh is None:
+        because = f": {why_not}" if why_not else ""
+        return f"plan_mismatch: today's evaluation of the contract and the books calls for no such action{because}"
+    differences = [
+        f"{name} {_shown(getattr(planned, name))} in the plan, {_shown(getattr(fresh, name))} by the contract today"
+        for name in _COMPARED
+        if getattr(planned, name) != getattr(fresh, name)
+    ]
+    return f"plan_mismatch: {'; '.join(differences)}" if differences else None
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str) and not isinstance(value, ActionKind):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    return str(value)
+
+
+def _apply_plan(
+    rt: Runtime, plan: Plan, selected: list[ConnectionSettings], progress: Progress, as_of: date | None
+) -> SyncOutcome:
+    connectors, runs, errors = _pull_all(rt, selected, False, progress)
+    healthy = {n: c for n, c in connectors.items() if not any(r.name == n and r.error for r in runs)}
+    today = today_for(rt.settings.terms, as_of)
+    day = today if isinstance(today, date) else max(today.values())
+    reconciled = [(e.key, o) for e, o in reconcile(rt.store, healthy, day)]
+    pulled = [r.name for r in runs if not r.error]
+    today_plan = build_plan(rt.settings, rt.store, pulled, today, errors)
+    fresh = {a.key: a for a in today_plan.actions}
+    # Why today's evaluation leaves an action out: its own skip, else its invoice's (paid, void, on hold...).
+    why_not = {(s.connection, s.invoice, s.key): s.detail for s in today_plan.skipped}
+    approved: list[Action] = []
+    report = ApplyReport()
+    for action in plan.actions:
+        if action.connection not in healthy:
+            report.failed.append({"key": action.key, "error": f"connection {action.connection!r} could not be read"})
+            continue
+        entry = rt.store.ledger_get(action.key)
+        if entry is not None and entry.state in PLANNING_HISTORY:
+            report.skipped.append({"key": action.key, "state": entry.state})
+            continue
+        skip = why_not.get((action.connection, action.invoice.number, action.key)) or why_not.get(
+            (action.connection, action.invoice.number, None)
+        )
+        reason = plan_mismatch(action, fresh.get(action.key), skip)
+        if reason is None:
+            approved.append(fresh[action.key])
+            continue
+        rt.store.ledger_drop(action, reason)
+        report.dropped.append({"key": action.key, "reason": reason})
+        progress.step(action, "dropped")
+    progress.actions(len(approved))
+    applied = apply_actions(
+        approved,
         rt.store,
-        connectors,
-        {n: rt.store.customers(n) for n in names},
-        lambda a: plan.as_of,
+        healthy,
+        {n: rt.store.customers(n) for n in pulled},
+        _action_day(today),
         progress.step,
     )
-    for run in runs:
-        if run.name in connectors:
-            run.stats = connectors[run.name].stats
+    for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred"):
+        getattr(report, part).extend(getattr(applied, part))
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 

@@ -249,3 +249,52 @@ def test_a_freshbooks_reminder_states_the_balance_after_the_fees_of_the_same_run
         sent = mails[a["invoice"]["id"]]
         assert (sent["subject"], sent["body"]) == (a["subject"], a["body"])
         assert f"{owed:,.2f}" in sent["body"], (owed, sent["body"])
+
+
+# --------------------------------------------------------------------------- finding 5
+
+
+def test_apply_carries_out_only_what_todays_evaluation_calls_for(bridge, book: Book, tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    plan_of(bridge(*book.args("--json", "sync", "--dry-run", "--out", str(path))))
+    data = json.loads(path.read_text())
+    fee = next(a for a in data["actions"] if a["kind"] == "late_fee")
+    reminder = next(a for a in data["actions"] if a["kind"] == "reminder")
+    fee_amount, fee["amount"] = fee["amount"], "9999.99"
+    reminder["to"] = "someone-else@evil.example"
+    path.write_text(json.dumps(data))
+
+    done = plan_of(bridge(*book.args("--json", "apply", str(path))))
+
+    failed = {f["key"]: f["error"] for f in done["failed"]}
+    assert set(failed) == {fee["key"], reminder["key"]}
+    assert failed[fee["key"]] == f"plan_mismatch: amount 9999.99 in the plan, {fee_amount} by the contract today"
+    assert "someone-else@evil.example" in failed[reminder["key"]] and "plan_mismatch: to" in failed[reminder["key"]]
+    others = sorted(a["key"] for a in data["actions"] if a["key"] not in failed)
+    assert sorted(a["key"] for a in done["applied"]) == others
+    assert all(m["to"] != "someone-else@evil.example" for m in book.outbox())
+    lines = [line for inv in book.state()["quickbooks"]["Invoice"] for line in inv.get("Line", [])]
+    assert not [line for line in lines if str(line.get("Amount")) == "9999.99"]
+    states = {e["key"]: e["state"] for e in json.loads(bridge(*book.args("--json", "ledger")).out)}
+    assert states[fee["key"]] == "dropped" and states[reminder["key"]] == "dropped"
+    # The real fee and reminder are still owed: the next sync plans them as the contract says.
+    again = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    assert {fee["key"], reminder["key"]} <= {a["key"] for a in again["actions"]}
+
+
+def test_apply_of_a_plan_made_for_a_later_day_charges_nothing_that_is_not_owed_today(
+    bridge, book: Book, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.json"
+    later = ["--config", str(book.config), "--as-of", "2027-01-20"]
+    plan_of(bridge(*later, "--json", "sync", "--dry-run", "--out", str(path)))
+    today = {a["key"] for a in plan_of(bridge(*book.args("--json", "sync", "--dry-run")))["actions"]}
+    future = [a for a in json.loads(path.read_text())["actions"] if a["key"] not in today]
+    assert future, "a plan three months later holds fee occurrences not owed today"
+
+    done = plan_of(bridge(*book.args("--json", "apply", str(path))))
+
+    applied = {a["key"] for a in done["applied"]}
+    assert applied <= today and not applied & {a["key"] for a in future}
+    failed = {f["key"]: f["error"] for f in done["failed"]}
+    assert all(failed[a["key"]].startswith("plan_mismatch") for a in future)

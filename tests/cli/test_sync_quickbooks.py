@@ -71,12 +71,12 @@ def test_apply_of_a_stale_plan_drops_the_paid_invoices_actions_with_a_reason(
     result = json.loads(applied.out)
     dropped = {f["key"]: f["error"] for f in result["failed"]}
     stale = [a["key"] for a in dry["actions"] if a["invoice"]["number"] == number]
-    assert stale and all("now paid" in dropped[k] for k in stale)
+    assert stale and all(dropped[k].startswith("plan_mismatch") and "paid" in dropped[k] for k in stale)
     assert sorted(a["key"] for a in result["applied"]) == sorted(
         a["key"] for a in dry["actions"] if a["invoice"]["number"] != number
     )
     ledger = {e["key"]: e for e in json.loads(bridge(*book.args("--json", "ledger")).out)}
-    assert all(ledger[k]["state"] == "dropped" and "now paid" in ledger[k]["error"] for k in stale)
+    assert all(ledger[k]["state"] == "dropped" and "invoice is paid" in ledger[k]["error"] for k in stale)
     human = bridge(*book.args("ledger", "--invoice", number))
     assert "dropped" in human.out
 
