@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from bridge.delivery import NOT_SENT, reminder_delivery
 from bridge.messages import MessageContext, render_message
@@ -28,8 +28,8 @@ from bridge.plan import (
     Warning,
     WarningCode,
 )
-from bridge.policies.history import History
-from bridge.policies.late_fees import decide_late_fees, describe_late_fee, fee_description
+from bridge.policies.history import History, InvoiceHistory
+from bridge.policies.late_fees import FeeOutcome, decide_late_fees, describe_late_fee, fee_description
 from bridge.policies.reminders import Step, decide_step, latest_due_step
 from bridge.policies.renegotiation import decide, describe_renegotiation, project_of
 from bridge.policies.terms import Contract, LateFee, Terms
@@ -207,28 +207,11 @@ def evaluate(
         raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
     hist = history if isinstance(history, History) else History(history)
     scope = _Scope(terms)
-    actions: list[Action] = []
-    skips: list[Skip] = []
-    warnings: list[Warning] = []
-
     requests = list(renegotiations)
-    by_id: dict[tuple[str, str], Invoice] = {}
-    by_number: dict[tuple[str, str], Invoice] = {}
-    if requests:
-        # Index only the invoices a request names: the full lists would cost memory per invoice.
-        wanted_ids = {(r.connection, r.invoice_id) for r in requests if r.invoice_id is not None}
-        wanted_numbers = {(r.connection, r.invoice_number) for r in requests if r.invoice_id is None}
-        for inv in invoices:
-            if (inv.connection, inv.id) in wanted_ids:
-                by_id[(inv.connection, inv.id)] = inv
-            if (inv.connection, inv.number) in wanted_numbers:
-                by_number[(inv.connection, inv.number)] = inv
-
-    reneg = _plan_renegotiations(requests, by_id, by_number, scope, hist, today, actions, skips, warnings)
-
+    reneg = _plan_renegotiations(requests, _requested(invoices, requests), scope, hist, today)
+    actions, skips, warnings = list(reneg.actions), list(reneg.skips), list(reneg.warnings)
     per_contract: dict[str, _PerContract] = {}
-    # Per connection, a reminder that goes out as the provider's own e-mail.
-    template_mail: dict[tuple[str, str], Action] = {}
+    template_mail: dict[tuple[str, str], Action] = {}  # per connection: a reminder sent as the provider's e-mail
     for inv in invoices:
         contract, skip = scope.check(inv)
         if skip is not None:
@@ -238,118 +221,168 @@ def evaluate(
         run = per_contract.get(contract.name)
         if run is None:
             run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract))
-        day = run.today
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
-        ref: InvoiceRef | None = None
         inv_hist = hist.for_invoice(inv.connection, inv.id)
-
+        fee_mode = terms.fee_modes.get(inv.connection)
         # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
-        line_fees = Decimal(0)
-        late_fee = run.late_fee
-        if late_fee is not None:
-            outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, day)
-            if outcome.foreign:
-                described = "; ".join(
-                    f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign
-                )
-                slots = ", ".join(str(k) for k in outcome.foreign_slots)
-                warnings.append(
-                    Warning(
-                        inv.connection,
-                        inv.number,
-                        WarningCode.FOREIGN_LATE_FEE,
-                        f"late-fee line(s) the bridge did not write: {described}; "
-                        f"counted as occurrence(s) {slots} and towards the caps",
-                    )
-                )
-            if outcome.charges:
-                clause = run.late_fee_clause
-                form = (
-                    "line"
-                    if terms.fee_modes.get(inv.connection, late_fee.mode) == "line" and inv.editable
-                    else "invoice"
-                )
-                for charge in outcome.charges:
-                    key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
-                    if charge.skip is not None:
-                        skips.append(
-                            Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key)
-                        )
-                        continue
-                    ref = ref or _ref(inv, effective_due)
-                    if form == "line":
-                        line_fees += charge.amount
-                    actions.append(
-                        Action(
-                            key=key,
-                            kind=ActionKind.LATE_FEE,
-                            connection=inv.connection,
-                            provider=inv.provider,
-                            invoice=ref,
-                            clause=clause,
-                            reason=charge.reason,
-                            occurrence=charge.k,
-                            occurrence_date=charge.on,
-                            amount=charge.amount,
-                            form=form,
-                            item=late_fee.item,
-                            description=fee_description(late_fee, inv.number, charge.k, charge.on),
-                        )
-                    )
-
-        step = run.latest_step(effective_due)
-        decision = None if step is None else decide_step(step, contract.reminders, inv_hist, day)
-        if decision is not None:
-            clause = run.reminders_clause
-            prefix = f"reminder:{inv.connection}:{inv.id}:"
-            step = decision.step
-            for n in decision.superseded:
-                skips.append(
-                    Skip(
-                        inv.connection,
-                        inv.number,
-                        SkipCode.SUPERSEDED,
-                        f"step {n} was never sent; step {step.number} replaces it",
-                        clause,
-                        f"{prefix}{n}",
-                    )
-                )
-            if decision.blocked is not None:
-                skips.append(
-                    Skip(
-                        inv.connection,
-                        inv.number,
-                        SkipCode(decision.blocked),
-                        decision.blocked_detail,
-                        f"{clause}.{decision.blocked}_days"
-                        if decision.blocked == "min_gap"
-                        else f"{clause}.{decision.blocked}",
-                        f"{prefix}{step.number}",
-                    )
-                )
-            elif not inv.customer.email:
-                skips.append(
-                    Skip(
-                        inv.connection,
-                        inv.number,
-                        SkipCode.NO_EMAIL,
-                        f"step {step.number} is due but the client has no e-mail address; add one at the provider "
-                        "and the latest due step goes out on the next run",
-                        clause,
-                        f"{prefix}{step.number}",
-                    )
-                )
-            else:
-                ref = ref or _ref(inv, effective_due)
-                reminder = _reminder_action(inv, run, ref, effective_due, step, prefix, inv.amount_due + line_fees)
-                actions.append(reminder)
-                if reminder.sends == "provider_invoice_email":
-                    template_mail.setdefault((inv.connection, inv.provider), reminder)
-
+        fees = _late_fees(inv, run, effective_due, inv_hist, fee_mode)
+        actions += fees.actions
+        skips += fees.skips
+        warnings += fees.warnings
+        ref = fees.actions[0].invoice if fees.actions else None
+        reminder, reminder_skips = _reminder(inv, run, effective_due, inv_hist, ref, fees.line_total)
+        skips += reminder_skips
+        if reminder is not None:
+            actions.append(reminder)
+            if reminder.sends == "provider_invoice_email":
+                template_mail.setdefault((inv.connection, inv.provider), reminder)
     warnings += [_template_mail_warning(a) for a in template_mail.values()]
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
+
+
+def _requested(invoices: Iterable[Invoice], requests: Sequence[RenegotiationRequest]) -> _Requested:
+    """The invoices renegotiation requests name, by id and by number (only those: the full index costs memory)."""
+    by_id: dict[tuple[str, str], Invoice] = {}
+    by_number: dict[tuple[str, str], Invoice] = {}
+    if requests:
+        wanted_ids = {(r.connection, r.invoice_id) for r in requests if r.invoice_id is not None}
+        wanted_numbers = {(r.connection, r.invoice_number) for r in requests if r.invoice_id is None}
+        for inv in invoices:
+            if (inv.connection, inv.id) in wanted_ids:
+                by_id[(inv.connection, inv.id)] = inv
+            if (inv.connection, inv.number) in wanted_numbers:
+                by_number[(inv.connection, inv.number)] = inv
+    return _Requested(by_id, by_number)
+
+
+class _Requested(NamedTuple):
+    by_id: dict[tuple[str, str], Invoice]
+    by_number: dict[tuple[str, str], Invoice]
+
+    def find(self, request: RenegotiationRequest) -> Invoice | None:
+        if request.invoice_id is not None:
+            return self.by_id.get((request.connection, request.invoice_id))
+        return self.by_number.get((request.connection, request.invoice_number or ""))
+
+
+class _Fees(NamedTuple):
+    """One invoice's late-fee decisions, and the total the line-form fees add to its balance."""
+
+    actions: list[Action]
+    skips: list[Skip]
+    warnings: list[Warning]
+    line_total: Decimal
+
+
+_NO_FEES = _Fees([], [], [], Decimal(0))
+
+
+def _late_fees(
+    inv: Invoice, run: _PerContract, effective_due: date, inv_hist: InvoiceHistory, fee_mode: str | None
+) -> _Fees:
+    """The late-fee occurrences owed on one invoice (POLICY §5), as actions and skips."""
+    late_fee = run.late_fee
+    if late_fee is None:
+        return _NO_FEES
+    outcome = decide_late_fees(inv, effective_due, late_fee, inv_hist, run.today)
+    warnings = [_foreign_fee_warning(inv, outcome)] if outcome.foreign else []
+    if not outcome.charges:
+        return _Fees([], [], warnings, Decimal(0)) if warnings else _NO_FEES
+    clause = run.late_fee_clause
+    form = "line" if (fee_mode or late_fee.mode) == "line" and inv.editable else "invoice"
+    actions: list[Action] = []
+    skips: list[Skip] = []
+    ref: InvoiceRef | None = None
+    for charge in outcome.charges:
+        key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
+        if charge.skip is not None:
+            skips.append(Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key))
+            continue
+        ref = ref or _ref(inv, effective_due)
+        actions.append(
+            Action(
+                key=key,
+                kind=ActionKind.LATE_FEE,
+                connection=inv.connection,
+                provider=inv.provider,
+                invoice=ref,
+                clause=clause,
+                reason=charge.reason,
+                occurrence=charge.k,
+                occurrence_date=charge.on,
+                amount=charge.amount,
+                form=form,
+                item=late_fee.item,
+                description=fee_description(late_fee, inv.number, charge.k, charge.on),
+            )
+        )
+    line_total = sum((a.amount for a in actions if a.amount is not None), Decimal(0)) if form == "line" else Decimal(0)
+    return _Fees(actions, skips, warnings, line_total)
+
+
+def _foreign_fee_warning(inv: Invoice, outcome: FeeOutcome) -> Warning:
+    described = "; ".join(f"{line.description or line.item or 'fee line'} {line.amount}" for line in outcome.foreign)
+    slots = ", ".join(str(k) for k in outcome.foreign_slots)
+    return Warning(
+        inv.connection,
+        inv.number,
+        WarningCode.FOREIGN_LATE_FEE,
+        f"late-fee line(s) the bridge did not write: {described}; "
+        f"counted as occurrence(s) {slots} and towards the caps",
+    )
+
+
+def _reminder(
+    inv: Invoice,
+    run: _PerContract,
+    effective_due: date,
+    inv_hist: InvoiceHistory,
+    ref: InvoiceRef | None,
+    line_fees: Decimal,
+) -> tuple[Action | None, list[Skip]]:
+    """The one reminder due on an invoice today, if any (POLICY §4), and the steps skipped on the way."""
+    step = run.latest_step(effective_due)
+    decision = None if step is None else decide_step(step, run.contract.reminders, inv_hist, run.today)
+    if decision is None:
+        return None, []
+    clause = run.reminders_clause
+    prefix = f"reminder:{inv.connection}:{inv.id}:"
+    step = decision.step
+    skips = [
+        Skip(
+            inv.connection,
+            inv.number,
+            SkipCode.SUPERSEDED,
+            f"step {n} was never sent; step {step.number} replaces it",
+            clause,
+            f"{prefix}{n}",
+        )
+        for n in decision.superseded
+    ]
+    if decision.blocked is not None:
+        blocked_clause = f"{clause}.{decision.blocked}" + ("_days" if decision.blocked == "min_gap" else "")
+        skips.append(
+            Skip(
+                inv.connection,
+                inv.number,
+                SkipCode(decision.blocked),
+                decision.blocked_detail,
+                blocked_clause,
+                f"{prefix}{step.number}",
+            )
+        )
+        return None, skips
+    if not inv.customer.email:
+        detail = (
+            f"step {step.number} is due but the client has no e-mail address; add one at the provider "
+            "and the latest due step goes out on the next run"
+        )
+        skips.append(Skip(inv.connection, inv.number, SkipCode.NO_EMAIL, detail, clause, f"{prefix}{step.number}"))
+        return None, skips
+    ref = ref or _ref(inv, effective_due)
+    return _reminder_action(inv, run, ref, effective_due, step, prefix, inv.amount_due + line_fees), skips
 
 
 def _template_mail_warning(reminder: Action) -> Warning:
@@ -457,30 +490,69 @@ def _reminder_action(
     )
 
 
+class _Replay(NamedTuple):
+    """The renegotiations replayed: each invoice's effective due date, and what the requests call for."""
+
+    effective_due: dict[tuple[str, str], date]
+    actions: list[Action]
+    skips: list[Skip]
+    warnings: list[Warning]
+
+
 def _plan_renegotiations(
-    requests: Iterable[RenegotiationRequest],
-    by_id: Mapping[tuple[str, str], Invoice],
-    by_number: Mapping[tuple[str, str], Invoice],
+    requests: Sequence[RenegotiationRequest],
+    invoices: _Requested,
     scope: _Scope,
     hist: History,
     today: date | Mapping[str, date],
-    actions: list[Action],
-    skips: list[Skip],
-    warnings: list[Warning],
-) -> _Renegotiations:
+) -> _Replay:
     """Replay renegotiations in request order: decided ones as recorded, undecided ones decided now."""
     state = _Renegotiations()
-    # A request's identity is its place among the requests on its invoice, in the order they were
-    # recorded (or listed): the same ordinal `decide_request` gave it when it was recorded. Decisions
-    # are replayed in the order the requests were made, ties broken by what they ask.
+    out = _Replay(state.effective_due, [], [], [])
+    for request, inv, ordinal in _in_request_order(requests, invoices):
+        if inv is None:
+            detail = f"renegotiation requested on {request.requested_on} for an invoice that was not read"
+            where = request.invoice_number or request.invoice_id
+            out.warnings.append(Warning(request.connection, where, WarningCode.UNKNOWN_INVOICE, detail))
+            continue
+        contract, skip = scope.check(inv)
+        day = _today_for(today, contract)
+        if request.requested_on > day:
+            continue  # not made yet as of `today`
+        invoice_key = (inv.connection, inv.id)
+        if contract is None:
+            if request.status == "accepted" and request.project is not None:
+                state.accept(request, request.project, invoice_key)  # still counts for the project
+            elif request.status is None and skip is not None:
+                detail = f"renegotiation request of {request.requested_on} not decided: {skip.detail}"
+                out.skips.append(Skip(inv.connection, inv.number, skip.code, detail, skip.clause))
+            continue
+        project = request.project or project_of(inv, contract)
+        in_project = state.by_project.get(project, [])
+        record, why = _decided(request, inv, contract, in_project, state.by_invoice.get(invoice_key, []))
+        earlier = in_project[-1] if in_project else None
+        if record.status == "accepted":
+            state.accept(record, project, invoice_key)
+        kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
+        key = request.key or _renegotiation_key(kind, inv.connection, inv.id, ordinal)
+        if key not in hist:
+            out.actions.append(_renegotiation_action(inv, contract, record, kind, key, why, earlier, day))
+    return out
+
+
+def _in_request_order(
+    requests: Sequence[RenegotiationRequest], invoices: _Requested
+) -> list[tuple[RenegotiationRequest, Invoice | None, int]]:
+    """Each request with its invoice and its ordinal, in the order the requests were made.
+
+    A request's identity is its place among the requests on its invoice, in the order they were recorded
+    (or listed): the same ordinal `decide_request` gave it when it was recorded. Decisions are replayed in
+    the order the requests were made, ties broken by what they ask.
+    """
     resolved: list[tuple[RenegotiationRequest, Invoice | None, int]] = []
     count_on_invoice: dict[tuple[str, str], int] = {}
     for request in requests:
-        inv = (
-            by_id.get((request.connection, request.invoice_id))
-            if request.invoice_id is not None
-            else by_number.get((request.connection, request.invoice_number or ""))
-        )
+        inv = invoices.find(request)
         ordinal = 0
         if inv is not None:
             ordinal = count_on_invoice.get((inv.connection, inv.id), 0) + 1
@@ -496,58 +568,25 @@ def _plan_renegotiations(
             item[0].note,
         )
     )
-    for request, inv, ordinal in resolved:
-        if inv is None:
-            warnings.append(
-                Warning(
-                    request.connection,
-                    request.invoice_number or request.invoice_id,
-                    WarningCode.UNKNOWN_INVOICE,
-                    f"renegotiation requested on {request.requested_on} for an invoice that was not read",
-                )
-            )
-            continue
-        contract, skip = scope.check(inv)
-        day = _today_for(today, contract)
-        if request.requested_on > day:
-            continue  # not made yet as of `today`
-        invoice_key = (inv.connection, inv.id)
-        if contract is None:
-            if request.status == "accepted" and request.project is not None:
-                state.accept(request, request.project, invoice_key)  # still counts for the project
-            elif request.status is None and skip is not None:
-                skips.append(
-                    Skip(
-                        inv.connection,
-                        inv.number,
-                        skip.code,
-                        f"renegotiation request of {request.requested_on} not decided: {skip.detail}",
-                        skip.clause,
-                    )
-                )
-            continue
-        project = request.project or project_of(inv, contract)
-        in_project = state.by_project.get(project, [])
-        on_invoice = state.by_invoice.get(invoice_key, [])
-        if request.status is None:
-            # Decided at once: as of the day the request was made, not the day we look at it.
-            record, why = decide(request, inv, contract, in_project, on_invoice, request.requested_on)
-        else:
-            record = request
-            why = (
-                f"due date moved to {record.new_due_date}"
-                if record.status == "accepted"
-                else f"refused ({record.reason}) on {record.decided_on or record.requested_on}"
-            )
-        earlier = in_project[-1] if in_project else None
-        if record.status == "accepted":
-            state.accept(record, project, invoice_key)
-        kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
-        key = request.key or _renegotiation_key(kind, inv.connection, inv.id, ordinal)
-        if key in hist:
-            continue
-        actions.append(_renegotiation_action(inv, contract, record, kind, key, why, earlier, day))
-    return state
+    return resolved
+
+
+def _decided(
+    request: RenegotiationRequest,
+    inv: Invoice,
+    contract: Contract,
+    in_project: Sequence[RenegotiationRequest],
+    on_invoice: Sequence[RenegotiationRequest],
+) -> tuple[RenegotiationRequest, str]:
+    """The request as decided, and why: as recorded, or decided now as of the day it was made."""
+    if request.status is None:
+        return decide(request, inv, contract, in_project, on_invoice, request.requested_on)
+    why = (
+        f"due date moved to {request.new_due_date}"
+        if request.status == "accepted"
+        else f"refused ({request.reason}) on {request.decided_on or request.requested_on}"
+    )
+    return request, why
 
 
 def _renegotiation_action(
