@@ -144,9 +144,21 @@ def decide_late_fees(
     lines = classify_fee_lines(invoice, terms)
     if last_k == 0 and not lines.foreign:
         return _NOTHING
-    currency = invoice.currency
-    # Charged so far: the ledger, then our own lines it does not know of (a crash between the
-    # provider call and the ledger write), then foreign fees in the lowest free slots.
+    charged, foreign_slots = _charged_so_far(history, lines)
+    owed = [k for k in range(1, last_k + 1) if k not in charged]
+    if not owed:
+        # The steady state of a daily sync: everything owed so far is already charged.
+        return FeeOutcome((), lines.foreign, foreign_slots) if lines.foreign else _NOTHING
+    charges = _charges(invoice, effective_due, terms, invoice.total - lines.total, charged, owed)
+    return FeeOutcome(tuple(charges), lines.foreign, foreign_slots)
+
+
+def _charged_so_far(history: InvoiceHistory, lines: FeeLines) -> tuple[dict[int, Decimal], tuple[int, ...]]:
+    """Occurrence -> amount charged so far, and the slots the foreign fee lines take.
+
+    The ledger first, then our own lines it does not know of (a crash between the provider call and
+    the ledger write), then foreign fees in the lowest free slots.
+    """
     charged: dict[int, Decimal] = dict(history.fees)
     for k, amount in lines.own.items():
         charged.setdefault(k, amount)
@@ -157,21 +169,27 @@ def decide_late_fees(
             slot += 1
         charged[slot] = line.amount
         foreign_slots.append(slot)
-    owed = [k for k in range(1, last_k + 1) if k not in charged]
-    if not owed:
-        # The steady state of a daily sync: everything owed so far is already charged.
-        return FeeOutcome((), lines.foreign, tuple(foreign_slots)) if lines.foreign else _NOTHING
+    return charged, tuple(foreign_slots)
+
+
+def _charges(
+    invoice: Invoice,
+    effective_due: date,
+    terms: LateFee,
+    principal: Decimal,
+    charged: dict[int, Decimal],
+    owed: list[int],
+) -> list[FeeCharge]:
+    """The owed occurrences in order: each one's base, amount, and what the caps leave of it."""
+    currency = invoice.currency
     running = sum(charged.values(), Decimal(0))
-    principal = invoice.total - lines.total
     cap = cap_for(principal, currency, terms)
     flat = round_half_up(terms.flat, currency)
     min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
-
     # Payments and credits by date, for "paid on or before occurrence k's date".
     allocations = sorted(invoice.payments, key=lambda a: a.date)
     paid_dates = [a.date for a in allocations]
     paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
-
     charges: list[FeeCharge] = []
     for k in owed:
         on = occurrence_date(effective_due, terms, k)
@@ -183,37 +201,42 @@ def decide_late_fees(
         percent_part = round_half_up(terms.percent * base / _HUNDRED, currency)
         amount = flat + percent_part if terms.combine == "sum" else max(flat, percent_part)
         reason = _explain(k, on, terms, base, flat, currency)
-        if amount < min_fee or amount <= 0:  # a 0.00 fee line is never written, whatever min_fee says
-            charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
-            continue
-        if cap is not None:
-            room = cap - running
-            if room <= 0:
-                charges.append(
-                    FeeCharge(
-                        k,
-                        on,
-                        Decimal(0),
-                        base,
-                        reason + f"; cap of {format_amount(cap, currency)} reached",
-                        "cap_reached",
-                    )
-                )
-                continue
-            if amount > room:
-                reason += (
-                    f"; cut from {format_amount(amount, currency)} to the {format_amount(room, currency)} "
-                    f"left under the cap of {format_amount(cap, currency)}"
-                )
-                amount = room
-                if amount < min_fee or amount <= 0:
-                    charges.append(FeeCharge(k, on, amount, base, reason, "below_min_fee"))
-                    continue
-        amount = amount.quantize(quantum(currency))
-        charges.append(FeeCharge(k, on, amount, base, reason))
-        charged[k] = amount
-        running += amount
-    return FeeOutcome(tuple(charges), lines.foreign, tuple(foreign_slots))
+        charge = _within_caps(k, on, base, amount, reason, min_fee, cap, running, currency)
+        charges.append(charge)
+        if charge.skip is None:
+            charged[k] = charge.amount
+            running += charge.amount
+    return charges
+
+
+def _within_caps(
+    k: int,
+    on: date,
+    base: Decimal,
+    amount: Decimal,
+    reason: str,
+    min_fee: Decimal,
+    cap: Decimal | None,
+    running: Decimal,
+    currency: str,
+) -> FeeCharge:
+    """Occurrence k's charge: skipped below min_fee, cut to the room the cap leaves, or cap_reached."""
+    if amount < min_fee or amount <= 0:  # a 0.00 fee line is never written, whatever min_fee says
+        return FeeCharge(k, on, amount, base, reason, "below_min_fee")
+    if cap is not None:
+        room = cap - running
+        if room <= 0:
+            reached = reason + f"; cap of {format_amount(cap, currency)} reached"
+            return FeeCharge(k, on, Decimal(0), base, reached, "cap_reached")
+        if amount > room:
+            reason += (
+                f"; cut from {format_amount(amount, currency)} to the {format_amount(room, currency)} "
+                f"left under the cap of {format_amount(cap, currency)}"
+            )
+            amount = room
+            if amount < min_fee or amount <= 0:
+                return FeeCharge(k, on, amount, base, reason, "below_min_fee")
+    return FeeCharge(k, on, amount.quantize(quantum(currency)), base, reason)
 
 
 def _explain(k: int, on: date, terms: LateFee, base: Decimal, flat: Decimal, currency: str) -> str:
