@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.config import load_settings, load_terms
-from bridge.sandbox import Sandbox
+from bridge.sandbox import Sandbox, default_seed
 from tests.torture.harness import AS_OF, PROVIDERS, Trial
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +114,55 @@ def test_every_shipped_config_still_loads() -> None:
         assert terms.contracts, path
         assert {c.reminders.channel for c in terms.contracts} == {"provider"}
     assert load_settings(ROOT / "config" / "bridge.example.toml").connections
+
+
+# -- 9. provider amounts are never rounded silently ------------------------------------------------------
+
+
+def _damage(seed: dict[str, Any], clean: dict[str, Any]) -> dict[str, str]:
+    """One acted-on invoice per provider gets an amount finer than a cent; one more gets trailing zeros.
+
+    Returns the damaged invoices' ids by provider.
+    """
+    acted: dict[str, str] = {}
+    for action in clean["actions"]:
+        acted.setdefault(action["provider"], action["invoice"]["id"])
+    qbo = next(i for i in seed["quickbooks"]["Invoice"] if i["Id"] == acted["quickbooks"])
+    qbo["Line"][0]["Amount"] = Decimal(str(qbo["Line"][0]["Amount"])) + Decimal("0.005")
+    xero = next(i for i in seed["xero"]["Invoices"] if i["InvoiceID"] == acted["xero"])
+    xero["AmountDue"] = Decimal(str(xero["AmountDue"])) - Decimal("0.001")
+    fresh = next(i for i in seed["freshbooks"]["invoices"] if str(i["id"]) == acted["freshbooks"])
+    fresh["outstanding"] = {**fresh["outstanding"], "amount": f"{fresh['outstanding']['amount']}5"}
+    # Exact amounts written with more places are not an error: 1750.00 is 1750.0000.
+    others = [i for i in seed["quickbooks"]["Invoice"] if i["Id"] != acted["quickbooks"]]
+    for inv in others:
+        inv["TotalAmt"] = f"{Decimal(str(inv['TotalAmt'])):.4f}"
+        inv["Balance"] = f"{Decimal(str(inv['Balance'])):.4f}"
+    return acted
+
+
+def test_an_invoice_with_an_amount_finer_than_a_cent_is_quarantined_not_rounded(
+    bridge: Bridge, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = linked(sandbox, tmp_path / "clean", monkeypatch)
+    clean_run = bridge(*trial.args("sync", "--dry-run"))
+    assert clean_run.code == 0, clean_run.err
+    clean = json.loads(clean_run.out)
+    assert clean["errors"] == []
+
+    seed = copy.deepcopy(default_seed())
+    damaged = _damage(seed, clean)
+    trial = linked(sandbox, tmp_path / "fine", monkeypatch, seed=seed)
+    result = bridge(*trial.args("sync"))
+    assert result.code == 3, result.err  # partial: everything else completed
+    plan = json.loads(result.out)
+    errors = {(e["connection"], str(e["record"])): e["error"] for e in plan["errors"]}
+    assert set(errors) == {(provider, record) for provider, record in damaged.items()}
+    assert "Invoice.Line[0].Amount" in errors["quickbooks", damaged["quickbooks"]]
+    assert "Invoice.AmountDue" in errors["xero", damaged["xero"]]
+    assert "invoice.outstanding" in errors["freshbooks", damaged["freshbooks"]]
+    assert all("finer than the currency's minor unit" in e and "not rounded" in e for e in errors.values())
+    # Nothing is done to a quarantined invoice; every other invoice is planned and applied as before.
+    expected = {a["key"] for a in clean["actions"] if a["invoice"]["id"] not in damaged.values()}
+    assert {a["key"] for a in plan["actions"]} == expected
+    assert {a["key"] for a in plan["applied"]} == expected
