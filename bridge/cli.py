@@ -510,6 +510,9 @@ def connections_check(c: Context, name: str) -> None:
         if name in failed:
             raise BridgeError(f"connection {name!r} cannot be used: {failed[name]}")
         described = built[name].check()
+    if c.json:
+        click.echo(json.dumps({"name": name, "provider": conn.provider, "ok": True, "check": described}))
+        return
     c.out.print(f"{name}: ok, {described}")
 
 
@@ -536,6 +539,9 @@ def connections_remove(c: Context, name: str) -> None:
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)
+    if c.json:
+        click.echo(json.dumps({"name": name, "provider": conn.provider, "removed": True, "tokens": revoked}))
+        return
     c.out.print(f"Removed {name}: {revoked}; the ledger keeps its history.")
 
 
@@ -553,13 +559,32 @@ def sandbox() -> None:
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
 )
-def sandbox_serve(seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
-    """Run the emulators until interrupted; prints the base URLs."""
+@click.pass_obj
+def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+    """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
-    from bridge.sandbox import SandboxError, serve
+    from bridge.sandbox import Sandbox, SandboxError, serve
+
+    def announce(sandbox: Sandbox) -> None:
+        # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
+        click.echo(json.dumps({"base_url": sandbox.base_url, "providers": sandbox.describe()}))
+        sys.stdout.flush()
+
+    def to_stderr(line: str) -> None:
+        click.echo(line, err=True)
 
     try:
-        serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+        if c.json:  # the human lines go to stderr
+            serve(
+                seed_path=seed_path,
+                port=port,
+                latency_ms=latency_ms,
+                faults_spec=faults,
+                echo=to_stderr,
+                ready=announce,
+            )
+        else:
+            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
 

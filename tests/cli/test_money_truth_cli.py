@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -166,3 +169,115 @@ def test_an_invoice_with_an_amount_finer_than_a_cent_is_quarantined_not_rounded(
     expected = {a["key"] for a in clean["actions"] if a["invoice"]["id"] not in damaged.values()}
     assert {a["key"] for a in plan["actions"]} == expected
     assert {a["key"] for a in plan["applied"]} == expected
+
+
+# -- 7. --json: stdout holds only the JSON document, on every command ---------------------------------------
+
+
+def _json_out(result: Any, *codes: int) -> Any:
+    assert result.code in (codes or (0,)), (result.code, result.err)
+    return json.loads(result.out)  # the whole of stdout, nothing before or after
+
+
+def test_json_on_every_command_puts_only_the_json_document_on_stdout(
+    bridge: Bridge, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = linked(sandbox, tmp_path / "books", monkeypatch, ("quickbooks",))
+    examples = ROOT / "config" / "examples"
+    evaluated = _json_out(
+        bridge(
+            "--json",
+            "evaluate",
+            "--invoices",
+            str(examples / "invoices.json"),
+            "--contracts",
+            str(examples / "bridge.toml"),
+        ),
+        0,
+        3,
+    )
+    assert evaluated["actions"]
+
+    plan_path = tmp_path / "plan.json"
+    dry = _json_out(bridge(*trial.args("sync", "--dry-run", "--out", str(plan_path))))
+    assert dry["actions"] and "applied" not in dry
+    applied = _json_out(bridge(*trial.args("apply", str(plan_path))))
+    assert sorted(a["key"] for a in applied["applied"]) == sorted(a["key"] for a in dry["actions"])
+    again = _json_out(bridge(*trial.args("sync")))
+    assert again["actions"] == [] and again["applied"] == []
+
+    state = sandbox.state()["quickbooks"]["Invoice"]
+    target = next(i for i in state if Decimal(str(i["Balance"])) > 0 and i.get("DueDate"))
+    from datetime import date, timedelta
+
+    new_due = (date.fromisoformat(target["DueDate"]) + timedelta(days=10)).isoformat()
+    decided = _json_out(
+        bridge(
+            *trial.args(
+                "renegotiate", "--connection", "quickbooks", "--invoice", target["DocNumber"], "--new-due-date", new_due
+            )
+        )
+    )
+    assert [a["kind"] for a in decided["actions"]] in (["update_due_date"], ["renegotiation_refused"])
+
+    ledger = _json_out(bridge(*trial.args("ledger")))
+    assert {e["key"] for e in ledger} >= {a["key"] for a in dry["actions"]}
+    assert _json_out(bridge(*trial.args("ledger", "--connection", "quickbooks"))) == ledger
+
+    listed = _json_out(bridge(*trial.args("connections", "list")))
+    assert [(c["name"], c["linked"]) for c in listed] == [("quickbooks", True)]
+    checked = _json_out(bridge(*trial.args("connections", "check", "quickbooks")))
+    assert checked["name"] == "quickbooks" and checked["ok"] is True
+
+    linked_again = _json_out(
+        bridge(*trial.args("link", "quickbooks", "--name", "second", "--base-url", sandbox.base_url))
+    )
+    assert linked_again["name"] == "second" and linked_again["tenant_id"]
+    assert _json_out(bridge(*trial.args("connections", "check", "second")))["ok"] is True
+    removed = _json_out(bridge(*trial.args("connections", "remove", "second")))
+    assert removed["name"] == "second" and removed["removed"] is True
+    assert [c["name"] for c in _json_out(bridge(*trial.args("connections", "list")))] == ["quickbooks"]
+
+
+def test_json_sandbox_serve_prints_one_json_line_with_the_base_url() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "--json", "sandbox", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        import requests
+
+        assert requests.get(f"{first['base_url']}/_sandbox/outbox", timeout=10).json() == []
+        assert set(first["providers"]) == set(PROVIDERS)
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=30)
+    assert rest == ""  # nothing else on stdout
+    assert "sandbox listening on" in err
+
+
+def test_json_demo_dry_run_prints_on_stdout_the_plan_the_real_demo_then_applies(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("BRIDGE_SECRET_KEY", raising=False)
+    dry_run = bridge("--as-of", AS_OF, "--json", "demo", "--dry-run")
+    preview = _json_out(dry_run)
+    assert "applied" not in preview and "{" not in dry_run.err  # the plan is not on stderr too
+    real = _json_out(bridge("--as-of", AS_OF, "--json", "demo"))
+
+    def what(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (a["key"], a["kind"], a.get("amount"), a["invoice"]["currency"], a.get("to"), a.get("subject"))
+            for a in actions
+        )
+
+    assert preview["actions"] and what(preview["actions"]) == what(real["actions"])
+    assert sorted(a["key"] for a in real["applied"]) == sorted(a["key"] for a in preview["actions"])
+    assert real["failed"] == []
+    assert {a["connection"] for a in preview["actions"]} == {"demo-qbo", "demo-xero", "demo-freshbooks"}
