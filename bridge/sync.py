@@ -23,6 +23,7 @@ from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
 from bridge.connectors.http import CallStats
 from bridge.errors import BridgeError, ConfigError
+from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
 from bridge.model import Invoice, RenegotiationRequest
@@ -156,7 +157,10 @@ class SyncOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked."""
+        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked;
+        130 stopped by a signal while applying (what was applied is recorded, the rest left for the next run)."""
+        if self.report and self.report.interrupted:
+            return INTERRUPTED_EXIT
         failed_runs = [r for r in self.runs if r.error]
         if self.runs and len(failed_runs) == len(self.runs):
             return 1
@@ -268,15 +272,19 @@ def sync(
     as_of: date | None = None,
     full: bool = False,
     progress: Progress | None = None,
+    stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
-    """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once."""
+    """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once.
+
+    `stop`, armed only while applying, ends the run after the action in flight when a signal arrives.
+    """
     progress = progress or Silent()
     selected = rt.select(names)
     if dry_run:
         return _sync(rt, selected, dry_run=True, as_of=as_of, full=full, progress=progress)
     # One applying run per connection: a second one waits here, then plans from what the first left.
     with rt.store.run_lock([c.name for c in selected]):
-        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress)
+        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop)
 
 
 def _sync(
@@ -287,6 +295,7 @@ def _sync(
     as_of: date | None,
     full: bool,
     progress: Progress,
+    stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
     connectors, runs, errors = _pull_all(rt, selected, full, progress)
@@ -301,14 +310,16 @@ def _sync(
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
     progress.actions(len(plan.actions))
-    report = apply_actions(
-        plan.actions,
-        rt.store,
-        connectors,
-        {n: rt.store.customers(n) for n in pulled},
-        _action_day(today),
-        progress.step,
-    )
+    with armed(stop):
+        report = apply_actions(
+            plan.actions,
+            rt.store,
+            connectors,
+            {n: rt.store.customers(n) for n in pulled},
+            _action_day(today),
+            progress.step,
+            stop,
+        )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 
@@ -321,7 +332,9 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
 
-def apply_plan(rt: Runtime, plan: Plan, progress: Progress | None = None) -> SyncOutcome:
+def apply_plan(
+    rt: Runtime, plan: Plan, progress: Progress | None = None, stop: StopOnSignal | None = None
+) -> SyncOutcome:
     """Carry out a reviewed plan: each action re-checked against fresh provider state first."""
     names = sorted({a.connection for a in plan.actions})
     unknown = [n for n in names if n not in {c.name for c in rt.settings.connections}]
@@ -329,24 +342,32 @@ def apply_plan(rt: Runtime, plan: Plan, progress: Progress | None = None) -> Syn
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
     with rt.store.run_lock(names):
-        return _apply_plan(rt, plan, selected, progress)
+        return _apply_plan(rt, plan, selected, progress, stop)
 
 
-def _apply_plan(rt: Runtime, plan: Plan, selected: list[ConnectionSettings], progress: Progress | None) -> SyncOutcome:
+def _apply_plan(
+    rt: Runtime,
+    plan: Plan,
+    selected: list[ConnectionSettings],
+    progress: Progress | None,
+    stop: StopOnSignal | None = None,
+) -> SyncOutcome:
     names = [c.name for c in selected]
     connectors, unavailable = rt.connectors(selected)
     runs = [ConnectionRun(c.name, c.provider, error=unavailable.get(c.name)) for c in selected]
     progress = progress or Silent()
     reconciled = [(e.key, o) for e, o in reconcile(rt.store, connectors, plan.as_of)]
     progress.actions(len(plan.actions))
-    report = apply_actions(
-        plan.actions,
-        rt.store,
-        connectors,
-        {n: rt.store.customers(n) for n in names},
-        lambda a: plan.as_of,
-        progress.step,
-    )
+    with armed(stop):
+        report = apply_actions(
+            plan.actions,
+            rt.store,
+            connectors,
+            {n: rt.store.customers(n) for n in names},
+            lambda a: plan.as_of,
+            progress.step,
+            stop,
+        )
     for run in runs:
         if run.name in connectors:
             run.stats = connectors[run.name].stats
@@ -365,7 +386,9 @@ class Decision:
 
     @property
     def exit_code(self) -> int:
-        """0 when decided (and written back unless a dry run); 3 when the write-back failed."""
+        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came."""
+        if self.report and self.report.interrupted:
+            return INTERRUPTED_EXIT
         return 3 if self.report and (self.report.failed or self.report.in_doubt) else 0
 
 
@@ -379,6 +402,7 @@ def renegotiate(
     requested_by: str = "",
     as_of: date | None = None,
     dry_run: bool = False,
+    stop: StopOnSignal | None = None,
 ) -> Decision:
     """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back."""
     conn = rt.settings.connection(connection)
@@ -412,5 +436,6 @@ def renegotiate(
     with rt.store.run_lock([connection]):
         rt.store.add_renegotiation(record)
         customers = {connection: rt.store.customers(connection)}
-        report = apply_actions([action], rt.store, connectors, customers, lambda a: day)
+        with armed(stop):
+            report = apply_actions([action], rt.store, connectors, customers, lambda a: day, stop=stop)
     return Decision(record, action, with_report(plan, report), dry_run=False, report=report)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -281,3 +283,115 @@ def test_json_demo_dry_run_prints_on_stdout_the_plan_the_real_demo_then_applies(
     assert sorted(a["key"] for a in real["applied"]) == sorted(a["key"] for a in preview["actions"])
     assert real["failed"] == []
     assert {a["connection"] for a in preview["actions"]} == {"demo-qbo", "demo-xero", "demo-freshbooks"}
+
+
+# -- 8. Ctrl-C / SIGTERM while applying; unknown connection names ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_sandbox() -> Iterator[Sandbox]:
+    """Every answer 150 ms late, so that an apply lasts long enough to be interrupted in the middle."""
+    with Sandbox(latency_ms=150, rate_limits=False) as running:
+        yield running
+
+
+def _wait_for_a_first_applied_action(trial: Trial, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if any(e.state == "applied" for e in trial.ledger().values()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no action was applied within two minutes")
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"), [("sync", signal.SIGINT), ("apply", signal.SIGTERM)], ids=["sync-sigint", "apply-sigterm"]
+)
+def test_a_signal_while_applying_finishes_the_action_in_flight_reports_exits_130_and_the_next_sync_does_the_rest_once(
+    bridge: Bridge,
+    slow_sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    signum: signal.Signals,
+) -> None:
+    trial = linked(slow_sandbox, tmp_path / "books", monkeypatch, ("quickbooks",))
+    plan_path = tmp_path / "plan.json"
+    planned = json.loads(bridge(*trial.args("sync", "--dry-run", "--out", str(plan_path))).out)["actions"]
+    assert len(planned) >= 4
+    args = ["sync"] if command == "sync" else ["apply", str(plan_path)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *human(trial, *args)],
+        env=trial.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    _wait_for_a_first_applied_action(trial, process)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, (out, err)
+    again = "bridge sync" if command == "sync" else f"bridge apply {plan_path}"
+    found = re.search(r"Interrupted: (\d+) applied, (\d+) not started; run `(.+?)` again to continue", out)
+    assert found and found[3] == again, (out, err)
+    applied, not_started = int(found[1]), int(found[2])
+    assert applied >= 1 and not_started >= 1 and applied + not_started == len(planned), (out, err)
+    assert "Aborted" not in err and "Traceback" not in err
+    ledger = trial.ledger()
+    assert [k for k, e in ledger.items() if e.state == "pending"] == []  # the action in flight was finished
+    first = {k for k, e in ledger.items() if e.state == "applied"}
+    assert len(first) == applied
+
+    rest = bridge(*trial.args("sync"))
+    assert rest.code == 0, rest.err
+    second = {a["key"] for a in json.loads(rest.out)["applied"]}
+    assert not first & second and first | second == {a["key"] for a in planned}  # each exactly once
+    state = slow_sandbox.state()["quickbooks"]["Invoice"]
+    for fee in (a for a in planned if a["kind"] == "late_fee"):
+        assert sum(line.get("Description") == fee["description"] for i in state for line in i["Line"]) == 1
+    sent = [m["invoice_id"] for m in slow_sandbox.outbox()]
+    assert sorted(sent) == sorted(a["invoice"]["id"] for a in planned if a["kind"] == "reminder")
+
+
+UNKNOWN_CONNECTION = [
+    ("ledger", ["ledger", "--connection", "nope"]),
+    ("sync", ["sync", "--connection", "nope"]),
+    ("sync-dry-run", ["sync", "--dry-run", "--connection", "nope"]),
+    ("apply", ["apply", "{tmp}/foreign.json"]),
+    ("renegotiate", ["renegotiate", "--connection", "nope", "--invoice", "1001", "--new-due-date", "2026-12-01"]),
+    ("connections-check", ["connections", "check", "nope"]),
+    ("connections-remove", ["connections", "remove", "nope"]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in UNKNOWN_CONNECTION], ids=[c[0] for c in UNKNOWN_CONNECTION])
+def test_an_unknown_connection_name_exits_2_naming_it_and_the_known_ones(
+    bridge: Bridge, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    trial = linked(sandbox, tmp_path / "books", monkeypatch, ("quickbooks",))
+    plan = json.loads(bridge(*trial.args("sync", "--dry-run")).out)
+    for action in plan["actions"]:
+        action["connection"] = "nope"
+        action["key"] = action["key"].replace(":quickbooks:", ":nope:")
+    (tmp_path / "foreign.json").write_text(json.dumps(plan))
+    config_before = trial.config.read_text()
+    result = bridge(*human(trial, *[a.replace("{tmp}", str(tmp_path)) for a in args]))
+    assert result.code == 2, (result.code, result.out, result.err)
+    message = result.err.replace("\n", " ")
+    assert "'nope'" in message and "configured: quickbooks" in message, result.err
+    assert "The ledger is empty" not in result.out
+    assert trial.config.read_text() == config_before
+
+
+def test_the_ledger_of_a_connection_removed_from_the_config_still_shows_its_history(
+    bridge: Bridge, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial = linked(sandbox, tmp_path / "books", monkeypatch, ("quickbooks",))
+    applied = json.loads(bridge(*trial.args("sync")).out)["applied"]
+    assert applied
+    assert bridge(*trial.args("connections", "remove", "quickbooks")).code == 0
+    history = json.loads(bridge(*trial.args("ledger", "--connection", "quickbooks")).out)
+    assert {e["key"] for e in history} == {a["key"] for a in applied}
