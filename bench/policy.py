@@ -160,7 +160,7 @@ def make_customers(rng: random.Random, count: int) -> list[tuple[Connection, Cus
 _REMINDERS: tuple[dict[str, object], ...] = (
     {},  # the defaults: [-3, 1, 7, 14, 30], every 30 days, business days
     {"schedule": [-7, -1, 3, 10, 20, 45], "repeat_every_days": 14, "max_reminders": 10, "holidays": "US"},
-    {"schedule": [1, 5, 15], "repeat_every_days": 0, "business_days": False, "template": "firm", "channel": "smtp"},
+    {"schedule": [1, 5, 15], "repeat_every_days": 0, "business_days": False, "template": "firm"},
     {"schedule": [-3, 0, 7, 21], "min_gap_days": 5, "holidays": "US", "min_balance": "5.00"},
     {"schedule": [2, 9, 16, 30, 60], "max_reminders": 6, "template": "firm", "min_gap_days": 2},
 )

@@ -219,7 +219,7 @@ class _Progress:
         self._bar.update(self._task, advance=1, description=f"{action.kind.value} {action.invoice.number}: {outcome}")
 
 
-def _report_outcome(c: Context, outcome: Any, out_path: Path | None) -> None:
+def _report_outcome(c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync") -> None:
     """The plan as asked (table or JSON), what happened per connection and action, and the exit code."""
     from bridge.render import render_outcome
 
@@ -228,7 +228,22 @@ def _report_outcome(c: Context, outcome: Any, out_path: Path | None) -> None:
     _emit_plan(c, outcome.plan)
     if not c.quiet:
         render_outcome(outcome, c.out if not c.json else c.err)
+    _report_interruption(c, outcome.report, again)
     raise SystemExit(outcome.exit_code)
+
+
+def _report_interruption(c: Context, report: Any, again: str) -> None:
+    """After a SIGINT/SIGTERM while applying: how much was done, and that running again finishes it."""
+    if report is None or not report.interrupted:
+        return
+    console = c.out if not c.json else c.err
+    rest = f"; run `{again}` again to continue" if report.not_started else "; nothing was left undone"
+    console.print(
+        f"Interrupted: {len(report.applied)} applied, {len(report.not_started)} not started{rest}.", markup=False
+    )
+    if c.verbose:
+        for item in report.not_started:
+            console.print(f"not started {item['key']}", markup=False)
 
 
 @cli.command()
@@ -239,12 +254,15 @@ def _report_outcome(c: Context, outcome: Any, out_path: Path | None) -> None:
 @click.pass_obj
 def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool) -> None:
     """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
+    from bridge.interrupt import StopOnSignal
     from bridge.sync import sync as run_sync
 
     rt = _runtime(c, connections, applying=not dry_run)
     try:
         with _Progress(c) as progress:
-            outcome = run_sync(rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress)
+            outcome = run_sync(
+                rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress, stop=StopOnSignal()
+            )
     finally:
         rt.store.close()
     _report_outcome(c, outcome, out_path)
@@ -257,6 +275,7 @@ def apply(c: Context, plan_path: Path) -> None:
     """Carry out a plan written by `sync --dry-run --out` after re-checking each invoice."""
     from bridge.errors import ConfigError
     from bridge.inputs import read_json
+    from bridge.interrupt import StopOnSignal
     from bridge.plan import Plan
     from bridge.sync import apply_plan
 
@@ -269,10 +288,10 @@ def apply(c: Context, plan_path: Path) -> None:
     rt = _runtime(c, named, applying=True)
     try:
         with _Progress(c) as progress:
-            outcome = apply_plan(rt, plan, progress, as_of=c.as_of)
+            outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal())
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, None)
+    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}")
 
 
 @cli.command()
@@ -287,6 +306,10 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
 
     rt = _runtime(c)
     try:
+        configured = {x.name for x in rt.settings.connections}
+        if connection is not None and connection not in configured and not rt.store.ledger(connection=connection):
+            # Neither configured nor in the ledger (a removed connection keeps its history): a typo, not "empty".
+            rt.settings.connection(connection)  # ConfigError (exit 2) naming it and the configured ones
         entries = rt.store.ledger(connection=connection, invoice_number=invoice_number)
         events = {e.key: rt.store.ledger_events(e.key) for e in entries} if c.verbose else {}
     finally:
@@ -330,6 +353,7 @@ def renegotiate(
     c: Context, connection: str, invoice_number: str, new_due: date, note: str, requested_by: str, dry_run: bool
 ) -> None:
     """Record a client's request to move a due date: accepted or refused, with the clause and the message."""
+    from bridge.interrupt import StopOnSignal
     from bridge.render import render_decision
     from bridge.sync import renegotiate as run_renegotiate
 
@@ -344,12 +368,14 @@ def renegotiate(
             requested_by=requested_by,
             as_of=c.as_of,
             dry_run=dry_run,
+            stop=StopOnSignal(),
         )
     finally:
         rt.store.close()
     if c.json:
         click.echo(decision.plan.to_json(), nl=False)
     render_decision(decision, c.err if c.json else c.out)
+    _report_interruption(c, decision.report, "bridge sync")
     raise SystemExit(decision.exit_code)
 
 
@@ -520,6 +546,9 @@ def connections_check(c: Context, name: str) -> None:
         if name in failed:
             raise BridgeError(f"connection {name!r} cannot be used: {failed[name]}")
         described = built[name].check()
+    if c.json:
+        click.echo(json.dumps({"name": name, "provider": conn.provider, "ok": True, "check": described}))
+        return
     c.out.print(f"{name}: ok, {described}")
 
 
@@ -546,6 +575,9 @@ def connections_remove(c: Context, name: str) -> None:
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)
+    if c.json:
+        click.echo(json.dumps({"name": name, "provider": conn.provider, "removed": True, "tokens": revoked}))
+        return
     c.out.print(f"Removed {name}: {revoked}; the ledger keeps its history.")
 
 
@@ -563,13 +595,32 @@ def sandbox() -> None:
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
 )
-def sandbox_serve(seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
-    """Run the emulators until interrupted; prints the base URLs."""
+@click.pass_obj
+def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+    """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
-    from bridge.sandbox import SandboxError, serve
+    from bridge.sandbox import Sandbox, SandboxError, serve
+
+    def announce(sandbox: Sandbox) -> None:
+        # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
+        click.echo(json.dumps({"base_url": sandbox.base_url, "providers": sandbox.describe()}))
+        sys.stdout.flush()
+
+    def to_stderr(line: str) -> None:
+        click.echo(line, err=True)
 
     try:
-        serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+        if c.json:  # the human lines go to stderr
+            serve(
+                seed_path=seed_path,
+                port=port,
+                latency_ms=latency_ms,
+                faults_spec=faults,
+                echo=to_stderr,
+                ready=announce,
+            )
+        else:
+            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import click
 import requests
 from cryptography.fernet import Fernet
 from rich.console import Console
@@ -155,14 +156,14 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
                 out.print("[bold]Dry run[/bold] (nothing written yet):")
                 render_plan(preview.plan, out, verbose=c.verbose)
             if dry_run:
-                if c.json:
-                    out.print(preview.plan.to_json(), end="")
+                if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
+                    click.echo(preview.plan.to_json(), nl=False)
                 return preview.exit_code
             outcome = sync(rt, dry_run=False, as_of=c.as_of)
             after = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             outbox = requests.get(f"{base}/_sandbox/outbox", timeout=30).json()
             if c.json:
-                print(outcome.plan.to_json(), end="")
+                click.echo(outcome.plan.to_json(), nl=False)
             else:
                 from bridge.render import render_outcome
 

@@ -89,6 +89,8 @@ class ApplyReport:
     in_doubt: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     deferred: list[dict[str, Any]] = field(default_factory=list)  # left for the next run (provider's daily limit)
+    not_started: list[dict[str, Any]] = field(default_factory=list)  # left for the next run (stopped by a signal)
+    interrupted: bool = False  # a stop was asked for (SIGINT/SIGTERM) while applying
 
 
 def _outcome_unknown(exc: BaseException) -> bool:
@@ -105,8 +107,13 @@ def apply_actions(
     customers: Mapping[str, Mapping[str, Mapping[str, Any]]],
     today: Callable[[Action], date],
     progress: Callable[[Action, str], None] = lambda action, outcome: None,
+    stop: Callable[[], bool] | None = None,
 ) -> ApplyReport:
-    """Carry out actions exactly once, re-checking each invoice first."""
+    """Carry out actions exactly once, re-checking each invoice first.
+
+    `stop` is asked before each action (never between an action's `pending` write and the provider's
+    answer): once it says True, no new action starts and the rest is reported `not_started`.
+    """
     report = ApplyReport()
     added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
@@ -120,7 +127,12 @@ def apply_actions(
         )
         progress(action, "deferred")
 
-    for action in ordered:
+    for index, action in enumerate(ordered):
+        if stop is not None and stop():
+            report.not_started = [
+                {"key": a.key, "connection": a.connection, "invoice": a.invoice.number} for a in ordered[index:]
+            ]
+            break
         if action.connection in quota_out:
             defer(action, quota_out[action.connection])
             continue
@@ -218,6 +230,7 @@ def apply_actions(
         progress(action, "applied")
     for name in sorted({a.connection for a in ordered} & set(connectors)):
         connectors[name].flush()
+    report.interrupted = stop is not None and stop()
     return report
 
 

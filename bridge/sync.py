@@ -23,6 +23,7 @@ from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
 from bridge.connectors.http import CallStats
 from bridge.errors import BridgeError, ConfigError
+from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
 from bridge.model import Invoice, RenegotiationRequest
@@ -156,7 +157,10 @@ class SyncOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked."""
+        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked;
+        130 stopped by a signal while applying (what was applied is recorded, the rest left for the next run)."""
+        if self.report and self.report.interrupted:
+            return INTERRUPTED_EXIT
         failed_runs = [r for r in self.runs if r.error]
         if self.runs and len(failed_runs) == len(self.runs):
             return 1
@@ -268,15 +272,19 @@ def sync(
     as_of: date | None = None,
     full: bool = False,
     progress: Progress | None = None,
+    stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
-    """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once."""
+    """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once.
+
+    `stop`, armed only while applying, ends the run after the action in flight when a signal arrives.
+    """
     progress = progress or Silent()
     selected = rt.select(names)
     if dry_run:
         return _sync(rt, selected, dry_run=True, as_of=as_of, full=full, progress=progress)
     # One applying run per connection: a second one waits here, then plans from what the first left.
     with rt.store.run_lock([c.name for c in selected]):
-        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress)
+        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop)
 
 
 def _sync(
@@ -287,6 +295,7 @@ def _sync(
     as_of: date | None,
     full: bool,
     progress: Progress,
+    stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
     connectors, runs, errors = _pull_all(rt, selected, full, progress)
@@ -301,14 +310,16 @@ def _sync(
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
     progress.actions(len(plan.actions))
-    report = apply_actions(
-        plan.actions,
-        rt.store,
-        connectors,
-        {n: rt.store.customers(n) for n in pulled},
-        _action_day(today),
-        progress.step,
-    )
+    with armed(stop):
+        report = apply_actions(
+            plan.actions,
+            rt.store,
+            connectors,
+            {n: rt.store.customers(n) for n in pulled},
+            _action_day(today),
+            progress.step,
+            stop,
+        )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 
@@ -322,7 +333,12 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
 
 
 def apply_plan(
-    rt: Runtime, plan: Plan, progress: Progress | None = None, *, as_of: date | None = None
+    rt: Runtime,
+    plan: Plan,
+    progress: Progress | None = None,
+    *,
+    as_of: date | None = None,
+    stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
     """Carry out a reviewed plan, but only what today's evaluation of the same books still calls for.
 
@@ -337,7 +353,7 @@ def apply_plan(
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
     with rt.store.run_lock(names):
-        return _apply_plan(rt, plan, selected, progress or Silent(), as_of)
+        return _apply_plan(rt, plan, selected, progress or Silent(), as_of, stop)
 
 
 # What must be the same in a reviewed plan and in today's evaluation for an action to be applied.
@@ -369,7 +385,12 @@ def _shown(value: object) -> str:
 
 
 def _apply_plan(
-    rt: Runtime, plan: Plan, selected: list[ConnectionSettings], progress: Progress, as_of: date | None
+    rt: Runtime,
+    plan: Plan,
+    selected: list[ConnectionSettings],
+    progress: Progress,
+    as_of: date | None,
+    stop: StopOnSignal | None,
 ) -> SyncOutcome:
     connectors, runs, errors = _pull_all(rt, selected, False, progress)
     healthy = {n: c for n, c in connectors.items() if not any(r.name == n and r.error for r in runs)}
@@ -402,16 +423,19 @@ def _apply_plan(
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
     progress.actions(len(approved))
-    applied = apply_actions(
-        approved,
-        rt.store,
-        healthy,
-        {n: rt.store.customers(n) for n in pulled},
-        _action_day(today),
-        progress.step,
-    )
-    for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred"):
+    with armed(stop):
+        applied = apply_actions(
+            approved,
+            rt.store,
+            healthy,
+            {n: rt.store.customers(n) for n in pulled},
+            _action_day(today),
+            progress.step,
+            stop,
+        )
+    for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
         getattr(report, part).extend(getattr(applied, part))
+    report.interrupted = applied.interrupted
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 
@@ -427,7 +451,9 @@ class Decision:
 
     @property
     def exit_code(self) -> int:
-        """0 when decided (and written back unless a dry run); 3 when the write-back failed."""
+        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came."""
+        if self.report and self.report.interrupted:
+            return INTERRUPTED_EXIT
         return 3 if self.report and (self.report.failed or self.report.in_doubt) else 0
 
 
@@ -441,6 +467,7 @@ def renegotiate(
     requested_by: str = "",
     as_of: date | None = None,
     dry_run: bool = False,
+    stop: StopOnSignal | None = None,
 ) -> Decision:
     """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back."""
     conn = rt.settings.connection(connection)
@@ -474,5 +501,6 @@ def renegotiate(
     with rt.store.run_lock([connection]):
         rt.store.add_renegotiation(record)
         customers = {connection: rt.store.customers(connection)}
-        report = apply_actions([action], rt.store, connectors, customers, lambda a: day)
+        with armed(stop):
+            report = apply_actions([action], rt.store, connectors, customers, lambda a: day, stop=stop)
     return Decision(record, action, with_report(plan, report), dry_run=False, report=report)

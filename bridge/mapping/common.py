@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from bridge.errors import DataError
 from bridge.model import Allocation, Invoice, Payment
-from bridge.money import is_currency, quantum
+from bridge.money import is_currency, minor_units, quantum
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,7 +69,14 @@ def idempotency_key(action_key: str, *, limit: int = 50) -> str:
 
 
 def money(value: Any, currency: str, field: str) -> Decimal:
-    """An amount from the wire as an exact Decimal in the currency's minor units (never via float)."""
+    """An amount from the wire as an exact Decimal in the currency's minor units (never via float).
+
+    Never rounded: an amount finer than the currency's minor unit (12.345 USD, 1500.5 JPY) is refused
+    with `DataError`, so the invoice or payment holding it is quarantined with the reason (the plan's
+    `errors`, exit 3) instead of being rounded one way here while the policy rounds another. Only the
+    value counts, not how it is written: trailing zeros ("40.0000", 1500.0 JPY) are exact and accepted,
+    and the amount comes back with exactly the currency's places.
+    """
     if isinstance(value, float):
         raise DataError(f"{field}: amount arrived as a binary float ({value!r}); parse JSON with Decimal")
     if isinstance(value, bool) or value is None:
@@ -82,7 +89,14 @@ def money(value: Any, currency: str, field: str) -> Decimal:
         raise DataError(f"{field}: {value!r} is not a finite amount")
     if abs(amount) >= Decimal("1e15"):
         raise DataError(f"{field}: {value!r} is out of range")
-    return amount.quantize(quantum(currency))
+    exact = amount.quantize(quantum(currency))
+    if exact != amount:
+        places = minor_units(currency)
+        raise DataError(
+            f"{field}: {str(value)[:40]} {currency} is finer than the currency's minor unit ({places} decimal "
+            f"place{'' if places == 1 else 's'}); not rounded: the record is left out until it is corrected"
+        )
+    return exact
 
 
 def iso_date(value: Any, field: str, *, required: bool = True) -> date | None:

@@ -6,6 +6,7 @@ keys are errors: a typo must never silently disable a late-fee cap.
 
 from __future__ import annotations
 
+import difflib
 from decimal import Decimal
 from enum import StrEnum
 from functools import cache
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from bridge.messages import template_sets
 from bridge.model import Money
 from bridge.money import is_currency, quantum
 
@@ -27,6 +29,11 @@ def _reject_float(value: Any) -> Any:
     if isinstance(value, float):
         raise ValueError('percentages are strings, e.g. "1.5", not floats')
     return value
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class _Terms(BaseModel):
@@ -58,10 +65,35 @@ class Reminders(_Terms):
     min_gap_days: int = Field(3, ge=0)
     business_days: bool = True
     holidays: str | None = None
-    channel: Literal["provider", "smtp"] = "provider"
+    # Only the accounting provider's own e-mail for now; "smtp" is refused by name until it exists.
+    channel: Literal["provider"] = "provider"
     template: str = Field("polite", pattern=r"^[a-z][a-z0-9_-]*$")
     # None: the smallest unit of the currency (the contract's, else the invoice's).
     min_balance: NonNegativeMoney | None = None
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _available_channel(cls, value: Any) -> Any:
+        # Refused here, at config load, rather than planned and then failing at apply.
+        if value == "smtp":
+            raise ValueError(
+                "'smtp' is not available yet (SMTP delivery does not exist); "
+                "only 'provider' is accepted: the accounting provider e-mails the reminder"
+            )
+        if isinstance(value, str) and value != "provider":
+            raise ValueError(f"unknown channel {value!r}; available: provider{_did_you_mean(value, ['provider'])}")
+        return value
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _known_template_set(cls, value: Any) -> Any:
+        # A set that does not ship would only fail when the first reminder is rendered.
+        known = template_sets()
+        if isinstance(value, str) and value not in known:
+            raise ValueError(
+                f"unknown template set {value!r}; available: {', '.join(known)}{_did_you_mean(value, list(known))}"
+            )
+        return value
 
     @field_validator("schedule")
     @classmethod
