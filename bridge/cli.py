@@ -17,6 +17,7 @@ from rich.console import Console
 from bridge import clock
 from bridge.errors import BridgeError, ConfigError
 from bridge.plan import Plan
+from bridge.render import console, printable, safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,13 @@ class Context:
 
     @property
     def out(self) -> Console:
-        """Human output: stdout, or stderr when stdout carries JSON."""
-        return Console(stderr=self.json, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+        """Human output: stdout, or stderr when stdout carries JSON. Data is never read as markup or emoji."""
+        return console(stderr=self.json, width=None if sys.stdout.isatty() else 160)
 
     @property
     def err(self) -> Console:
         """Errors and progress."""
-        return Console(stderr=True, highlight=False)
+        return console(stderr=True)
 
 
 class _DateType(click.ParamType[date]):
@@ -177,7 +178,7 @@ class _Progress:
 
         self._bar = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             console=c.err,
@@ -195,7 +196,7 @@ class _Progress:
 
     def phase(self, text: str) -> None:
         """A step whose length is unknown (a pull)."""
-        self._bar.update(self._task, description=text, total=None, completed=0)
+        self._bar.update(self._task, description=printable(text), total=None, completed=0)
 
     def actions(self, total: int) -> None:
         """Applying starts: `total` actions."""
@@ -203,7 +204,8 @@ class _Progress:
 
     def step(self, action: Any, outcome: str) -> None:
         """One action done."""
-        self._bar.update(self._task, advance=1, description=f"{action.kind.value} {action.invoice.number}: {outcome}")
+        what = printable(f"{action.kind.value} {action.invoice.number}: {outcome}")
+        self._bar.update(self._task, advance=1, description=what)
 
 
 def _report_outcome(c: Context, outcome: Any, out_path: Path | None) -> None:
@@ -401,7 +403,7 @@ def link(
 
         def ask(url: str) -> str:
             c.err.print("Open this page in a browser, consent, then paste the address it sends you to:")
-            c.err.print(url, soft_wrap=True)
+            c.err.print(safe(url), soft_wrap=True)
             return str(click.prompt("redirect URL", err=True))
 
         receive: Any = linking.paste(ask)
@@ -416,7 +418,7 @@ def link(
         if not sys.stdin.isatty():
             return linking.pick(None)(tenants)  # raises, listing them: use --tenant
         for i, t in enumerate(tenants, start=1):
-            c.err.print(f"  {i}. {t.name or t.id} ({t.id})")
+            c.err.print(safe(f"  {i}. {t.name or t.id} ({t.id})"))
         return tenants[int(click.prompt("which one", type=click.IntRange(1, len(tenants)), err=True)) - 1]
 
     with Store.open(settings.store.url) as store:
@@ -449,7 +451,7 @@ def link(
             raise
         entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
         upsert_connection(path, entry)
-    c.err.print(f"Linked {name}: {described}; written to {path}.")
+    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
     if c.json:
         print(json.dumps({**entry, "tenant_name": linked.tenant.name, "check": described}))
 
@@ -489,9 +491,9 @@ def connections_list(c: Context) -> None:
     table = Table("name", "provider", "tenant", "linked", "last sync")
     for r in rows:
         table.add_row(
-            r["name"],
-            r["provider"],
-            r["tenant_id"] or "",
+            safe(r["name"]),
+            safe(r["provider"]),
+            safe(r["tenant_id"]),
             "yes" if r["linked"] else "no (run bridge link)",
             r["last_sync_at"] or "never",
         )
@@ -510,7 +512,7 @@ def connections_check(c: Context, name: str) -> None:
         if name in failed:
             raise BridgeError(f"connection {name!r} cannot be used: {failed[name]}")
         described = built[name].check()
-    c.out.print(f"{name}: ok, {described}")
+    c.out.print(safe(f"{name}: ok, {described}"))
 
 
 @connections.command("remove")
@@ -536,7 +538,7 @@ def connections_remove(c: Context, name: str) -> None:
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)
-    c.out.print(f"Removed {name}: {revoked}; the ledger keeps its history.")
+    c.out.print(safe(f"Removed {name}: {revoked}; the ledger keeps its history."))
 
 
 @cli.group()
@@ -602,7 +604,7 @@ def main() -> None:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except BridgeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc, multiline=True)}", err=True)
         raise SystemExit(exc.exit_code) from None
     except SystemExit:
         raise

@@ -1,0 +1,127 @@
+"""Finding 2 of issue 15: provider and user text is printed as text.
+
+Markup, emoji codes and terminal escapes in a customer name, an invoice number or a line description
+come back from the QuickBooks sandbox through the real CLI: `sync --dry-run`, `sync`, `evaluate`,
+`ledger`, `connections list` and the errors print them literally, with control characters escaped,
+and never crash (a rich MarkupError used to lose a real sync's summary after it had applied actions).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from bridge.render import console, printable, safe
+from bridge.sandbox import Sandbox
+from tests.security._text_fixtures import (
+    HOSTILE_NAME,
+    ROOT,
+    Book,
+    assert_shown_as_text,
+    hostile_seed,
+    linked_book,
+    module_sandbox,  # noqa: F401 (the fixture)
+    run_bridge,
+)
+
+
+@pytest.fixture
+def bridge(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return run_bridge(capsys, monkeypatch)
+
+
+@pytest.fixture
+def book(module_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Book:  # noqa: F811
+    return linked_book(module_sandbox, tmp_path, monkeypatch, hostile_seed())
+
+
+def test_printable_escapes_control_and_invisible_characters_and_keeps_the_rest() -> None:
+    assert printable("a\x1b[2Jb\x07\x9b\u202e\x00") == "a\\x1b[2Jb\\x07\\x9b\\u202e\\x00"
+    assert printable("line\nnext\ttab") == "line\\x0anext\\x09tab"
+    assert printable("line\nnext\ttab\r", multiline=True) == "line\nnext\ttab\\x0d"
+    assert printable("[/bold] :x: Zoë 北京") == "[/bold] :x: Zoë 北京"
+    assert printable(None) == ""
+    shown = safe(HOSTILE_NAME)
+    assert isinstance(shown, Text) and not shown.spans and "[/bold]" in shown.plain
+
+
+def test_the_console_prints_markup_and_emoji_codes_literally() -> None:
+    import io
+
+    buffer = io.StringIO()
+    out = console(file=buffer, width=300)
+    out.print("[/bold] [link=https://evil.example]x[/link] :x:")
+    assert buffer.getvalue() == "[/bold] [link=https://evil.example]x[/link] :x:\n"
+
+
+def test_a_dry_run_prints_hostile_names_numbers_and_descriptions_as_text(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    for flags in ([], ["-v"]):
+        dry = bridge(*book.args(*flags, "sync", "--dry-run"))
+        assert dry.code in (0, 3), dry.err
+        assert "action(s):" in dry.out and "Dry run: nothing was written" in dry.out
+        assert "[/bold]" in dry.out and "[link=https://evil.example/pay" in dry.out and ":x:" in dry.out
+        assert "\\x1b[2J" in dry.out and "\\x1b]0;pwned\\x07" in dry.out
+        assert_shown_as_text(dry.both)
+    as_json = bridge(*book.args("--json", "sync", "--dry-run"))
+    plan = json.loads(as_json.out)
+    assert any(a["invoice"]["customer"] == HOSTILE_NAME for a in plan["actions"])  # the data itself is intact
+
+
+def test_a_real_sync_applies_reports_its_summary_and_the_ledger_shows_the_numbers_as_text(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    real = bridge(*book.args("sync"))
+    assert real.code == 0, real.err
+    assert " applied, " in real.out and "already done." in real.out  # the summary that a MarkupError used to lose
+    assert "[/]:x:\\x1b[2J" in real.out
+    assert_shown_as_text(real.both)
+    assert book.sandbox.outbox()  # reminders were sent: the crash came after this, now there is none
+    for flags in ([], ["-v"]):
+        ledger = bridge(*book.args(*flags, "ledger"))
+        assert ledger.code == 0, ledger.err
+        assert "[/]:x:\\x1b[2J" in ledger.out
+        assert_shown_as_text(ledger.both)
+    listed = bridge(*book.args("connections", "list"))
+    assert listed.code == 0 and "acme-qbo" in listed.out
+    assert_shown_as_text(listed.both)
+
+
+def test_evaluate_prints_hostile_input_as_text(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    invoices = json.loads((ROOT / "config" / "examples" / "invoices.json").read_text())
+    for invoice in invoices:
+        invoice["customer"]["name"] = HOSTILE_NAME
+        invoice["number"] = invoice["number"] + "[/]:x:\x1b[2J"
+        for line in invoice.get("lines", []):
+            line["description"] = "[/bold]\x1b]0;t\x07"
+    path = tmp_path / "invoices.json"
+    path.write_text(json.dumps(invoices))
+    config = ROOT / "config" / "examples" / "bridge.toml"
+    for flags in ([], ["-v"], ["-q"]):
+        result = bridge("--as-of", "2026-10-20", "--config", str(config), *flags, "evaluate", "--invoices", str(path))
+        assert result.code in (0, 3), result.err
+        assert "action(s):" in result.out
+        if not flags:
+            assert "[/bold]" in result.out and "\\x1b[2J" in result.out
+        assert_shown_as_text(result.both)
+
+
+def test_errors_and_the_link_wizard_show_data_as_text(  # type: ignore[no-untyped-def]
+    bridge, book: Book, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = bridge("--config", str(book.config), "link", "xero", "--name", ":x:[/bold]\x1b[2J", "--base-url", "http://x")
+    assert bad.code == 2 and ":x:[/bold]" in bad.err
+    assert_shown_as_text(bad.both)
+    unknown = bridge(*book.args("sync", "--connection", "nope[/bold]\x1b]0;t\x07"))
+    assert unknown.code == 2 and "nope[/bold]" in unknown.err
+    assert_shown_as_text(unknown.both)
+    # The wizard lists the organisations it may link by name: a hostile tenant name is printed as text.
+    from bridge.auth import link as linking
+
+    tenants = [linking.Tenant("t1", HOSTILE_NAME), linking.Tenant("t2", "Second")]
+    monkeypatch.setattr(linking.XeroFlow, "tenants", lambda self, tokens, params: tenants)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("click.prompt", lambda *a, **k: 2)
+    wizard = bridge("--config", str(book.config), "link", "xero", "--base-url", book.sandbox.base_url)
+    assert "1. Evil [/bold]" in wizard.err
+    assert_shown_as_text(wizard.both)
