@@ -587,10 +587,10 @@ def demo(c: Context, seed_path: Path | None, contracts_path: Path | None, dry_ru
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    # Never leave a half-written plan behind: write beside it, then rename over it.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # Never leave a half-written plan behind, nor one others can read: see bridge.files.
+    from bridge.files import write_private
+
+    write_private(path, text)
 
 
 def main() -> None:

@@ -92,15 +92,18 @@ class Book:
         return ["--config", str(self.config), *AS_OF, *more]
 
 
-def config_text(sandbox: Sandbox, realm: str, name: str = "acme-qbo") -> str:
+def config_text(sandbox: Sandbox, realm: str, name: str = "acme-qbo", extra: str = "") -> str:
     return (
         '[store]\nurl = "sqlite:///bridge.db"\n\n'
         f'[[connections]]\nname = "{name}"\nprovider = "quickbooks"\ntenant_id = "{realm}"\n'
-        f'base_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n\n' + (ROOT / "config" / "demo.toml").read_text()
+        f'base_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n{extra}\n'
+        + (ROOT / "config" / "demo.toml").read_text()
     )
 
 
-def linked_book(sandbox: Sandbox, folder: Path, monkeypatch: pytest.MonkeyPatch, seed: Any = None) -> Book:
+def linked_book(
+    sandbox: Sandbox, folder: Path, monkeypatch: pytest.MonkeyPatch, seed: Any = None, extra: str = ""
+) -> Book:
     """Reset the sandbox to `seed`, link QuickBooks into a store in `folder` and write a config beside it."""
     sandbox.reset(seed)
     key = Fernet.generate_key().decode()
@@ -109,7 +112,7 @@ def linked_book(sandbox: Sandbox, folder: Path, monkeypatch: pytest.MonkeyPatch,
     with Store.open(f"sqlite:///{folder / 'bridge.db'}") as store:
         realm = link_sandbox("quickbooks", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-qbo")
     config = folder / "bridge.toml"
-    config.write_text(config_text(sandbox, realm))
+    config.write_text(config_text(sandbox, realm, extra=extra))
     return Book(sandbox, config, key)
 
 
