@@ -89,7 +89,10 @@ def test_plan_out_is_private_and_a_planted_symlink_at_the_temp_name_is_not_follo
 
 
 def test_link_writes_the_config_0600_and_never_through_a_planted_symlink(  # type: ignore[no-untyped-def]
-    bridge, module_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    bridge,
+    module_sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     book = linked_book(module_sandbox, tmp_path, monkeypatch)
     os.chmod(book.config, 0o644)
