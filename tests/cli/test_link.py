@@ -226,7 +226,7 @@ def test_the_loopback_callback_answers_the_browser_once_and_shuts_down() -> None
         visits.append(threading.Timer(0.2, visit))
         visits[0].start()
 
-    params = linking.LoopbackCallback(port=port, timeout=10, open_browser=browser)("https://consent.example")
+    params = linking.LoopbackCallback(port=port, timeout=10, open_browser=browser)("https://consent.example?state=xyz")
     visits[0].join(10)
     assert params == {"code": "abc", "state": "xyz"}
     assert "close this tab" in pages[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.auth import link as linking
 from bridge.errors import ConfigError
 from bridge.files import write_private
 from bridge.sandbox import Sandbox
@@ -106,3 +107,144 @@ def test_link_writes_the_config_0600_and_never_through_a_planted_symlink(  # typ
     removed = bridge("--config", str(book.config), "connections", "remove", "xero")
     assert removed.code == 0, removed.err
     assert _mode(book.config) == 0o600 and victim.read_text() == "precious"
+
+
+# -- the link callback server (finding 5) --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    import requests
+
+    answer = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+    return answer.status_code, answer.text
+
+
+def test_the_callback_server_is_not_stalled_by_idle_or_tls_connections_and_ignores_a_wrong_state() -> None:
+    import socket
+    import threading
+    import time
+
+    port = _free_port()
+    idle: list[socket.socket] = []
+    answers: list[tuple[int, str]] = []
+
+    def browser(url: str) -> None:
+        def visit() -> None:
+            idle.append(socket.create_connection(("127.0.0.1", port)))  # connects, never sends a byte
+            tls = socket.create_connection(("127.0.0.1", port))
+            tls.sendall(bytes.fromhex("16030100a5010000a10303") + b"\x00" * 32)  # a TLS ClientHello's start
+            idle.append(tls)
+            answers.append(_get(port, "/callback?code=stolen&state=forged"))
+            answers.append(_get(port, "/callback?code=x&state=%C3%BC%F0%9F%92%A5"))  # non-ASCII state
+            answers.append(_get(port, "/favicon.ico"))
+            answers.append(_get(port, "/callback?code=abc&state=the-state"))
+
+        threading.Thread(target=visit, daemon=True).start()
+
+    started = time.monotonic()
+    params = linking.LoopbackCallback(port=port, timeout=20, open_browser=browser)(
+        "https://consent.example/authorize?client_id=c&state=the-state"
+    )
+    elapsed = time.monotonic() - started
+    for sock in idle:
+        sock.close()
+    assert params == {"code": "abc", "state": "the-state"}
+    assert [status for status, _ in answers] == [400, 400, 404, 200]
+    assert "does not match" in answers[0][1] and "close this tab" in answers[3][1]
+    assert elapsed < 3, f"the flow took {elapsed:.2f} s with an idle connection open"
+
+
+def test_a_link_through_the_loopback_server_completes_with_an_idle_connection_open(
+    module_sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import socket
+    import threading
+    import time
+
+    import requests
+    from cryptography.fernet import Fernet
+
+    from bridge.auth.vault import TokenVault
+    from bridge.store import Store
+
+    module_sandbox.reset()
+    port = _free_port()
+    app = linking.App("c", "s", f"http://127.0.0.1:{port}/callback")
+    held: list[socket.socket] = []
+    strays: list[int] = []
+
+    def browser(url: str) -> None:
+        def consent() -> None:
+            held.append(socket.create_connection(("127.0.0.1", port)))
+            strays.append(_get(port, "/callback?code=attacker&state=guess")[0])
+            location = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+            requests.get(location, timeout=10)
+
+        threading.Thread(target=consent, daemon=True).start()
+
+    started = time.monotonic()
+    with Store.open(f"sqlite:///{tmp_path / 'b.db'}") as store:
+        vault = TokenVault(store, Fernet(Fernet.generate_key()))
+        linked = linking.link(
+            store,
+            vault,
+            "xero",
+            name="acme-xero",
+            app=app,
+            base_url=module_sandbox.base_url,
+            receive=linking.LoopbackCallback(port=port, timeout=20, open_browser=browser),
+            choose=linking.pick(None),
+        )
+        assert vault.load("acme-xero")[0].access_token
+    elapsed = time.monotonic() - started
+    for sock in held:
+        sock.close()
+    assert linked.tenant.id and strays == [400]
+    assert elapsed < 5, f"link took {elapsed:.2f} s with an idle connection open"
+    print(f"link with an idle connection open and a stray callback: {elapsed:.2f} s")
+
+
+def test_a_pasted_address_gets_clear_errors(  # type: ignore[no-untyped-def]
+    bridge,
+    module_sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    config = tmp_path / "bridge.toml"
+
+    def state_of_consent() -> str:
+        shown = capsys.readouterr().err.replace("\n", "")
+        url = re.search(r"(http://\S+/connect/authorize\?\S+)", shown)
+        assert url, shown
+        return parse_qs(urlsplit(url.group(1)).query)["state"][0]
+
+    cases = [
+        (lambda: "not an address at all", 2, "not the address the consent page sent you to"),
+        (lambda: "http://[::1/callback?code=x", 2, "not the address the consent page sent you to"),
+        (lambda: "http://127.0.0.1:8719/callback?code=x&state=%C3%BC%E2%82%AC", 1, "does not match"),
+        (lambda: "http://127.0.0.1:8719/callback?code=x&state=ü€\u202e", 1, "does not match"),
+        (lambda: "http://127.0.0.1:8719/callback?code=x", 1, "carries no state"),
+        (lambda: f"http://127.0.0.1:8719/callback?state={state_of_consent()}", 1, "no authorization code"),
+    ]
+    for pasted, code, message in cases:
+        monkeypatch.setattr("click.prompt", lambda *a, pasted=pasted, **k: pasted())
+        result = bridge("--config", str(config), "link", "xero", "--manual", "--base-url", module_sandbox.base_url)
+        assert result.code == code, (pasted(), result.err)
+        assert message in result.err and "Traceback" not in result.err and "TypeError" not in result.err
+        assert not config.exists()
