@@ -345,6 +345,28 @@ def renegotiate(
     raise SystemExit(decision.exit_code)
 
 
+def _refuse_secret_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--client-secret is not taken: a secret on the command line shows in `ps` and the shell's history. "
+            "Set BRIDGE_<PROVIDER>_CLIENT_SECRET, or leave it unset on a terminal to be asked for it hidden "
+            "(and consider the secret you typed exposed: rotate it in the provider's developer portal).",
+            ctx,
+        )
+
+
+def _client_secret(provider: str, client_id: str | None, base_url: str | None) -> str | None:
+    """The app's client secret: the environment, else a hidden prompt on a terminal, else None (app_for says what
+    to set). Not asked for against the sandbox, nor before there is a client id to go with it."""
+    prefix = f"BRIDGE_{provider.upper()}_"
+    secret = os.environ.get(prefix + "CLIENT_SECRET")
+    if secret or base_url is not None or not (client_id or os.environ.get(prefix + "CLIENT_ID")):
+        return secret or None
+    if not sys.stdin.isatty():
+        return None
+    return str(click.prompt(f"{provider} client secret", hide_input=True, err=True)) or None
+
+
 def _config_for_link(c: Context) -> tuple[Path, Any]:
     """The config file `link` writes to (created when missing) and the settings it holds now."""
     from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings, StoreSettings, load_settings
@@ -362,7 +384,7 @@ def _config_for_link(c: Context) -> tuple[Path, Any]:
 @click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
 @click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
-@click.option("--client-secret", help="Your app's client secret (or BRIDGE_<PROVIDER>_CLIENT_SECRET).")
+@click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
 @click.pass_obj
 def link(
@@ -372,10 +394,13 @@ def link(
     manual: bool,
     base_url: str | None,
     client_id: str | None,
-    client_secret: str | None,
     tenant: str | None,
 ) -> None:
-    """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store."""
+    """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store.
+
+    The app's client secret is read from BRIDGE_<PROVIDER>_CLIENT_SECRET, or typed at a hidden prompt on a
+    terminal (never an option: options show in `ps` and shell history). The sandbox needs none.
+    """
     import webbrowser
 
     from pydantic import ValidationError
@@ -397,7 +422,11 @@ def link(
         option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
         raise ConfigError(f"{option}: {problem['msg']}") from None
     path, settings = _config_for_link(c)
-    app = linking.app_for(provider, os.environ, client_id, client_secret, sandbox=base_url is not None)
+    if not manual and base_url is None and linking.REDIRECTS.get(provider, "").startswith("https://"):
+        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
+    app = linking.app_for(
+        provider, os.environ, client_id, _client_secret(provider, client_id, base_url), sandbox=base_url is not None
+    )
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
     if manual:
 
@@ -409,8 +438,6 @@ def link(
         receive: Any = linking.paste(ask)
     elif base_url is not None:
         receive = linking.follow_redirect  # the sandbox consents at once: no browser
-    elif app.redirect_uri.startswith("https://"):
-        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
     else:
         receive = linking.LoopbackCallback(open_browser=webbrowser.open)
 

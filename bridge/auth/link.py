@@ -261,13 +261,16 @@ REDIRECTS = {"freshbooks": "https://127.0.0.1:8719/callback"}
 def app_for(
     provider: str, env: Mapping[str, str], client_id: str | None, client_secret: str | None, *, sandbox: bool
 ) -> App:
-    """The app credentials: the options, else `BRIDGE_<PROVIDER>_CLIENT_ID/_SECRET`, else (sandbox only) any."""
+    """The app credentials: `client_id` (an option) or `BRIDGE_<PROVIDER>_CLIENT_ID`, `client_secret` (the
+    environment or a hidden prompt, never an option) or `BRIDGE_<PROVIDER>_CLIENT_SECRET`; against the sandbox, any."""
     prefix = f"BRIDGE_{provider.upper()}_"
     cid = client_id or env.get(prefix + "CLIENT_ID") or (SANDBOX_CLIENT[0] if sandbox else None)
     secret = client_secret or env.get(prefix + "CLIENT_SECRET") or (SANDBOX_CLIENT[1] if sandbox else None)
     if not cid or not secret:
         missing = (
-            "--client-id / " + prefix + "CLIENT_ID" if not cid else "--client-secret / " + prefix + "CLIENT_SECRET"
+            f"--client-id / {prefix}CLIENT_ID"
+            if not cid
+            else f"{prefix}CLIENT_SECRET (or type the secret at the hidden prompt on a terminal)"
         )
         raise ConfigError(f"linking {provider} needs your app's credentials: {missing} is not set")
     return App(cid, secret, REDIRECTS.get(provider, REDIRECT_URI))

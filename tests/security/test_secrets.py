@@ -248,3 +248,59 @@ def test_a_pasted_address_gets_clear_errors(  # type: ignore[no-untyped-def]
         assert result.code == code, (pasted(), result.err)
         assert message in result.err and "Traceback" not in result.err and "TypeError" not in result.err
         assert not config.exists()
+
+
+# -- the client secret never on the command line -------------------------------------------------------
+
+
+def test_link_takes_no_client_secret_option(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = bridge("--config", str(tmp_path / "bridge.toml"), "link", "xero", "--client-secret", "s3cret")
+    assert (
+        result.code == 2
+        and "--client-secret is not taken" in result.err
+        and "BRIDGE_<PROVIDER>_CLIENT_SECRET" in result.err
+    )
+    assert "s3cret" not in result.err
+    assert not (tmp_path / "bridge.toml").exists()
+
+
+def test_link_asks_for_the_secret_at_a_hidden_prompt_on_a_terminal_and_never_shows_it(  # type: ignore[no-untyped-def]
+    bridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.delenv("BRIDGE_XERO_CLIENT_SECRET", raising=False)
+    monkeypatch.setenv("BRIDGE_XERO_CLIENT_ID", "our-app")
+    asked: list[dict[str, object]] = []
+
+    def prompt(text: str, **kwargs: object) -> str:
+        asked.append({"text": text, **kwargs})
+        return "typed-secret-value"
+
+    seen: list[linking.App] = []
+
+    def receive(url: str) -> dict[str, str]:
+        raise ConfigError("stop here: the consent is not the point")
+
+    real_app_for = linking.app_for
+
+    def app_for(*args: object, **kwargs: object) -> linking.App:
+        app = real_app_for(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(app)
+        return app
+
+    monkeypatch.setattr("click.prompt", prompt)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr(linking, "app_for", app_for)
+    monkeypatch.setattr(linking, "LoopbackCallback", lambda **kwargs: receive)
+    result = bridge("--config", str(tmp_path / "bridge.toml"), "link", "xero")
+    assert result.code == 2 and "stop here" in result.err
+    assert asked and asked[0]["hide_input"] is True and "client secret" in str(asked[0]["text"])
+    assert seen[0].client_secret == "typed-secret-value"
+    assert "typed-secret-value" not in result.out + result.err
+    # Not on a terminal: no prompt, an error naming the variable.
+    asked.clear()
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    headless = bridge("--config", str(tmp_path / "bridge.toml"), "link", "xero")
+    assert headless.code == 2 and "BRIDGE_XERO_CLIENT_SECRET" in headless.err and not asked
