@@ -568,6 +568,42 @@ def connections_remove(c: Context, name: str) -> None:
     c.out.print(safe(f"Removed {name}: {revoked}; the ledger keeps its history."))
 
 
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The key that encrypts stored tokens."""
+
+
+@secrets_group.command("rotate")
+@click.pass_obj
+def secrets_rotate(c: Context) -> None:
+    """Re-encrypt every stored token under the current key.
+
+    Put the new key in BRIDGE_SECRET_KEY (or the config's `secrets.key_env`) and the previous one(s) in
+    BRIDGE_SECRET_KEY_OLD (comma-separated); syncs keep working meanwhile. Afterwards the old keys can go.
+    """
+    from bridge.auth.vault import OLD_KEYS_ENV
+
+    rt = _runtime(c)
+    with rt.store:
+        done = rt.vault.rotate()
+    if c.json:
+        click.echo(json.dumps({"reencrypted": len(done.rotated), "unreadable": list(done.unreadable)}))
+    if not c.quiet or done.unreadable:
+        said = c.err if c.json else c.out
+        said.print(safe(f"Re-encrypted {len(done.rotated)} token(s) under the current key."))
+        if done.unreadable:
+            said.print(
+                safe(
+                    f"No key could read the tokens of {', '.join(done.unreadable)}: put the key they were stored "
+                    f"under in ${OLD_KEYS_ENV} and run this again, or re-link them."
+                )
+            )
+        elif done.rotated and os.environ.get(OLD_KEYS_ENV):
+            said.print(safe(f"Every stored token now uses the current key: ${OLD_KEYS_ENV} can be removed."))
+    if done.unreadable:
+        raise SystemExit(1)
+
+
 @cli.group()
 def sandbox() -> None:
     """The local emulators of the three providers."""

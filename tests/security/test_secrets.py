@@ -304,3 +304,58 @@ def test_link_asks_for_the_secret_at_a_hidden_prompt_on_a_terminal_and_never_sho
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     headless = bridge("--config", str(tmp_path / "bridge.toml"), "link", "xero")
     assert headless.code == 2 and "BRIDGE_XERO_CLIENT_SECRET" in headless.err and not asked
+
+
+# -- key rotation ---------------------------------------------------------------------------------------
+
+
+def test_secrets_rotate_moves_every_token_to_the_new_key_and_sync_works_throughout(  # type: ignore[no-untyped-def]
+    bridge, book: Book, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from bridge.auth.vault import TokenVault
+    from bridge.store import Store
+
+    store_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    old, new = book.key, Fernet.generate_key().decode()
+    # A second connection, so that more than one token is rotated.
+    with Store.open(store_url) as store:
+        linking.link_sandbox("xero", store, TokenVault(store, Fernet(old.encode())), book.sandbox.base_url, "acme-xero")
+    # The new key alone cannot read what the old one wrote: a clear error naming the variable.
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", new)
+    locked_out = bridge(*book.args("sync", "--dry-run", "--connection", "acme-qbo"))
+    assert locked_out.code != 0 and "BRIDGE_SECRET_KEY_OLD" in locked_out.both
+    # During the rotation both keys are given: syncs work.
+    monkeypatch.setenv("BRIDGE_SECRET_KEY_OLD", f" {Fernet.generate_key().decode()},{old} ")
+    assert bridge(*book.args("sync", "--dry-run", "--connection", "acme-qbo")).code == 0
+    rotated = bridge(*book.args("--json", "secrets", "rotate"))
+    assert rotated.code == 0, rotated.err
+    assert json.loads(rotated.out) == {"reencrypted": 2, "unreadable": []}
+    assert "Re-encrypted 2 token(s)" in rotated.err and "can be removed" in " ".join(rotated.err.split())
+    # Afterwards the new key alone reads everything, a real sync runs, the old key reads nothing.
+    monkeypatch.delenv("BRIDGE_SECRET_KEY_OLD")
+    real = bridge(*book.args("sync", "--connection", "acme-qbo"))
+    assert real.code == 0, real.err
+    with Store.open(store_url) as store:
+        for name in ("acme-qbo", "acme-xero"):
+            assert TokenVault(store, Fernet(new.encode())).load(name)[0].access_token
+            with pytest.raises(Exception, match="cannot be decrypted"):
+                TokenVault(store, Fernet(old.encode())).load(name)
+    again = bridge(*book.args("secrets", "rotate"))
+    assert again.code == 0 and "Re-encrypted 2 token(s)" in again.out
+
+
+def test_secrets_rotate_reports_tokens_no_key_can_read_and_exits_1(  # type: ignore[no-untyped-def]
+    bridge, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    result = bridge(*book.args("secrets", "rotate"))
+    assert result.code == 1 and "No key could read the tokens of acme-qbo" in result.out
+    monkeypatch.setenv("BRIDGE_SECRET_KEY_OLD", "not-a-key")
+    bad = bridge(*book.args("secrets", "rotate"))
+    assert (
+        bad.code == 2 and "$BRIDGE_SECRET_KEY_OLD (key 1) is not a Fernet key" in bad.err and "not-a-key" not in bad.err
+    )
