@@ -125,3 +125,24 @@ def test_errors_and_the_link_wizard_show_data_as_text(  # type: ignore[no-untype
     wizard = bridge("--config", str(book.config), "link", "xero", "--base-url", book.sandbox.base_url)
     assert "1. Evil [/bold]" in wizard.err
     assert_shown_as_text(wizard.both)
+
+
+def test_renegotiate_prints_the_decision_and_the_message_as_text(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    open_invoices = [
+        i for i in book.sandbox.state()["quickbooks"]["Invoice"] if Decimal(str(i["Balance"])) > 0 and i.get("DueDate")
+    ]
+    by_customer: dict[str, list[dict[str, object]]] = {}
+    for inv in open_invoices:
+        by_customer.setdefault(inv["CustomerRef"]["value"], []).append(inv)
+    first, second = next(v for v in by_customer.values() if len(v) >= 2)[:2]
+    for inv, note in ((first, "[/bold] :x: \x1b]0;t\x07"), (second, "again")):
+        later = (date.fromisoformat(str(inv["DueDate"])) + timedelta(days=5)).isoformat()
+        number = str(inv["DocNumber"])
+        args = ["renegotiate", "--connection", "acme-qbo", "--invoice", number, "--new-due-date", later]
+        result = bridge(*book.args(*args, "--note", note, "--by", "[link=https://evil.example]me[/link]"))
+        assert result.code == 0, result.err
+        assert "Subject:" in result.out and "\\x1b[2J" in result.out
+        assert_shown_as_text(result.both)
