@@ -91,6 +91,7 @@ def test_evaluate_prints_hostile_input_as_text(bridge, tmp_path: Path) -> None: 
     invoices = json.loads((ROOT / "config" / "examples" / "invoices.json").read_text())
     for invoice in invoices:
         invoice["customer"]["name"] = HOSTILE_NAME
+        invoice["connection"] = ":x:[/bold]"  # a connection name that is an emoji code and a closing tag
         invoice["number"] = invoice["number"] + "[/]:x:\x1b[2J"
         for line in invoice.get("lines", []):
             line["description"] = "[/bold]\x1b]0;t\x07"
@@ -102,7 +103,7 @@ def test_evaluate_prints_hostile_input_as_text(bridge, tmp_path: Path) -> None: 
         assert result.code in (0, 3), result.err
         assert "action(s):" in result.out
         if not flags:
-            assert "[/bold]" in result.out and "\\x1b[2J" in result.out
+            assert "[/bold]" in result.out and "\\x1b[2J" in result.out and ":x:[/bold]" in result.out
         assert_shown_as_text(result.both)
 
 
