@@ -25,6 +25,7 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
 from bridge.errors import ConfigError
+from bridge.files import write_private
 from bridge.render import safe
 from bridge.store import Store
 from bridge.sync import Runtime, sync
@@ -195,6 +196,5 @@ def _write_config(folder: Path, settings: Settings, contracts: Path, key: str) -
             f'[[connections]]\nname = "{conn.name}"\nprovider = "{conn.provider}"\n'
             f'tenant_id = "{conn.tenant_id}"\nbase_url = "{conn.base_url}"\n'
         )
-    (folder / "bridge.toml").write_text("\n".join(header) + "\n" + text)
-    (folder / "secret.key").write_text(key)
-    (folder / "secret.key").chmod(0o600)
+    write_private(folder / "bridge.toml", "\n".join(header) + "\n" + text)
+    write_private(folder / "secret.key", key)
