@@ -69,6 +69,7 @@ def hostile_seed() -> dict[str, Any]:
     """The demo books with hostile customer names, invoice numbers and line descriptions at QuickBooks."""
     seed = copy.deepcopy(default_seed())
     books = seed["quickbooks"]
+    books["CompanyInfo"]["CompanyName"] = HOSTILE_NAME  # shown by `connections check` and `link`
     for customer in books["Customer"]:
         for key in ("DisplayName", "FullyQualifiedName", "CompanyName", "PrintOnCheckName"):
             if key in customer:

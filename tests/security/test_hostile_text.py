@@ -85,6 +85,9 @@ def test_a_real_sync_applies_reports_its_summary_and_the_ledger_shows_the_number
     listed = bridge(*book.args("connections", "list"))
     assert listed.code == 0 and "acme-qbo" in listed.out
     assert_shown_as_text(listed.both)
+    checked = bridge(*book.args("connections", "check", "acme-qbo"))
+    assert checked.code == 0 and "(Evil [/bold]" in checked.out
+    assert_shown_as_text(checked.both)
 
 
 def test_evaluate_prints_hostile_input_as_text(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -116,6 +119,12 @@ def test_errors_and_the_link_wizard_show_data_as_text(  # type: ignore[no-untype
     unknown = bridge(*book.args("sync", "--connection", "nope[/bold]\x1b]0;t\x07"))
     assert unknown.code == 2 and "nope[/bold]" in unknown.err
     assert_shown_as_text(unknown.both)
+    # Linking says which company it linked, by the name the provider gives.
+    qbo = bridge(
+        "--config", str(book.config), "link", "quickbooks", "--name", "qbo-2", "--base-url", book.sandbox.base_url
+    )
+    assert qbo.code == 0 and "Linked qbo-2: QuickBooks company" in qbo.err and "Evil [/bold]" in qbo.err
+    assert_shown_as_text(qbo.both)
     # The wizard lists the organisations it may link by name: a hostile tenant name is printed as text.
     from bridge.auth import link as linking
 
