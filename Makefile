@@ -3,14 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency (runtime and test), pinned with hashes: the venv (so `make test` and .ci/run) installs
+# exactly these, then bridge itself without dependencies, built by the pinned setuptools.
+LOCK := requirements.lock
 
-.PHONY: demo evaluate-example test lint unit bench torture clean
+.PHONY: demo evaluate-example test lint unit bench torture clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml (newest releases the floors allow, hashes of every file):
+# run after changing a dependency, or to take security releases; commit the result. pip-tools runs in a
+# throwaway venv; index URLs are not written into the lock (pip's own config decides where files come from).
+lock:
+	rm -rf .lock-tools
+	$(PYTHON) -m venv .lock-tools
+	.lock-tools/bin/pip install --quiet pip-tools
+	.lock-tools/bin/pip-compile --quiet --upgrade --extra test --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host --output-file $(LOCK) pyproject.toml
+	rm -rf .lock-tools
 
 demo: $(STAMP)
 	$(BIN)/bridge demo
@@ -43,4 +57,4 @@ torture: $(STAMP)
 	$(BIN)/python tests/torture/report.py .torture.jsonl
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .lock-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ from rich.console import Console
 from bridge import clock
 from bridge.errors import BridgeError, ConfigError
 from bridge.plan import Plan
+from bridge.render import console, printable, safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,13 @@ class Context:
 
     @property
     def out(self) -> Console:
-        """Human output: stdout, or stderr when stdout carries JSON."""
-        return Console(stderr=self.json, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+        """Human output: stdout, or stderr when stdout carries JSON. Data is never read as markup or emoji."""
+        return console(stderr=self.json, width=None if sys.stdout.isatty() else 160)
 
     @property
     def err(self) -> Console:
         """Errors and progress."""
-        return Console(stderr=True, highlight=False)
+        return console(stderr=True)
 
 
 class _DateType(click.ParamType[date]):
@@ -190,7 +191,7 @@ class _Progress:
 
         self._bar = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             console=c.err,
@@ -208,7 +209,7 @@ class _Progress:
 
     def phase(self, text: str) -> None:
         """A step whose length is unknown (a pull)."""
-        self._bar.update(self._task, description=text, total=None, completed=0)
+        self._bar.update(self._task, description=printable(text), total=None, completed=0)
 
     def actions(self, total: int) -> None:
         """Applying starts: `total` actions."""
@@ -216,7 +217,8 @@ class _Progress:
 
     def step(self, action: Any, outcome: str) -> None:
         """One action done."""
-        self._bar.update(self._task, advance=1, description=f"{action.kind.value} {action.invoice.number}: {outcome}")
+        what = printable(f"{action.kind.value} {action.invoice.number}: {outcome}")
+        self._bar.update(self._task, advance=1, description=what)
 
 
 def _report_outcome(c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync") -> None:
@@ -379,6 +381,28 @@ def renegotiate(
     raise SystemExit(decision.exit_code)
 
 
+def _refuse_secret_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--client-secret is not taken: a secret on the command line shows in `ps` and the shell's history. "
+            "Set BRIDGE_<PROVIDER>_CLIENT_SECRET, or leave it unset on a terminal to be asked for it hidden "
+            "(and consider the secret you typed exposed: rotate it in the provider's developer portal).",
+            ctx,
+        )
+
+
+def _client_secret(provider: str, client_id: str | None, base_url: str | None) -> str | None:
+    """The app's client secret: the environment, else a hidden prompt on a terminal, else None (app_for says what
+    to set). Not asked for against the sandbox, nor before there is a client id to go with it."""
+    prefix = f"BRIDGE_{provider.upper()}_"
+    secret = os.environ.get(prefix + "CLIENT_SECRET")
+    if secret or base_url is not None or not (client_id or os.environ.get(prefix + "CLIENT_ID")):
+        return secret or None
+    if not sys.stdin.isatty():
+        return None
+    return str(click.prompt(f"{provider} client secret", hide_input=True, err=True)) or None
+
+
 def _config_for_link(c: Context) -> tuple[Path, Any]:
     """The config file `link` writes to (created when missing) and the settings it holds now."""
     from bridge.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings, StoreSettings, load_settings
@@ -396,7 +420,7 @@ def _config_for_link(c: Context) -> tuple[Path, Any]:
 @click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
 @click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
-@click.option("--client-secret", help="Your app's client secret (or BRIDGE_<PROVIDER>_CLIENT_SECRET).")
+@click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
 @click.pass_obj
 def link(
@@ -406,10 +430,13 @@ def link(
     manual: bool,
     base_url: str | None,
     client_id: str | None,
-    client_secret: str | None,
     tenant: str | None,
 ) -> None:
-    """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store."""
+    """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store.
+
+    The app's client secret is read from BRIDGE_<PROVIDER>_CLIENT_SECRET, or typed at a hidden prompt on a
+    terminal (never an option: options show in `ps` and shell history). The sandbox needs none.
+    """
     import webbrowser
 
     from pydantic import ValidationError
@@ -431,20 +458,22 @@ def link(
         option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
         raise ConfigError(f"{option}: {problem['msg']}") from None
     path, settings = _config_for_link(c)
-    app = linking.app_for(provider, os.environ, client_id, client_secret, sandbox=base_url is not None)
+    if not manual and base_url is None and linking.REDIRECTS.get(provider, "").startswith("https://"):
+        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
+    app = linking.app_for(
+        provider, os.environ, client_id, _client_secret(provider, client_id, base_url), sandbox=base_url is not None
+    )
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
     if manual:
 
         def ask(url: str) -> str:
             c.err.print("Open this page in a browser, consent, then paste the address it sends you to:")
-            c.err.print(url, soft_wrap=True)
+            c.err.print(safe(url), soft_wrap=True)
             return str(click.prompt("redirect URL", err=True))
 
         receive: Any = linking.paste(ask)
     elif base_url is not None:
         receive = linking.follow_redirect  # the sandbox consents at once: no browser
-    elif app.redirect_uri.startswith("https://"):
-        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
     else:
         receive = linking.LoopbackCallback(open_browser=webbrowser.open)
 
@@ -452,7 +481,7 @@ def link(
         if not sys.stdin.isatty():
             return linking.pick(None)(tenants)  # raises, listing them: use --tenant
         for i, t in enumerate(tenants, start=1):
-            c.err.print(f"  {i}. {t.name or t.id} ({t.id})")
+            c.err.print(safe(f"  {i}. {t.name or t.id} ({t.id})"))
         return tenants[int(click.prompt("which one", type=click.IntRange(1, len(tenants)), err=True)) - 1]
 
     with Store.open(settings.store.url) as store:
@@ -485,7 +514,7 @@ def link(
             raise
         entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
         upsert_connection(path, entry)
-    c.err.print(f"Linked {name}: {described}; written to {path}.")
+    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
     if c.json:
         print(json.dumps({**entry, "tenant_name": linked.tenant.name, "check": described}))
 
@@ -525,9 +554,9 @@ def connections_list(c: Context) -> None:
     table = Table("name", "provider", "tenant", "linked", "last sync")
     for r in rows:
         table.add_row(
-            r["name"],
-            r["provider"],
-            r["tenant_id"] or "",
+            safe(r["name"]),
+            safe(r["provider"]),
+            safe(r["tenant_id"]),
             "yes" if r["linked"] else "no (run bridge link)",
             r["last_sync_at"] or "never",
         )
@@ -549,7 +578,7 @@ def connections_check(c: Context, name: str) -> None:
     if c.json:
         click.echo(json.dumps({"name": name, "provider": conn.provider, "ok": True, "check": described}))
         return
-    c.out.print(f"{name}: ok, {described}")
+    c.out.print(safe(f"{name}: ok, {described}"))
 
 
 @connections.command("remove")
@@ -578,7 +607,43 @@ def connections_remove(c: Context, name: str) -> None:
     if c.json:
         click.echo(json.dumps({"name": name, "provider": conn.provider, "removed": True, "tokens": revoked}))
         return
-    c.out.print(f"Removed {name}: {revoked}; the ledger keeps its history.")
+    c.out.print(safe(f"Removed {name}: {revoked}; the ledger keeps its history."))
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The key that encrypts stored tokens."""
+
+
+@secrets_group.command("rotate")
+@click.pass_obj
+def secrets_rotate(c: Context) -> None:
+    """Re-encrypt every stored token under the current key.
+
+    Put the new key in BRIDGE_SECRET_KEY (or the config's `secrets.key_env`) and the previous one(s) in
+    BRIDGE_SECRET_KEY_OLD (comma-separated); syncs keep working meanwhile. Afterwards the old keys can go.
+    """
+    from bridge.auth.vault import OLD_KEYS_ENV
+
+    rt = _runtime(c)
+    with rt.store:
+        done = rt.vault.rotate()
+    if c.json:
+        click.echo(json.dumps({"reencrypted": len(done.rotated), "unreadable": list(done.unreadable)}))
+    if not c.quiet or done.unreadable:
+        said = c.err if c.json else c.out
+        said.print(safe(f"Re-encrypted {len(done.rotated)} token(s) under the current key."))
+        if done.unreadable:
+            said.print(
+                safe(
+                    f"No key could read the tokens of {', '.join(done.unreadable)}: put the key they were stored "
+                    f"under in ${OLD_KEYS_ENV} and run this again, or re-link them."
+                )
+            )
+        elif done.rotated and os.environ.get(OLD_KEYS_ENV):
+            said.print(safe(f"Every stored token now uses the current key: ${OLD_KEYS_ENV} can be removed."))
+    if done.unreadable:
+        raise SystemExit(1)
 
 
 @cli.group()
@@ -646,10 +711,10 @@ def demo(c: Context, seed_path: Path | None, contracts_path: Path | None, dry_ru
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    # Never leave a half-written plan behind: write beside it, then rename over it.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # Never leave a half-written plan behind, nor one others can read: see bridge.files.
+    from bridge.files import write_private
+
+    write_private(path, text)
 
 
 def main() -> None:
@@ -663,7 +728,7 @@ def main() -> None:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except BridgeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc, multiline=True)}", err=True)
         raise SystemExit(exc.exit_code) from None
     except SystemExit:
         raise

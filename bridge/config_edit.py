@@ -1,12 +1,12 @@
 """Writing connections into the config file, keeping the user's comments and order (tomlkit).
 
 A change is written beside the file and renamed over it only after the new text
-loads as a valid config: the file is never left half-written or broken.
+loads as a valid config: the file is never left half-written or broken, and it is private (0600,
+through bridge.files.write_private).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from tomlkit.items import AoT, Table
 
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
+from bridge.files import write_private
 
 NEW_FILE_HEADER = (
     "# bridge configuration. `bridge link` adds the [[connections]] below; contracts go under [contracts.NAME]\n"
@@ -33,19 +34,8 @@ def _document(path: Path) -> tomlkit.TOMLDocument:
 
 
 def _write(path: Path, doc: tomlkit.TOMLDocument) -> Settings:
-    text = tomlkit.dumps(doc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        settings = load_settings(tmp)  # refuse to replace a good file with a broken one
-    except ConfigError:
-        tmp.unlink(missing_ok=True)
-        raise
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-    tmp.replace(path)
-    return settings
+    write_private(path, tomlkit.dumps(doc), check=load_settings)  # never replace a good file with a broken one
+    return load_settings(path)
 
 
 def _connections(doc: tomlkit.TOMLDocument) -> AoT:

@@ -20,11 +20,14 @@ import click
 import requests
 from cryptography.fernet import Fernet
 from rich.console import Console
+from rich.text import Text
 
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
 from bridge.errors import ConfigError
+from bridge.files import write_private
+from bridge.render import safe
 from bridge.store import Store
 from bridge.sync import Runtime, sync
 
@@ -147,13 +150,14 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
             )
             rt = Runtime(settings, store, vault, env)
             if not c.quiet:
-                c.err.print(f"Sandbox at {base}; linked {', '.join(x.name for x in connections)}; store in {folder}")
+                linked = ", ".join(x.name for x in connections)
+                c.err.print(safe(f"Sandbox at {base}; linked {linked}; store in {folder}"))
             before = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             preview = sync(rt, dry_run=True, as_of=c.as_of)
             if not c.json:
                 from bridge.render import render_plan
 
-                out.print("[bold]Dry run[/bold] (nothing written yet):")
+                out.print(Text.assemble(("Dry run", "bold"), " (nothing written yet):"))
                 render_plan(preview.plan, out, verbose=c.verbose)
             if dry_run:
                 if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
@@ -167,14 +171,14 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
             else:
                 from bridge.render import render_outcome
 
-                out.print("\n[bold]Sync[/bold] (applied):")
+                out.print(Text.assemble("\n", ("Sync", "bold"), " (applied):"))
                 render_outcome(outcome, out)
-                out.print("\n[bold]What changed in the sandbox:[/bold]")
+                out.print(Text.assemble("\n", ("What changed in the sandbox:", "bold")))
                 for line in _sandbox_changes(before, after, outbox) or ["nothing"]:
-                    out.print(f"  {line}")
+                    out.print(safe(f"  {line}"))
             if keep:
                 _write_config(folder, settings, contracts_path or DEMO_CONTRACTS, key)
-                c.err.print(f"Kept {folder} (config, store; the sandbox itself is gone).")
+                c.err.print(safe(f"Kept {folder} (config, store; the sandbox itself is gone)."))
             return outcome.exit_code
     finally:
         store.close()
@@ -193,6 +197,5 @@ def _write_config(folder: Path, settings: Settings, contracts: Path, key: str) -
             f'[[connections]]\nname = "{conn.name}"\nprovider = "{conn.provider}"\n'
             f'tenant_id = "{conn.tenant_id}"\nbase_url = "{conn.base_url}"\n'
         )
-    (folder / "bridge.toml").write_text("\n".join(header) + "\n" + text)
-    (folder / "secret.key").write_text(key)
-    (folder / "secret.key").chmod(0o600)
+    write_private(folder / "bridge.toml", "\n".join(header) + "\n" + text)
+    write_private(folder / "secret.key", key)

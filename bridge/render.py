@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bridge.money import format_amount
 from bridge.plan import ActionKind, Plan
+
+# C0 and C1 control characters, DEL, and the Unicode formatting characters that reorder or hide text
+# (bidi embeddings, overrides and isolates; zero-width and word joiners; the BOM).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_UNSAFE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object, *, multiline: bool = False) -> str:
+    """Any data as text that cannot drive the terminal: control and invisible formatting characters are shown
+    escaped (ESC as `\\x1b`); newlines and tabs stay only when `multiline`."""
+    return (_UNSAFE_MULTILINE if multiline else _UNSAFE).sub(_shown, "" if value is None else str(value))
+
+
+def safe(value: object, style: str = "", *, multiline: bool = False) -> Text:
+    """Provider or user text as a rich Text: never read as markup or emoji, control characters escaped."""
+    return Text(printable(value, multiline=multiline), style=style)
+
+
+def console(*, stderr: bool = False, width: int | None = None, file: IO[str] | None = None) -> Console:
+    """A Console that prints data as it is: no markup, no emoji codes, no highlighting."""
+    return Console(stderr=stderr, file=file, width=width, markup=False, emoji=False, highlight=False, soft_wrap=False)
 
 
 def _amount_or_detail(
@@ -32,7 +60,7 @@ def _amount_or_detail(
 
 def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
     """Print the plan as tables: actions, then skips (counted, or listed with -v), warnings and errors."""
-    console.print(f"[bold]Plan as of {plan.as_of.isoformat()}[/bold]")
+    console.print(Text(f"Plan as of {plan.as_of.isoformat()}", style="bold"))
     if plan.actions:
         table = Table(show_lines=False, header_style="bold")
         for col in ("connection", "invoice", "customer", "action", "what", "clause", "why"):
@@ -49,7 +77,10 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
                 a.new_due_date.isoformat() if a.new_due_date else None,
                 a.refusal_reason,
             )
-            table.add_row(a.connection, a.invoice.number, a.invoice.customer, a.kind.value, what, a.clause, a.reason)
+            table.add_row(
+                *(safe(v) for v in (a.connection, a.invoice.number, a.invoice.customer, a.kind.value, what, a.clause)),
+                safe(a.reason),
+            )
         console.print(table)
     else:
         console.print("Nothing to do: no reminder, fee or due-date change is called for.")
@@ -60,17 +91,18 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
             for col in ("connection", "invoice", "code", "detail", "clause"):
                 table.add_column(col, overflow="fold")
             for s in plan.skipped:
-                table.add_row(s.connection, s.invoice, s.code.value, s.detail, s.clause or "")
+                table.add_row(*(safe(v) for v in (s.connection, s.invoice, s.code.value, s.detail, s.clause)))
             console.print(table)
         else:
             counts = Counter(s.code.value for s in plan.skipped)
             listed = ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
-            console.print(f"Skipped: {listed}  (-v lists them)")
+            console.print(safe(f"Skipped: {listed}  (-v lists them)"))
     for w in plan.warnings:
-        console.print(f"[yellow]warning[/yellow] {w.connection} {w.invoice or ''} {w.code}: {w.detail}")
+        detail = safe(f"{w.connection} {w.invoice or ''} {w.code}: {w.detail}")
+        console.print(Text.assemble(("warning", "yellow"), " ", detail))
     for e in plan.errors:
-        console.print(f"[red]error[/red] {e.connection} {e.record}: {e.error}")
-    console.print(summary_line(plan))
+        console.print(Text.assemble(("error", "red"), " ", safe(f"{e.connection} {e.record}: {e.error}")))
+    console.print(safe(summary_line(plan)))
 
 
 def summary_line(plan: Plan) -> str:
@@ -103,8 +135,8 @@ def render_outcome(outcome: Any, console: Console) -> None:
         table.add_column(col)
     for run in outcome.runs:
         table.add_row(
-            run.name,
-            run.provider,
+            safe(run.name),
+            safe(run.provider),
             "full" if run.full else "changes",
             str(run.invoices),
             str(run.payments),
@@ -112,28 +144,32 @@ def render_outcome(outcome: Any, console: Console) -> None:
             str(run.quarantined),
             str(run.stats.calls),
             str(run.stats.retries),
-            f"[red]{run.error}[/red]" if run.error else "ok",
+            safe(run.error, "red") if run.error else "ok",
         )
     console.print(table)
     for run in outcome.runs:
         if run.stats.retries:
-            console.print(f"{run.name} retried: {run.stats.describe_retries()}")
+            console.print(safe(f"{run.name} retried: {run.stats.describe_retries()}"))
     for key, what in outcome.reconciled:
-        console.print(f"reconciled {key}: {what}")
+        console.print(safe(f"reconciled {key}: {what}"))
     report = outcome.report
     if report is None:
         console.print("Dry run: nothing was written to any provider and nothing was sent.")
         return
     console.print(
-        f"[bold]{len(report.applied)} applied[/bold], {len(report.dropped)} dropped, "
-        f"{len(report.failed)} failed, {len(report.in_doubt)} in doubt, {len(report.skipped)} already done."
+        Text.assemble(
+            (f"{len(report.applied)} applied", "bold"),
+            f", {len(report.dropped)} dropped, {len(report.failed)} failed, {len(report.in_doubt)} in doubt, "
+            f"{len(report.skipped)} already done.",
+        )
     )
     for item in report.dropped:
-        console.print(f"[yellow]dropped[/yellow] {item['key']}: {item['reason']}")
+        console.print(Text.assemble(("dropped", "yellow"), " ", safe(f"{item['key']}: {item['reason']}")))
     for item in report.failed:
-        console.print(f"[red]failed[/red] {item['key']}: {item['error']}")
+        console.print(Text.assemble(("failed", "red"), " ", safe(f"{item['key']}: {item['error']}")))
     for item in report.in_doubt:
-        console.print(f"[red]in doubt[/red] {item['key']}: {item['error']} (not sent again; check with the client)")
+        detail = safe(f"{item['key']}: {item['error']} (not sent again; check with the client)")
+        console.print(Text.assemble(("in doubt", "red"), " ", detail))
 
 
 def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], console: Console) -> None:
@@ -148,32 +184,32 @@ def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], c
         amount = "" if e.amount is None else f"{e.amount:f} {e.currency}"
         table.add_row(
             e.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.key,
-            e.state,
-            e.invoice_number,
-            amount,
-            e.clause,
-            e.response_id or "",
-            e.error or "",
+            *(safe(v) for v in (e.key, e.state, e.invoice_number, amount, e.clause, e.response_id, e.error)),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {ev.at:%Y-%m-%d %H:%M:%S}", ev.state, "", "", "", "", ev.detail or "")
+            table.add_row("", f"  {ev.at:%Y-%m-%d %H:%M:%S}", safe(ev.state), "", "", "", "", safe(ev.detail))
     console.print(table)
 
 
 def render_decision(decision: Any, console: Console) -> None:
     """A renegotiation decision: accepted or refused, the clause, the reason, and the message to send."""
     record, action = decision.record, decision.action
-    verdict = "[green]accepted[/green]" if record.status == "accepted" else f"[red]refused[/red] ({record.reason})"
-    console.print(f"Request to move invoice {record.invoice_number} to {record.new_due_date}: {verdict}")
-    console.print(f"clause: {action.clause}")
-    console.print(f"why: {action.reason}")
-    console.print(f"\n[bold]Subject:[/bold] {action.subject}\n\n{action.body}")
+    verdict = (
+        Text("accepted", "green")
+        if record.status == "accepted"
+        else Text.assemble(("refused", "red"), " (", safe(record.reason), ")")
+    )
+    console.print(safe(f"Request to move invoice {record.invoice_number} to {record.new_due_date}: ") + verdict)
+    console.print(safe(f"clause: {action.clause}"))
+    console.print(safe(f"why: {action.reason}"))
+    console.print(Text.assemble("\n", ("Subject:", "bold"), " ", safe(action.subject), "\n"))
+    console.print(safe(action.body, multiline=True))
     if decision.dry_run:
         console.print("Dry run: nothing was recorded or written back.")
     elif decision.report and decision.report.applied:
         what = "due date written back" if record.status == "accepted" else "refusal recorded"
-        console.print(f"Recorded; {what} ({action.key}).")
+        console.print(safe(f"Recorded; {what} ({action.key})."))
     elif decision.report:
         for item in [*decision.report.failed, *decision.report.dropped]:
-            console.print(f"[red]not written back[/red]: {item.get('error') or item.get('reason')}")
+            detail = safe(item.get("error") or item.get("reason"))
+            console.print(Text.assemble(("not written back", "red"), ": ", detail))

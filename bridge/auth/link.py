@@ -261,13 +261,16 @@ REDIRECTS = {"freshbooks": "https://127.0.0.1:8719/callback"}
 def app_for(
     provider: str, env: Mapping[str, str], client_id: str | None, client_secret: str | None, *, sandbox: bool
 ) -> App:
-    """The app credentials: the options, else `BRIDGE_<PROVIDER>_CLIENT_ID/_SECRET`, else (sandbox only) any."""
+    """The app credentials: `client_id` (an option) or `BRIDGE_<PROVIDER>_CLIENT_ID`, `client_secret` (the
+    environment or a hidden prompt, never an option) or `BRIDGE_<PROVIDER>_CLIENT_SECRET`; against the sandbox, any."""
     prefix = f"BRIDGE_{provider.upper()}_"
     cid = client_id or env.get(prefix + "CLIENT_ID") or (SANDBOX_CLIENT[0] if sandbox else None)
     secret = client_secret or env.get(prefix + "CLIENT_SECRET") or (SANDBOX_CLIENT[1] if sandbox else None)
     if not cid or not secret:
         missing = (
-            "--client-id / " + prefix + "CLIENT_ID" if not cid else "--client-secret / " + prefix + "CLIENT_SECRET"
+            f"--client-id / {prefix}CLIENT_ID"
+            if not cid
+            else f"{prefix}CLIENT_SECRET (or type the secret at the hidden prompt on a terminal)"
         )
         raise ConfigError(f"linking {provider} needs your app's credentials: {missing} is not set")
     return App(cid, secret, REDIRECTS.get(provider, REDIRECT_URI))
@@ -280,8 +283,12 @@ def _pkce() -> tuple[str, str]:
 
 
 def query_of(url: str) -> dict[str, str]:
-    """The query parameters of a redirect URL (the first value of each)."""
-    return {k: v[0] for k, v in parse_qs(urlsplit(url.strip()).query, keep_blank_values=True).items()}
+    """The query parameters of a redirect URL (the first value of each); none for text that is not a URL."""
+    try:
+        query = urlsplit(url.strip()).query
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        return {}
+    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
 
 
 def follow_redirect(url: str) -> dict[str, str]:
@@ -297,15 +304,32 @@ def paste(ask: Callable[[str], str]) -> Callable[[str], dict[str, str]]:
     """Headless: show the consent URL, take the URL the browser was sent to afterwards."""
 
     def get(url: str) -> dict[str, str]:
-        return query_of(ask(url))
+        pasted = ask(url).strip()
+        params = query_of(pasted)
+        if not pasted.lower().startswith(("http://", "https://")) or not params:
+            raise ConfigError(
+                "the pasted text is not the address the consent page sent you to (an http(s) URL with "
+                "?code=...&state=... in it): copy the whole address from the browser and try again"
+            )
+        return params
 
     return get
 
 
 class LoopbackCallback:
-    """A one-shot HTTP server on 127.0.0.1 that receives the browser's redirect and says it may close the tab."""
+    """An HTTP server on 127.0.0.1 that waits for the browser's redirect and says it may close the tab.
+
+    Each connection is served on its own daemon thread with a read timeout, so an idle connection (or a
+    TLS hello sent to the plain-HTTP port) never stalls the flow. Only a `/callback` carrying the state of
+    the consent URL ends it; any other request gets an error page and the server keeps waiting.
+    """
 
     PAGE = b"<!doctype html><title>bridge</title><p>Linked. You can close this tab and go back to the terminal.</p>"
+    WRONG = (
+        b"<!doctype html><title>bridge</title><p>This address does not answer the link attempt in progress "
+        b"(its state does not match). Nothing was linked.</p>"
+    )
+    CONNECTION_TIMEOUT = 10.0  # seconds one connection may take to send its request
 
     def __init__(
         self, port: int = CALLBACK_PORT, timeout: float = 300.0, open_browser: Callable[[str], object] | None = None
@@ -313,43 +337,66 @@ class LoopbackCallback:
         self.port, self.timeout, self.open_browser = port, timeout, open_browser
 
     def __call__(self, url: str) -> dict[str, str]:
+        expected = query_of(url).get("state", "")
+        if not expected:
+            raise AuthError("the consent URL carries no state: refusing to wait for an unverifiable answer")
         received: dict[str, str] = {}
         done = threading.Event()
-        page = self.PAGE
+        lock = threading.Lock()
+        page, wrong, per_connection = self.PAGE, self.WRONG, self.CONNECTION_TIMEOUT
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = per_connection  # StreamRequestHandler sets it on the socket
+
             def do_GET(self) -> None:
                 if urlsplit(self.path).path != "/callback":
                     self.send_error(404)
                     return
-                received.update(query_of(self.path))
-                self.send_response(200)
+                params = query_of(self.path)
+                if not states_match(params.get("state", ""), expected):
+                    self._answer(400, wrong)
+                    return
+                with lock:
+                    if not done.is_set():
+                        received.update(params)
+                        done.set()
+                self._answer(200, page)
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(page)
-                done.set()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:  # the query holds the code: never logged
                 pass
 
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
         try:
-            server = http.server.HTTPServer(("127.0.0.1", self.port), Handler)
+            server = Server(("127.0.0.1", self.port), Handler)
         except OSError as exc:
             raise AuthError(f"cannot listen on 127.0.0.1:{self.port} for the callback ({exc}); use --manual") from None
-        server.timeout = 1.0
+        serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        serving.start()
         try:
             if self.open_browser is not None:
                 self.open_browser(url)
-            waited = 0.0
-            while not done.is_set() and waited < self.timeout:
-                server.handle_request()
-                waited += server.timeout
+            done.wait(self.timeout)
         finally:
+            server.shutdown()
             server.server_close()
         if not done.is_set():
             raise AuthError(f"no answer from the browser within {self.timeout:g} s; try again, or use --manual")
         return received
+
+
+def states_match(got: str, expected: str) -> bool:
+    """Constant-time comparison of a returned state with the one sent; any text (non-ASCII too) is fine."""
+    return secrets.compare_digest(got.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def link(
@@ -375,7 +422,7 @@ def link(
         raise AuthError(f"the consent was not given ({params['error']})")
     if not params.get("state"):
         raise AuthError("the redirect carries no state: refused (it may not come from this link attempt)")
-    if not secrets.compare_digest(params["state"], state):
+    if not states_match(params["state"], state):
         raise AuthError("the redirect's state does not match this link attempt: refused")
     if not params.get("code"):
         raise AuthError("the redirect carries no authorization code")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bridge import clock
 from bridge.errors import AuthError, ConfigError
@@ -21,6 +21,8 @@ from bridge.store import Store
 
 # Refresh a little before expiry so a call never starts with a token about to die.
 EARLY = timedelta(seconds=60)
+# Keys that decrypt but no longer encrypt (comma-separated): the previous keys while tokens are rotated.
+OLD_KEYS_ENV = "BRIDGE_SECRET_KEY_OLD"
 MAKE_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
@@ -63,27 +65,63 @@ class TokenSet:
         )
 
 
-def fernet_from_env(env: Mapping[str, str], key_env: str) -> Fernet:
-    """The Fernet key named by `[secrets] key_env`; a clear error (never a plaintext fallback) when missing."""
+def fernet_from_env(env: Mapping[str, str], key_env: str) -> MultiFernet:
+    """The keys: the current one named by `[secrets] key_env` (it encrypts), then the old ones of
+    `$BRIDGE_SECRET_KEY_OLD` (comma-separated; they only decrypt, so a sync works while `bridge secrets rotate`
+    moves the tokens to the current key). A clear error (never a plaintext fallback) when one is missing or bad."""
     value = env.get(key_env)
     if not value:
         raise ConfigError(
             f"${key_env} is not set: it holds the key that encrypts stored tokens. Make one with: {MAKE_KEY}"
         )
+    keys = [_fernet(value, f"${key_env}")]
+    old = [part.strip() for part in env.get(OLD_KEYS_ENV, "").split(",")]
+    keys += [_fernet(part, f"${OLD_KEYS_ENV} (key {i})") for i, part in enumerate(old, start=1) if part]
+    return MultiFernet(keys)
+
+
+def _fernet(value: str, where: str) -> Fernet:
     try:
         return Fernet(value.encode())
     except ValueError:
         raise ConfigError(
-            f"${key_env} is not a Fernet key (32 url-safe base64 bytes). Make one with: {MAKE_KEY}"
+            f"{where} is not a Fernet key (32 url-safe base64 bytes). Make one with: {MAKE_KEY}"
         ) from None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `TokenVault.rotate` did: the connections whose tokens were re-encrypted, and those it could not read."""
+
+    rotated: tuple[str, ...]
+    unreadable: tuple[str, ...]
 
 
 class TokenVault:
     """Encrypted tokens per connection in the store."""
 
-    def __init__(self, store: Store, fernet: Fernet) -> None:
+    def __init__(self, store: Store, fernet: Fernet | MultiFernet) -> None:
         self._store = store
-        self._fernet = fernet
+        self._fernet = fernet if isinstance(fernet, MultiFernet) else MultiFernet([fernet])
+
+    def rotate(self) -> Rotation:
+        """Re-encrypt every stored token under the current (first) key, each under its connection's token lock
+        so a refresh running meanwhile is never overwritten. Tokens no key can read are left as they are."""
+        rotated: list[str] = []
+        unreadable: list[str] = []
+        for connection in self._store.connections():
+            with self._store.token_lock(connection.name):
+                row = self._store.load_token(connection.name)
+                if row is None:
+                    continue
+                try:
+                    ciphertext = self._fernet.rotate(row.ciphertext)
+                except InvalidToken:
+                    unreadable.append(connection.name)
+                    continue
+                self._store.save_token(connection.name, ciphertext, row.access_expires_at, row.refresh_expires_at)
+                rotated.append(connection.name)
+        return Rotation(tuple(rotated), tuple(unreadable))
 
     def save(self, connection: str, tokens: TokenSet) -> None:
         """Encrypt and store (commits)."""
@@ -100,8 +138,8 @@ class TokenVault:
             return TokenSet.from_json(self._fernet.decrypt(row.ciphertext)), row.version
         except InvalidToken:
             raise AuthError(
-                f"the stored tokens of {connection!r} cannot be decrypted with this key: "
-                "check the secret key, or re-link the connection"
+                f"the stored tokens of {connection!r} cannot be decrypted with this key: check the secret key "
+                f"(a previous key goes in ${OLD_KEYS_ENV} until `bridge secrets rotate` has run), or re-link it"
             ) from None
 
     def refresh(self, connection: str, seen_version: int, do_refresh: Callable[[TokenSet], TokenSet]) -> TokenSet:

@@ -57,6 +57,21 @@ def _decimal_json(obj: Any) -> str:
     return json.dumps(obj, default=lambda o: str(o) if isinstance(o, Decimal) else o, sort_keys=True)
 
 
+def query_string(value: str, what: str) -> str:
+    """`value` as a string literal of QuickBooks' query language.
+
+    Intuit documents one escape: a backslash before an apostrophe (`'Adam\\'s'`). How the service reads a
+    backslash before anything else is not documented, so a value holding a backslash (which could
+    otherwise turn the closing quote into an escaped one) or a control character is refused with a
+    DataError instead of guessed at.
+    """
+    if "\\" in value or any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise DataError(
+            f"{what} {value!r} holds a backslash or a control character, which a QuickBooks query cannot carry"
+        )
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 def _updated(raw: Mapping[str, Any]) -> str:
     meta = raw.get("MetaData")
     return str(meta.get("LastUpdatedTime", "")) if isinstance(meta, Mapping) else ""
@@ -315,8 +330,8 @@ class QuickBooksConnector:
     def _fee_item(self, name: str) -> Mapping[str, Any]:
         """The Item fee lines refer to, created once if the company has none by that name."""
         if name not in self._fee_items:
-            escaped = name.replace("'", "\\'")
-            items = self._query(f"SELECT * FROM Item WHERE Name = '{escaped}'").get("Item", [])
+            literal = query_string(name, "the late-fee item name")
+            items = self._query(f"SELECT * FROM Item WHERE Name = {literal}").get("Item", [])
             if items:
                 self._fee_items[name] = items[0]
             else:
@@ -387,8 +402,11 @@ class QuickBooksConnector:
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""
         if action.kind is ActionKind.LATE_FEE and action.form == "invoice":
-            number = qbo.fee_invoice_number(action).replace("'", "\\'")
-            found = self._query(f"SELECT * FROM Invoice WHERE DocNumber = '{number}'").get("Invoice", [])
+            try:
+                literal = query_string(qbo.fee_invoice_number(action), "the fee invoice number")
+            except DataError as exc:  # cannot be looked up: in doubt, never sent again blind
+                return Evidence("unknown", detail=str(exc))
+            found = self._query(f"SELECT * FROM Invoice WHERE DocNumber = {literal}").get("Invoice", [])
             if found:
                 return Evidence("applied", str(found[0]["Id"]), "fee invoice found")
             return Evidence("absent", detail="no fee invoice with that number")

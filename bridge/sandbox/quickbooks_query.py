@@ -68,6 +68,9 @@ _TOKEN_RE = re.compile(
 )
 
 
+_ESCAPE_RE = re.compile(r"\\(.)|''", re.DOTALL)
+
+
 def _tokenize(text: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     pos = 0
@@ -122,8 +125,8 @@ class _Parser:
     def literal(self) -> Any:
         kind, text = self.next()
         if kind == "string":
-            inner = text[1:-1]
-            return inner.replace("\\'", "'").replace("''", "'").replace("\\\\", "\\")
+            # One pass, left to right, as the tokenizer read it: \x is x (\' a quote, \\ a backslash), '' a quote.
+            return _ESCAPE_RE.sub(lambda m: m.group(1) if m.group(1) is not None else "'", text[1:-1])
         if kind == "number":
             return Decimal(text)
         if kind == "word" and text.lower() in ("true", "false"):

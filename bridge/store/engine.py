@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -63,7 +64,8 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def create_private_file(path: Path) -> None:
-    """Create the SQLite file with mode 0600 (if it does not exist) before SQLite can create it world-readable.
+    """Create the SQLite file with mode 0600 (if it does not exist) before SQLite can create it world-readable;
+    an existing one (and its -wal and -shm files) readable by others is tightened to 0600.
 
     SQLite gives its -wal and -shm files the database file's permissions, so they are private too.
     """
@@ -71,11 +73,30 @@ def create_private_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
     except FileExistsError:
+        for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            _tighten(existing)
         return
     try:
         os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
     finally:
         os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    """Mode 0600 for a store file others may read or write (only a regular file, not through a symlink)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o077:
+        return
+    try:
+        os.chmod(path, 0o600)
+    except PermissionError:
+        raise ConfigError(
+            f"store file {path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}) and cannot be made "
+            f"private: run chmod 600 {path} as its owner"
+        ) from None
 
 
 def build_engine(url: URL) -> Engine:

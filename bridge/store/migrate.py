@@ -14,9 +14,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
-from bridge.store.engine import BEGIN_OPTION
+from bridge.errors import ConfigError
+from bridge.store.engine import BEGIN_OPTION, display_url
+from bridge.store.tables import metadata
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
@@ -44,12 +48,14 @@ def upgrade(engine: Engine) -> None:
     """Migrate the database to head, holding a lock so concurrent openers take turns.
 
     A database already at head is only read, so opening a store never waits for another process's writes.
+    A database this bridge cannot migrate (a newer revision, or tables without a revision) is a ConfigError.
     """
     head = head_revision()
     with engine.connect() as conn:
         if _has_version_table(conn) and current_revision(conn) == head:
             conn.rollback()
             return
+        _check_migratable(conn)
         conn.rollback()
         conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
         with conn.begin():
@@ -58,7 +64,39 @@ def upgrade(engine: Engine) -> None:
                     text("SELECT pg_advisory_xact_lock(hashtext('bridge.store.migrate'), hashtext(current_schema()))")
                 )
             if current_revision(conn) != head:  # another process may have migrated while we waited
+                _check_migratable(conn)
                 command.upgrade(alembic_config(conn), "head")
+
+
+def _check_migratable(conn: Connection) -> None:
+    """A clear error, instead of Alembic's or the database's, for a store this bridge must not touch."""
+    where = display_url(conn.engine.url)
+    if _has_version_table(conn):
+        revision = current_revision(conn)
+        if revision is None:
+            return
+        try:
+            known = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+        except (CommandError, ResolutionError):
+            known = None
+        if known is None:
+            raise ConfigError(
+                f"this store was written by a newer bridge (revision {revision}; this bridge knows up to "
+                f"{head_revision()}): upgrade bridge, or point [store] url at another database",
+                where,
+            )
+        return
+    found = sorted(inspect(conn).get_table_names())
+    if conn.dialect.name != "sqlite":  # a shared PostgreSQL schema may hold other applications' tables
+        found = [name for name in found if name in metadata.tables]
+    if found:
+        raise ConfigError(
+            f"the database holds tables ({', '.join(found[:8])}{', ...' if len(found) > 8 else ''}) but no "
+            "alembic_version: it is not a bridge store, or was made by a bridge from before migrations. "
+            "Point [store] url at a new file (bridge creates it), or move this one aside and link the "
+            "connections again; nothing was changed in it",
+            where,
+        )
 
 
 def _has_version_table(conn: Connection) -> bool:

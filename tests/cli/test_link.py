@@ -172,7 +172,12 @@ def test_bad_options_are_usage_errors_that_name_the_option(
 
 
 def test_no_token_code_or_secret_ever_appears_in_output_or_logs(
-    bridge: Callable[..., Any], module_sandbox: Sandbox, config: Path, key: str, caplog: pytest.LogCaptureFixture
+    bridge: Callable[..., Any],
+    module_sandbox: Sandbox,
+    config: Path,
+    key: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     said: list[str] = []
@@ -182,7 +187,8 @@ def test_no_token_code_or_secret_ever_appears_in_output_or_logs(
         said.extend([result.out, result.err])
         return result
 
-    run("link", "xero", "--base-url", module_sandbox.base_url, "--client-secret", "sandbox-secret-value")
+    monkeypatch.setenv("BRIDGE_XERO_CLIENT_SECRET", "sandbox-secret-value")
+    run("link", "xero", "--base-url", module_sandbox.base_url)
     # The emulator's limits are off here: let the client go faster than Xero's 60 calls a minute.
     upsert_connection(config, {"name": "xero", "calls_per_minute": 100_000})
     first = tokens_of(config, key, "xero")
@@ -226,7 +232,7 @@ def test_the_loopback_callback_answers_the_browser_once_and_shuts_down() -> None
         visits.append(threading.Timer(0.2, visit))
         visits[0].start()
 
-    params = linking.LoopbackCallback(port=port, timeout=10, open_browser=browser)("https://consent.example")
+    params = linking.LoopbackCallback(port=port, timeout=10, open_browser=browser)("https://consent.example?state=xyz")
     visits[0].join(10)
     assert params == {"code": "abc", "state": "xyz"}
     assert "close this tab" in pages[0]
