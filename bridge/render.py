@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bridge.money import format_amount
-from bridge.plan import ActionKind, Plan
+from bridge.plan import Action, ActionKind, Plan
 
 # C0 and C1 control characters, DEL, and the Unicode formatting characters that reorder or hide text
 # (bidi embeddings, overrides and isolates; zero-width and word joiners; the BOM).
@@ -41,21 +41,21 @@ def console(*, stderr: bool = False, width: int | None = None, file: IO[str] | N
     return Console(stderr=stderr, file=file, width=width, markup=False, emoji=False, highlight=False, soft_wrap=False)
 
 
-def _amount_or_detail(
-    action_kind: ActionKind,
-    amount: str | None,
-    step: int | None,
-    message: str | None,
-    new_due: str | None,
-    refusal: str | None,
-) -> str:
-    if action_kind is ActionKind.LATE_FEE:
-        return amount or ""
-    if action_kind is ActionKind.REMINDER:
-        return f"step {step} ({message})"
-    if action_kind is ActionKind.UPDATE_DUE_DATE:
-        return f"new due {new_due}"
-    return f"refused: {refusal}"
+def _what(a: Action) -> str:
+    """The action in a few words: the fee and the form it takes, what a reminder puts in front of the client."""
+    currency = a.invoice.currency
+    if a.kind is ActionKind.LATE_FEE:
+        amount = "" if a.amount is None else f"{format_amount(a.amount, currency)} {currency}"
+        return f"{amount} as a fee line" if a.form == "line" else f"{amount} as a separate fee invoice"
+    if a.kind is ActionKind.REMINDER:
+        step = f"step {a.step} ({a.message})"
+        if a.sends == "provider_invoice_email":
+            return f"{step}: the provider's own invoice e-mail"
+        balance = "" if a.balance is None else f", states {format_amount(a.balance, currency)} {currency}"
+        return f"{step}: e-mail {a.subject!r}{balance}"
+    if a.kind is ActionKind.UPDATE_DUE_DATE:
+        return f"new due {a.new_due_date.isoformat() if a.new_due_date else ''}"
+    return f"refused: {a.refusal_reason}"
 
 
 def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
@@ -64,19 +64,10 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
     if plan.actions:
         table = Table(show_lines=False, header_style="bold")
         for col in ("connection", "invoice", "customer", "action", "what", "clause", "why"):
-            table.add_column(col, overflow="fold")
+            # Keys a reader searches for (the action, the clause) stay whole; prose wraps.
+            table.add_column(col, overflow="fold", no_wrap=col in ("action", "clause"))
         for a in plan.actions:
-            amount = (
-                format_amount(a.amount, a.invoice.currency) + f" {a.invoice.currency}" if a.amount is not None else None
-            )
-            what = _amount_or_detail(
-                a.kind,
-                amount,
-                a.step,
-                a.message,
-                a.new_due_date.isoformat() if a.new_due_date else None,
-                a.refusal_reason,
-            )
+            what = _what(a)
             table.add_row(
                 *(safe(v) for v in (a.connection, a.invoice.number, a.invoice.customer, a.kind.value, what, a.clause)),
                 safe(a.reason),
