@@ -13,10 +13,11 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
@@ -26,6 +27,9 @@ from bridge.errors import AuthError, BridgeError, ProviderError, RetriableProvid
 
 T = TypeVar("T")
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# The largest body one call may bring (decoded): a provider sending more is cut off, so memory stays bounded.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class Throttled(RetriableProviderError):
@@ -60,6 +64,145 @@ class QuotaExhausted(ProviderError):
 
     Not retried: what is left waits for the next run (the sync defers it; nothing fails or is dropped).
     """
+
+
+class CallTooSlow(requests.Timeout):
+    """A call that did not finish (connect, answer and the whole body) within its wall-clock bound.
+
+    A `requests.Timeout`: retried where a timeout is, and its outcome is unknown where a timeout's is.
+    """
+
+
+class BodyTooLarge(ProviderError):
+    """An answer larger than the bridge reads (`MAX_BODY_BYTES`): refused, never retried."""
+
+
+class DeadlineExceeded(ProviderError):
+    """A connection's pull ran past its deadline (`sync_deadline_seconds`): no further call is made."""
+
+
+class Wire:
+    """The one HTTP transport under every connector: each call is bounded by a wall-clock time that covers
+    connecting, the answer and the whole body (`timeout` seconds; requests' own timeout is per socket read,
+    so a server dripping a byte at a time would never trip it), and by a body size; inside `deadline` no call
+    starts after the deadline and one running into it is cut there.
+
+    The body is read in chunks while a watchdog timer shuts the socket down when the time is up (a read
+    blocked on a silent or dripping server returns at once). Thread-safe for concurrent calls.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        timeout: float,
+        *,
+        session: Any = None,
+        max_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.provider = provider
+        self.timeout = float(timeout)
+        self.session = session or requests.Session()  # anything with requests.Session's `request`
+        self.max_bytes = max_bytes
+        self._deadline: float | None = None
+        self._deadline_what = ""
+
+    @contextmanager
+    def deadline(self, seconds: float | None, what: str) -> Iterator[None]:
+        """Every call in the block must end within `seconds` of its start (`what` names the bound in errors)."""
+        previous = self._deadline, self._deadline_what
+        self._deadline = clock.monotonic() + seconds if seconds else None
+        self._deadline_what = what
+        try:
+            yield
+        finally:
+            self._deadline, self._deadline_what = previous
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None without one); `DeadlineExceeded` once it has passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - clock.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"{self._deadline_what}: stopped")
+        return left
+
+    def bounded_sleep(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
+        """`sleep`, never past the deadline (a retry's wait must not outlast the pull it belongs to)."""
+
+        def bounded(seconds: float) -> None:
+            left = self._deadline - clock.monotonic() if self._deadline is not None else None
+            sleep(seconds if left is None else max(0.0, min(seconds, left)))
+
+        return bounded
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """`requests.Session.request`, with the whole call bounded in time and size."""
+        start = clock.monotonic()
+        limit, bound = self.timeout, f"timeout_seconds = {self.timeout:g}"
+        left = self.remaining()
+        if left is not None and left < limit:
+            limit, bound = left, self._deadline_what
+        end = start + limit
+        too_slow = CallTooSlow(
+            f"{self.provider} did not answer {method} {_path(url)} in full within {limit:.3g} s ({bound})"
+        )
+        kwargs["timeout"] = max(limit, 0.001)
+        kwargs["stream"] = True
+        try:
+            response: requests.Response = self.session.request(method, url, **kwargs)
+        except requests.Timeout:
+            raise too_slow from None
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            shutdown = getattr(response.raw, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+
+        watchdog = threading.Timer(max(0.0, end - clock.monotonic()), cut)
+        watchdog.daemon = True
+        watchdog.start()
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    response.close()
+                    raise BodyTooLarge(
+                        f"{self.provider} answered {method} {_path(url)} with more than "
+                        f"{self.max_bytes // (1024 * 1024)} MiB: refused"
+                    )
+                if clock.monotonic() > end:
+                    response.close()
+                    raise too_slow
+        except (requests.RequestException, OSError, ValueError) as exc:
+            if expired.is_set() or clock.monotonic() >= end:
+                response.close()
+                raise too_slow from None
+            if isinstance(exc, requests.RequestException):
+                raise
+            raise requests.ConnectionError(f"{self.provider} dropped the connection: {exc}") from None
+        except Exception:
+            if expired.is_set():
+                response.close()
+                raise too_slow from None
+            raise
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            response.close()
+            raise too_slow
+        response._content = bytes(body)
+        response._content_consumed = True
+        return response
+
+
+def _path(url: str) -> str:
+    """The path of a URL, without its query (which may be long, and is never needed to say what was called)."""
+    rest = url.split("://", 1)[-1]
+    path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return path.split("?", 1)[0][:120]
 
 
 def retry_after_seconds(value: str | None) -> float | None:
