@@ -106,8 +106,8 @@ class Runtime:
                 continue
             try:
                 built[conn.name] = factory(conn, self.vault, self.env)
-            except BridgeError as exc:
-                failed[conn.name] = str(exc)
+            except Exception as exc:  # one connection's surprise must not stop the others
+                failed[conn.name] = describe(exc)
         return built, failed
 
 
@@ -221,9 +221,33 @@ def build_plan(
     errors: Sequence[RecordError] = (),
     warnings: Sequence[Warning] = (),
 ) -> Plan:
-    """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of)."""
+    """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of).
+
+    Should the evaluation fail, each connection is evaluated alone to find the one(s) it fails on: those are
+    listed in the plan's errors and the plan is made for the others.
+    """
+    names = list(names)
+    failed: list[RecordError] = []
+    try:
+        plan = _evaluate(settings, store, names, today, errors)
+    except Exception:
+        for name in list(names):
+            try:
+                _evaluate(settings, store, [name], today, ())
+            except Exception as exc:
+                names.remove(name)
+                failed.append(RecordError(name, "*", f"evaluation failed: {describe(exc)}"))
+        plan = _evaluate(settings, store, names, today, [*errors, *failed])
+    dropped = {e.connection for e in failed}
+    warnings = [w for w in warnings if w.connection not in dropped]
+    return with_warnings(plan, warnings) if warnings else plan
+
+
+def _evaluate(
+    settings: Settings, store: Store, names: Sequence[str], today: date | dict[str, date], errors: Sequence[RecordError]
+) -> Plan:
     quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
-    plan = evaluate(
+    return evaluate(
         cached_invoices(store, names),
         settings.terms,
         store.history(names, PLANNING_HISTORY),
@@ -231,7 +255,16 @@ def build_plan(
         today,
         [*errors, *quarantined],
     )
-    return with_warnings(plan, warnings) if warnings else plan
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for the plan's errors: our errors by their message, anything else with its type
+    (a RecursionError's or a KeyError's message alone says nothing)."""
+    if isinstance(exc, BridgeError | requests.RequestException):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
@@ -252,8 +285,8 @@ def _pull_all(
         progress.phase(f"pulling {conn.name}")
         try:
             runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
-        except (BridgeError, requests.RequestException) as exc:
-            runs.append(ConnectionRun(conn.name, conn.provider, error=str(exc), stats=connectors[conn.name].stats))
+        except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
+            runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
     for run in runs:
         if run.error:
             errors.append(RecordError(run.name, "*", f"pull failed: {run.error}"))
@@ -318,6 +351,9 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
     deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]
     plan = with_warnings(plan, deferred) if deferred else plan
+    if report.broken:
+        broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+        plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
 
