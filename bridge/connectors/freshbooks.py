@@ -149,6 +149,8 @@ class FreshBooksConnector:
                 "refreshing FreshBooks tokens needs the app's credentials: set BRIDGE_FRESHBOOKS_CLIENT_ID and "
                 "BRIDGE_FRESHBOOKS_CLIENT_SECRET"
             )
+        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
+        self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
         except (FreshBooksError, ValueError, KeyError) as exc:

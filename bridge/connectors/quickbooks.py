@@ -165,7 +165,9 @@ class QuickBooksConnector:
                 "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
             )
         emulator = None if self.base_url == PRODUCTION else self.base_url
-        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", self.timeout)
+        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
+        timeout = self.timeout if left is None else min(self.timeout, left)
+        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout)
         try:
             auth.refresh(refresh_token=current.refresh_token)
         except AuthClientError as exc:
