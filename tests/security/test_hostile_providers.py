@@ -311,3 +311,67 @@ def test_a_hung_token_refresh_holds_no_database_lock_over_another_process(book: 
     assert stuck.returncode == 1, err[-2000:]
     assert "OperationalError" not in err and "Traceback" not in err
     print(f"other process synced in {other.seconds:.1f} s while the refresh hung")
+
+
+def test_a_write_done_but_answered_unreadably_is_reported_and_reconciled_next_run(book: Book) -> None:
+    # The relay passes the first fee-line write (POST /Invoices/{id}) to the sandbox, so it is done, but
+    # answers it with 100,000 nested brackets. The run must not claim it failed for sure (nor lose it):
+    # outcome unknown, left pending; the next run finds the fee line and records it applied.
+    broken: list[str] = []
+
+    def written_then_garbled(handler: BaseHTTPRequestHandler, hostile: Hostile, hit: Hit) -> None:
+        relayed = _Capture()
+        forward(book.sandbox.base_url)(relayed, hostile, hit)  # type: ignore[arg-type]
+        assert relayed.status == 200, relayed.status
+        send_bytes(NESTED)(handler, hostile, hit)
+
+    def answer(hit: Hit) -> Reply:
+        parts = hit.path.rstrip("/").split("/")
+        if hit.method == "POST" and len(parts) >= 2 and parts[-2] == "Invoices" and not broken:
+            broken.append(parts[-1])
+            return written_then_garbled
+        return forward(book.sandbox.base_url)
+
+    book.good("quickbooks", "good-quickbooks")
+    with Hostile(answer) as relay:
+        book.good("xero", "odd-xero", through=relay.base_url)
+        first = book.run("sync")
+        assert broken, "no fee line was written through the relay: the test proves nothing"
+        assert first.code == 3, first.stderr[-2000:]
+        unknown = [f for f in first.plan["failed"] if "outcome unknown, reconciled next run" in f["error"]]
+        assert len(unknown) == 1 and "RecursionError" in unknown[0]["error"], first.plan["failed"]
+        assert first.actions_of("good-quickbooks") <= first.applied()
+        second = book.run("sync")
+        ledger = book.run("ledger", "--connection", "odd-xero")
+    assert second.code == 0, second.stderr[-2000:]
+    states = {row["key"]: row["state"] for row in ledger.plan}  # type: ignore[attr-defined]
+    assert states[unknown[0]["key"]] == "applied"  # reconciled from the fee line found at the provider
+    assert all(states.get(key) == "applied" for key in first.actions_of("odd-xero")), states
+
+
+class _Capture:
+    """Stands in for a request handler: keeps what a Reply writes (status and body) instead of sending it."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.status = 0
+        self.wfile = io.BytesIO()
+
+    def send_response(self, status: int) -> None:
+        self.status = status
+
+    def send_header(self, name: str, value: str) -> None:
+        pass
+
+    def end_headers(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("value", ["0", '"soon"', "100000"])
+def test_a_bad_sync_deadline_is_a_config_error_naming_the_key(book: Book, value: str) -> None:
+    book.good("quickbooks", "good-quickbooks")
+    book.blocks[-1] += f"sync_deadline_seconds = {value}\n"
+    run = book.run("sync", "--dry-run")
+    assert run.code == 2, run.stderr
+    assert "sync_deadline_seconds" in run.stderr and "bridge.toml" in run.stderr, run.stderr
