@@ -50,6 +50,9 @@ class _Plain:
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
         return requests.Session.request(self._session, method, url, **kwargs)
 
+    def mount(self, prefix: str, adapter: Any) -> None:
+        self._session.mount(prefix, adapter)
+
 
 def tokens_from(client: Any) -> TokenSet:
     """The TokenSet an AuthClient holds after an exchange or a refresh."""

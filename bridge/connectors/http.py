@@ -9,7 +9,9 @@ said it did not process it (429).
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -20,6 +22,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 
 import requests
+import requests.adapters
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from bridge import clock
@@ -81,14 +85,52 @@ class DeadlineExceeded(ProviderError):
     """A connection's pull ran past its deadline (`sync_deadline_seconds`): no further call is made."""
 
 
+_CALL = threading.local()  # the connections checked out for the call this thread is making (see `_Tracking`)
+
+
+class _Tracking:
+    """A connection pool that tells the call in progress on this thread which connection it took, so the
+    call's watchdog can shut that socket down while the call still waits for the status line or headers."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        taken: list[Any] | None = getattr(_CALL, "taken", None)
+        if taken is not None:
+            taken.append(conn)
+        return conn
+
+
+class _TrackingHTTPPool(_Tracking, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackingHTTPSPool(_Tracking, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackingHTTPPool, "https": _TrackingHTTPSPool}
+
+
+def _shut(conn: Any) -> None:
+    """Shut a connection's socket down from another thread: a read blocked on it returns at once."""
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class Wire:
     """The one HTTP transport under every connector: each call is bounded by a wall-clock time that covers
     connecting, the answer and the whole body (`timeout` seconds; requests' own timeout is per socket read,
     so a server dripping a byte at a time would never trip it), and by a body size; inside `deadline` no call
     starts after the deadline and one running into it is cut there.
 
-    The body is read in chunks while a watchdog timer shuts the socket down when the time is up (a read
-    blocked on a silent or dripping server returns at once). Thread-safe for concurrent calls.
+    A watchdog timer shuts the call's socket down when the time is up, whether the call still waits for the
+    status line and headers or reads the body (a read blocked on a silent or dripping server returns at once);
+    the body is read in chunks, its size counted. Thread-safe for concurrent calls.
     """
 
     def __init__(
@@ -101,7 +143,10 @@ class Wire:
     ) -> None:
         self.provider = provider
         self.timeout = float(timeout)
-        self.session = session or requests.Session()  # anything with requests.Session's `request`
+        self.session = session or requests.Session()  # anything with requests.Session's `request` (and `mount`)
+        if callable(getattr(self.session, "mount", None)):
+            for prefix in ("http://", "https://"):
+                self.session.mount(prefix, _TrackingAdapter())
         self.max_bytes = max_bytes
         self._deadline: float | None = None
         self._deadline_what = ""
@@ -148,21 +193,39 @@ class Wire:
         )
         kwargs["timeout"] = max(limit, 0.001)
         kwargs["stream"] = True
-        try:
-            response: requests.Response = self.session.request(method, url, **kwargs)
-        except requests.Timeout:
-            raise too_slow from None
         expired = threading.Event()
+        taken: list[Any] = []
+        answered: list[requests.Response] = []
 
-        def cut() -> None:
+        def cut() -> None:  # the watchdog: the time is up, wherever the call is (headers or body)
             expired.set()
-            shutdown = getattr(response.raw, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
+            for conn in taken:
+                _shut(conn)
+            for response in answered:
+                shutdown = getattr(response.raw, "shutdown", None)
+                if callable(shutdown):
+                    with contextlib.suppress(Exception):
+                        shutdown()
 
         watchdog = threading.Timer(max(0.0, end - clock.monotonic()), cut)
         watchdog.daemon = True
         watchdog.start()
+        _CALL.taken = taken
+        try:
+            response: requests.Response = self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            watchdog.cancel()
+            if isinstance(exc, requests.Timeout) or expired.is_set() or clock.monotonic() >= end:
+                raise too_slow from None
+            raise
+        except BaseException:
+            watchdog.cancel()
+            raise
+        finally:
+            _CALL.taken = None
+        answered.append(response)
+        if expired.is_set():
+            cut()
         body = bytearray()
         try:
             for chunk in response.iter_content(_CHUNK):

@@ -139,6 +139,21 @@ def drip(every: float = 0.5, size: int = 10_000) -> Reply:
     return reply
 
 
+def drip_headers(every: float = 0.5) -> Reply:
+    """The status line, then header bytes one every `every` seconds (for ever, in practice)."""
+
+    def reply(handler: BaseHTTPRequestHandler, hostile: Hostile, hit: Hit) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        handler.wfile.flush()
+        for _ in range(60_000):
+            if hostile.stop.wait(every):
+                return
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+
+    return reply
+
+
 def never_answer(handler: BaseHTTPRequestHandler, hostile: Hostile, hit: Hit) -> None:
     """Read the request, then say nothing until the server stops."""
     hostile.stop.wait(600)

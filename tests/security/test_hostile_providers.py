@@ -22,6 +22,7 @@ from tests.security.conftest import (
     Reply,
     Run,
     drip,
+    drip_headers,
     forward,
     never_answer,
     send_bytes,
@@ -182,6 +183,19 @@ def test_one_call_to_a_dripping_server_is_cut_at_its_timeout() -> None:
         took = time.monotonic() - started
     assert took < 10  # a guard only: before, a 10,000-byte drip at 2 bytes a second took 5,000 s
     print(f"dripping body: one call with timeout_seconds = 1 cut after {took:.2f} s")
+
+
+def test_one_call_to_a_server_dripping_its_headers_is_cut_at_its_timeout() -> None:
+    from bridge.connectors.http import CallTooSlow, Wire
+
+    with Hostile(lambda hit: drip_headers(every=0.5)) as hostile:
+        wire = Wire("xero", 1)
+        started = time.monotonic()
+        with pytest.raises(CallTooSlow, match=r"xero did not answer GET /slow-headers in full within 1 s"):
+            wire.request("GET", hostile.base_url + "/slow-headers")
+        took = time.monotonic() - started
+    assert took < 10  # a guard only: requests' timeout is per read, and every read brought a byte
+    print(f"dripping headers: one call with timeout_seconds = 1 cut after {took:.2f} s")
 
 
 @pytest.mark.parametrize("provider", ["xero", "quickbooks", "freshbooks"])
@@ -375,3 +389,4 @@ def test_a_bad_sync_deadline_is_a_config_error_naming_the_key(book: Book, value:
     run = book.run("sync", "--dry-run")
     assert run.code == 2, run.stderr
     assert "sync_deadline_seconds" in run.stderr and "bridge.toml" in run.stderr, run.stderr
+
