@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from bridge import killpoints
+from bridge import clock, killpoints
 from bridge.connectors.base import Connector
 from bridge.connectors.http import QuotaExhausted, ServerError, Throttled
 from bridge.errors import AuthError, BridgeError, ConflictError
@@ -109,13 +109,22 @@ def apply_actions(
     customers: Mapping[str, Mapping[str, Mapping[str, Any]]],
     today: Callable[[Action], date],
     progress: Callable[[Action, str], None] = lambda action, outcome: None,
+    *,
+    deadlines: Mapping[str, tuple[float, str]] | None = None,
 ) -> ApplyReport:
-    """Carry out actions exactly once, re-checking each invoice first."""
+    """Carry out actions exactly once, re-checking each invoice first.
+
+    `deadlines`: per connection, the seconds its actions may take in all, counted from its first action (the
+    connections are applied one after another: one's slowness does not eat another's time), and how to say
+    it ran out; no action of it starts after that, the rest waits for the next run (a call under way is
+    bounded by its own timeout and the retry budget).
+    """
     report = ApplyReport()
     added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
     just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
     quota_out: dict[str, str] = {}  # connections whose daily call limit is (nearly) used up, and why
+    first_action: dict[str, float] = {}  # when each connection's first action started (monotonic)
 
     def defer(action: Action, reason: str) -> None:
         quota_out[action.connection] = reason
@@ -131,11 +140,16 @@ def apply_actions(
         if action.connection in quota_out:
             defer(action, quota_out[action.connection])
             continue
+        limit = (deadlines or {}).get(action.connection)
+        if limit is not None and action.connection not in report.broken:
+            began = first_action.setdefault(action.connection, clock.monotonic())
+            if clock.monotonic() - began >= limit[0]:
+                report.broken[action.connection] = limit[1]
         if action.connection in report.broken:
             report.failed.append(
                 {
                     "key": action.key,
-                    "error": f"not attempted: connection {action.connection!r} failed earlier in this run "
+                    "error": f"not attempted: connection {action.connection!r} stopped in this run "
                     f"({report.broken[action.connection]}); planned again next run",
                 }
             )

@@ -273,7 +273,7 @@ def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
 
 
 def _pull_all(
-    rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress
+    rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress, spent: dict[str, float]
 ) -> tuple[dict[str, Connector], list[ConnectionRun], list[RecordError]]:
     connectors, unavailable = rt.connectors(selected)
     runs: list[ConnectionRun] = []
@@ -283,10 +283,12 @@ def _pull_all(
             runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
             continue
         progress.phase(f"pulling {conn.name}")
+        began = clock.monotonic()
         try:
             runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
         except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
             runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
+        spent[conn.name] = clock.monotonic() - began
     for run in runs:
         if run.error:
             errors.append(RecordError(run.name, "*", f"pull failed: {run.error}"))
@@ -322,7 +324,8 @@ def _sync(
     progress: Progress,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
-    connectors, runs, errors = _pull_all(rt, selected, full, progress)
+    spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
+    connectors, runs, errors = _pull_all(rt, selected, full, progress, spent)
     reconciled: list[tuple[str, str]] = []
     if not dry_run:
         day = today if isinstance(today, date) else max(today.values())
@@ -341,8 +344,21 @@ def _sync(
         {n: rt.store.customers(n) for n in pulled},
         _action_day(today),
         progress.step,
+        deadlines=_deadlines(selected, spent),
     )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+def _deadlines(selected: Iterable[ConnectionSettings], spent: Mapping[str, float]) -> dict[str, tuple[float, str]]:
+    """Per connection: the seconds left of its sync deadline for applying (what its pull `spent` is taken off),
+    and how to say it ran past it."""
+    return {
+        c.name: (
+            c.sync_deadline_seconds - spent.get(c.name, 0.0),
+            f"the sync of {c.name!r} ran past sync_deadline_seconds = {c.sync_deadline_seconds}",
+        )
+        for c in selected
+    }
 
 
 def with_report(plan: Plan, report: ApplyReport) -> Plan:
@@ -382,6 +398,7 @@ def _apply_plan(rt: Runtime, plan: Plan, selected: list[ConnectionSettings], pro
         {n: rt.store.customers(n) for n in names},
         lambda a: plan.as_of,
         progress.step,
+        deadlines=_deadlines(selected, {}),
     )
     for run in runs:
         if run.name in connectors:

@@ -390,3 +390,30 @@ def test_a_bad_sync_deadline_is_a_config_error_naming_the_key(book: Book, value:
     assert run.code == 2, run.stderr
     assert "sync_deadline_seconds" in run.stderr and "bridge.toml" in run.stderr, run.stderr
 
+
+def test_applying_stops_at_the_connections_sync_deadline_and_the_rest_waits_for_the_next_run(book: Book) -> None:
+    # A relay to the sandbox's Xero whose writes each take a second: the sync of that connection runs past
+    # its 4 s deadline while applying; what is left is not attempted (planned again next run), the other
+    # connection applies everything.
+    def slow_write(handler: BaseHTTPRequestHandler, hostile: Hostile, hit: Hit) -> None:
+        hostile.stop.wait(1.0)
+        forward(book.sandbox.base_url)(handler, hostile, hit)
+
+    def answer(hit: Hit) -> Reply:
+        return slow_write if hit.method in ("POST", "PUT") else forward(book.sandbox.base_url)
+
+    book.good("quickbooks", "good-quickbooks")
+    with Hostile(answer) as relay:
+        book.good("xero", "slow-xero", through=relay.base_url)
+        book.blocks[-1] += "sync_deadline_seconds = 4\n"
+        first = book.run("sync")
+        second = book.run("sync")
+    assert first.code == 3, first.stderr[-2000:]
+    planned = first.actions_of("slow-xero")
+    done = planned & first.applied()
+    assert done and planned - done, (len(planned), len(done))  # some applied before the deadline, not all
+    says = "ran past sync_deadline_seconds = 4"
+    assert any(says in e for e in first.errors_of("slow-xero")), first.plan["errors"]
+    assert first.actions_of("good-quickbooks") <= first.applied()
+    assert (planned - done) & second.applied(), "the next run did not go on with what was left"
+    print(f"slow writes: {len(done)} of {len(planned)} applied before the 4 s deadline; {first.seconds:.1f} s")
