@@ -26,9 +26,10 @@ from bridge.clock import now_utc
 from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action
 from bridge.store import _ledger, _records
+from bridge.store import engine as _engine_settings
 from bridge.store import tables as t
 from bridge.store._sql import upsert
-from bridge.store.engine import BEGIN_OPTION, BUSY_TIMEOUT_MS, build_engine, display_url, parse_url
+from bridge.store.engine import BEGIN_OPTION, build_engine, display_url, parse_url
 from bridge.store.errors import StoreBusyError
 from bridge.store.migrate import upgrade
 from bridge.store.rows import (
@@ -112,7 +113,7 @@ class Store:
             if _is_lock_timeout(exc):
                 raise StoreBusyError(
                     f"the store {self.url} stayed locked by another process for more than "
-                    f"{BUSY_TIMEOUT_MS / 1000:g} s; try again, or look for a stuck bridge process"
+                    f"{_engine_settings.BUSY_TIMEOUT_MS / 1000:g} s; try again, or look for a stuck bridge process"
                 ) from exc
             raise
 

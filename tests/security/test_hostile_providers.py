@@ -417,3 +417,32 @@ def test_applying_stops_at_the_connections_sync_deadline_and_the_rest_waits_for_
     assert first.actions_of("good-quickbooks") <= first.applied()
     assert (planned - done) & second.applied(), "the next run did not go on with what was left"
     print(f"slow writes: {len(done)} of {len(planned)} applied before the 4 s deadline; {first.seconds:.1f} s")
+
+
+def test_a_locked_store_is_a_clear_error_naming_the_connection_never_a_raw_driver_error(
+    book: Book, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+    import sys
+
+    from bridge import cli
+    from bridge.store import engine
+
+    book.good("quickbooks", "good-quickbooks")
+    config = book.config
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 300)  # how long a writer waits for the lock (30 s in use)
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", book.key)
+    holder = sqlite3.connect(book.folder / "bridge.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holding the database's write lock, and keeping it
+        monkeypatch.setattr(sys, "argv", ["bridge", "--config", str(config), "--as-of", "2026-10-20", "sync"])
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+    finally:
+        holder.rollback()
+        holder.close()
+    out, err = capsys.readouterr()
+    said = " ".join((out + err).split())
+    assert exited.value.code == 1, said[-2000:]
+    assert "good-quickbooks" in said and "stayed locked by another process for more than 0.3 s" in said, said[-2000:]
+    assert "OperationalError" not in said and "Traceback" not in said
