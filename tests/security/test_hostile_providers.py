@@ -277,17 +277,38 @@ def _quickbooks_token_hangs(base: list[str], release: threading.Event | None = N
     return answer
 
 
-def test_a_token_endpoint_that_never_answers_fails_that_connection_and_the_other_syncs(book: Book) -> None:
+def _freshbooks_token(reply: Reply) -> Callable[[Hit], Reply]:
+    def answer(hit: Hit) -> Reply:
+        if hit.path.endswith("/auth/oauth/token"):
+            return reply
+        return send_json({}, status=401)  # the access token is refused: refresh it
+
+    return answer
+
+
+TOKEN_PATHS = {"quickbooks": "/tokens/bearer", "freshbooks": "/auth/oauth/token"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "how"),
+    [("quickbooks", "never answers"), ("freshbooks", "never answers"), ("freshbooks", "drips")],
+)
+def test_a_token_endpoint_that_hangs_fails_that_connection_and_the_other_syncs(
+    book: Book, provider: str, how: str
+) -> None:
     base: list[str] = []
-    with Hostile(_quickbooks_token_hangs(base)) as hostile:
+    reply = never_answer if how == "never answers" else drip(every=0.5)
+    answer = _quickbooks_token_hangs(base) if provider == "quickbooks" else _freshbooks_token(reply)
+    with Hostile(answer) as hostile:
         base.append(hostile.base_url)
         book.good("xero", "good-xero")
-        book.hostile("quickbooks", "hostile-quickbooks", hostile.base_url, expired=True, sync_deadline_seconds=4)
+        book.hostile(provider, f"hostile-{provider}", hostile.base_url, expired=True, sync_deadline_seconds=4)
         run = book.run("sync")
     # Each refresh is cut at timeout_seconds (1) and tried again until the pull's deadline (4 s) stops it.
-    _check_isolated(run, "hostile-quickbooks", "good-xero", says="ran past sync_deadline_seconds = 4")
-    assert hostile.count("/tokens/bearer") >= 2
-    print(f"token endpoint never answers: {hostile.count('/tokens/bearer')} refresh calls cut; {run.seconds:.1f} s")
+    _check_isolated(run, f"hostile-{provider}", "good-xero", says="ran past sync_deadline_seconds = 4")
+    calls = hostile.count(TOKEN_PATHS[provider])
+    assert calls >= 2
+    print(f"{provider} token endpoint {how}: {calls} refresh calls cut; bridge sync took {run.seconds:.1f} s")
 
 
 def test_a_hung_token_refresh_holds_no_database_lock_over_another_process(book: Book) -> None:
