@@ -82,7 +82,7 @@ class BodyTooLarge(ProviderError):
 
 
 class DeadlineExceeded(ProviderError):
-    """A connection's pull ran past its deadline (`sync_deadline_seconds`): no further call is made."""
+    """A connection's sync ran past its deadline (`sync_deadline_seconds`): no further call is made."""
 
 
 _CALL = threading.local()  # the connections checked out for the call this thread is making (see `_Tracking`)
@@ -210,7 +210,7 @@ class Wire:
         watchdog = threading.Timer(max(0.0, end - clock.monotonic()), cut)
         watchdog.daemon = True
         watchdog.start()
-        _CALL.taken = taken
+        outer, _CALL.taken = getattr(_CALL, "taken", None), taken
         try:
             response: requests.Response = self.session.request(method, url, **kwargs)
         except requests.RequestException as exc:
@@ -222,7 +222,7 @@ class Wire:
             watchdog.cancel()
             raise
         finally:
-            _CALL.taken = None
+            _CALL.taken = outer
         answered.append(response)
         if expired.is_set():
             cut()

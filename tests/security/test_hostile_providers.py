@@ -467,3 +467,36 @@ def test_a_locked_store_is_a_clear_error_naming_the_connection_never_a_raw_drive
     assert exited.value.code == 1, said[-2000:]
     assert "good-quickbooks" in said and "stayed locked by another process for more than 0.3 s" in said, said[-2000:]
     assert "OperationalError" not in said and "Traceback" not in said
+
+
+def test_an_evaluation_that_blows_up_on_one_connections_invoices_fails_only_that_connection(
+    book: Book, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import sys
+
+    from bridge import cli, sync
+
+    book.good("quickbooks", "good-quickbooks")
+    book.good("xero", "odd-xero")
+    config = book.config
+    real = sync.evaluate
+
+    def evaluate(invoices, *args, **kwargs):  # type: ignore[no-untyped-def]
+        invoices = list(invoices)
+        if any(i.connection == "odd-xero" for i in invoices):
+            raise RecursionError("maximum recursion depth exceeded")  # what a pathological record could do
+        return real(invoices, *args, **kwargs)
+
+    monkeypatch.setattr(sync, "evaluate", evaluate)
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", book.key)
+    monkeypatch.setattr(sys, "argv", ["bridge", "--config", str(config), "--as-of", "2026-10-20", "--json", "sync"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    plan = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 3
+    errors = [e["error"] for e in plan["errors"] if e["connection"] == "odd-xero"]
+    assert errors == ["evaluation failed: RecursionError: maximum recursion depth exceeded"], plan["errors"]
+    planned = {a["key"] for a in plan["actions"] if a["connection"] == "good-quickbooks"}
+    assert planned and planned <= {a["key"] for a in plan["applied"]}
+    assert not [a for a in plan["actions"] if a["connection"] == "odd-xero"]
