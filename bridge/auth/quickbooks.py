@@ -15,10 +15,16 @@ SCOPE = "com.intuit.quickbooks.accounting"
 
 
 def auth_client(
-    base_url: str | None, client_id: str, client_secret: str, redirect_uri: str, timeout: float = 30.0
+    base_url: str | None,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    timeout: float = 30.0,
+    bound: str | None = None,
 ) -> Any:
     """An intuit-oauth AuthClient whose every call (discovery, code exchange, refresh, revoke) ends within
-    `timeout` seconds; an emulator is reached through its discovery document.
+    `timeout` seconds (`bound` says what that limit is, in errors); an emulator is reached through its
+    discovery document.
 
     intuit-oauth passes no timeout to requests, so a token endpoint that never answers would hang the caller
     (and whatever lock it holds). The AuthClient is itself the `requests.Session` all its calls go through
@@ -33,7 +39,8 @@ def auth_client(
             if args:  # requests.Session.request's positional order: params, data, headers, ...
                 raise TypeError("TimedAuthClient.request takes keyword arguments only")
             kwargs.pop("timeout", None)
-            return Wire("QuickBooks' token service", timeout, session=_Plain(self)).request(method, url, **kwargs)
+            wire = Wire("QuickBooks' token service", timeout, session=_Plain(self), bound=bound)
+            return wire.request(method, url, **kwargs)
 
     if base_url and base_url.startswith("http://"):
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")

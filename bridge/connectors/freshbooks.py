@@ -153,6 +153,8 @@ class FreshBooksConnector:
         self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
+        except requests.RequestException as exc:
+            raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except (FreshBooksError, ValueError, KeyError) as exc:
             raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
         # Stored by the vault (inside its lock) before the new access token is used.

@@ -140,9 +140,11 @@ class Wire:
         *,
         session: Any = None,
         max_bytes: int = MAX_BODY_BYTES,
+        bound: str | None = None,
     ) -> None:
         self.provider = provider
         self.timeout = float(timeout)
+        self.bound = bound or f"timeout_seconds = {self.timeout:g}"  # what the timeout is, in errors
         self.session = session or requests.Session()  # anything with requests.Session's `request` (and `mount`)
         if callable(getattr(self.session, "mount", None)):
             for prefix in ("http://", "https://"):
@@ -150,6 +152,7 @@ class Wire:
         self.max_bytes = max_bytes
         self._deadline: float | None = None
         self._deadline_what = ""
+        self.last_failure: str | None = None  # what the last failed call said (the deadline's error repeats it)
 
     @contextmanager
     def deadline(self, seconds: float | None, what: str) -> Iterator[None]:
@@ -157,6 +160,7 @@ class Wire:
         previous = self._deadline, self._deadline_what
         self._deadline = clock.monotonic() + seconds if seconds else None
         self._deadline_what = what
+        self.last_failure = None
         try:
             yield
         finally:
@@ -168,8 +172,14 @@ class Wire:
             return None
         left = self._deadline - clock.monotonic()
         if left <= 0:
-            raise DeadlineExceeded(f"{self._deadline_what}: stopped")
+            last = f" (the last failed call: {self.last_failure})" if self.last_failure else ""
+            raise DeadlineExceeded(f"{self._deadline_what}: stopped{last}")
         return left
+
+    def note(self, exc: BaseException) -> BaseException:
+        """Remember a failed call (made here, or by a library beside us, such as a token refresh); returns it."""
+        self.last_failure = str(exc) or type(exc).__name__
+        return exc
 
     def bounded_sleep(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
         """`sleep`, never past the deadline (a retry's wait must not outlast the pull it belongs to)."""
@@ -183,7 +193,7 @@ class Wire:
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """`requests.Session.request`, with the whole call bounded in time and size."""
         start = clock.monotonic()
-        limit, bound = self.timeout, f"timeout_seconds = {self.timeout:g}"
+        limit, bound = self.timeout, self.bound
         left = self.remaining()
         if left is not None and left < limit:
             limit, bound = left, self._deadline_what
@@ -216,7 +226,8 @@ class Wire:
         except requests.RequestException as exc:
             watchdog.cancel()
             if isinstance(exc, requests.Timeout) or expired.is_set() or clock.monotonic() >= end:
-                raise too_slow from None
+                raise self.note(too_slow) from None
+            self.note(exc)
             raise
         except BaseException:
             watchdog.cancel()
@@ -242,20 +253,22 @@ class Wire:
         except (requests.RequestException, OSError, ValueError) as exc:
             if expired.is_set() or clock.monotonic() >= end:
                 response.close()
-                raise too_slow from None
+                raise self.note(too_slow) from None
             if isinstance(exc, requests.RequestException):
+                self.note(exc)
                 raise
-            raise requests.ConnectionError(f"{self.provider} dropped the connection: {exc}") from None
-        except Exception:
+            raise self.note(requests.ConnectionError(f"{self.provider} dropped the connection: {exc}")) from None
+        except Exception as exc:
             if expired.is_set():
                 response.close()
-                raise too_slow from None
+                raise self.note(too_slow) from None
+            self.note(exc)
             raise
         finally:
             watchdog.cancel()
         if expired.is_set():
             response.close()
-            raise too_slow
+            raise self.note(too_slow)
         response._content = bytes(body)
         response._content_consumed = True
         return response

@@ -166,10 +166,14 @@ class QuickBooksConnector:
             )
         emulator = None if self.base_url == PRODUCTION else self.base_url
         left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
-        timeout = self.timeout if left is None else min(self.timeout, left)
-        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout)
+        timeout, bound = self.timeout, self.wire.bound
+        if left is not None and left < timeout:
+            timeout, bound = left, "what was left of sync_deadline_seconds"
+        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout, bound)
         try:
             auth.refresh(refresh_token=current.refresh_token)
+        except requests.RequestException as exc:
+            raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except AuthClientError as exc:
             raise AuthError(
                 f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"

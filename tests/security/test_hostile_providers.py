@@ -204,6 +204,8 @@ def test_a_dripping_provider_fails_its_connection_and_the_other_syncs(book: Book
         run, good = _sync_beside(book, provider, hostile, timeout_seconds=1, sync_deadline_seconds=4)
     # Each call is cut at 1 s and retried (a timeout is worth another try) until the pull's 4 s are up.
     _check_isolated(run, f"hostile-{provider}", good, says="sync_deadline_seconds = 4")
+    said = " ".join(run.errors_of(f"hostile-{provider}"))
+    assert f"{provider} did not answer" in said, said  # the last failed call, named
     print(f"{provider} dripping every call: {len(hostile.hits)} calls cut, bridge sync took {run.seconds:.1f} s")
 
 
@@ -306,6 +308,8 @@ def test_a_token_endpoint_that_hangs_fails_that_connection_and_the_other_syncs(
         run = book.run("sync")
     # Each refresh is cut at timeout_seconds (1) and tried again until the pull's deadline (4 s) stops it.
     _check_isolated(run, f"hostile-{provider}", "good-xero", says="ran past sync_deadline_seconds = 4")
+    said = " ".join(run.errors_of(f"hostile-{provider}"))
+    assert "token service did not answer POST" in said and TOKEN_PATHS[provider] in said, said  # what hung
     calls = hostile.count(TOKEN_PATHS[provider])
     assert calls >= 2
     print(f"{provider} token endpoint {how}: {calls} refresh calls cut; bridge sync took {run.seconds:.1f} s")
