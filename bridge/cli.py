@@ -32,12 +32,8 @@ class Context:
 
     @property
     def out(self) -> Console:
-        """Human output: stdout, or stderr when stdout carries JSON. Data is never read as markup or emoji.
-
-        Tables are 160 columns wide when stdout is not a terminal, unless COLUMNS says otherwise.
-        """
-        wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-        return console(stderr=self.json, width=None if wide else 160)
+        """Human output: stdout, or stderr when stdout carries JSON. Data is never read as markup or emoji."""
+        return console(stderr=self.json, width=None if sys.stdout.isatty() else 160)
 
     @property
     def err(self) -> Console:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -14,3 +15,8 @@ def now_utc() -> datetime:
 def today_in(timezone: str) -> date:
     """Today's calendar date in the given IANA time zone."""
     return datetime.now(ZoneInfo(timezone)).date()
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes back (for deadlines and elapsed times, never for dates)."""
+    return time.monotonic()

@@ -143,6 +143,10 @@ class ConnectionSettings(_Settings):
     calls_per_minute: int | None = Field(None, gt=0, le=100_000)
     # How long one HTTP call may take before it counts as timed out (and is retried where that is safe).
     timeout_seconds: int = Field(30, ge=1, le=600)
+    # How long this connection's sync may take: its pull (every call, retry and wait) and then its actions.
+    # Past it the pull stops, or no further action starts (the rest waits for the next run); that connection
+    # is listed in the plan's errors and the others go on.
+    sync_deadline_seconds: int = Field(900, ge=1, le=86_400)
 
     @field_validator("name")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from bridge import killpoints
+from bridge import clock, killpoints
 from bridge.connectors.base import Connector
 from bridge.connectors.http import QuotaExhausted, ServerError, Throttled
 from bridge.errors import AuthError, BridgeError, ConflictError
@@ -91,13 +91,30 @@ class ApplyReport:
     deferred: list[dict[str, Any]] = field(default_factory=list)  # left for the next run (provider's daily limit)
     not_started: list[dict[str, Any]] = field(default_factory=list)  # left for the next run (stopped by a signal)
     interrupted: bool = False  # a stop was asked for (SIGINT/SIGTERM) while applying
+    # Connections that failed in an unexpected way while applying (why): the rest of their actions waits for
+    # the next run; the other connections go on.
+    broken: dict[str, str] = field(default_factory=dict)
 
 
 def _outcome_unknown(exc: BaseException) -> bool:
-    """The call may have reached the provider: a 5xx, a timeout, a dropped connection."""
+    """The call may have reached the provider: a 5xx, a timeout, a dropped connection, or anything unexpected
+    (an answer the bridge could not read may have followed a write that was done)."""
     if isinstance(exc, Throttled | AuthError):
         return False
+    if not isinstance(exc, BridgeError | requests.RequestException):
+        return True
     return isinstance(exc, ServerError | requests.Timeout | requests.ConnectionError)
+
+
+def _unexpected(exc: BaseException) -> bool:
+    return not isinstance(exc, BridgeError | requests.RequestException)
+
+
+def _describe(exc: BaseException) -> str:
+    if not _unexpected(exc):
+        return str(exc) or type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def apply_actions(
@@ -108,17 +125,24 @@ def apply_actions(
     today: Callable[[Action], date],
     progress: Callable[[Action, str], None] = lambda action, outcome: None,
     stop: Callable[[], bool] | None = None,
+    *,
+    deadlines: Mapping[str, tuple[float, str]] | None = None,
 ) -> ApplyReport:
     """Carry out actions exactly once, re-checking each invoice first.
 
     `stop` is asked before each action (never between an action's `pending` write and the provider's
     answer): once it says True, no new action starts and the rest is reported `not_started`.
+    `deadlines`: per connection, the seconds its actions may take in all, counted from its first action (the
+    connections are applied one after another: one's slowness does not eat another's time), and how to say
+    it ran out; no action of it starts after that, the rest waits for the next run (a call under way is
+    bounded by its own timeout and the retry budget).
     """
     report = ApplyReport()
     added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
     just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
     quota_out: dict[str, str] = {}  # connections whose daily call limit is (nearly) used up, and why
+    first_action: dict[str, float] = {}  # when each connection's first action started (monotonic)
 
     def defer(action: Action, reason: str) -> None:
         quota_out[action.connection] = reason
@@ -126,6 +150,9 @@ def apply_actions(
             {"key": action.key, "connection": action.connection, "invoice": action.invoice.number, "reason": reason}
         )
         progress(action, "deferred")
+
+    def broke(action: Action, exc: BaseException) -> None:
+        report.broken[action.connection] = f"{action.key}: {_describe(exc)}"
 
     for index, action in enumerate(ordered):
         if stop is not None and stop():
@@ -135,6 +162,21 @@ def apply_actions(
             break
         if action.connection in quota_out:
             defer(action, quota_out[action.connection])
+            continue
+        limit = (deadlines or {}).get(action.connection)
+        if limit is not None and action.connection not in report.broken:
+            began = first_action.setdefault(action.connection, clock.monotonic())
+            if clock.monotonic() - began >= limit[0]:
+                report.broken[action.connection] = limit[1]
+        if action.connection in report.broken:
+            report.failed.append(
+                {
+                    "key": action.key,
+                    "error": f"not attempted: connection {action.connection!r} stopped in this run "
+                    f"({report.broken[action.connection]}); planned again next run",
+                }
+            )
+            progress(action, "failed")
             continue
         entry = store.ledger_get(action.key)
         if entry is not None and entry.state in (*DONE, "pending"):
@@ -168,9 +210,11 @@ def apply_actions(
             except QuotaExhausted as exc:
                 defer(action, f"{exc}; deferred to the next run")
                 continue
-            except BridgeError as exc:
-                report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {exc}"})
+            except Exception as exc:  # anything: only this connection stops
+                report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {_describe(exc)}"})
                 progress(action, "failed")
+                if _unexpected(exc):
+                    broke(action, exc)
                 continue
             raw = fresh[1] if fresh else None
         if reason is not None:
@@ -199,23 +243,23 @@ def apply_actions(
             store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
             defer(action, f"{exc}; deferred to the next run")
             continue
-        except Exception as exc:
-            unknown = _outcome_unknown(exc)
+        except Exception as exc:  # anything (not KeyboardInterrupt): recorded, and only this connection stops
+            unknown, why = _outcome_unknown(exc), _describe(exc)
             if action.kind is ActionKind.REMINDER and unknown:
-                store.ledger_finish(action.key, "in_doubt", error=str(exc), applied_on=today(action))
-                report.in_doubt.append({"key": action.key, "error": str(exc)})
+                store.ledger_finish(action.key, "in_doubt", error=why, applied_on=today(action))
+                report.in_doubt.append({"key": action.key, "error": why})
                 progress(action, "in doubt")
             elif unknown:
                 # Left pending, exactly as if the process had died here: the next run reconciles it
                 # from the invoice itself (fee line there or not) and retries with the same key if not.
-                report.failed.append({"key": action.key, "error": f"{exc}; outcome unknown, reconciled next run"})
+                report.failed.append({"key": action.key, "error": f"{why}; outcome unknown, reconciled next run"})
                 progress(action, "pending")
             else:
-                store.ledger_finish(action.key, "failed", error=str(exc) or type(exc).__name__)
-                report.failed.append({"key": action.key, "error": str(exc) or type(exc).__name__})
+                store.ledger_finish(action.key, "failed", error=why)
+                report.failed.append({"key": action.key, "error": why})
                 progress(action, "failed")
-            if not isinstance(exc, BridgeError | requests.RequestException):
-                raise
+            if _unexpected(exc):
+                broke(action, exc)
             continue
         store.ledger_finish(
             action.key, "applied", response_id=result.response_id, form=result.form, applied_on=today(action)
@@ -229,7 +273,10 @@ def apply_actions(
         report.applied.append({"key": action.key, "response_id": result.response_id, "form": result.form})
         progress(action, "applied")
     for name in sorted({a.connection for a in ordered} & set(connectors)):
-        connectors[name].flush()
+        try:
+            connectors[name].flush()
+        except Exception as exc:  # what was applied is reported all the same
+            report.broken.setdefault(name, f"flush: {_describe(exc)}")
     report.interrupted = stop is not None and stop()
     return report
 
@@ -237,12 +284,18 @@ def apply_actions(
 def reconcile(store: Store, connectors: Mapping[str, Connector], today: date) -> list[tuple[LedgerEntry, str]]:
     """Settle every `pending` entry left by a run that stopped between its ledger write and its answer."""
     settled: list[tuple[LedgerEntry, str]] = []
+    failing: set[str] = set()  # connections whose provider could not be asked: their entries wait
     for entry in store.ledger(states=("pending",)):
         connector = connectors.get(entry.connection)
-        if connector is None:
+        if connector is None or entry.connection in failing:
             continue
         action = entry.action()
-        evidence = connector.evidence(action, entry.updated_at.isoformat())
+        try:
+            evidence = connector.evidence(action, entry.updated_at.isoformat())
+        except Exception as exc:  # left pending for the next run; the other connections go on
+            failing.add(entry.connection)
+            settled.append((entry, f"not reconciled ({_describe(exc)}): left pending for the next run"))
+            continue
         if evidence.found == "applied":
             store.ledger_finish(
                 entry.key,

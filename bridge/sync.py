@@ -107,8 +107,8 @@ class Runtime:
                 continue
             try:
                 built[conn.name] = factory(conn, self.vault, self.env)
-            except BridgeError as exc:
-                failed[conn.name] = str(exc)
+            except Exception as exc:  # one connection's surprise must not stop the others
+                failed[conn.name] = describe(exc)
         return built, failed
 
 
@@ -225,9 +225,33 @@ def build_plan(
     errors: Sequence[RecordError] = (),
     warnings: Sequence[Warning] = (),
 ) -> Plan:
-    """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of)."""
+    """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of).
+
+    Should the evaluation fail, each connection is evaluated alone to find the one(s) it fails on: those are
+    listed in the plan's errors and the plan is made for the others.
+    """
+    names = list(names)
+    failed: list[RecordError] = []
+    try:
+        plan = _evaluate(settings, store, names, today, errors)
+    except Exception:
+        for name in list(names):
+            try:
+                _evaluate(settings, store, [name], today, ())
+            except Exception as exc:
+                names.remove(name)
+                failed.append(RecordError(name, "*", f"evaluation failed: {describe(exc)}"))
+        plan = _evaluate(settings, store, names, today, [*errors, *failed])
+    dropped = {e.connection for e in failed}
+    warnings = [w for w in warnings if w.connection not in dropped]
+    return with_warnings(plan, warnings) if warnings else plan
+
+
+def _evaluate(
+    settings: Settings, store: Store, names: Sequence[str], today: date | dict[str, date], errors: Sequence[RecordError]
+) -> Plan:
     quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
-    plan = evaluate(
+    return evaluate(
         cached_invoices(store, names),
         settings.terms,
         store.history(names, PLANNING_HISTORY),
@@ -235,7 +259,16 @@ def build_plan(
         today,
         [*errors, *quarantined],
     )
-    return with_warnings(plan, warnings) if warnings else plan
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for the plan's errors: our errors by their message, anything else with its type
+    (a RecursionError's or a KeyError's message alone says nothing)."""
+    if isinstance(exc, BridgeError | requests.RequestException):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
@@ -244,7 +277,7 @@ def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
 
 
 def _pull_all(
-    rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress
+    rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress, spent: dict[str, float]
 ) -> tuple[dict[str, Connector], list[ConnectionRun], list[RecordError]]:
     connectors, unavailable = rt.connectors(selected)
     runs: list[ConnectionRun] = []
@@ -254,10 +287,12 @@ def _pull_all(
             runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
             continue
         progress.phase(f"pulling {conn.name}")
+        began = clock.monotonic()
         try:
             runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
-        except (BridgeError, requests.RequestException) as exc:
-            runs.append(ConnectionRun(conn.name, conn.provider, error=str(exc), stats=connectors[conn.name].stats))
+        except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
+            runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
+        spent[conn.name] = clock.monotonic() - began
     for run in runs:
         if run.error:
             errors.append(RecordError(run.name, "*", f"pull failed: {run.error}"))
@@ -298,7 +333,8 @@ def _sync(
     stop: StopOnSignal | None = None,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
-    connectors, runs, errors = _pull_all(rt, selected, full, progress)
+    spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
+    connectors, runs, errors = _pull_all(rt, selected, full, progress, spent)
     reconciled: list[tuple[str, str]] = []
     if not dry_run:
         day = today if isinstance(today, date) else max(today.values())
@@ -319,8 +355,21 @@ def _sync(
             _action_day(today),
             progress.step,
             stop,
+            deadlines=_deadlines(selected, spent),
         )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+def _deadlines(selected: Iterable[ConnectionSettings], spent: Mapping[str, float]) -> dict[str, tuple[float, str]]:
+    """Per connection: the seconds left of its sync deadline for applying (what its pull `spent` is taken off),
+    and how to say it ran past it."""
+    return {
+        c.name: (
+            c.sync_deadline_seconds - spent.get(c.name, 0.0),
+            f"the sync of {c.name!r} ran past sync_deadline_seconds = {c.sync_deadline_seconds}",
+        )
+        for c in selected
+    }
 
 
 def with_report(plan: Plan, report: ApplyReport) -> Plan:
@@ -329,6 +378,9 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
     deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]
     plan = with_warnings(plan, deferred) if deferred else plan
+    if report.broken:
+        broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+        plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
 
@@ -392,7 +444,8 @@ def _apply_plan(
     as_of: date | None,
     stop: StopOnSignal | None,
 ) -> SyncOutcome:
-    connectors, runs, errors = _pull_all(rt, selected, False, progress)
+    spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
+    connectors, runs, errors = _pull_all(rt, selected, False, progress, spent)
     healthy = {n: c for n, c in connectors.items() if not any(r.name == n and r.error for r in runs)}
     today = today_for(rt.settings.terms, as_of)
     day = today if isinstance(today, date) else max(today.values())
@@ -432,10 +485,12 @@ def _apply_plan(
             _action_day(today),
             progress.step,
             stop,
+            deadlines=_deadlines(selected, spent),
         )
     for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
         getattr(report, part).extend(getattr(applied, part))
     report.interrupted = applied.interrupted
+    report.broken.update(applied.broken)
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 

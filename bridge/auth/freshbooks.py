@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import freshbooks.client
+import requests
 from freshbooks.client import Client
 
 from bridge.auth.vault import TokenSet
@@ -19,6 +21,25 @@ PRODUCTION_API = "https://api.freshbooks.com"
 PRODUCTION_AUTH = "https://auth.freshbooks.com"
 SANDBOX_REDIRECT = "https://127.0.0.1:8719/callback"  # FreshBooks wants https redirect URIs without a query
 SCOPES = ("user:profile:read", "user:clients:read", "user:invoices:read", "user:invoices:write", "user:payments:read")
+
+
+class _TokenRequests:
+    """What freshbooks-sdk's `Client` sees as `requests`: its token calls (code exchange, refresh) are
+    `requests.post(url, data, timeout=...)`, where the timeout is per socket read (a token endpoint that
+    drips its answer would hold the caller, and the connection's token lock, for ever). Here `post` goes
+    through the `Wire`, which bounds the whole call by that same timeout; everything else is requests'."""
+
+    def post(self, url: str, data: Any = None, **kwargs: Any) -> requests.Response:
+        from bridge.connectors.http import Wire
+
+        timeout = kwargs.pop("timeout", None) or 30
+        return Wire("FreshBooks' token service", timeout).request("POST", url, data=data, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(requests, name)
+
+
+freshbooks.client.requests = _TokenRequests()  # type: ignore[attr-defined,assignment]
 
 
 def sdk_client(

@@ -9,14 +9,54 @@ action whose outcome was not recorded (for the ledger's reconciliation).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from bridge.connectors.http import CallStats
+from bridge.errors import ProviderError
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
 from bridge.store import Cursor, Quarantined
+
+# The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
+# inventing new records on every page cannot fill the memory before the pull's deadline.
+MAX_LISTED = 500_000
+
+
+class StalledPull(ProviderError):
+    """A paged read that stopped moving (the same page again, a lying page count) or grew past its bound."""
+
+
+class PageGuard:
+    """Bounds one paged listing: a page must bring new ids unless it was asked for from a cursor the previous
+    page was not (a keyset read restarting at a newer watermark repeats the rows at it), and the listing stops
+    past `MAX_LISTED` records. Keeps the ids seen, not the rows."""
+
+    def __init__(self, provider: str, what: str, *, max_listed: int = MAX_LISTED) -> None:
+        self.provider = provider
+        self.what = what
+        self.max_listed = max_listed
+        self.pages = 0
+        self._seen: set[str] = set()
+        self._cursor: object = None
+
+    def page(self, ids: Iterable[str], cursor: object = None) -> None:
+        """Count one page: the ids it brought and the cursor it was asked for from; `StalledPull` when it
+        brought rows but nothing new from the same cursor (the next page would not either)."""
+        self.pages += 1
+        before = len(self._seen)
+        got = list(ids)
+        self._seen.update(got)
+        moved = cursor != self._cursor
+        self._cursor = cursor
+        # An empty page ends a listing (the caller checks a stated page count that says otherwise).
+        if self.pages > 1 and got and len(self._seen) == before and not moved:
+            raise StalledPull(
+                f"{self.provider} page {self.pages} brought no new {self.what} and did not advance the cursor: stopped"
+            )
+        if len(self._seen) > self.max_listed:
+            raise StalledPull(f"{self.provider} listed more than {self.max_listed:,} {self.what} in one pull: stopped")
 
 
 @dataclass

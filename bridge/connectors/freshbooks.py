@@ -15,6 +15,7 @@ answer that leaves its outcome unknown: the ledger records it `in_doubt` and the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -34,13 +35,14 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PullResult
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, StalledPull
 from bridge.connectors.http import (
     CallStats,
     Limiter,
     RetryPolicy,
     Unauthorized,
     WindowLimiter,
+    Wire,
     raise_for_retriable,
     shared_limiter,
 )
@@ -103,6 +105,7 @@ class FreshBooksConnector:
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
         timeout: float = 30.0,
+        sync_deadline: float | None = None,
     ) -> None:
         self.name = name
         self.account_id = account_id
@@ -110,14 +113,16 @@ class FreshBooksConnector:
         self.api_base = (base_url or PRODUCTION_API).rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
-        self.policy = policy or RetryPolicy()
+        self.timeout = timeout
+        self.sync_deadline = sync_deadline
+        self.wire = Wire("freshbooks", timeout)
+        policy = policy or RetryPolicy()
+        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
         # Counted per account: every connector on it in this process shares one limiter.
         self.limiter = limiter or shared_limiter(
             ("freshbooks", self.api_base, account_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
         )
-        self.timeout = timeout
         self.stats = CallStats()
-        self.wire = requests.Session()
         self.tokens = HeldTokens(vault, name)
         self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
         config = SimpleNamespace(
@@ -144,8 +149,12 @@ class FreshBooksConnector:
                 "refreshing FreshBooks tokens needs the app's credentials: set BRIDGE_FRESHBOOKS_CLIENT_ID and "
                 "BRIDGE_FRESHBOOKS_CLIENT_SECRET"
             )
+        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
+        self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
+        except requests.RequestException as exc:
+            raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except (FreshBooksError, ValueError, KeyError) as exc:
             raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
         # Stored by the vault (inside its lock) before the new access token is used.
@@ -156,7 +165,7 @@ class FreshBooksConnector:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
-        kwargs["timeout"] = self.timeout
+        kwargs.pop("timeout", None)  # the wire bounds every call
 
         def once() -> requests.Response:
             self.stats.waited += self.limiter.acquire()
@@ -235,20 +244,24 @@ class FreshBooksConnector:
         found: dict[str, Mapping[str, Any]] = {}
         for _ in range(MAX_PASSES):
             found, totals, page = {}, set(), 1
+            guard = PageGuard("freshbooks", key)
             while True:
                 sort = SortBuilder()
                 sort.descending("updated")
                 builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
                 data = self._call(lambda b=builders: resource.list(self.account_id, builders=b)).data  # type: ignore[misc]
                 rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
+                guard.page(fm.record_id(r) for r in rows)
                 for row in rows:
                     row_id = fm.record_id(row)
                     if row_id not in found or fm.updated_seconds(row) >= fm.updated_seconds(found[row_id]):
                         found[row_id] = row
-                totals.add(int(data.get("total") or 0))
+                pages, total = _page_count(data, key, page)
+                _not_empty_before_the_end(rows, key, page, pages)
+                totals.add(total)
                 if older_than is not None and rows and fm.updated_seconds(rows[-1]) < older_than:
                     break
-                if page >= int(data.get("pages") or 1):
+                if page >= pages:
                     break
                 page += 1
             if len(totals) == 1:
@@ -299,6 +312,7 @@ class FreshBooksConnector:
         """Clients (all of them, or those with these ids), page by page."""
         found: list[Mapping[str, Any]] = []
         page = 1
+        guard = PageGuard("freshbooks", "clients")
         while True:
             builders: list[Builder] = [PaginateBuilder(page, PER_PAGE)]
             if ids is not None:
@@ -306,8 +320,12 @@ class FreshBooksConnector:
                 search.in_list("userids", ids)
                 builders.insert(0, search)
             data = self._call(lambda b=builders: self.clients.list(self.account_id, builders=b)).data  # type: ignore[misc]
-            found += [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
-            if page >= int(data.get("pages") or 1):
+            rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
+            guard.page(fm.record_id(r) for r in rows)
+            found += rows
+            pages = _page_count(data, "clients", page)[0]
+            _not_empty_before_the_end(rows, "clients", page, pages)
+            if page >= pages:
                 return found
             page += 1
 
@@ -328,6 +346,14 @@ class FreshBooksConnector:
         return out
 
     def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
+        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
+        with self.wire.deadline(self.sync_deadline, bound):
+            return self._pull(cursors, customers, full=full)
+
+    def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """Invoices changed since the cursors (payments only when some invoice changed: a payment always changes
@@ -525,6 +551,32 @@ class FreshBooksConnector:
         return Evidence("applied", "recorded")
 
 
+def _page_count(data: Mapping[str, Any], key: str, page: int) -> tuple[int, int]:
+    """(pages, total) of a list answer, checked against each other and against the page size: a page count
+    that is not a whole number, or more pages than the stated total fills, is refused (a provider saying
+    `"pages": 1000000000` would otherwise be read for ever)."""
+    stated = {name: data.get(name) for name in ("pages", "total", "per_page")}
+    pages, total, per_page = (
+        default if value is None else value for value, default in zip(stated.values(), (1, 0, PER_PAGE), strict=True)
+    )
+    for name, value in (("pages", pages), ("total", total), ("per_page", per_page)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ProviderError(
+                f"freshbooks answered {key} page {page} with {name} = {str(value)[:40]!r}, not a whole number: stopped"
+            )
+    if per_page < 1 or pages > max(1, -(-total // per_page)):
+        raise ProviderError(
+            f"freshbooks answered {key} page {page} with pages = {pages}, more than {total} {key} at {per_page} "
+            "a page fill: stopped"
+        )
+    return pages, total
+
+
+def _not_empty_before_the_end(rows: list[Mapping[str, Any]], key: str, page: int, pages: int) -> None:
+    if not rows and page < pages:
+        raise StalledPull(f"freshbooks page {page} of {pages} ({key}) was empty: stopped")
+
+
 def fm_sort(value: str) -> tuple[int, str]:
     """Numeric ids in numeric order."""
     return (int(value), "") if value.isdigit() else (1 << 62, value)
@@ -543,6 +595,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Fresh
         vault,
         base_url=connection.base_url,
         timeout=connection.timeout_seconds,
+        sync_deadline=connection.sync_deadline_seconds,
         client_id=env.get("BRIDGE_FRESHBOOKS_CLIENT_ID") or ("sandbox-client" if sandbox else None),
         client_secret=env.get("BRIDGE_FRESHBOOKS_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
         limiter=shared_limiter(

@@ -9,16 +9,21 @@ said it did not process it (429).
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
+import requests.adapters
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from bridge import clock
@@ -26,6 +31,9 @@ from bridge.errors import AuthError, BridgeError, ProviderError, RetriableProvid
 
 T = TypeVar("T")
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# The largest body one call may bring (decoded): a provider sending more is cut off, so memory stays bounded.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class Throttled(RetriableProviderError):
@@ -60,6 +68,217 @@ class QuotaExhausted(ProviderError):
 
     Not retried: what is left waits for the next run (the sync defers it; nothing fails or is dropped).
     """
+
+
+class CallTooSlow(requests.Timeout):
+    """A call that did not finish (connect, answer and the whole body) within its wall-clock bound.
+
+    A `requests.Timeout`: retried where a timeout is, and its outcome is unknown where a timeout's is.
+    """
+
+
+class BodyTooLarge(ProviderError):
+    """An answer larger than the bridge reads (`MAX_BODY_BYTES`): refused, never retried."""
+
+
+class DeadlineExceeded(ProviderError):
+    """A connection's sync ran past its deadline (`sync_deadline_seconds`): no further call is made."""
+
+
+_CALL = threading.local()  # the connections checked out for the call this thread is making (see `_Tracking`)
+
+
+class _Tracking:
+    """A connection pool that tells the call in progress on this thread which connection it took, so the
+    call's watchdog can shut that socket down while the call still waits for the status line or headers."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        taken: list[Any] | None = getattr(_CALL, "taken", None)
+        if taken is not None:
+            taken.append(conn)
+        return conn
+
+
+class _TrackingHTTPPool(_Tracking, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackingHTTPSPool(_Tracking, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackingHTTPPool, "https": _TrackingHTTPSPool}
+
+
+def _shut(conn: Any) -> None:
+    """Shut a connection's socket down from another thread: a read blocked on it returns at once."""
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class Wire:
+    """The one HTTP transport under every connector: each call is bounded by a wall-clock time that covers
+    connecting, the answer and the whole body (`timeout` seconds; requests' own timeout is per socket read,
+    so a server dripping a byte at a time would never trip it), and by a body size; inside `deadline` no call
+    starts after the deadline and one running into it is cut there.
+
+    A watchdog timer shuts the call's socket down when the time is up, whether the call still waits for the
+    status line and headers or reads the body (a read blocked on a silent or dripping server returns at once);
+    the body is read in chunks, its size counted. Thread-safe for concurrent calls.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        timeout: float,
+        *,
+        session: Any = None,
+        max_bytes: int = MAX_BODY_BYTES,
+        bound: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.timeout = float(timeout)
+        self.bound = bound or f"timeout_seconds = {self.timeout:g}"  # what the timeout is, in errors
+        self.session = session or requests.Session()  # anything with requests.Session's `request` (and `mount`)
+        if callable(getattr(self.session, "mount", None)):
+            for prefix in ("http://", "https://"):
+                self.session.mount(prefix, _TrackingAdapter())
+        self.max_bytes = max_bytes
+        self._deadline: float | None = None
+        self._deadline_what = ""
+        self.last_failure: str | None = None  # what the last failed call said (the deadline's error repeats it)
+
+    @contextmanager
+    def deadline(self, seconds: float | None, what: str) -> Iterator[None]:
+        """Every call in the block must end within `seconds` of its start (`what` names the bound in errors)."""
+        previous = self._deadline, self._deadline_what
+        self._deadline = clock.monotonic() + seconds if seconds else None
+        self._deadline_what = what
+        self.last_failure = None
+        try:
+            yield
+        finally:
+            self._deadline, self._deadline_what = previous
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None without one); `DeadlineExceeded` once it has passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - clock.monotonic()
+        if left <= 0:
+            last = f" (the last failed call: {self.last_failure})" if self.last_failure else ""
+            raise DeadlineExceeded(f"{self._deadline_what}: stopped{last}")
+        return left
+
+    def note(self, exc: BaseException) -> BaseException:
+        """Remember a failed call (made here, or by a library beside us, such as a token refresh); returns it."""
+        self.last_failure = str(exc) or type(exc).__name__
+        return exc
+
+    def bounded_sleep(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
+        """`sleep`, never past the deadline (a retry's wait must not outlast the pull it belongs to)."""
+
+        def bounded(seconds: float) -> None:
+            left = self._deadline - clock.monotonic() if self._deadline is not None else None
+            sleep(seconds if left is None else max(0.0, min(seconds, left)))
+
+        return bounded
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """`requests.Session.request`, with the whole call bounded in time and size."""
+        start = clock.monotonic()
+        limit, bound = self.timeout, self.bound
+        left = self.remaining()
+        if left is not None and left < limit:
+            limit, bound = left, self._deadline_what
+        end = start + limit
+        too_slow = CallTooSlow(
+            f"{self.provider} did not answer {method} {_path(url)} in full within {limit:.3g} s ({bound})"
+        )
+        kwargs["timeout"] = max(limit, 0.001)
+        kwargs["stream"] = True
+        expired = threading.Event()
+        taken: list[Any] = []
+        answered: list[requests.Response] = []
+
+        def cut() -> None:  # the watchdog: the time is up, wherever the call is (headers or body)
+            expired.set()
+            for conn in taken:
+                _shut(conn)
+            for response in answered:
+                shutdown = getattr(response.raw, "shutdown", None)
+                if callable(shutdown):
+                    with contextlib.suppress(Exception):
+                        shutdown()
+
+        watchdog = threading.Timer(max(0.0, end - clock.monotonic()), cut)
+        watchdog.daemon = True
+        watchdog.start()
+        outer, _CALL.taken = getattr(_CALL, "taken", None), taken
+        try:
+            response: requests.Response = self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            watchdog.cancel()
+            if isinstance(exc, requests.Timeout) or expired.is_set() or clock.monotonic() >= end:
+                raise self.note(too_slow) from None
+            self.note(exc)
+            raise
+        except BaseException:
+            watchdog.cancel()
+            raise
+        finally:
+            _CALL.taken = outer
+        answered.append(response)
+        if expired.is_set():
+            cut()
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    response.close()
+                    raise BodyTooLarge(
+                        f"{self.provider} answered {method} {_path(url)} with more than "
+                        f"{self.max_bytes // (1024 * 1024)} MiB: refused"
+                    )
+                if clock.monotonic() > end:
+                    response.close()
+                    raise too_slow
+        except (requests.RequestException, OSError, ValueError) as exc:
+            if expired.is_set() or clock.monotonic() >= end:
+                response.close()
+                raise self.note(too_slow) from None
+            if isinstance(exc, requests.RequestException):
+                self.note(exc)
+                raise
+            raise self.note(requests.ConnectionError(f"{self.provider} dropped the connection: {exc}")) from None
+        except Exception as exc:
+            if expired.is_set():
+                response.close()
+                raise self.note(too_slow) from None
+            self.note(exc)
+            raise
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            response.close()
+            raise self.note(too_slow)
+        response._content = bytes(body)
+        response._content_consumed = True
+        return response
+
+
+def _path(url: str) -> str:
+    """The path of a URL, without its query (which may be long, and is never needed to say what was called)."""
+    rest = url.split("://", 1)[-1]
+    path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return path.split("?", 1)[0][:120]
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -25,8 +25,8 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PullResult
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Unauthorized, raise_for_retriable
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Unauthorized, Wire, raise_for_retriable
 from bridge.errors import AuthError, DataError, ProviderError
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
@@ -77,6 +77,15 @@ def _updated(raw: Mapping[str, Any]) -> str:
     return str(meta.get("LastUpdatedTime", "")) if isinstance(meta, Mapping) else ""
 
 
+def _stamp_literal(stamp: str) -> str:
+    """A last-updated time as a query literal; anything that is not an ISO 8601 timestamp is refused."""
+    try:
+        datetime.fromisoformat(stamp)
+    except ValueError:
+        raise ProviderError(f"QuickBooks gave a last-updated time that is not a timestamp: {stamp[:80]!r}") from None
+    return query_string(stamp, "a last-updated time")
+
+
 def _as_utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp).astimezone(UTC)
 
@@ -99,6 +108,7 @@ class QuickBooksConnector:
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         timeout: float = 30.0,
+        sync_deadline: float | None = None,
     ) -> None:
         self.name = name
         self.realm_id = realm_id
@@ -106,11 +116,14 @@ class QuickBooksConnector:
         self.vault = vault
         self.client_id = client_id
         self.client_secret = client_secret
-        self.policy = policy or RetryPolicy()
         self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
         self.timeout = timeout
+        self.sync_deadline = sync_deadline
         self.stats = CallStats()
         self.http = requests.Session()
+        self.wire = Wire("quickbooks", timeout, session=self.http)
+        policy = policy or RetryPolicy()
+        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
         self._local = threading.local()
         self.tokens = HeldTokens(vault, name)
         self._fee_items: dict[str, Mapping[str, Any]] = {}
@@ -160,7 +173,7 @@ class QuickBooksConnector:
         sent_headers = dict(headers or {})
         sent_headers["Authorization"] = f"Bearer {token}"
         self.stats.calls += 1
-        response = self.http.request(method, url, headers=sent_headers, params=params, data=data, timeout=self.timeout)
+        response = self.wire.request(method, url, headers=sent_headers, params=params, data=data)
         self.stats.statuses[response.status_code] += 1
         return response
 
@@ -176,9 +189,15 @@ class QuickBooksConnector:
                 "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
             )
         emulator = None if self.base_url == PRODUCTION else self.base_url
-        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback")
+        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
+        timeout, bound = self.timeout, self.wire.bound
+        if left is not None and left < timeout:
+            timeout, bound = left, "what was left of sync_deadline_seconds"
+        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout, bound)
         try:
             auth.refresh(refresh_token=current.refresh_token)
+        except requests.RequestException as exc:
+            raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except AuthClientError as exc:
             raise AuthError(
                 f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"
@@ -216,10 +235,12 @@ class QuickBooksConnector:
         """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""
         watermark = since.watermark if since else None
         seen = set(since.ids_at_watermark) if since else set()
+        guard = PageGuard("quickbooks", f"{entity} records")
         while True:
-            where = [f"Metadata.LastUpdatedTime <= '{cap}'"]
+            where = [f"Metadata.LastUpdatedTime <= {_stamp_literal(cap)}"]
             if watermark:
-                where.append(f"Metadata.LastUpdatedTime >= '{watermark}'")
+                # The watermark is the provider's own text: checked to be a timestamp before it enters a query.
+                where.append(f"Metadata.LastUpdatedTime >= {_stamp_literal(watermark)}")
             rows: list[Mapping[str, Any]] = []
             start = 1
             # Records sharing one timestamp beyond a page are paged by position within that timestamp.
@@ -228,6 +249,9 @@ class QuickBooksConnector:
                     f"SELECT * FROM {entity} WHERE {' AND '.join(where)} "
                     f"ORDERBY Metadata.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {PAGE}"
                 ).get(entity, [])
+                if not isinstance(page, list):
+                    raise ProviderError(f"QuickBooks answered a {entity} query with {type(page).__name__}, not a list")
+                guard.page((str(r.get("Id")) if isinstance(r, Mapping) else "" for r in page), watermark)
                 rows.extend(page)
                 if len(page) < PAGE or _updated(page[0]) != _updated(page[-1]):
                     break
@@ -241,6 +265,14 @@ class QuickBooksConnector:
             watermark = last
 
     def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
+        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
+        with self.wire.deadline(self.sync_deadline, bound):
+            return self._pull(cursors, customers, full=full)
+
+    def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """Changed records since the cursors: one CDC call when recent, keyset queries otherwise."""
@@ -441,6 +473,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Quick
         vault,
         base_url=connection.base_url,
         timeout=connection.timeout_seconds,
+        sync_deadline=connection.sync_deadline_seconds,
         client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
         client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
         limiter=RateLimiter(connection.calls_per_minute / 60, BURST) if connection.calls_per_minute else None,

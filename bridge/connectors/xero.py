@@ -11,6 +11,7 @@ because the SDK's serializer turns every Decimal into a binary float.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 from bridge import clock, killpoints
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
-from bridge.connectors.base import Applied, Evidence, PullResult
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
 from bridge.connectors.http import (
     CallStats,
     Limiter,
@@ -37,6 +38,7 @@ from bridge.connectors.http import (
     RetryPolicy,
     Unauthorized,
     WindowLimiter,
+    Wire,
     raise_for_retriable,
     shared_limiter,
 )
@@ -142,6 +144,7 @@ class XeroConnector:
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
         timeout: float = 30.0,
+        sync_deadline: float | None = None,
         history_notes: bool = True,
         daily_reserve: int = DAILY_RESERVE,
     ) -> None:
@@ -152,19 +155,22 @@ class XeroConnector:
         self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
         self.client_id = client_id
         self.client_secret = client_secret
-        self.policy = policy or RetryPolicy()
+        self.timeout = timeout
+        self.sync_deadline = sync_deadline
+        self.http = requests.Session()
+        self.wire = Wire("xero", timeout, session=self.http)
+        policy = policy or RetryPolicy()
+        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
         # Xero counts per organisation: every connector on it in this process shares one limiter.
         self.limiter = limiter or shared_limiter(
             ("xero", self.api_base, tenant_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
         )
-        self.timeout = timeout
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
         self.day_remaining: int | None = None
         self.stats = CallStats()
         self.note_failures: list[str] = []
         self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
-        self.http = requests.Session()
         self.tokens = HeldTokens(vault, name)
         self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
         self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
@@ -257,7 +263,7 @@ class XeroConnector:
         if api:
             headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
         self.stats.calls += 1
-        response = self.http.request(method, url, params=query, headers=headers, data=data, timeout=self.timeout)
+        response = self.wire.request(method, url, params=query, headers=headers, data=data)
         self.stats.statuses[response.status_code] += 1
         remaining = response.headers.get("X-DayLimit-Remaining")
         if api and remaining is not None and remaining.isdigit():
@@ -308,9 +314,11 @@ class XeroConnector:
         seen = set(since.ids_at_watermark) if since else set()
         out: list[Mapping[str, Any]] = []
         page = 1
+        guard = PageGuard("xero", key.lower())
         while True:
             modified = _naive_utc(watermark) if watermark is not None else None
             rows = [r for r in fetch(modified, page).get(key) or [] if isinstance(r, Mapping)]
+            guard.page((str(r.get(id_field)) for r in rows), watermark)
             for row in rows:
                 stamp, row_id = xm.updated_ms(row), str(row.get(id_field))
                 if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
@@ -360,9 +368,11 @@ class XeroConnector:
         """Contacts (all of them, or those with these ids), page by page."""
         found: list[Mapping[str, Any]] = []
         page = 1
+        guard = PageGuard("xero", "contacts")
         while True:
             extra = {"i_ds": ids} if ids is not None else {}
             rows = self._get(self.accounting.get_contacts, page=page, page_size=PAGE, **extra).get("Contacts") or []
+            guard.page(str(r.get("ContactID")) for r in rows if isinstance(r, Mapping))
             found += [r for r in rows if isinstance(r, Mapping)]
             if len(rows) < PAGE:
                 return found
@@ -374,6 +384,14 @@ class XeroConnector:
         return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
 
     def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
+        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
+        with self.wire.deadline(self.sync_deadline, bound):
+            return self._pull(cursors, customers, full=full)
+
+    def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """Invoices and payments changed since the cursors; everything (and the contacts) once a day."""
@@ -574,6 +592,7 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroC
         vault,
         base_url=connection.base_url,
         timeout=connection.timeout_seconds,
+        sync_deadline=connection.sync_deadline_seconds,
         client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
         client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
         history_notes=connection.history_notes,

@@ -1,8 +1,8 @@
 """The store: connections, encrypted tokens, the read cache of pulled records, the action ledger
 and renegotiations, behind one object. SQLAlchemy Core; SQLite by default, PostgreSQL by URL, same code.
 
-Transactions: every method is one transaction of its own, committed before it returns, except
-inside `token_lock`, where the thread's calls join the lock's transaction (see there).
+Transactions: every method is one transaction of its own, committed before it returns (inside
+`token_lock` too: that lock is not a transaction, see there).
 On SQLite a writing transaction starts with `BEGIN IMMEDIATE`, so writers queue on the busy
 timeout instead of failing half-way.
 """
@@ -26,9 +26,10 @@ from bridge.clock import now_utc
 from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action
 from bridge.store import _ledger, _records
+from bridge.store import engine as _engine_settings
 from bridge.store import tables as t
 from bridge.store._sql import upsert
-from bridge.store.engine import BEGIN_OPTION, BEGIN_WAIT_OPTION, build_engine, display_url, parse_url
+from bridge.store.engine import BEGIN_OPTION, build_engine, display_url, parse_url
 from bridge.store.errors import StoreBusyError
 from bridge.store.migrate import upgrade
 from bridge.store.rows import (
@@ -44,6 +45,9 @@ from bridge.store.rows import (
 )
 
 _NO_CURSORS: Mapping[str, Cursor] = MappingProxyType({})
+# Named locks of in-memory SQLite databases (no file to lock beside): per engine, kind and name.
+_PROCESS_LOCKS: dict[tuple[int, str, str], threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
 
 
 class Store:
@@ -98,23 +102,26 @@ class Store:
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction; inside `token_lock` a savepoint of the lock's transaction instead."""
-        held: Connection | None = getattr(self._local, "conn", None)
-        if held is not None:
-            with held.begin_nested():
-                yield held
-            return
-        with self._engine.connect() as conn:
-            if write:
-                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
-            with conn.begin():
-                yield conn
+        """One transaction; a lock timeout becomes `StoreBusyError` (never a raw driver error)."""
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            if _is_lock_timeout(exc):
+                raise StoreBusyError(
+                    f"the store {self.url} stayed locked by another process for more than "
+                    f"{_engine_settings.BUSY_TIMEOUT_MS / 1000:g} s; try again, or look for a stuck bridge process"
+                ) from exc
+            raise
 
     def _must_commit_now(self, operation: str) -> None:
-        if getattr(self._local, "conn", None) is not None:
+        if any((getattr(self._local, "token_locks", None) or {}).values()):
             raise RuntimeError(
-                f"{operation} must commit before it returns, which it cannot do inside token_lock "
-                "(the lock's transaction commits when the block ends); call it outside the block"
+                f"{operation} may not run inside token_lock (the lock serializes token refreshes, nothing else); "
+                "call it outside the block"
             )
 
     # -- connections ----------------------------------------------------------------------------
@@ -176,7 +183,7 @@ class Store:
     ) -> None:
         """Store a connection's encrypted tokens (the caller encrypts); the version goes up by one on every save.
 
-        Inside `token_lock` the save is durable when the block ends, even if it ends with an exception.
+        Committed before it returns, inside `token_lock` too.
         """
         row = {
             "connection": connection,
@@ -215,47 +222,94 @@ class Store:
     def token_lock(self, connection: str, *, timeout: float = 60.0) -> Iterator[None]:
         """Hold the connection's token lock for the block: one refresh at a time, across processes and machines.
 
-        SQLite: a dedicated database connection holds `BEGIN IMMEDIATE` (the database's write lock) for the
-        block. PostgreSQL: a transaction holds `pg_advisory_xact_lock` on the connection name. Waits up to
+        No database transaction stays open while it is held: a refresh makes an HTTP call that may take its
+        whole timeout, and on SQLite a write transaction locks the whole database (every other process's
+        writes would queue behind a token endpoint that never answers). SQLite: an exclusive `flock` on a file
+        beside the database, per connection (an in-memory database: a lock in this process). PostgreSQL: a
+        session advisory lock on the connection name, on a database connection of its own. Waits up to
         `timeout` seconds, then raises `StoreBusyError`.
 
-        Inside the block, this thread's store calls run on the lock's database connection, each in a
-        savepoint, so they neither deadlock against the lock nor leave half their writes behind if they
-        fail. Their writes are committed when the block ends, *even if it ends with an exception*: a rotated
-        refresh token saved in the block must never be lost. Leave the block before using a new access token.
-        The ledger's write methods refuse to run inside the block (they must commit before returning).
-        Nested `token_lock` calls in the same thread join the outer block.
+        Store calls in the block are ordinary short transactions, committed before they return: a rotated
+        refresh token saved in the block is durable at once, even if the block then ends with an exception.
+        The ledger's write methods refuse to run in the block (a refresh has no business with the ledger).
+        Nested `token_lock` calls in the same thread for a connection already held join the outer block.
         """
-        held: Connection | None = getattr(self._local, "conn", None)
-        if held is not None:
-            if self.dialect == "postgresql":
-                with held.begin_nested():
-                    self._pg_lock(held, connection, timeout)
-            yield
-            return
-        conn = self._engine.connect()
-        try:
-            try:
-                if self.dialect == "sqlite":
-                    conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE", BEGIN_WAIT_OPTION: int(timeout * 1000)})
-                    tx = conn.begin()
-                else:
-                    tx = conn.begin()
-                    self._pg_lock(conn, connection, timeout)
-            except OperationalError as exc:
-                if _is_lock_timeout(exc):
-                    raise StoreBusyError(
-                        f"the token lock of connection {connection!r} was held by another process for more than "
-                        f"{timeout:g} s; try again, or look for a stuck bridge process"
-                    ) from exc
-                raise
-            self._local.conn = conn
+        held: dict[str, int] | None = getattr(self._local, "token_locks", None)
+        if held is None:
+            held = self._local.token_locks = {}
+        if held.get(connection):
+            held[connection] += 1
             try:
                 yield
             finally:
-                self._local.conn = None
-                if tx.is_active:
-                    tx.commit()
+                held[connection] -= 1
+            return
+        busy = StoreBusyError(
+            f"the token lock of connection {connection!r} was held by another process for more than "
+            f"{timeout:g} s; try again, or look for a stuck bridge process"
+        )
+        with self._named_lock("token", connection, timeout, busy):
+            held[connection] = 1
+            try:
+                yield
+            finally:
+                del held[connection]
+
+    @contextmanager
+    def _named_lock(self, kind: str, name: str, timeout: float, busy: StoreBusyError) -> Iterator[None]:
+        """An exclusive lock per (kind, name) across processes, held without any open transaction: a `flock`
+        beside the SQLite file, a session advisory lock on PostgreSQL. `busy` is raised after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        if self.dialect == "sqlite":
+            database = self._engine.url.database or ""
+            if not database or database == ":memory:":
+                with _PROCESS_LOCKS_GUARD:
+                    lock = _PROCESS_LOCKS.setdefault((id(self._engine), kind, name), threading.Lock())
+                if not lock.acquire(timeout=max(timeout, 0.0)):
+                    raise busy
+                try:
+                    yield
+                finally:
+                    lock.release()
+                return
+            import fcntl
+
+            fd = os.open(Path(f"{database}.{name}.{kind}-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise busy from None
+                        time.sleep(0.05)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+            return
+        conn = self._engine.connect()
+        try:
+            key = {"name": name}
+            space = f"bridge.{kind}:"
+            query = text("SELECT pg_try_advisory_lock(hashtext(:space || current_schema()), hashtext(:name))")
+            while not conn.execute(query, {**key, "space": space}).scalar():
+                conn.rollback()
+                if time.monotonic() >= deadline:
+                    raise busy
+                time.sleep(0.05)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(hashtext(:space || current_schema()), hashtext(:name))"),
+                    {**key, "space": space},
+                )
+                conn.commit()
         finally:
             conn.close()
 
@@ -327,14 +381,6 @@ class Store:
                 conn.commit()
         finally:
             conn.close()
-
-    @staticmethod
-    def _pg_lock(conn: Connection, connection: str, timeout: float) -> None:
-        conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{max(1, int(timeout * 1000))}ms"})
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('bridge.token:' || current_schema()), hashtext(:name))"),
-            {"name": connection},
-        )
 
     # -- pulled records -------------------------------------------------------------------------
 

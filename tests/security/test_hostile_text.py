@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 
+from bridge import render
 from bridge.render import console, printable, safe
 from bridge.sandbox import Sandbox
 from tests.security._text_fixtures import (
@@ -58,7 +59,8 @@ def test_the_console_prints_markup_and_emoji_codes_literally() -> None:
 
 
 def test_a_dry_run_prints_hostile_names_numbers_and_descriptions_as_text(bridge, book: Book, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("COLUMNS", "1000")  # wide enough that no table cell wraps the hostile text
+    wide = render.console
+    monkeypatch.setattr("bridge.cli.console", lambda **kw: wide(**{**kw, "width": 1000}))  # no cell wraps the text
     for flags in ([], ["-v"]):
         dry = bridge(*book.args(*flags, "sync", "--dry-run"))
         assert dry.code in (0, 3), dry.err

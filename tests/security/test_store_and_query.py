@@ -201,3 +201,13 @@ def test_a_fee_item_name_with_a_quote_is_found_again_and_one_with_a_backslash_fa
     # A reminder that counted on one of those fees in the balance it states is dropped, not sent wrong.
     others = [f for f in failed if not f["key"].startswith("late_fee:")]
     assert all(f["key"].startswith("reminder:") and "plan_mismatch" in f["error"] for f in others), others
+
+
+def test_a_last_updated_time_from_the_provider_enters_a_query_only_as_a_timestamp() -> None:
+    from bridge.connectors.quickbooks import _stamp_literal
+    from bridge.errors import ProviderError
+
+    assert _stamp_literal("2026-10-20T10:00:00-07:00") == "'2026-10-20T10:00:00-07:00'"
+    for hostile in ("2026-10-20' OR Id > '0", "2026-10-20T10:00:00\\", "now"):
+        with pytest.raises(ProviderError, match="not a timestamp"):
+            _stamp_literal(hostile)
