@@ -298,3 +298,30 @@ def test_apply_of_a_plan_made_for_a_later_day_charges_nothing_that_is_not_owed_t
     assert applied <= today and not applied & {a["key"] for a in future}
     failed = {f["key"]: f["error"] for f in done["failed"]}
     assert all(failed[a["key"]].startswith("plan_mismatch") for a in future)
+
+
+def test_a_usd_contract_charges_nothing_on_the_xero_books_euro_and_pound_invoices(
+    bridge, module_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from bridge.sandbox import default_seed
+    from tests.cli.test_sync_xero import link
+
+    module_sandbox.reset(default_seed())
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
+    xero = link(module_sandbox, tmp_path, key)
+    text = xero.config.read_text()
+    xero.config.write_text(text[: text.index("\n# Invoices in other currencies")] + "\n")  # the USD contract alone
+    plan = plan_of(bridge(*xero.args("--json", "sync")))
+    others = {i["InvoiceNumber"] for i in xero.invoices() if i.get("CurrencyCode") not in (None, "USD")}
+    assert others, "the Xero demo book holds EUR and GBP invoices"
+    assert not [a for a in plan["actions"] if a["invoice"]["number"] in others]
+    codes = {s["invoice"]: s["code"] for s in plan["skipped"] if s["invoice"] in others}
+    open_others = {
+        i["InvoiceNumber"] for i in xero.invoices() if i["InvoiceNumber"] in others and i["Status"] == "AUTHORISED"
+    }
+    assert open_others and all(codes[n] == "currency_mismatch" for n in open_others), codes
+    assert all(Decimal(a["amount"]) > 0 for a in plan["actions"] if a["kind"] == "late_fee")
+    assert {a["invoice"]["currency"] for a in plan["actions"]} == {"USD"}
