@@ -27,6 +27,7 @@ from bridge.errors import AuthError, ConfigError
 from bridge.store import Store
 
 CALLBACK_PORT = 8719
+LINK_TIMEOUT = 30.0  # seconds one call of the linking flow may take in all
 REDIRECT_URI = f"http://127.0.0.1:{CALLBACK_PORT}/callback"
 SANDBOX_CLIENT = ("sandbox-client", "sandbox-secret")  # the sandbox accepts any client credentials
 
@@ -79,6 +80,16 @@ class Flow(Protocol):
     def revoke(self, app: App, tokens: TokenSet) -> bool:
         """Revoke the refresh token at the provider; False when the provider has no revocation."""
         ...
+
+
+def _http(method: str, url: str, what: str, **kwargs: object) -> requests.Response:
+    """One call of the linking flow, bounded in wall-clock time like every connector call (connect to last byte)."""
+    from bridge.connectors.http import Wire
+
+    try:
+        return Wire("the provider", LINK_TIMEOUT, bound="the linking flow's 30 s limit").request(method, url, **kwargs)
+    except requests.RequestException as exc:
+        raise AuthError(f"{what} could not be reached at {url}: {exc}") from None
 
 
 def _check(response: requests.Response, what: str) -> requests.Response:
@@ -165,15 +176,19 @@ class XeroFlow:
         form = {"grant_type": "authorization_code", "code": params["code"], "redirect_uri": app.redirect_uri}
         if verifier:
             form["code_verifier"] = verifier
-        answer = requests.post(
-            xero_auth.token_url(self.base_url), data=form, auth=(app.client_id, app.client_secret), timeout=30
+        answer = _http(
+            "POST",
+            xero_auth.token_url(self.base_url),
+            "Xero's token endpoint",
+            data=form,
+            auth=(app.client_id, app.client_secret),
         )
         return xero_auth.tokens_from(_check(answer, "Xero's token exchange").json())
 
     def tenants(self, tokens: TokenSet, params: Mapping[str, str]) -> list[Tenant]:
         url = f"{self.base_url or xero_auth.PRODUCTION_API}/connections"
         answer = _check(
-            requests.get(url, headers={"Authorization": f"Bearer {tokens.access_token}"}, timeout=30),
+            _http("GET", url, "Xero's /connections", headers={"Authorization": f"Bearer {tokens.access_token}"}),
             "Xero's /connections",
         )
         found = [
@@ -188,8 +203,12 @@ class XeroFlow:
             else f"{xero_auth.PRODUCTION_IDENTITY}/connect/revocation"
         )
         _check(
-            requests.post(
-                url, data={"token": tokens.refresh_token}, auth=(app.client_id, app.client_secret), timeout=30
+            _http(
+                "POST",
+                url,
+                "Xero's revocation endpoint",
+                data={"token": tokens.refresh_token},
+                auth=(app.client_id, app.client_secret),
             ),
             "Xero's token revocation",
         )
@@ -293,7 +312,7 @@ def query_of(url: str) -> dict[str, str]:
 
 def follow_redirect(url: str) -> dict[str, str]:
     """Sandbox only: its authorize endpoint consents at once; read where it sends the browser."""
-    response = requests.get(url, allow_redirects=False, timeout=30)
+    response = _http("GET", url, "the sandbox's consent page", allow_redirects=False)
     location = response.headers.get("Location", "")
     if response.status_code not in (301, 302, 303, 307) or not location:
         raise AuthError(f"the consent page answered HTTP {response.status_code} without a redirect; is it the sandbox?")
