@@ -18,7 +18,7 @@ def test_a_dripping_consent_page_or_token_endpoint_ends_the_link_with_a_clear_er
     monkeypatch.setattr(link, "LINK_TIMEOUT", 1.0)
     with Hostile(lambda hit: reply(every=0.5)) as hostile:  # type: ignore[operator]
         started = time.monotonic()
-        with pytest.raises(AuthError, match="could not be reached at .* within 1 s"):
+        with pytest.raises(AuthError, match=r"could not be reached at .* within 1 s"):
             link.follow_redirect(hostile.base_url + "/identity/connect/authorize?state=x")
         took = time.monotonic() - started
     assert took < 10  # a guard only: requests' per-read timeout never trips on a drip
