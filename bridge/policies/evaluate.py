@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Literal, NamedTuple
 
 from bridge.delivery import NOT_SENT, reminder_delivery
-from bridge.messages import MessageContext, render_message
+from bridge.messages import MessageContext, RenderedMessage, render_message
 from bridge.model import Customer, HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
 from bridge.money import format_amount
 from bridge.plan import (
@@ -599,39 +599,11 @@ def _renegotiation_action(
     earlier: RenegotiationRequest | None,
     today: date,
 ) -> Action:
+    """The action a decided request calls for, with the message for the client (handed to you, not sent)."""
     accepted = kind is ActionKind.UPDATE_DUE_DATE
     effective = record.new_due_date if accepted else (record.previous_due_date or inv.due_date)
     assert effective is not None or not accepted
-    terms = contract.renegotiation
-    clause_text = describe_renegotiation(contract)
-    rendered = render_message(
-        MessageContext(
-            message="renegotiation_accepted" if accepted else "renegotiation_refused",
-            customer_name=inv.customer.name,
-            invoice_number=inv.number,
-            currency=inv.currency,
-            amount_due=inv.amount_due,
-            total=inv.total,
-            due_date=effective or today,
-            today=today,
-            days_overdue=(today - effective).days if effective else 0,
-            clause=contract.clause("renegotiation"),
-            clause_text=clause_text,
-            new_due_date=record.new_due_date if accepted else None,
-            requested_due_date=record.new_due_date,
-            refusal_reason=record.reason,
-            earlier_invoice=(earlier.invoice_number or earlier.invoice_id)
-            if earlier and record.reason == "limit_reached"
-            else None,
-            earlier_date=(earlier.decided_on or earlier.requested_on)
-            if earlier and record.reason == "limit_reached"
-            else None,
-            max_extension_days=terms.max_extension_days,
-            max_per_project=terms.max_per_project,
-        ),
-        template_set=contract.reminders.template,
-        locale=contract.locale,
-    )
+    rendered = _renegotiation_message(inv, contract, record, accepted, effective, earlier, today)
     clause = contract.clause("renegotiation")
     if record.reason == "limit_reached":
         clause += ".max_per_project"
@@ -652,6 +624,44 @@ def _renegotiation_action(
         sends=NOT_SENT.sends,
         subject=rendered.subject,
         body=rendered.body,
+    )
+
+
+def _renegotiation_message(
+    inv: Invoice,
+    contract: Contract,
+    record: RenegotiationRequest,
+    accepted: bool,
+    effective: date | None,
+    earlier: RenegotiationRequest | None,
+    today: date,
+) -> RenderedMessage:
+    """The accepted or refused message, restating the clause (and the earlier renegotiation on limit_reached)."""
+    terms = contract.renegotiation
+    limit = earlier is not None and record.reason == "limit_reached"
+    return render_message(
+        MessageContext(
+            message="renegotiation_accepted" if accepted else "renegotiation_refused",
+            customer_name=inv.customer.name,
+            invoice_number=inv.number,
+            currency=inv.currency,
+            amount_due=inv.amount_due,
+            total=inv.total,
+            due_date=effective or today,
+            today=today,
+            days_overdue=(today - effective).days if effective else 0,
+            clause=contract.clause("renegotiation"),
+            clause_text=describe_renegotiation(contract),
+            new_due_date=record.new_due_date if accepted else None,
+            requested_due_date=record.new_due_date,
+            refusal_reason=record.reason,
+            earlier_invoice=(earlier.invoice_number or earlier.invoice_id) if limit and earlier else None,
+            earlier_date=(earlier.decided_on or earlier.requested_on) if limit and earlier else None,
+            max_extension_days=terms.max_extension_days,
+            max_per_project=terms.max_per_project,
+        ),
+        template_set=contract.reminders.template,
+        locale=contract.locale,
     )
 
 

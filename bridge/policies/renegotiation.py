@@ -32,41 +32,9 @@ def decide(
     Refusal reasons, checked in this order: `not_open`, `limit_reached`, `not_later`,
     `extension_too_long`. `accepted_*` are the renegotiations accepted before this one.
     """
-    terms = contract.renegotiation
     original = accepted_on_invoice[0].original_due_date if accepted_on_invoice else invoice.due_date
     current = accepted_on_invoice[-1].new_due_date if accepted_on_invoice else invoice.due_date
-    new = request.new_due_date
-    reason: str | None = None
-    if not invoice.status.is_open or original is None or current is None:
-        reason = "not_open"
-        why = (
-            f"invoice {invoice.number} is {invoice.status.value}"
-            if not invoice.status.is_open
-            else f"invoice {invoice.number} has no due date to move"
-        )
-    elif len(accepted_in_project) >= terms.max_per_project:
-        reason = "limit_reached"
-        if accepted_in_project:
-            earlier = accepted_in_project[-1]
-            why = (
-                f"the project already had {len(accepted_in_project)} of max_per_project = "
-                f"{terms.max_per_project} renegotiation(s): invoice {earlier.invoice_number or earlier.invoice_id} "
-                f"was moved to {earlier.new_due_date} on {earlier.decided_on or earlier.requested_on}"
-            )
-        else:
-            why = "the contract allows no renegotiation (max_per_project = 0)"
-    elif new <= current:
-        reason = "not_later"
-        why = f"{new} is not after the current due date {current}"
-    elif new > original + timedelta(days=terms.max_extension_days):
-        reason = "extension_too_long"
-        why = (
-            f"{new} is {(new - original).days} days after the original due date {original}; "
-            f"max_extension_days = {terms.max_extension_days}"
-        )
-    else:
-        nth = len(accepted_in_project) + 1
-        why = f"due date moved from {current} to {new} ({nth} of {terms.max_per_project} allowed per project)"
+    reason, why = _refusal(request, invoice, contract, accepted_in_project, original, current)
     decided = request.model_copy(
         update={
             "status": "refused" if reason else "accepted",
@@ -80,6 +48,41 @@ def decide(
         }
     )
     return decided, why
+
+
+def _refusal(
+    request: RenegotiationRequest,
+    invoice: Invoice,
+    contract: Contract,
+    accepted_in_project: Sequence[RenegotiationRequest],
+    original: date | None,
+    current: date | None,
+) -> tuple[str | None, str]:
+    """Why the request is refused (None when it is not), and the sentence that says so or says what moves."""
+    terms = contract.renegotiation
+    new = request.new_due_date
+    if not invoice.status.is_open or original is None or current is None:
+        if not invoice.status.is_open:
+            return "not_open", f"invoice {invoice.number} is {invoice.status.value}"
+        return "not_open", f"invoice {invoice.number} has no due date to move"
+    if len(accepted_in_project) >= terms.max_per_project:
+        if not accepted_in_project:
+            return "limit_reached", "the contract allows no renegotiation (max_per_project = 0)"
+        earlier = accepted_in_project[-1]
+        return "limit_reached", (
+            f"the project already had {len(accepted_in_project)} of max_per_project = "
+            f"{terms.max_per_project} renegotiation(s): invoice {earlier.invoice_number or earlier.invoice_id} "
+            f"was moved to {earlier.new_due_date} on {earlier.decided_on or earlier.requested_on}"
+        )
+    if new <= current:
+        return "not_later", f"{new} is not after the current due date {current}"
+    if new > original + timedelta(days=terms.max_extension_days):
+        return "extension_too_long", (
+            f"{new} is {(new - original).days} days after the original due date {original}; "
+            f"max_extension_days = {terms.max_extension_days}"
+        )
+    nth = len(accepted_in_project) + 1
+    return None, f"due date moved from {current} to {new} ({nth} of {terms.max_per_project} allowed per project)"
 
 
 def describe_renegotiation(contract: Contract) -> str:
