@@ -1,7 +1,7 @@
 """The Xero connector through xero-python against the sandbox.
 
 Every response body the connector receives in these tests is validated against Xero's official
-OpenAPI files (../shared/specs) when they are present: the emulator may not drift from the real API.
+OpenAPI files (tests/specs): the emulator may not drift from the real API.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class TestXeroContract(ConnectorContract):
 
 def test_every_response_the_connector_reads_conforms_to_the_official_spec(env: XeroEnv) -> None:
     if not specs_present():
-        pytest.skip("the official Xero OpenAPI files are not in ../shared/specs")
+        pytest.skip("the official Xero OpenAPI files are not in tests/specs")
     pull_connection(env.store, env.connector)
     invoice, raw = env.connector.read_invoice(env.open_invoice_id(), {})  # type: ignore[misc]
     env.connector.apply(fee_action(invoice), raw)

@@ -17,7 +17,7 @@ import yaml
 
 from bridge.sandbox import Sandbox
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "specs"  # Xero's official OpenAPI files (MIT, see LICENSE there)
 ACCOUNTING_SPEC = SPECS / "xero_accounting.yaml"
 IDENTITY_SPEC = SPECS / "xero-identity.yaml"
 TENANT = "6f9d3c1e-2b7a-4c55-9e1d-0a8f4b2c7d31"
@@ -36,7 +36,7 @@ def _openapi(path: Path) -> Any:
 
 
 def specs_present() -> bool:
-    """Whether ../shared/specs holds the official Xero files."""
+    """Whether tests/specs holds the official Xero files (it does: they are part of the repository)."""
     return ACCOUNTING_SPEC.is_file() and IDENTITY_SPEC.is_file()
 
 

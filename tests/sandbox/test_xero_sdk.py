@@ -1,7 +1,7 @@
 """The Xero emulator driven through the official xero-python SDK.
 
 Every Invoices, Payments, Contacts and Connections body the SDK receives here is also validated against
-Xero's official OpenAPI file (see test_xero_openapi.py) when ../shared/specs holds it.
+Xero's official OpenAPI file (see test_xero_openapi.py) (tests/specs).
 """
 
 from __future__ import annotations
