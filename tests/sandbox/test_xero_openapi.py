@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 
 SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 ACCOUNTING_SPEC = SPECS / "xero_accounting.yaml"
