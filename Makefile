@@ -4,15 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Every dependency (runtime and test), pinned with hashes: the venv (so `make test` and .ci/run) installs
-# exactly these, then bridge itself without dependencies, built by the pinned setuptools.
+# exactly these, then bridge itself without dependencies, built by the pinned setuptools, then the emulators
+# (bridge_sandbox, a distribution of its own in sandbox/: the demo, tests and benchmarks need them; bridge's
+# wheel never holds them).
 LOCK := requirements.lock
 
 .PHONY: demo evaluate-example test lint unit bench torture clean lock
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml sandbox/pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./sandbox
 	touch $(STAMP)
 
 # Re-resolve requirements.lock from pyproject.toml (newest releases the floors allow, hashes of every file):
@@ -36,8 +39,8 @@ evaluate-example: $(STAMP)
 		--renegotiations config/examples/renegotiations.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/mypy --strict bridge
+	$(BIN)/ruff check bridge sandbox tests bench
+	$(BIN)/mypy --strict bridge sandbox/bridge_sandbox
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
@@ -57,4 +60,4 @@ torture: $(STAMP)
 	$(BIN)/python tests/torture/report.py .torture.jsonl
 
 clean:
-	rm -rf $(VENV) .lock-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .lock-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist sandbox/build

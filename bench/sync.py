@@ -56,11 +56,11 @@ from bridge.config import ConnectionSettings, Settings
 from bridge.connectors import freshbooks as freshbooks_connector
 from bridge.connectors import quickbooks as qbo_connector
 from bridge.connectors import xero as xero_connector
-from bridge.sandbox import Sandbox, generate_book
-from bridge.sandbox.freshbooks_books import generate_freshbooks_account
-from bridge.sandbox.xero_books import generate_xero_org
 from bridge.store import Store
 from bridge.sync import ConnectionRun, Runtime, pull_connection
+from bridge_sandbox import Sandbox, generate_book
+from bridge_sandbox.freshbooks_books import generate_freshbooks_account
+from bridge_sandbox.xero_books import generate_xero_org
 
 CONNECTION = "bench-qbo"
 XERO_CONNECTION = "bench-xero"

@@ -664,7 +664,15 @@ def sandbox() -> None:
 def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
-    from bridge.sandbox import Sandbox, SandboxError, serve
+
+    try:  # the emulators are a distribution of their own (sandbox/), never in bridge's wheel
+        from bridge_sandbox import Sandbox, SandboxError, serve
+    except ModuleNotFoundError as exc:
+        if exc.name != "bridge_sandbox":
+            raise
+        from bridge.demo import EMULATORS_MISSING
+
+        raise ConfigError(EMULATORS_MISSING) from None
 
     def announce(sandbox: Sandbox) -> None:
         # The one JSON document of --json: the base URL and each provider's endpoints, on one line.

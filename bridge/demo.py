@@ -1,5 +1,7 @@
 """`bridge demo`: the emulators in-process, connections linked through their OAuth, a dry run, then the sync.
 
+The emulators (`bridge_sandbox`, a distribution of its own in sandbox/) are imported only inside
+`run_demo`, so bridge works without them; absent, the demo exits 2 saying how to install them.
 Everything lives in a temporary folder (kept with --keep) with a throwaway
 secret key unless BRIDGE_SECRET_KEY is set. The same `sync` as production runs;
 only the providers are emulated.
@@ -33,6 +35,10 @@ from bridge.sync import Runtime, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
 NAMES = {"quickbooks": "demo-qbo", "xero": "demo-xero", "freshbooks": "demo-freshbooks"}
+EMULATORS_MISSING = (
+    "the emulators are not installed: pip install --no-deps -e ./sandbox in the project folder"
+    " (or make demo / make test, which install them)"
+)
 
 
 def _contracts_path(given: Path | None) -> Path:
@@ -115,12 +121,15 @@ def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox
 
 def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> int:
     """Run the demo; returns the exit code."""
-    from bridge.sandbox import Sandbox, default_seed, read_seed
+    try:  # the emulators are a distribution of their own (sandbox/), never in bridge's wheel
+        from bridge_sandbox import Sandbox, SandboxError, default_seed, read_seed
+    except ModuleNotFoundError as exc:
+        if exc.name != "bridge_sandbox":
+            raise
+        raise ConfigError(EMULATORS_MISSING) from None
 
     out: Console = c.out
     terms = load_terms(_contracts_path(contracts_path))
-    from bridge.sandbox import SandboxError
-
     try:
         seed = read_seed(seed_path) if seed_path else default_seed()
     except SandboxError as exc:

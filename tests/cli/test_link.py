@@ -18,9 +18,9 @@ from bridge.auth import link as linking
 from bridge.auth.vault import TokenVault
 from bridge.config_edit import upsert_connection
 from bridge.errors import AuthError
-from bridge.sandbox import Sandbox, default_seed
-from bridge.sandbox.xero_books import build_xero_org
 from bridge.store import Store
+from bridge_sandbox import Sandbox, default_seed
+from bridge_sandbox.xero_books import build_xero_org
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_CONFIG = """# Our firm's bridge: keep this comment

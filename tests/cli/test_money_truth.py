@@ -222,7 +222,7 @@ def test_a_freshbooks_reminder_states_the_balance_after_the_fees_of_the_same_run
 ) -> None:
     from cryptography.fernet import Fernet
 
-    from bridge.sandbox import default_seed
+    from bridge_sandbox import default_seed
     from tests.cli.test_sync_freshbooks import link
 
     module_sandbox.reset(default_seed())
@@ -305,7 +305,7 @@ def test_a_usd_contract_charges_nothing_on_the_xero_books_euro_and_pound_invoice
 ) -> None:
     from cryptography.fernet import Fernet
 
-    from bridge.sandbox import default_seed
+    from bridge_sandbox import default_seed
     from tests.cli.test_sync_xero import link
 
     module_sandbox.reset(default_seed())

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from bridge.config import load_settings, load_terms
-from bridge.sandbox import Sandbox, default_seed
+from bridge_sandbox import Sandbox, default_seed
 from tests.torture.harness import AS_OF, PROVIDERS, Trial
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from cryptography.fernet import Fernet
 
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
+from bridge_sandbox import Sandbox, default_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = ["--as-of", "2026-10-20"]

@@ -17,8 +17,8 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.mapping.xero import day, wire_date
-from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
+from bridge_sandbox import Sandbox, default_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = ["--as-of", "2026-10-20"]

@@ -20,8 +20,8 @@ from cryptography.fernet import Fernet
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
-from bridge.sandbox import Sandbox
 from bridge.store import Store
+from bridge_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8

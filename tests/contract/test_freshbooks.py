@@ -23,10 +23,10 @@ from bridge.connectors.freshbooks import FreshBooksConnector
 from bridge.connectors.http import RateLimiter, RetryPolicy, ServerError
 from bridge.ledger import apply_actions, reconcile
 from bridge.plan import WarningCode
-from bridge.sandbox import Sandbox, default_seed
-from bridge.sandbox.freshbooks import FreshBooksProvider, stamp
 from bridge.store import Store
 from bridge.sync import pull_connection
+from bridge_sandbox import Sandbox, default_seed
+from bridge_sandbox.freshbooks import FreshBooksProvider, stamp
 from tests.contract.suite import ConnectorContract, due_date_action, fee_action, outbox, reminder_action
 
 FAST = RetryPolicy(initial=0.01, max_wait=0.05, max_retry_after=2)

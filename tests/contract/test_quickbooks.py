@@ -20,9 +20,9 @@ from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
 from bridge.connectors.quickbooks import QuickBooksConnector
 from bridge.errors import ProviderError
-from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
 from bridge.sync import pull_connection
+from bridge_sandbox import Sandbox, default_seed
 from tests.contract.suite import ConnectorContract, fee_action
 
 REALM = "9341453215647712"

@@ -26,9 +26,9 @@ from bridge.connectors.http import RateLimiter, RetryPolicy
 from bridge.connectors.xero import XeroConnector
 from bridge.ledger import apply_actions
 from bridge.plan import WarningCode
-from bridge.sandbox import Sandbox, default_seed
 from bridge.store import Store
 from bridge.sync import pull_connection
+from bridge_sandbox import Sandbox, default_seed
 from tests.contract.suite import ConnectorContract, due_date_action, fee_action, reminder_action
 from tests.sandbox.test_xero_openapi import specs_present, validate_xero
 

@@ -18,7 +18,7 @@ from intuitlib.client import AuthClient
 from intuitlib.enums import Scopes
 from quickbooks import QuickBooks
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 
 REALM = "9341453215647712"
 REDIRECT_URI = "http://127.0.0.1:8765/callback"

@@ -7,9 +7,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from bridge.sandbox import Sandbox, build_default_book, default_seed, generate_book
-from bridge.sandbox.make_seed import DEFAULT_SEED_PATH
-from bridge.sandbox.make_seed import main as make_seed_main
+from bridge_sandbox import Sandbox, build_default_book, default_seed, generate_book
+from bridge_sandbox.make_seed import DEFAULT_SEED_PATH
+from bridge_sandbox.make_seed import main as make_seed_main
 
 
 def applied(section: dict[str, Any]) -> dict[str, Decimal]:

@@ -17,9 +17,9 @@ from freshbooks.builders.sort import SortBuilder
 from freshbooks.client import Client
 from freshbooks.errors import FreshBooksError
 
-from bridge.sandbox import Sandbox, default_seed
-from bridge.sandbox.core import RateLimit
-from bridge.sandbox.freshbooks import FreshBooksProvider
+from bridge_sandbox import Sandbox, default_seed
+from bridge_sandbox.core import RateLimit
+from bridge_sandbox.freshbooks import FreshBooksProvider
 
 from .conftest import FakeClock
 

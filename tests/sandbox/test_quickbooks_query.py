@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bridge.sandbox.quickbooks_query import QueryError, parse_query, run_query
+from bridge_sandbox.quickbooks_query import QueryError, parse_query, run_query
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 OBJECTS: list[dict[str, Any]] = [

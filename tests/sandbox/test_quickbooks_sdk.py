@@ -26,7 +26,7 @@ from quickbooks.objects.item import Item
 from quickbooks.objects.payment import Payment, PaymentLine
 
 from bridge.clock import now_utc
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.sandbox.conftest import REALM, FakeClock, api, client, get_json, link
 
 LATE_FEE_ITEM = "8"

@@ -12,7 +12,7 @@ from quickbooks import QuickBooks
 from quickbooks.exceptions import AuthorizationException, QuickbooksException, SevereException, ValidationException
 from quickbooks.objects.invoice import Invoice
 
-from bridge.sandbox import RateLimit, Sandbox, SandboxError, serve
+from bridge_sandbox import RateLimit, Sandbox, SandboxError, serve
 from tests.sandbox.conftest import REALM, api, client, get_json, link
 
 

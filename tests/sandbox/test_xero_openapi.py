@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"  # Xero's official OpenAPI files (MIT, see LICENSE there)
 ACCOUNTING_SPEC = SPECS / "xero_accounting.yaml"

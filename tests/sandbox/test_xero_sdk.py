@@ -32,7 +32,7 @@ from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
 from xero_python.exceptions import ApiException
 from xero_python.identity import IdentityApi
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 
 from .conftest import FakeClock
 from .test_xero_openapi import specs_present, validate_xero

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
+from bridge_sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
 
 A = {
     "Status": "AUTHORISED",

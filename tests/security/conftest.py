@@ -27,8 +27,8 @@ from cryptography.fernet import Fernet
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.clock import now_utc
-from bridge.sandbox import Sandbox
 from bridge.store import Store
+from bridge_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2026-10-20"

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bridge import render
 from bridge.render import console, printable, safe
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.security._text_fixtures import (
     HOSTILE_NAME,
     ROOT,

@@ -17,7 +17,7 @@ import pytest
 from bridge.auth import link as linking
 from bridge.errors import ConfigError
 from bridge.files import write_private
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.security._text_fixtures import (
     Book,
     linked_book,

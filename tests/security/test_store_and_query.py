@@ -26,10 +26,10 @@ from bridge.config import load_settings
 from bridge.connectors.quickbooks import factory, query_string
 from bridge.errors import ConfigError, DataError
 from bridge.plan import Plan
-from bridge.sandbox import Sandbox, default_seed
-from bridge.sandbox.quickbooks_query import QueryError, parse_query
 from bridge.store import Store
 from bridge.store.migrate import head_revision
+from bridge_sandbox import Sandbox, default_seed
+from bridge_sandbox.quickbooks_query import QueryError, parse_query
 from tests.security._text_fixtures import (
     Book,
     linked_book,

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.torture.harness import Trial, duplicate_emails, occurrences
 from tests.torture.test_kill9 import sandbox  # noqa: F401 (the fixture)
 

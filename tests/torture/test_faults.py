@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.torture.harness import PROVIDERS, Trial, record_tally
 
 RUNS = int(os.environ.get("TORTURE_FAULT_RUNS", "1"))

@@ -24,7 +24,7 @@ from bridge.mapping import freshbooks as fbm
 from bridge.mapping import quickbooks as qbm
 from bridge.mapping import xero as xm
 from bridge.model import Invoice, Payment
-from bridge.sandbox import default_seed
+from bridge_sandbox import default_seed
 
 HOSTILE = st.one_of(
     st.none(),

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import Sandbox, default_seed
+from bridge_sandbox import Sandbox, default_seed
 from tests.torture.harness import PROVIDERS, Trial
 from tests.torture.test_kill9 import sandbox  # noqa: F401 (the fixture)
 

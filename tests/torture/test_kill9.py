@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge_sandbox import Sandbox
 from tests.torture.harness import PROVIDERS, Trial, exactly_once, record_tally
 
 TRIALS = int(os.environ.get("TORTURE_TRIALS", "30"))

@@ -1,7 +1,7 @@
-"""Regenerate (or check) the shipped default seed, bridge/sandbox/seeds/default.json.
+"""Regenerate (or check) the shipped default seed, sandbox/bridge_sandbox/seeds/default.json.
 
-python -m bridge.sandbox.make_seed            # rewrite the file from `build_default_book()`
-python -m bridge.sandbox.make_seed --check    # exit 1 when the file differs from the generator
+python -m bridge_sandbox.make_seed            # rewrite the file from `build_default_book()`
+python -m bridge_sandbox.make_seed --check    # exit 1 when the file differs from the generator
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.sandbox.books import build_default_book
-from bridge.sandbox.core import dumps, loads
+from bridge_sandbox.books import build_default_book
+from bridge_sandbox.core import dumps, loads
 
 DEFAULT_SEED_PATH = Path(__file__).parent / "seeds" / "default.json"
 
@@ -20,7 +20,7 @@ DEFAULT_SEED_PATH = Path(__file__).parent / "seeds" / "default.json"
 def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate (or `--check`) the shipped default seed."""
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.sandbox.make_seed", description=(__doc__ or "").splitlines()[0]
+        prog="python -m bridge_sandbox.make_seed", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_SEED_PATH)
     parser.add_argument("--check", action="store_true", help="fail if the file differs from the generator")
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if loads(current or "null") != loads(text):
-            print(f"{args.out} is out of date: run python -m bridge.sandbox.make_seed", file=sys.stderr)
+            print(f"{args.out} is out of date: run python -m bridge_sandbox.make_seed", file=sys.stderr)
             return 1
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from bridge.sandbox.core import (
+from bridge_sandbox.core import (
     Json,
     Provider,
     RateLimit,
@@ -42,7 +42,7 @@ from bridge.sandbox.core import (
     route,
     settings_from,
 )
-from bridge.sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
+from bridge_sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
 
 Obj = dict[str, Any]
 

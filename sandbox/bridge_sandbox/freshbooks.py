@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-from bridge.sandbox.core import (
+from bridge_sandbox.core import (
     Json,
     Provider,
     RateLimit,

@@ -1,4 +1,4 @@
-"""`python -m bridge.sandbox [--seed FILE.json] [--port N] [--latency-ms N] [--faults SPEC]`.
+"""`python -m bridge_sandbox [--seed FILE.json] [--port N] [--latency-ms N] [--faults SPEC]`.
 
 The same as `bridge sandbox serve`, for when the CLI is not at hand.
 """
@@ -9,13 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bridge.sandbox.core import SandboxError
-from bridge.sandbox.server import serve
+from bridge_sandbox.core import SandboxError
+from bridge_sandbox.server import serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m bridge.sandbox", description="Run the provider emulators.")
+    parser = argparse.ArgumentParser(prog="python -m bridge_sandbox", description="Run the provider emulators.")
     parser.add_argument("--seed", help="seed JSON file (default: the shipped book)")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay added to every response")

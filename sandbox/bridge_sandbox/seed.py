@@ -21,14 +21,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bridge.sandbox.core import SandboxError, dumps, loads, paused_gc
+from bridge_sandbox.core import SandboxError, dumps, loads, paused_gc
 
 DEFAULT_SEED_RESOURCE = "seeds/default.json"
 
 
 def default_seed() -> dict[str, Any]:
     """The small realistic book shipped with the package (a fresh copy each call)."""
-    text = resources.files("bridge.sandbox").joinpath(DEFAULT_SEED_RESOURCE).read_text(encoding="utf-8")
+    text = resources.files("bridge_sandbox").joinpath(DEFAULT_SEED_RESOURCE).read_text(encoding="utf-8")
     return parse_seed(text, DEFAULT_SEED_RESOURCE)
 
 

@@ -1,6 +1,6 @@
 """What the sandbox server and its provider emulators share.
 
-The server (`bridge.sandbox.server`) owns the socket, the lock, the request log,
+The server (`bridge_sandbox.server`) owns the socket, the lock, the request log,
 the outbox, fault injection and rate limiting. A provider emulator owns its
 routes, its data and its wire formats. The contract between them:
 

@@ -1,7 +1,7 @@
 """Deterministic QuickBooks books for the sandbox: the shipped default and large ones for benchmarks.
 
-    python -m bridge.sandbox.make_seed             # regenerate bridge/sandbox/seeds/default.json
-    python -m bridge.sandbox.make_seed --check     # exit 1 if the shipped file is out of date
+    python -m bridge_sandbox.make_seed             # regenerate sandbox/bridge_sandbox/seeds/default.json
+    python -m bridge_sandbox.make_seed --check     # exit 1 if the shipped file is out of date
 
 The default book (realm 9341453215647712, as of 2026-10-20): eleven customers, one of them a
 project (a sub-customer with `Job: true`) holding two invoices; service items and a "Late Fee"
@@ -22,7 +22,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.sandbox.core import paused_gc
+from bridge_sandbox.core import paused_gc
 
 Obj = dict[str, Any]
 
@@ -432,8 +432,8 @@ def build_default_book() -> dict[str, Any]:
             when = min(_local(invoice.due_date + timedelta(days=rng.randint(1, 12)), 14, 30), latest)
             if part > 0 and when > invoice.created:
                 book.pay(when, [(invoice, part)])
-    from bridge.sandbox.freshbooks_books import build_freshbooks_account
-    from bridge.sandbox.xero_books import build_xero_org
+    from bridge_sandbox.freshbooks_books import build_freshbooks_account
+    from bridge_sandbox.xero_books import build_xero_org
 
     return {"quickbooks": book.finish(), "xero": build_xero_org(), "freshbooks": build_freshbooks_account()}
 

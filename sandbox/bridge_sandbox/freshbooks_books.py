@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bridge.sandbox.freshbooks import EASTERN, V3_STATUS, stamp
+from bridge_sandbox.freshbooks import EASTERN, V3_STATUS, stamp
 
 Obj = dict[str, Any]
 

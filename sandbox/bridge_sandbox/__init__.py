@@ -1,6 +1,6 @@
 """Loopback emulators of the providers' APIs, for the demo, tests, benchmarks and fault drills.
 
-    from bridge.sandbox import Sandbox
+    from bridge_sandbox import Sandbox
 
     with Sandbox() as sandbox:               # the default book, any free port
         print(sandbox.base_url)              # http://127.0.0.1:54321
@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from bridge.sandbox.books import build_default_book, generate_book
-from bridge.sandbox.core import RateLimit, SandboxError
-from bridge.sandbox.seed import default_seed, read_seed, write_seed
-from bridge.sandbox.server import Sandbox, serve
+from bridge_sandbox.books import build_default_book, generate_book
+from bridge_sandbox.core import RateLimit, SandboxError
+from bridge_sandbox.seed import default_seed, read_seed, write_seed
+from bridge_sandbox.server import Sandbox, serve
 
 __all__ = [
     "RateLimit",

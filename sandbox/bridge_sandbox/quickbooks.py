@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-from bridge.sandbox.core import (
+from bridge_sandbox.core import (
     Json,
     Provider,
     RateLimit,
@@ -54,7 +54,7 @@ from bridge.sandbox.core import (
     route,
     settings_from,
 )
-from bridge.sandbox.quickbooks_query import QueryError, as_instant, parse_query, project, run_query
+from bridge_sandbox.quickbooks_query import QueryError, as_instant, parse_query, project, run_query
 
 Obj = dict[str, Any]
 

@@ -16,7 +16,7 @@ Control endpoints (never faulted, never rate-limited, never delayed):
     POST /_sandbox/reset      back to the seed; outbox, request log, faults and rate windows cleared
                               (an optional body {"seed": {...}} replaces the seed first)
 
-Providers are found in `bridge.sandbox.core`'s registry; the built-in modules listed
+Providers are found in `bridge_sandbox.core`'s registry; the built-in modules listed
 in `BUILTIN_PROVIDER_MODULES` register themselves on import, and a module that does
 not exist yet is skipped, so Xero and FreshBooks plug in by adding their module.
 """
@@ -44,7 +44,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge import clock as wall_clock
-from bridge.sandbox.core import (
+from bridge_sandbox.core import (
     FAULT_KINDS,
     FLAG_FAULTS,
     Json,
@@ -62,9 +62,9 @@ from bridge.sandbox.core import (
 )
 
 BUILTIN_PROVIDER_MODULES: tuple[str, ...] = (
-    "bridge.sandbox.quickbooks",
-    "bridge.sandbox.xero",
-    "bridge.sandbox.freshbooks",
+    "bridge_sandbox.quickbooks",
+    "bridge_sandbox.xero",
+    "bridge_sandbox.freshbooks",
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -290,7 +290,7 @@ class Sandbox:
         faults: Json | None = None,
     ) -> None:
         if seed is None:
-            from bridge.sandbox.seed import default_seed
+            from bridge_sandbox.seed import default_seed
 
             seed = default_seed()
         if not isinstance(seed, Mapping):
@@ -308,7 +308,7 @@ class Sandbox:
         self._base_url = ""
         self._outbox: list[dict[str, Json]] = []
         self._requests: list[dict[str, Json]] = []
-        # Shared, not copied: providers never mutate seed objects (see bridge.sandbox.core).
+        # Shared, not copied: providers never mutate seed objects (see bridge_sandbox.core).
         self._seed: dict[str, Json] = dict(seed)
 
         classes = load_builtin_providers()
@@ -675,7 +675,7 @@ def serve(
     `ready` is called with the running sandbox (tests, the demo). Raises `SandboxError` on a
     bad seed or faults spec before anything listens.
     """
-    from bridge.sandbox.seed import default_seed, read_seed
+    from bridge_sandbox.seed import default_seed, read_seed
 
     seed = read_seed(seed_path) if seed_path is not None else default_seed()
     sandbox = Sandbox(

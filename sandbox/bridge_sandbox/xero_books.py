@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bridge.sandbox.xero_where import ms_date
+from bridge_sandbox.xero_where import ms_date
 
 Obj = dict[str, Any]
 
