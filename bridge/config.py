@@ -52,7 +52,6 @@ __all__ = [
 CONFIG_ENV = "BRIDGE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/bridge.toml")
 
-Provider = Literal["quickbooks", "xero", "freshbooks"]
 FeeMode = Literal["line", "invoice"]
 
 # Colons separate the parts of an action key (`late_fee:{connection}:...`), so a
@@ -113,7 +112,7 @@ class ConnectionSettings(_Settings):
     """`[[connections]]`: one linked company at one accounting provider."""
 
     name: str
-    provider: Provider
+    provider: str  # an installed provider plugin (bridge.providers), checked below
     tenant_id: str | None = Field(None, min_length=1)
     base_url: str | None = None
     fee_mode: FeeMode | None = None
@@ -136,6 +135,16 @@ class ConnectionSettings(_Settings):
                 f"and '-' (colons separate the parts of action keys) (got {toml_text(value)})"
             )
         return value
+
+    @field_validator("provider")
+    @classmethod
+    def _installed_provider(cls, value: str) -> str:
+        from bridge.providers import load_providers, unknown
+
+        found, broken = load_providers()
+        if value in found or value in broken:  # a broken plugin fails its connections at run time, reported
+            return value
+        raise ValueError(unknown(value, found, broken))
 
     @field_validator("base_url")
     @classmethod

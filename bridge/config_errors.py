@@ -350,6 +350,10 @@ def _from_pydantic(root: list[Any], error: ErrorDetails, contract_names: list[st
         choices = [repr(a) for m in members if get_origin(m) is Literal for a in get_args(m)]
         if choices:
             message += f" (one of {', '.join(choices)})"
+        elif key == "provider" and path[:1] == ("connections",):
+            from bridge.providers import installed
+
+            message += f" (installed: {', '.join(repr(n) for n in sorted(installed())) or 'none'})"
         if key == "applies_to":
             message += ': list the customers this contract covers, e.g. applies_to = ["*"]'
     elif kind == "too_short" and key == "applies_to":
