@@ -731,6 +731,16 @@ def _write_atomically(path: Path, text: str) -> None:
     write_private(path, text)
 
 
+def _register_setup_commands() -> None:
+    from bridge.cli_setup import config_group, init
+
+    cli.add_command(init)
+    cli.add_command(config_group)
+
+
+_register_setup_commands()
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and maps bridge errors to exit codes."""
     try:

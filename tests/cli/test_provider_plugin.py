@@ -229,6 +229,9 @@ def test_a_fourth_provider_from_an_entry_point_links_and_syncs_through_the_cli(
     text = config.read_text()
     assert 'provider = "fakebooks"' in text and 'tenant_id = "L-1"' in text
 
+    checked = bridge("--config", str(config), "config", "check")
+    assert (checked.code, checked.out.strip()) == (0, "config OK: 1 connections, 1 contracts"), checked.err
+
     dry = bridge("--config", str(config), "--as-of", "2026-10-20", "--json", "sync", "--dry-run")
     assert dry.code == 0, dry.err
     plan = json.loads(dry.out)
@@ -240,12 +243,21 @@ def test_a_fourth_provider_from_an_entry_point_links_and_syncs_through_the_cli(
 
 
 def test_a_plugin_that_fails_to_load_is_reported_and_the_others_still_load(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bridge: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_plugin(tmp_path, monkeypatch, target="fakebooks_plugin:NO_SUCH_THING")
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    site = tmp_path / "site"
+    site.mkdir()
+    install_plugin(site, monkeypatch, target="fakebooks_plugin:NO_SUCH_THING")
     found, broken = load_providers()
     assert {"quickbooks", "xero", "freshbooks"} <= set(found) and "fakebooks" not in found
     assert "fakebooks" in broken and "AttributeError" in broken["fakebooks"]
+    # A connection of the broken provider still loads (its sync fails alone); `config check` names why.
+    config = tmp_path / "bridge.toml"
+    config.write_text('[[connections]]\nname = "fb"\nprovider = "fakebooks"\ntenant_id = "L-1"\n' + CONTRACT)
+    checked = bridge("--config", str(config), "config", "check")
+    assert checked.code == 2
+    assert f"{config}: connections[0].provider: the fakebooks provider plugin failed to load" in checked.err
     sys.modules.pop("fakebooks_plugin", None)
 
 
