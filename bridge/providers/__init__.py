@@ -98,12 +98,18 @@ def first_id(raw: Mapping[str, Any], fields: Iterable[str]) -> str | None:
 
 
 def _resolve(reference: str, what: str) -> Any:
+    """Import `module:attribute`; a ConfigError saying which plugin part failed, and why, otherwise."""
+    from bridge.errors import ConfigError
+
     module, sep, attribute = reference.partition(":")
     if not sep or not module or not attribute:
-        raise ValueError(f"{what}: {reference!r} is not a 'module:attribute' reference")
-    value: Any = importlib.import_module(module)
-    for part in attribute.split("."):
-        value = getattr(value, part)
+        raise ConfigError(f"{what}: {reference!r} is not a 'module:attribute' reference")
+    try:
+        value: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except Exception as exc:  # an SDK missing or broken: this provider fails, the others go on
+        raise ConfigError(f"{what} ({reference}) failed to load ({type(exc).__name__}: {exc})") from exc
     return value
 
 

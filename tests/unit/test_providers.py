@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
+import pytest
+
 from bridge.delivery import reminder_delivery
+from bridge.errors import ConfigError
 from bridge.providers import customer_id_fields, load_providers
 
 SDKS = ("quickbooks", "intuitlib", "xero_python", "freshbooks")
@@ -49,3 +53,10 @@ def test_the_reminder_fact_agrees_with_bridge_delivery() -> None:
 
 def test_customer_ids_come_from_the_descriptors() -> None:
     assert set(customer_id_fields()) == {"Id", "ContactID", "id", "userid"}
+
+
+def test_a_connector_that_cannot_be_imported_is_a_config_error_naming_it() -> None:
+    xero = load_providers()[0]["xero"]
+    broken = dataclasses.replace(xero, connector="bridge.connectors.no_such_module:factory")
+    with pytest.raises(ConfigError, match=r"the xero connector \(bridge.connectors.no_such_module:factory\) failed"):
+        broken.connector_factory()
