@@ -72,7 +72,7 @@ DATE = _DateType()
 @click.version_option(package_name="bridge")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool) -> None:
-    """Enforce contract terms (reminders, late fees, renegotiations) on QuickBooks Online, Xero and FreshBooks."""
+    """Enforce contract terms (reminders, late fees, renegotiations) on your accounting provider (a plugin each)."""
     ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet)
 
 
@@ -414,8 +414,25 @@ def _config_for_link(c: Context) -> tuple[Path, Any]:
     return path, Settings(source=path.resolve(), store=store)
 
 
+class _InstalledProviders(click.Choice[str]):
+    """The names of the installed provider plugins, read when the choice is first needed (not at import)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from bridge.providers import installed
+
+        return tuple(sorted(installed()))
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass
+
+
 @cli.command()
-@click.argument("provider", type=click.Choice(["quickbooks", "xero", "freshbooks"]))
+@click.argument("provider", type=_InstalledProviders())
 @click.option("--name", help="The connection's name in the config (default: the provider's name).")
 @click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
 @click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
@@ -445,11 +462,10 @@ def link(
     from bridge.auth.vault import TokenVault, fernet_from_env
     from bridge.config import ConnectionSettings
     from bridge.config_edit import upsert_connection
+    from bridge.providers import get as provider_named
     from bridge.store import Store
-    from bridge.sync import load_factories
 
-    if provider not in linking.FLOWS:
-        raise ConfigError(f"linking {provider} is not available yet")
+    descriptor = provider_named(provider)
     name = name or provider
     try:
         ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url)
@@ -458,7 +474,7 @@ def link(
         option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
         raise ConfigError(f"{option}: {problem['msg']}") from None
     path, settings = _config_for_link(c)
-    if not manual and base_url is None and linking.REDIRECTS.get(provider, "").startswith("https://"):
+    if not manual and base_url is None and descriptor.https_redirect_only:
         raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
     app = linking.app_for(
         provider, os.environ, client_id, _client_secret(provider, client_id, base_url), sandbox=base_url is not None
@@ -502,13 +518,10 @@ def link(
             tenant_id=linked.tenant.id,
             base_url=base_url,
         )
-        factories, broken = load_factories()
         env = {**os.environ, f"BRIDGE_{provider.upper()}_CLIENT_ID": app.client_id}
         env[f"BRIDGE_{provider.upper()}_CLIENT_SECRET"] = app.client_secret
         try:
-            if provider not in factories:
-                raise ConfigError(broken.get(provider, f"no connector installed for {provider}"))
-            described = factories[provider](conn, vault, env).check()
+            described = descriptor.build_connector(conn, vault, env).check()
         except BridgeError:
             store.remove_connection(name)  # nothing half-linked stays behind
             raise
@@ -588,6 +601,7 @@ def connections_remove(c: Context, name: str) -> None:
     """Revoke the connection's tokens at the provider, forget them, and take it out of the config."""
     from bridge.auth import link as linking
     from bridge.config_edit import remove_connection
+    from bridge.providers import installed
 
     rt = _runtime(c, [name])
     with rt.store:
@@ -595,12 +609,12 @@ def connections_remove(c: Context, name: str) -> None:
         revoked = "no tokens were stored"
         if rt.store.load_token(name) is not None:
             tokens, _ = rt.vault.load(name)
-            make = linking.FLOWS.get(conn.provider)
-            if make is None:
+            descriptor = installed().get(conn.provider)
+            if descriptor is None:
                 revoked = f"{conn.provider} has no revocation here"
             else:
                 app = linking.app_for(conn.provider, os.environ, None, None, sandbox=conn.base_url is not None)
-                make(conn.base_url).revoke(app, tokens)
+                descriptor.link_flow(conn.base_url).revoke(app, tokens)
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)
@@ -723,6 +737,16 @@ def _write_atomically(path: Path, text: str) -> None:
     from bridge.files import write_private
 
     write_private(path, text)
+
+
+def _register_setup_commands() -> None:
+    from bridge.cli_setup import config_group, init
+
+    cli.add_command(init)
+    cli.add_command(config_group)
+
+
+_register_setup_commands()
 
 
 def main() -> None:

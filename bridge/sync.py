@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import requests
@@ -30,9 +29,8 @@ from bridge.model import Invoice, RenegotiationRequest
 from bridge.plan import Action, ActionKind, Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import contract_for, decide_request, evaluate
 from bridge.policies.terms import Terms
+from bridge.providers import ConnectorFactory, load_providers
 from bridge.store import Store
-
-ENTRY_POINT_GROUP = "bridge.connectors"
 
 
 class Progress(Protocol):
@@ -61,22 +59,14 @@ class Silent:
         """Nothing."""
 
 
-class ConnectorFactory(Protocol):
-    """What a connector package registers under the `bridge.connectors` entry-point group."""
-
-    def __call__(self, connection: ConnectionSettings, vault: TokenVault, env: Mapping[str, str]) -> Connector: ...
-
-
 def load_factories() -> tuple[dict[str, ConnectorFactory], dict[str, str]]:
-    """Connector factories by provider name; a plugin that fails to load is reported, not fatal to the others."""
-    factories: dict[str, ConnectorFactory] = {}
-    broken: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            factories[ep.name] = ep.load()
-        except Exception as exc:  # a broken plugin must not take the others down
-            broken[ep.name] = f"{type(exc).__name__}: {exc}"
-    return factories, broken
+    """Connector factories by provider name, from the installed provider descriptors (`bridge.providers`).
+
+    A plugin that fails to load is reported, not fatal to the others. Each factory imports its
+    connector (and the provider's SDK) only when called, so a broken connector fails its connections only.
+    """
+    descriptors, broken = load_providers()
+    return {name: d.build_connector for name, d in descriptors.items()}, broken
 
 
 @dataclass
@@ -103,7 +93,7 @@ class Runtime:
         for conn in selected:
             factory = factories.get(conn.provider)
             if factory is None:
-                failed[conn.name] = broken.get(conn.provider, f"no connector installed for provider {conn.provider!r}")
+                failed[conn.name] = broken.get(conn.provider, f"no provider plugin installed for {conn.provider!r}")
                 continue
             try:
                 built[conn.name] = factory(conn, self.vault, self.env)

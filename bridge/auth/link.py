@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from bridge import providers
 from bridge.auth import xero as xero_auth
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.errors import AuthError, ConfigError
@@ -268,13 +269,9 @@ class FreshBooksFlow:
         return False  # the bridge knows no FreshBooks revocation endpoint: remove the app in FreshBooks' settings
 
 
-FLOWS: dict[str, Callable[[str | None], Flow]] = {
-    "quickbooks": QuickBooksFlow,
-    "xero": XeroFlow,
-    "freshbooks": FreshBooksFlow,
-}
-# FreshBooks accepts https redirect addresses only.
-REDIRECTS = {"freshbooks": "https://127.0.0.1:8719/callback"}
+def redirect_uri(provider: str) -> str:
+    """The redirect address the provider's app is registered with (its descriptor's, else the loopback one)."""
+    return providers.get(provider).redirect_uri or REDIRECT_URI
 
 
 def app_for(
@@ -292,7 +289,7 @@ def app_for(
             else f"{prefix}CLIENT_SECRET (or type the secret at the hidden prompt on a terminal)"
         )
         raise ConfigError(f"linking {provider} needs your app's credentials: {missing} is not set")
-    return App(cid, secret, REDIRECTS.get(provider, REDIRECT_URI))
+    return App(cid, secret, redirect_uri(provider))
 
 
 def _pkce() -> tuple[str, str]:
@@ -430,10 +427,7 @@ def link(
     choose: Callable[[list[Tenant]], Tenant],
 ) -> Linked:
     """Consent, callback (state checked), code exchange, tenant choice; the tokens are stored encrypted."""
-    make = FLOWS.get(provider)
-    if make is None:
-        raise ConfigError(f"unknown provider {provider!r}: one of {', '.join(sorted(FLOWS))}")
-    flow = make(base_url)
+    flow = providers.get(provider).link_flow(base_url)  # a ConfigError naming the installed ones
     state = secrets.token_urlsafe(24)
     verifier, challenge = _pkce() if flow.pkce else (None, None)
     params = receive(flow.authorize_url(app, state, challenge))
@@ -486,7 +480,7 @@ def link_sandbox(
     tenant: str | None = None,
 ) -> str:
     """Link a connection against the sandbox (which consents at once) through `link`; returns the tenant id."""
-    app = App(client_id, client_secret, REDIRECTS.get(provider, REDIRECT_URI))
+    app = App(client_id, client_secret, redirect_uri(provider))
     linked = link(
         store, vault, provider, name=name, app=app, base_url=base_url, receive=follow_redirect, choose=pick(tenant)
     )

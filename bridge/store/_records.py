@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from bridge.model import INVOICE_JSON, Invoice, Payment
+from bridge.providers import customer_id_fields, first_id
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
 from bridge.store.rows import INVOICES, PAYMENTS, Cursor, Quarantined
-
-CUSTOMER_ID_FIELDS: Final = ("Id", "ContactID", "id", "userid")
 
 
 def save(
@@ -56,8 +55,11 @@ def save(
         }
     customer_items = customers.items() if isinstance(customers, Mapping) else ((None, c) for c in customers)
     customer_rows: dict[str, dict[str, Any]] = {}
+    fields: tuple[str, ...] | None = None  # the installed providers' id fields, read once, when a list needs them
     for given_id, raw in customer_items:
-        remote_id = given_id if given_id is not None else customer_id(raw)
+        if given_id is None and fields is None:
+            fields = customer_id_fields()
+        remote_id = given_id if given_id is not None else customer_id(raw, fields)
         customer_rows[remote_id] = {
             "connection": connection,
             "remote_id": remote_id,
@@ -168,16 +170,16 @@ def customers(conn: Connection, connection: str) -> dict[str, dict[str, Any]]:
     return {remote_id: jsontext.loads(raw) for remote_id, raw in rows}
 
 
-def customer_id(raw: Mapping[str, Any]) -> str:
-    """The provider's id of a raw customer payload (QuickBooks `Id`, Xero `ContactID`, FreshBooks `id`)."""
-    for field in CUSTOMER_ID_FIELDS:
-        value = raw.get(field)
-        if value is not None and value != "":
-            return str(value)
-    raise ValueError(
-        f"customer payload has none of the id fields {', '.join(CUSTOMER_ID_FIELDS)}; "
-        "pass customers as a mapping of id to payload"
-    )
+def customer_id(raw: Mapping[str, Any], fields: tuple[str, ...] | None = None) -> str:
+    """The provider's id of a raw customer payload: the first of the installed providers' id fields it holds."""
+    fields = customer_id_fields() if fields is None else fields
+    found = first_id(raw, fields)
+    if found is None:
+        raise ValueError(
+            f"customer payload has none of the id fields {', '.join(fields)}; "
+            "pass customers as a mapping of id to payload"
+        )
+    return found
 
 
 def raw_invoice(conn: Connection, connection: str, remote_id: str) -> dict[str, Any] | None:

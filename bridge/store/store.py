@@ -405,7 +405,7 @@ class Store:
         is deleted clears its quarantine row (streams `invoices` and `payments`).
 
         `customers` are raw provider payloads, upserted by id: a mapping of id to payload, or a list of
-        payloads whose id is their `Id` (QuickBooks), `ContactID` (Xero) or `id` (FreshBooks) field.
+        payloads whose id is in one of their provider's `customer_id_fields` (bridge.providers).
         """
         with self._tx(write=True) as conn:
             _records.save(

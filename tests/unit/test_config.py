@@ -329,13 +329,13 @@ BROKEN: list[tuple[str, str, str, str]] = [
         "unknown-provider",
         '[[connections]]\nname = "acme"\nprovider = "sage"\n',
         "connections[0].provider",
-        "must be 'quickbooks', 'xero' or 'freshbooks'",
+        "unknown provider 'sage' (installed: 'freshbooks', 'quickbooks', 'xero')",
     ),
     (
         "missing-provider",
         '[[connections]]\nname = "acme"\n',
         "connections[0].provider",
-        "required key is missing (one of 'quickbooks', 'xero', 'freshbooks')",
+        "required key is missing (installed: 'freshbooks', 'quickbooks', 'xero')",
     ),
     (
         "base-url-not-http",

@@ -1,0 +1,16 @@
+"""FreshBooks, as a provider plugin (entry point `bridge.providers:freshbooks`). Imports no SDK."""
+
+from bridge.providers import Provider
+
+PROVIDER = Provider(
+    name="freshbooks",
+    display_name="FreshBooks",
+    tenant_label="account id",
+    flow="bridge.auth.link:FreshBooksFlow",
+    connector="bridge.connectors.freshbooks:factory",
+    customer_id_fields=("id", "userid"),
+    # FreshBooks accepts https redirect addresses only.
+    redirect_uri="https://127.0.0.1:8719/callback",
+    # action_email sends the subject and body it is given.
+    reminder_sends_contract_text=True,
+)

@@ -1,0 +1,14 @@
+"""Xero, as a provider plugin (entry point `bridge.providers:xero`). Imports no SDK."""
+
+from bridge.providers import Provider
+
+PROVIDER = Provider(
+    name="xero",
+    display_name="Xero",
+    tenant_label="tenant id",
+    flow="bridge.auth.link:XeroFlow",
+    connector="bridge.connectors.xero:factory",
+    customer_id_fields=("ContactID",),
+    # POST /Invoices/{id}/Email carries no subject or body: the organisation's own invoice e-mail goes out.
+    reminder_sends_contract_text=False,
+)
