@@ -50,7 +50,24 @@ class _DateType(click.ParamType[date]):
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            self.fail(f"{value!r} is not a date of the form YYYY-MM-DD", param, ctx)
+            self.fail(f"{value!r} is not a date: {_what_is_wrong(str(value))}", param, ctx)
+
+
+def _what_is_wrong(text: str) -> str:
+    """Which part of a would-be YYYY-MM-DD date is wrong, in words."""
+    import calendar
+    import re
+
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text.strip())
+    if match is None:
+        return "not of the form YYYY-MM-DD (e.g. 2026-12-07)"
+    year, month, day = (int(part) for part in match.groups())
+    if not 1 <= month <= 12:
+        return f"month {match.group(2)} is not 1-12"
+    last = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    if not 1 <= day <= last:
+        return f"day {match.group(3)} is not in month {match.group(2)} (1-{last})"
+    return "not a valid date of the form YYYY-MM-DD"
 
 
 DATE = _DateType()
@@ -151,8 +168,13 @@ def evaluate(
         raise SystemExit(3)
 
 
-def _runtime(c: Context, connections: Sequence[str | None] = (), *, applying: bool = False) -> Any:
+def _runtime(
+    c: Context, connections: Sequence[str | None] = (), *, applying: bool = False, decrypts: bool = True
+) -> Any:
     """Settings, store and token vault for commands that touch the providers.
+
+    Only a command that `decrypts` tokens needs the secret key: a read-only one (the ledger, the list of
+    connections) runs without it.
 
     The named `connections` are checked against the config first: a usage error writes nothing, not even the store.
     An `applying` command (one that writes to the books) refuses `--as-of` unless every connection it touches is an
@@ -178,7 +200,14 @@ def _runtime(c: Context, connections: Sequence[str | None] = (), *, applying: bo
                 "a date other than today could charge fees that are not owed or send reminders that are not due. "
                 "Use `bridge --as-of ... sync --dry-run` to see that day's plan; apply only as of today."
             )
-    fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    try:
+        fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    except ConfigError:
+        if decrypts:
+            raise
+        from cryptography.fernet import Fernet, MultiFernet
+
+        fernet = MultiFernet([Fernet(Fernet.generate_key())])  # a throwaway key: this command decrypts nothing
     store = Store.open(settings.store.url)
     return Runtime(settings, store, TokenVault(store, fernet))
 
@@ -248,6 +277,11 @@ def _report_interruption(c: Context, report: Any, again: str) -> None:
             console.print(f"not started {item['key']}", markup=False)
 
 
+NO_CONNECTIONS = (
+    "No connections yet: run `bridge link quickbooks|xero|freshbooks` (or `bridge demo` to try the emulators)."
+)
+
+
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Pull and evaluate; write nothing to any provider, send nothing.")
 @click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
@@ -260,6 +294,8 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
     from bridge.sync import sync as run_sync
 
     rt = _runtime(c, connections, applying=not dry_run)
+    if not rt.settings.connections and not c.quiet:
+        c.err.print(NO_CONNECTIONS)
     try:
         with _Progress(c) as progress:
             outcome = run_sync(
@@ -306,7 +342,7 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
 
     from bridge.render import render_ledger
 
-    rt = _runtime(c)
+    rt = _runtime(c, decrypts=False)
     try:
         configured = {x.name for x in rt.settings.connections}
         if connection is not None and connection not in configured and not rt.store.ledger(connection=connection):
@@ -341,6 +377,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
         click.echo(jsonlib.dumps(rows, indent=2))
     else:
         render_ledger(entries, events, c.out)
+        if not entries and not rt.settings.connections:
+            c.out.print(NO_CONNECTIONS)
 
 
 @cli.command()
@@ -528,14 +566,14 @@ def connections() -> None:
 @click.pass_obj
 def connections_list(c: Context) -> None:
     """Every connection in the config, and whether the store holds its tokens."""
-    rt = _runtime(c)
+    rt = _runtime(c, decrypts=False)
     with rt.store:
         known = {row.name: row for row in rt.store.connections()}
         rows = []
         for conn in rt.settings.connections:
             row = known.get(conn.name)
             linked = rt.store.load_token(conn.name) is not None
-            last = row.last_sync_at.isoformat() if row and row.last_sync_at else None
+            last = row.last_sync_at if row and row.last_sync_at else None
             rows.append(
                 {
                     "name": conn.name,
@@ -543,11 +581,15 @@ def connections_list(c: Context) -> None:
                     "tenant_id": conn.tenant_id,
                     "base_url": conn.base_url,
                     "linked": linked,
-                    "last_sync_at": last,
+                    "last_sync_at": last.isoformat() if last else None,
+                    "last_sync_shown": clock.local_text(last) if last else "never",
                 }
             )
     if c.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{k: v for k, v in r.items() if k != "last_sync_shown"} for r in rows], indent=2))
+        return
+    if not rows:
+        c.out.print(NO_CONNECTIONS)
         return
     from rich.table import Table
 
@@ -558,7 +600,7 @@ def connections_list(c: Context) -> None:
             safe(r["provider"]),
             safe(r["tenant_id"]),
             "yes" if r["linked"] else "no (run bridge link)",
-            r["last_sync_at"] or "never",
+            r["last_sync_shown"],
         )
     c.out.print(table)
 
@@ -655,7 +697,13 @@ def sandbox() -> None:
 @click.option(
     "--seed", "seed_path", type=click.Path(path_type=Path, dir_okay=False), help="Seed file (default: the demo book)."
 )
-@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--port",
+    type=int,
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (fixed, so a linked base_url keeps working after a restart; 0: any free port).",
+)
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every response.")
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."

@@ -151,7 +151,8 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
             rt = Runtime(settings, store, vault, env)
             if not c.quiet:
                 linked = ", ".join(x.name for x in connections)
-                c.err.print(safe(f"Sandbox at {base}; linked {linked}; store in {folder}"))
+                where = f"store in {folder}" if keep else "store in a temporary folder, gone on exit (--keep keeps it)"
+                c.err.print(safe(f"Sandbox at {base}; linked {linked}; {where}"))
             before = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             preview = sync(rt, dry_run=True, as_of=c.as_of)
             if not c.json:

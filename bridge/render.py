@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bridge import clock
 from bridge.money import format_amount
 from bridge.plan import Action, ActionKind, Plan
 
@@ -96,16 +97,33 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
     console.print(safe(summary_line(plan)))
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def summary_line(plan: Plan) -> str:
-    """One line: how many actions of each kind, and the fees per currency."""
+    """One line that reads as a sentence: "3 reminders, 2 late fees (45.00 USD), 1 due-date change; 12 skipped".
+
+    Kinds with nothing are left out; an empty plan says "Nothing to do".
+    """
     summary = plan.summary()
-    fees = ", ".join(f"{amount} {cur}" for cur, amount in summary["late_fee_total"].items()) or "none"
-    return (
-        f"{summary['actions']} action(s): {summary['reminders']} reminder(s), "
-        f"{summary['late_fees']} late fee(s) totalling {fees}, {summary['due_date_updates']} due-date change(s), "
-        f"{summary['renegotiations_refused']} refusal(s); {summary['skipped']} skipped, "
-        f"{summary['warnings']} warning(s), {summary['errors']} error(s)."
-    )
+    parts = []
+    if summary["reminders"]:
+        parts.append(_count(summary["reminders"], "reminder"))
+    if summary["late_fees"]:
+        fees = ", ".join(f"{amount} {cur}" for cur, amount in summary["late_fee_total"].items())
+        parts.append(_count(summary["late_fees"], "late fee") + (f" ({fees})" if fees else ""))
+    if summary["due_date_updates"]:
+        parts.append(_count(summary["due_date_updates"], "due-date change"))
+    if summary["renegotiations_refused"]:
+        parts.append(_count(summary["renegotiations_refused"], "refusal"))
+    line = ", ".join(parts) if parts else "Nothing to do"
+    rest = [f"{summary['skipped']} skipped"]
+    if summary["warnings"]:
+        rest.append(_count(summary["warnings"], "warning"))
+    if summary["errors"]:
+        rest.append(_count(summary["errors"], "error"))
+    return f"{line}; {', '.join(rest)}."
 
 
 def render_outcome(outcome: Any, console: Console) -> None:
@@ -174,11 +192,11 @@ def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], c
     for e in entries:
         amount = "" if e.amount is None else f"{e.amount:f} {e.currency}"
         table.add_row(
-            e.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            clock.local_text(e.updated_at),
             *(safe(v) for v in (e.key, e.state, e.invoice_number, amount, e.clause, e.response_id, e.error)),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {ev.at:%Y-%m-%d %H:%M:%S}", safe(ev.state), "", "", "", "", safe(ev.detail))
+            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", safe(ev.detail))
     console.print(table)
 
 

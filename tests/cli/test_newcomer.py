@@ -1,0 +1,107 @@
+"""Issue 20, "What a newcomer tripped over": each point as a newcomer meets it on the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.qbo import ROOT, Book
+
+LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+")
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("2026-13-45", "month 13 is not 1-12"),
+        ("2026-02-30", "day 30 is not in month 02 (1-28)"),
+        ("2026-04-31", "day 31 is not in month 04 (1-30)"),
+        ("next tuesday", "not of the form YYYY-MM-DD"),
+    ],
+)
+def test_a_bad_as_of_says_which_part_is_wrong(bridge, given: str, said: str) -> None:  # type: ignore[no-untyped-def]
+    result = bridge("--as-of", given, "ledger")
+    assert result.code == 2
+    assert said in result.err, result.err
+
+
+def test_read_only_commands_need_no_secret_key(bridge, book: Book, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert bridge(*book.args("sync")).code in (0, 3)
+    monkeypatch.delenv("BRIDGE_SECRET_KEY")
+    ledger = bridge("--config", str(book.config), "ledger")
+    assert ledger.code == 0, ledger.err
+    assert "acme-qbo" in ledger.out
+    listed = bridge("--config", str(book.config), "connections", "list")
+    assert listed.code == 0, listed.err
+    assert "acme-qbo" in listed.out and "yes" in listed.out
+    # ... but a command that decrypts tokens still says what is missing.
+    check = bridge("--config", str(book.config), "connections", "check", "acme-qbo")
+    assert check.code == 2 and "BRIDGE_SECRET_KEY is not set" in check.err
+
+
+def test_timestamps_are_local_time_to_the_second_with_the_zone(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    assert bridge(*book.args("sync")).code in (0, 3)
+    listed = bridge("--config", str(book.config), "connections", "list")
+    assert LOCAL_TIME.search(listed.out), listed.out
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d+", listed.out)  # no microseconds, no raw ISO text
+    as_json = json.loads(bridge("--config", str(book.config), "--json", "connections", "list").out)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T.*\+00:00", as_json[0]["last_sync_at"])  # JSON keeps ISO 8601
+    ledger = bridge("--config", str(book.config), "ledger")
+    assert LOCAL_TIME.search(ledger.out), ledger.out
+
+
+def test_an_empty_config_says_how_to_start(bridge, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("BRIDGE_SECRET_KEY", raising=False)
+    config = tmp_path / "bridge.toml"
+    config.write_text('[store]\nurl = "sqlite:///bridge.db"\n')
+    for command in (["connections", "list"], ["ledger"]):
+        result = bridge("--config", str(config), *command)
+        assert result.code == 0, result.err
+        assert "No connections yet: run `bridge link quickbooks|xero|freshbooks`" in result.out
+
+
+def test_the_summary_line_reads_naturally(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    result = bridge(*book.args("-q", "sync", "--dry-run"))
+    line = result.out.strip().splitlines()[-1]
+    assert "(s)" not in line and "totalling none" not in line, line
+    assert re.fullmatch(r"(\d+ [a-z -]+( \([^)]*\))?, )*\d+ [a-z -]+( \([^)]*\))?; \d+ skipped(, .*)?\.", line), line
+
+
+def test_an_empty_plan_says_nothing_to_do() -> None:
+    from datetime import date
+
+    from bridge.plan import Plan
+    from bridge.render import summary_line
+
+    assert summary_line(Plan.build(date(2026, 12, 7), [])) == "Nothing to do; 0 skipped."
+
+
+def test_serve_on_a_busy_port_says_so_without_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "bridge", "sandbox", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert f"port {port} is in use: stop the other process or pass --port" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Errno" not in proc.stderr
+
+
+def test_serve_listens_on_8765_by_default() -> None:
+    from bridge.cli import sandbox_serve
+
+    port = next(p for p in sandbox_serve.params if p.name == "port")
+    assert port.default == 8765
