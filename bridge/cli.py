@@ -480,11 +480,8 @@ def link(
     from pydantic import ValidationError
 
     from bridge.auth import link as linking
-    from bridge.auth.vault import TokenVault, fernet_from_env
+    from bridge.auth.vault import fernet_from_env
     from bridge.config import ConnectionSettings
-    from bridge.config_edit import upsert_connection
-    from bridge.store import Store
-    from bridge.sync import load_factories
 
     if provider not in linking.FLOWS:
         raise ConfigError(f"linking {provider} is not available yet")
@@ -522,6 +519,67 @@ def link(
             c.err.print(safe(f"  {i}. {t.name or t.id} ({t.id})"))
         return tenants[int(click.prompt("which one", type=click.IntRange(1, len(tenants)), err=True)) - 1]
 
+    created = _absent_files(path, settings.store.url)
+    try:
+        described, entry, tenant_name = _link_into_store(
+            settings, fernet, provider, name, app, base_url, receive, linking.pick(tenant, ask_tenant), path
+        )
+    except BaseException:
+        _remove_created(created)  # a failed link leaves no store or config file it made behind
+        raise
+    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
+    if c.json:
+        print(json.dumps({**entry, "tenant_name": tenant_name, "check": described}))
+
+
+def _absent_files(config: Path, store_url: str) -> list[Path]:
+    """The config file, the SQLite store (with its side files) and their folders that do not exist yet."""
+    from bridge.store.engine import parse_url, sqlite_path
+
+    candidates = [config.parent, config]
+    try:
+        database = sqlite_path(parse_url(store_url))
+    except ConfigError:
+        database = None
+    if database is not None:
+        candidates += [database.parent, database]
+        candidates += [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    return [p for p in dict.fromkeys(candidates) if not p.exists()]
+
+
+def _remove_created(created: Sequence[Path]) -> None:
+    """Remove what `_absent_files` listed and now exists: files first, then the folders if left empty."""
+    import contextlib
+
+    for p in created:
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+    for p in created:
+        if p.is_dir():
+            with contextlib.suppress(OSError):
+                p.rmdir()  # only when empty
+
+
+def _link_into_store(
+    settings: Any,
+    fernet: Any,
+    provider: str,
+    name: str,
+    app: Any,
+    base_url: str | None,
+    receive: Any,
+    choose: Any,
+    path: Path,
+) -> tuple[str, dict[str, Any], str | None]:
+    """The OAuth dance, the tokens into the store, one check call, then the connection into the config."""
+    from bridge.auth import link as linking
+    from bridge.auth.vault import TokenVault
+    from bridge.config import ConnectionSettings
+    from bridge.config_edit import upsert_connection
+    from bridge.store import Store
+    from bridge.sync import load_factories
+
     with Store.open(settings.store.url) as store:
         vault = TokenVault(store, fernet)
         linked = linking.link(
@@ -532,7 +590,7 @@ def link(
             app=app,
             base_url=base_url,
             receive=receive,
-            choose=linking.pick(tenant, ask_tenant),
+            choose=choose,
         )
         conn = ConnectionSettings(
             name=name,
@@ -552,9 +610,7 @@ def link(
             raise
         entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
         upsert_connection(path, entry)
-    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
-    if c.json:
-        print(json.dumps({**entry, "tenant_name": linked.tenant.name, "check": described}))
+    return str(described), entry, linked.tenant.name
 
 
 @cli.group()

@@ -105,3 +105,76 @@ def test_serve_listens_on_8765_by_default() -> None:
 
     port = next(p for p in sandbox_serve.params if p.name == "port")
     assert port.default == 8765
+
+
+COMMENTED = """# top: what this file is
+[store]
+url = "sqlite:///bridge.db"
+
+# before the first block
+[[connections]]
+# inside the first block
+name = "first"
+provider = "quickbooks"
+tenant_id = "1"
+# between the two blocks
+
+[[connections]]
+name = "second"  # on the second block's line
+provider = "xero"
+tenant_id = "2"
+
+# after the blocks, above [secrets]
+[secrets]
+# inside [secrets]
+key_env = "BRIDGE_SECRET_KEY"
+"""
+
+
+@pytest.mark.parametrize("removed", ["first", "second"])
+def test_removing_a_connection_keeps_the_comments_around_it(bridge, tmp_path: Path, monkeypatch, removed: str) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    config = tmp_path / "bridge.toml"
+    config.write_text(COMMENTED)
+    result = bridge("--config", str(config), "connections", "remove", removed)
+    assert result.code == 0, result.err
+    text = config.read_text()
+    kept = "second" if removed == "first" else "first"
+    assert f'name = "{kept}"' in text and f'name = "{removed}"' not in text
+    for comment in (
+        "# top: what this file is",
+        "# before the first block",
+        "# between the two blocks",
+        "# after the blocks, above [secrets]",
+        "# inside [secrets]",
+    ):
+        assert comment in text, (comment, text)
+    survivor = "# on the second block's line" if kept == "second" else "# inside the first block"
+    assert survivor in text
+    assert text.index("# after the blocks, above [secrets]") < text.index("[secrets]")
+    assert text.index("# between the two blocks") < text.index("[secrets]")
+
+
+def test_a_failed_link_leaves_no_file_it_created(bridge, tmp_path: Path, module_sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    folder = tmp_path / "config"
+    config = folder / "bridge.toml"
+    result = bridge(
+        "--config", str(config), "link", "xero", "--tenant", "no-such-tenant", "--base-url", module_sandbox.base_url
+    )
+    assert result.code != 0
+    assert not folder.exists(), list(folder.iterdir())
+    # A config and store that were there before stay.
+    folder.mkdir()
+    config.write_text('[store]\nurl = "sqlite:///bridge.db"\n')
+    before = config.read_text()
+    result = bridge(
+        "--config", str(config), "link", "xero", "--tenant", "no-such-tenant", "--base-url", module_sandbox.base_url
+    )
+    assert result.code != 0
+    assert config.read_text() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["bridge.toml"]  # the store it made is gone
