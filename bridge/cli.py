@@ -90,7 +90,11 @@ DATE = _DateType()
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Enforce contract terms (reminders, late fees, renegotiations) on QuickBooks Online, Xero and FreshBooks."""
+    from bridge import logs
+
     ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet)
+    # Slow work says what it is doing: a live status on a terminal, timestamped lines on stderr otherwise.
+    ctx.call_on_close(logs.install(terminal=sys.stderr.isatty(), quiet=quiet, console=ctx.obj.err))
 
 
 def _emit_plan(c: Context, plan: Plan) -> None:
@@ -230,10 +234,18 @@ class _Progress:
         self._task = self._bar.add_task("starting", total=None)
 
     def __enter__(self) -> _Progress:
+        from bridge.logs import status_handler
+
         self._bar.start()
+        self._handler = status_handler()
+        if self._handler is not None:  # the log's lines of slow work become this display's status
+            self._saved = self._handler.console, self._handler.status
+            self._handler.console, self._handler.status = self._bar.console, self.phase
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._handler is not None:
+            self._handler.console, self._handler.status = self._saved
         self._bar.stop()
 
     def phase(self, text: str) -> None:

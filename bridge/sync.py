@@ -8,7 +8,9 @@ earlier run left pending, then applies the plan exactly once.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,7 +23,7 @@ from bridge import clock
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
-from bridge.connectors.http import CallStats
+from bridge.connectors.http import CallStats, set_speaking_for, speaking_for
 from bridge.errors import BridgeError, ConfigError
 from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
@@ -33,6 +35,8 @@ from bridge.policies.terms import Terms
 from bridge.store import Store
 
 ENTRY_POINT_GROUP = "bridge.connectors"
+log = logging.getLogger("bridge.sync")
+PROGRESS_EVERY = 3.0  # seconds: how often a long apply logs how far it got
 
 
 class Progress(Protocol):
@@ -287,11 +291,23 @@ def _pull_all(
             runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
             continue
         progress.phase(f"pulling {conn.name}")
+        log.info("%s: pulling from %s", conn.name, conn.base_url or conn.provider)
         began = clock.monotonic()
         try:
-            runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
+            with speaking_for(conn.name):
+                run = pull_connection(rt.store, connectors[conn.name], full=full)
+            runs.append(run)
+            log.info(
+                "%s: pulled %d invoice(s), %d payment(s) in %.1f s (%d API calls)",
+                conn.name,
+                run.invoices,
+                run.payments,
+                clock.monotonic() - began,
+                run.stats.calls,
+            )
         except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
             runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
+            log.warning("%s: pull failed: %s", conn.name, describe(exc))
         spent[conn.name] = clock.monotonic() - began
     for run in runs:
         if run.error:
@@ -346,18 +362,65 @@ def _sync(
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
     progress.actions(len(plan.actions))
-    with armed(stop):
+    applying = _ApplyLog(plan.actions, progress)
+    with armed(stop), applying:
         report = apply_actions(
             plan.actions,
             rt.store,
             connectors,
             {n: rt.store.customers(n) for n in pulled},
             _action_day(today),
-            progress.step,
+            applying.step,
             stop,
             deadlines=_deadlines(selected, spent),
+            starting=applying.starting,
         )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+class _ApplyLog:
+    """Logs each connection's applying: its start (how many actions) and its end (what became of them, how long);
+    the wire names that connection in its lines meanwhile."""
+
+    def __init__(self, actions: Sequence[Action], progress: Progress) -> None:
+        self._counts = Counter(a.connection for a in actions)
+        self._progress = progress
+        self._current: str | None = None
+        self._began = 0.0
+        self._outcomes: Counter[str] = Counter()
+        self._said = 0.0
+
+    def __enter__(self) -> _ApplyLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+
+    def starting(self, connection: str) -> None:
+        """The first action of `connection` is next."""
+        self._finish()
+        self._current, self._began, self._outcomes = connection, clock.monotonic(), Counter()
+        self._said = self._began
+        set_speaking_for(connection)
+        log.info("%s: applying %d action(s)", connection, self._counts[connection])
+
+    def step(self, action: Action, outcome: str) -> None:
+        """One action done (passed on to the progress display; logged every few seconds: how far it got)."""
+        self._outcomes[outcome] += 1
+        self._progress.step(action, outcome)
+        now = clock.monotonic()
+        if now - self._said >= PROGRESS_EVERY and self._current is not None:
+            self._said = now
+            done, total = sum(self._outcomes.values()), self._counts[self._current]
+            log.info("%s: %d of %d action(s) done", self._current, done, total)
+
+    def _finish(self) -> None:
+        if self._current is None:
+            return
+        said = ", ".join(f"{n} {what}" for what, n in sorted(self._outcomes.items())) or "nothing done"
+        log.info("%s: applying done in %.1f s: %s", self._current, clock.monotonic() - self._began, said)
+        self._current = None
+        set_speaking_for(None)
 
 
 def _deadlines(selected: Iterable[ConnectionSettings], spent: Mapping[str, float]) -> dict[str, tuple[float, str]]:
@@ -476,16 +539,18 @@ def _apply_plan(
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
     progress.actions(len(approved))
-    with armed(stop):
+    applying = _ApplyLog(approved, progress)
+    with armed(stop), applying:
         applied = apply_actions(
             approved,
             rt.store,
             healthy,
             {n: rt.store.customers(n) for n in pulled},
             _action_day(today),
-            progress.step,
+            applying.step,
             stop,
             deadlines=_deadlines(selected, spent),
+            starting=applying.starting,
         )
     for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
         getattr(report, part).extend(getattr(applied, part))

@@ -178,3 +178,46 @@ def test_a_failed_link_leaves_no_file_it_created(bridge, tmp_path: Path, module_
     assert result.code != 0
     assert config.read_text() == before
     assert sorted(p.name for p in folder.iterdir()) == ["bridge.toml"]  # the store it made is gone
+
+
+STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+ ", re.M)
+
+
+def test_waits_and_each_connections_pull_and_apply_log_timestamped_lines_off_a_terminal(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    book.sandbox.set_faults({"quickbooks": {"429": 0.1, "seed": 5, "retry_after": 1}})
+    try:
+        result = bridge(*book.args("sync"))
+    finally:
+        book.sandbox.set_faults({})
+    assert result.code in (0, 3), result.err
+    lines = [line for line in result.err.splitlines() if STAMPED.match(line)]
+    said = "\n".join(lines)
+    assert re.search(r"acme-qbo: pulling from http://127\.0\.0\.1:\d+", said), result.err
+    assert re.search(r"acme-qbo: pulled \d+ invoice\(s\), \d+ payment\(s\) in [\d.]+ s", said), result.err
+    assert re.search(r"acme-qbo: applying \d+ action\(s\)", said), result.err
+    assert re.search(r"acme-qbo: applying done in [\d.]+ s: \d+ applied", said), result.err
+    assert re.search(r"acme-qbo: waiting 1\.0 s for the rate limit \(429; attempt \d of 8\)", said), result.err
+    assert "│" not in said  # plain lines, no live display off a terminal
+
+
+def test_quiet_silences_the_progress_lines(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    result = bridge(*book.args("-q", "sync", "--dry-run"))
+    assert not STAMPED.search(result.err), result.err
+
+
+def test_an_unreachable_provider_is_one_clear_line_within_seconds(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    book.config.write_text(book.config.read_text().replace(book.sandbox.base_url, url))
+    began = time.monotonic()
+    result = bridge(*book.args("sync", "--dry-run"))
+    took = time.monotonic() - began
+    assert took < 8, took
+    assert result.code == 1
+    said = f"acme-qbo: pull failed: cannot reach {url} (connection refused); is the provider or emulator running?"
+    assert said in result.err, result.err
+    assert "Max retries exceeded" not in result.err + result.out and "HTTPConnectionPool" not in result.err + result.out
