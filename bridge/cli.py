@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,6 +31,7 @@ class Context:
     json: bool
     verbose: bool
     quiet: bool
+    yes: bool = False
 
     @property
     def out(self) -> Console:
@@ -86,13 +89,16 @@ DATE = _DateType()
 @click.option("--json", "as_json", is_flag=True, help="Machine output on stdout; human text and progress on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more (lists every skip).")
 @click.option("-q", "--quiet", is_flag=True, help="Say only what matters.")
+@click.option("-y", "--yes", is_flag=True, help="Apply without asking first (on a terminal, applying commands ask).")
 @click.version_option(package_name="bridge")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+def cli(
+    ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool, yes: bool
+) -> None:
     """Enforce contract terms (reminders, late fees, renegotiations) on QuickBooks Online, Xero and FreshBooks."""
     from bridge import logs
 
-    ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet)
+    ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet, yes=yes)
     # Slow work says what it is doing: a live status on a terminal, timestamped lines on stderr otherwise.
     ctx.call_on_close(logs.install(terminal=sys.stderr.isatty(), quiet=quiet, console=ctx.obj.err))
 
@@ -109,6 +115,41 @@ def _emit_plan(c: Context, plan: Plan) -> None:
         c.out.print(summary_line(plan))
     else:
         render_plan(plan, c.out, verbose=c.verbose)
+
+
+YES = click.option("-y", "--yes", is_flag=True, help="Do it without asking first.")
+
+
+def _asks(c: Context, yes: bool) -> bool:
+    """Whether an applying command asks first: on a terminal (stdin and stdout), unless --yes or --json (machine
+    use). Off a terminal it does not ask, and says so in one line (`--yes` silences it)."""
+    if yes or c.yes or c.json:
+        return False
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return True
+    logging.getLogger("bridge.cli").info("not a terminal: applying without asking (use --yes to silence this)")
+    return False
+
+
+class _PlanConfirm:
+    """Shows the evaluated plan and asks "Apply these N actions? [y/N]" (the progress display paused meanwhile)."""
+
+    def __init__(self, c: Context, progress: _Progress) -> None:
+        self.c = c
+        self.progress = progress
+        self.shown = False
+
+    def __call__(self, plan: Plan) -> bool:
+        with self.progress.paused():
+            _emit_plan(self.c, plan)
+            self.shown = True
+            n = len(plan.actions)
+            return click.confirm(f"Apply {'this action' if n == 1 else f'these {n} actions'}?", default=False)
+
+
+def _cancelled(c: Context) -> None:
+    c.out.print("Nothing was applied.")
+    raise SystemExit(1)
 
 
 @cli.command()
@@ -248,6 +289,15 @@ class _Progress:
             self._handler.console, self._handler.status = self._saved
         self._bar.stop()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The display off while the block prints and asks."""
+        self._bar.stop()
+        try:
+            yield
+        finally:
+            self._bar.start()
+
     def phase(self, text: str) -> None:
         """A step whose length is unknown (a pull)."""
         self._bar.update(self._task, description=printable(text), total=None, completed=0)
@@ -262,13 +312,21 @@ class _Progress:
         self._bar.update(self._task, advance=1, description=what)
 
 
-def _report_outcome(c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync") -> None:
-    """The plan as asked (table or JSON), what happened per connection and action, and the exit code."""
-    from bridge.render import render_outcome
+def _report_outcome(
+    c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync", *, shown: bool = False
+) -> None:
+    """The plan as asked (table or JSON; only its summary when it was `shown` before asking), what happened per
+    connection and action, and the exit code."""
+    from bridge.render import render_outcome, summary_line
 
+    if outcome.cancelled:
+        _cancelled(c)
     if out_path is not None:
         _write_atomically(out_path, outcome.plan.to_json())
-    _emit_plan(c, outcome.plan)
+    if shown:
+        c.out.print(summary_line(outcome.plan))
+    else:
+        _emit_plan(c, outcome.plan)
     if not c.quiet:
         render_outcome(outcome, c.out if not c.json else c.err)
     _report_interruption(c, outcome.report, again)
@@ -299,29 +357,42 @@ NO_CONNECTIONS = (
 @click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan JSON here.")
 @click.option("--full", is_flag=True, help="Read everything again instead of only what changed.")
+@YES
 @click.pass_obj
-def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool) -> None:
-    """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
+def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool, yes: bool) -> None:
+    """Pull every (or the named) connection, evaluate the contracts, apply the plan.
+
+    On a terminal the plan is shown first and applied only when you say yes (--yes: without asking)."""
     from bridge.interrupt import StopOnSignal
     from bridge.sync import sync as run_sync
 
     rt = _runtime(c, connections, applying=not dry_run)
     if not rt.settings.connections and not c.quiet:
         c.err.print(NO_CONNECTIONS)
+    asks = not dry_run and _asks(c, yes)
     try:
         with _Progress(c) as progress:
+            confirm = _PlanConfirm(c, progress) if asks else None
             outcome = run_sync(
-                rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress, stop=StopOnSignal()
+                rt,
+                connections,
+                dry_run=dry_run,
+                as_of=c.as_of,
+                full=full,
+                progress=progress,
+                stop=StopOnSignal(),
+                confirm=confirm,
             )
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, out_path)
+    _report_outcome(c, outcome, out_path, shown=confirm is not None and confirm.shown)
 
 
 @cli.command()
 @click.argument("plan_path", metavar="PLAN.json", type=click.Path(path_type=Path, dir_okay=False))
+@YES
 @click.pass_obj
-def apply(c: Context, plan_path: Path) -> None:
+def apply(c: Context, plan_path: Path, yes: bool) -> None:
     """Carry out a plan written by `sync --dry-run --out` after re-checking each invoice."""
     from bridge.errors import ConfigError
     from bridge.inputs import read_json
@@ -336,12 +407,14 @@ def apply(c: Context, plan_path: Path) -> None:
         raise ConfigError(f"not a plan written by bridge sync --out: {exc}", str(plan_path)) from None
     named = sorted({a.connection for a in plan.actions})
     rt = _runtime(c, named, applying=True)
+    asks = _asks(c, yes)
     try:
         with _Progress(c) as progress:
-            outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal())
+            confirm = _PlanConfirm(c, progress) if asks else None
+            outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal(), confirm=confirm)
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}")
+    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}", shown=confirm is not None and confirm.shown)
 
 
 @cli.command()
@@ -400,9 +473,17 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
 @click.option("--note", default="", help="What the client said.")
 @click.option("--by", "requested_by", default="", help="Who asked (e-mail or name).")
 @click.option("--dry-run", is_flag=True, help="Decide and show, but record and write nothing.")
+@YES
 @click.pass_obj
 def renegotiate(
-    c: Context, connection: str, invoice_number: str, new_due: date, note: str, requested_by: str, dry_run: bool
+    c: Context,
+    connection: str,
+    invoice_number: str,
+    new_due: date,
+    note: str,
+    requested_by: str,
+    dry_run: bool,
+    yes: bool,
 ) -> None:
     """Record a client's request to move a due date: accepted or refused, with the clause and the message."""
     from bridge.interrupt import StopOnSignal
@@ -410,6 +491,14 @@ def renegotiate(
     from bridge.sync import renegotiate as run_renegotiate
 
     rt = _runtime(c, [connection], applying=not dry_run)
+    shown: list[bool] = []
+
+    def confirm(decision: Any) -> bool:
+        render_decision(decision, c.out)
+        shown.append(True)
+        return click.confirm(f"Record this and write it back to {connection}?", default=False)
+
+    asks = not dry_run and _asks(c, yes)
     try:
         decision = run_renegotiate(
             rt,
@@ -421,12 +510,15 @@ def renegotiate(
             as_of=c.as_of,
             dry_run=dry_run,
             stop=StopOnSignal(),
+            confirm=confirm if asks else None,
         )
     finally:
         rt.store.close()
+    if decision.cancelled:
+        _cancelled(c)
     if c.json:
         click.echo(decision.plan.to_json(), nl=False)
-    render_decision(decision, c.err if c.json else c.out)
+    render_decision(decision, c.err if c.json else c.out, outcome_only=bool(shown))
     _report_interruption(c, decision.report, "bridge sync")
     raise SystemExit(decision.exit_code)
 
@@ -693,13 +785,22 @@ def connections_check(c: Context, name: str) -> None:
 
 @connections.command("remove")
 @click.argument("name")
+@YES
 @click.pass_obj
-def connections_remove(c: Context, name: str) -> None:
-    """Revoke the connection's tokens at the provider, forget them, and take it out of the config."""
+def connections_remove(c: Context, name: str, yes: bool) -> None:
+    """Revoke the connection's tokens at the provider, forget them, and take it out of the config.
+
+    On a terminal it asks first (--yes: without asking); the ledger keeps the connection's history."""
     from bridge.auth import link as linking
     from bridge.config_edit import remove_connection
 
     rt = _runtime(c, [name])
+    if _asks(c, yes):
+        question = f"Remove {name}: revoke its tokens at the provider and take it out of {rt.settings.source}?"
+        if not click.confirm(question, default=False):
+            rt.store.close()
+            c.out.print("Nothing was removed.")
+            raise SystemExit(1)
     with rt.store:
         conn = rt.settings.connection(name)
         revoked = "no tokens were stored"

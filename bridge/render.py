@@ -200,8 +200,15 @@ def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], c
     console.print(table)
 
 
-def render_decision(decision: Any, console: Console) -> None:
-    """A renegotiation decision: accepted or refused, the clause, the reason, and the message to send."""
+def render_decision(decision: Any, console: Console, *, outcome_only: bool = False) -> None:
+    """A renegotiation decision: accepted or refused, the clause, the reason, and the message to send (not again
+    with `outcome_only`: it was shown before asking), then what became of it."""
+    if not outcome_only:
+        _render_decided(decision, console)
+    _render_decision_outcome(decision, console)
+
+
+def _render_decided(decision: Any, console: Console) -> None:
     record, action = decision.record, decision.action
     verdict = (
         Text("accepted", "green")
@@ -213,6 +220,10 @@ def render_decision(decision: Any, console: Console) -> None:
     console.print(safe(f"why: {action.reason}"))
     console.print(Text.assemble("\n", ("Subject:", "bold"), " ", safe(action.subject), "\n"))
     console.print(safe(action.body, multiline=True))
+
+
+def _render_decision_outcome(decision: Any, console: Console) -> None:
+    record, action = decision.record, decision.action
     if decision.dry_run:
         console.print("Dry run: nothing was recorded or written back.")
     elif decision.report and decision.report.applied:

@@ -65,6 +65,10 @@ class Silent:
         """Nothing."""
 
 
+Confirm = Callable[[Plan], bool]
+"""Asked with the plan once it is evaluated and before anything is applied; False: apply nothing."""
+
+
 class ConnectorFactory(Protocol):
     """What a connector package registers under the `bridge.connectors` entry-point group."""
 
@@ -158,11 +162,15 @@ class SyncOutcome:
     runs: list[ConnectionRun]
     report: ApplyReport | None = None
     reconciled: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False  # the plan was shown and applying it declined: nothing was applied
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked;
-        130 stopped by a signal while applying (what was applied is recorded, the rest left for the next run)."""
+        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked, or
+        applying was declined; 130 stopped by a signal while applying (what was applied is recorded, the rest left
+        for the next run)."""
+        if self.cancelled:
+            return 1
         if self.report and self.report.interrupted:
             return INTERRUPTED_EXIT
         failed_runs = [r for r in self.runs if r.error]
@@ -324,10 +332,13 @@ def sync(
     full: bool = False,
     progress: Progress | None = None,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once.
 
     `stop`, armed only while applying, ends the run after the action in flight when a signal arrives.
+    `confirm` (a real run) is asked with the evaluated plan, under the run lock, before anything is applied:
+    False leaves it all unapplied (the outcome is `cancelled`). Not asked when there is nothing to apply.
     """
     progress = progress or Silent()
     selected = rt.select(names)
@@ -335,7 +346,7 @@ def sync(
         return _sync(rt, selected, dry_run=True, as_of=as_of, full=full, progress=progress)
     # One applying run per connection: a second one waits here, then plans from what the first left.
     with rt.store.run_lock([c.name for c in selected]):
-        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop)
+        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop, confirm=confirm)
 
 
 def _sync(
@@ -347,6 +358,7 @@ def _sync(
     full: bool,
     progress: Progress,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
     spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
@@ -361,6 +373,8 @@ def _sync(
     plan = build_plan(rt.settings, rt.store, pulled, today, errors, warnings)
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
+    if confirm is not None and plan.actions and not confirm(plan):
+        return SyncOutcome(plan, runs, reconciled=reconciled, cancelled=True)
     progress.actions(len(plan.actions))
     applying = _ApplyLog(plan.actions, progress)
     with armed(stop), applying:
@@ -454,8 +468,12 @@ def apply_plan(
     *,
     as_of: date | None = None,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     """Carry out a reviewed plan, but only what today's evaluation of the same books still calls for.
+
+    `confirm` is asked with what would be applied (the plan's actions today's evaluation still calls for)
+    before anything is applied or dropped; False leaves everything as it was (the outcome is `cancelled`).
 
     The connections are pulled again and the contracts re-evaluated (as of today, or `as_of` on emulators);
     an action of the plan is applied only when the fresh evaluation produces it with the same amount,
@@ -468,7 +486,7 @@ def apply_plan(
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
     with rt.store.run_lock(names):
-        return _apply_plan(rt, plan, selected, progress or Silent(), as_of, stop)
+        return _apply_plan(rt, plan, selected, progress or Silent(), as_of, stop, confirm)
 
 
 # What must be the same in a reviewed plan and in today's evaluation for an action to be applied.
@@ -506,6 +524,7 @@ def _apply_plan(
     progress: Progress,
     as_of: date | None,
     stop: StopOnSignal | None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
     connectors, runs, errors = _pull_all(rt, selected, False, progress, spent)
@@ -519,6 +538,7 @@ def _apply_plan(
     # Why today's evaluation leaves an action out: its own skip, else its invoice's (paid, void, on hold...).
     why_not = {(s.connection, s.invoice, s.key): s.detail for s in today_plan.skipped}
     approved: list[Action] = []
+    mismatched: list[tuple[Action, str]] = []
     report = ApplyReport()
     for action in plan.actions:
         if action.connection not in healthy:
@@ -535,6 +555,12 @@ def _apply_plan(
         if reason is None:
             approved.append(fresh[action.key])
             continue
+        mismatched.append((action, reason))
+    if confirm is not None and approved:
+        shown = Plan.build(today_plan.as_of, approved, (), today_plan.warnings, today_plan.errors)
+        if not confirm(shown):
+            return SyncOutcome(plan, runs, None, reconciled, cancelled=True)
+    for action, reason in mismatched:
         rt.store.ledger_drop(action, reason)
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
@@ -568,10 +594,14 @@ class Decision:
     plan: Plan
     dry_run: bool
     report: ApplyReport | None = None
+    cancelled: bool = False  # shown, and writing it back declined: nothing recorded or written
 
     @property
     def exit_code(self) -> int:
-        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came."""
+        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came;
+        1 when writing it back was declined."""
+        if self.cancelled:
+            return 1
         if self.report and self.report.interrupted:
             return INTERRUPTED_EXIT
         return 3 if self.report and (self.report.failed or self.report.in_doubt) else 0
@@ -588,8 +618,12 @@ def renegotiate(
     as_of: date | None = None,
     dry_run: bool = False,
     stop: StopOnSignal | None = None,
+    confirm: Callable[[Decision], bool] | None = None,
 ) -> Decision:
-    """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back."""
+    """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back.
+
+    `confirm` is asked with the decision before anything is recorded or written back; False: nothing is
+    (the decision comes back `cancelled`)."""
     conn = rt.settings.connection(connection)
     connectors, unavailable = rt.connectors([conn])
     if connection in unavailable:
@@ -618,6 +652,8 @@ def renegotiate(
     plan = Plan.build(day, [action])
     if dry_run:
         return Decision(record, action, plan, dry_run=True)
+    if confirm is not None and not confirm(Decision(record, action, plan, dry_run=False)):
+        return Decision(record, action, plan, dry_run=False, cancelled=True)
     with rt.store.run_lock([connection]):
         rt.store.add_renegotiation(record)
         customers = {connection: rt.store.customers(connection)}

@@ -221,3 +221,93 @@ def test_an_unreachable_provider_is_one_clear_line_within_seconds(bridge, book: 
     said = f"acme-qbo: pull failed: cannot reach {url} (connection refused); is the provider or emulator running?"
     assert said in result.err, result.err
     assert "Max retries exceeded" not in result.err + result.out and "HTTPConnectionPool" not in result.err + result.out
+
+
+def on_terminal(args: list[str], answer: str | None, timeout: float = 120) -> tuple[int, str, bool]:
+    """Run `bridge ARGS` with stdin, stdout and stderr on a pseudo-terminal; answer its [y/N] question."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT
+    )
+    os.close(slave)
+    out, asked, end = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not asked and b"[y/N]" in out:
+                    asked = True
+                    if answer is not None:
+                        os.write(master, answer.encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        os.close(master)
+    return proc.returncode, out.decode(errors="replace"), asked
+
+
+def test_sync_on_a_terminal_shows_the_plan_and_applies_nothing_when_told_no(book: Book) -> None:
+    code, out, asked = on_terminal(book.args("sync"), "n")
+    assert asked, out
+    question = re.search(r"Apply these (\d+) actions\? \[y/N\]", out)
+    assert question, out
+    assert out.index("Plan as of") < question.start() and "late_fee" in out[: question.start()]
+    assert "Nothing was applied." in out and code == 1, (code, out)
+    assert book.outbox() == []
+    from bridge.store import Store
+
+    with Store.open(f"sqlite:///{book.config.parent / 'bridge.db'}") as store:
+        assert store.ledger() == []
+
+
+def test_sync_on_a_terminal_applies_the_plan_it_showed_when_told_yes(book: Book) -> None:
+    code, out, asked = on_terminal(book.args("sync"), "y")
+    assert asked and code in (0, 3), (code, out)
+    n = int(re.search(r"Apply these (\d+) actions\?", out).group(1))  # type: ignore[union-attr]
+    assert re.search(rf"{n} applied", out), out
+    assert out.count("Plan as of") == 1  # shown once, before the question
+
+
+def test_yes_and_json_do_not_ask(book: Book) -> None:
+    code, out, asked = on_terminal(book.args("sync", "--yes"), None)
+    assert not asked and code in (0, 3), out
+    code, out, asked = on_terminal(["--yes", *book.args("sync", "--dry-run")], None)
+    assert not asked and code in (0, 3), out
+    code, out, asked = on_terminal(["--json", *book.args("sync")], None)
+    assert not asked and code in (0, 3), out
+
+
+def test_off_a_terminal_it_applies_without_asking_and_says_so(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    said = "not a terminal: applying without asking (use --yes to silence this)"
+    result = bridge(*book.args("sync"))
+    assert result.code in (0, 3) and said in result.err, result.err
+    assert "[y/N]" not in result.err + result.out
+    book.sandbox.reset()
+    result = bridge("--yes", *book.args("sync"))
+    assert said not in result.err
+
+
+def test_connections_remove_on_a_terminal_asks_first(book: Book) -> None:
+    before = book.config.read_text()
+    code, out, asked = on_terminal(["--config", str(book.config), "connections", "remove", "acme-qbo"], "n")
+    assert asked and code == 1 and "Nothing was removed." in out, out
+    assert book.config.read_text() == before
+    code, out, asked = on_terminal(["--config", str(book.config), "connections", "remove", "acme-qbo"], "y")
+    assert asked and code == 0, out
+    assert 'name = "acme-qbo"' not in book.config.read_text()
