@@ -103,7 +103,7 @@ def cli(
     ctx.call_on_close(logs.install(terminal=sys.stderr.isatty(), quiet=quiet, console=ctx.obj.err))
 
 
-def _emit_plan(c: Context, plan: Plan) -> None:
+def _emit_plan(c: Context, plan: Plan, terms: Any = None) -> None:
     """The plan as JSON on stdout (--json, with a one-line summary on stderr), else as tables."""
     from bridge.render import render_plan, summary_line
 
@@ -114,7 +114,10 @@ def _emit_plan(c: Context, plan: Plan) -> None:
     elif c.quiet:
         c.out.print(summary_line(plan))
     else:
-        render_plan(plan, c.out, verbose=c.verbose)
+        from bridge.sync import days_by_zone
+
+        days = days_by_zone(terms, c.as_of) if terms is not None else None
+        render_plan(plan, c.out, verbose=c.verbose, days=days)
 
 
 YES = click.option("-y", "--yes", is_flag=True, help="Do it without asking first.")
@@ -134,14 +137,15 @@ def _asks(c: Context, yes: bool) -> bool:
 class _PlanConfirm:
     """Shows the evaluated plan and asks "Apply these N actions? [y/N]" (the progress display paused meanwhile)."""
 
-    def __init__(self, c: Context, progress: _Progress) -> None:
+    def __init__(self, c: Context, progress: _Progress, terms: Any = None) -> None:
         self.c = c
         self.progress = progress
+        self.terms = terms
         self.shown = False
 
     def __call__(self, plan: Plan) -> bool:
         with self.progress.paused():
-            _emit_plan(self.c, plan)
+            _emit_plan(self.c, plan, self.terms)
             self.shown = True
             n = len(plan.actions)
             return click.confirm(f"Apply {'this action' if n == 1 else f'these {n} actions'}?", default=False)
@@ -208,7 +212,7 @@ def evaluate(
     plan = run_policies(invoices, terms, history, renegotiations, today, errors)
     if out_path is not None:
         _write_atomically(out_path, plan.to_json())
-    _emit_plan(c, plan)
+    _emit_plan(c, plan, terms if c.as_of is None else None)
     if plan.errors:
         raise SystemExit(3)
 
@@ -313,7 +317,13 @@ class _Progress:
 
 
 def _report_outcome(
-    c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync", *, shown: bool = False
+    c: Context,
+    outcome: Any,
+    out_path: Path | None,
+    again: str = "bridge sync",
+    *,
+    shown: bool = False,
+    terms: Any = None,
 ) -> None:
     """The plan as asked (table or JSON; only its summary when it was `shown` before asking), what happened per
     connection and action, and the exit code."""
@@ -326,7 +336,7 @@ def _report_outcome(
     if shown:
         c.out.print(summary_line(outcome.plan))
     else:
-        _emit_plan(c, outcome.plan)
+        _emit_plan(c, outcome.plan, terms)
     if not c.quiet:
         render_outcome(outcome, c.out if not c.json else c.err)
     _report_interruption(c, outcome.report, again)
@@ -372,7 +382,7 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
     asks = not dry_run and _asks(c, yes)
     try:
         with _Progress(c) as progress:
-            confirm = _PlanConfirm(c, progress) if asks else None
+            confirm = _PlanConfirm(c, progress, rt.settings.terms) if asks else None
             outcome = run_sync(
                 rt,
                 connections,
@@ -385,7 +395,8 @@ def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path
             )
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, out_path, shown=confirm is not None and confirm.shown)
+    shown = confirm is not None and confirm.shown
+    _report_outcome(c, outcome, out_path, shown=shown, terms=rt.settings.terms)
 
 
 @cli.command()
@@ -410,11 +421,12 @@ def apply(c: Context, plan_path: Path, yes: bool) -> None:
     asks = _asks(c, yes)
     try:
         with _Progress(c) as progress:
-            confirm = _PlanConfirm(c, progress) if asks else None
+            confirm = _PlanConfirm(c, progress, rt.settings.terms) if asks else None
             outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal(), confirm=confirm)
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}", shown=confirm is not None and confirm.shown)
+    shown = confirm is not None and confirm.shown
+    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}", shown=shown, terms=rt.settings.terms)
 
 
 @cli.command()

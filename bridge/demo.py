@@ -29,7 +29,7 @@ from bridge.errors import ConfigError
 from bridge.files import write_private
 from bridge.render import safe
 from bridge.store import Store
-from bridge.sync import Runtime, sync
+from bridge.sync import Runtime, days_by_zone, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
 NAMES = {"quickbooks": "demo-qbo", "xero": "demo-xero", "freshbooks": "demo-freshbooks"}
@@ -159,7 +159,7 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
                 from bridge.render import render_plan
 
                 out.print(Text.assemble(("Dry run", "bold"), " (nothing written yet):"))
-                render_plan(preview.plan, out, verbose=c.verbose)
+                render_plan(preview.plan, out, verbose=c.verbose, days=days_by_zone(terms, c.as_of))
             if dry_run:
                 if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
                     click.echo(preview.plan.to_json(), nl=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import IO, Any
 
 from rich.console import Console
@@ -59,9 +60,18 @@ def _what(a: Action) -> str:
     return f"refused: {a.refusal_reason}"
 
 
-def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
-    """Print the plan as tables: actions, then skips (counted, or listed with -v), warnings and errors."""
-    console.print(Text(f"Plan as of {plan.as_of.isoformat()}", style="bold"))
+def plan_heading(plan: Plan, days: Mapping[str, date] | None = None) -> str:
+    """ "Plan as of 2026-12-07", naming the contract time zones where today is another day (`days`: today per zone),
+    e.g. "Plan as of 2026-12-07 (America/New_York: 2026-12-06)"."""
+    other = [f"{zone}: {day.isoformat()}" for zone, day in sorted((days or {}).items()) if day != plan.as_of]
+    return f"Plan as of {plan.as_of.isoformat()}" + (f" ({', '.join(other)})" if other else "")
+
+
+def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Mapping[str, date] | None = None) -> None:
+    """Print the plan as tables: actions, then skips (counted, or listed with -v), warnings and errors.
+
+    `days`: today in each contract time zone, when the plan is of today (see `plan_heading`)."""
+    console.print(Text(plan_heading(plan, days), style="bold"))
     if plan.actions:
         table = Table(show_lines=False, header_style="bold")
         for col in ("connection", "invoice", "customer", "action", "what", "clause", "why"):

@@ -128,6 +128,13 @@ def today_for(terms: Terms, as_of: date | None) -> date | dict[str, date]:
     return days or clock.today_in("UTC")
 
 
+def days_by_zone(terms: Terms, as_of: date | None) -> dict[str, date]:
+    """Today in each contract time zone (none with `as_of`: one date for all), for saying which day a plan is of."""
+    if as_of is not None:
+        return {}
+    return {zone: clock.today_in(zone) for zone in sorted({c.timezone for c in terms.contracts})}
+
+
 def _action_day(today: date | Mapping[str, date]) -> Callable[[Action], date]:
     def day(action: Action) -> date:
         if isinstance(today, date):

@@ -311,3 +311,72 @@ def test_connections_remove_on_a_terminal_asks_first(book: Book) -> None:
     code, out, asked = on_terminal(["--config", str(book.config), "connections", "remove", "acme-qbo"], "y")
     assert asked and code == 0, out
     assert 'name = "acme-qbo"' not in book.config.read_text()
+
+
+def test_the_plan_names_the_time_zones_where_today_is_another_day(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # UTC+14 and UTC-11: never the same day.
+    text = (ROOT / "config" / "examples" / "bridge.toml").read_text()
+    text = text.replace('timezone = "America/New_York"', 'timezone = "Pacific/Kiritimati"', 1)
+    text = text.replace('timezone = "America/New_York"', 'timezone = "Pacific/Pago_Pago"', 1)
+    config = tmp_path / "bridge.toml"
+    config.write_text(text)
+    invoices = ROOT / "config" / "examples" / "invoices.json"
+    result = bridge("--config", str(config), "evaluate", "--invoices", str(invoices))
+    heading = re.search(r"Plan as of (\S+) \((.*)\)", result.out)
+    assert heading, result.out
+    assert re.fullmatch(r"Pacific/(Kiritimati|Pago_Pago): \d{4}-\d{2}-\d{2}", heading.group(2)), heading.group(0)
+    assert heading.group(1) not in heading.group(2)
+    same = bridge("--as-of", "2026-10-20", "--config", str(config), "evaluate", "--invoices", str(invoices))
+    assert "Plan as of 2026-10-20\n" in same.out  # one date given: one date said
+
+
+def test_plan_heading() -> None:
+    from datetime import date
+
+    from bridge.plan import Plan
+    from bridge.render import plan_heading
+
+    plan = Plan.build(date(2026, 12, 7), [])
+    days = {"America/New_York": date(2026, 12, 6), "Europe/Paris": date(2026, 12, 7)}
+    assert plan_heading(plan, days) == "Plan as of 2026-12-07 (America/New_York: 2026-12-06)"
+    assert plan_heading(plan, {"Europe/Paris": date(2026, 12, 7)}) == "Plan as of 2026-12-07"
+
+
+def test_renegotiate_on_a_terminal_shows_the_decision_before_writing_it_back(book: Book) -> None:
+    due = book.invoice("1032")["DueDate"]
+    args = book.args("renegotiate", "--connection", "acme-qbo", "--invoice", "1032", "--new-due-date", "2026-11-30")
+    code, out, asked = on_terminal(args, "n")
+    assert asked and code == 1, (code, out)
+    question = out.index("[y/N]")
+    assert "Request to move invoice 1032 to 2026-11-30" in out[:question] and "Nothing was applied." in out
+    assert book.invoice("1032")["DueDate"] == due
+
+
+def test_a_client_hanging_up_leaves_no_traceback_in_the_sandbox_console() -> None:
+    import signal
+    import struct
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "sandbox", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        assert match
+        for _ in range(5):  # half a request, then a reset (SO_LINGER 0)
+            with socket.create_connection(("127.0.0.1", int(match.group(1)))) as conn:
+                conn.sendall(b"GET /_sandbox/state HTTP/1.1\r\nHost: x\r\n")
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with socket.create_connection(("127.0.0.1", int(match.group(1)))) as conn:
+                conn.sendall(b"GET /_sandbox/state HTTP/1.1\r\nHost: x\r\n\r\n")
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err and "ConnectionResetError" not in err and "BrokenPipeError" not in err, err
