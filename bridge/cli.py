@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,6 +31,7 @@ class Context:
     json: bool
     verbose: bool
     quiet: bool
+    yes: bool = False
 
     @property
     def out(self) -> Console:
@@ -50,7 +53,24 @@ class _DateType(click.ParamType[date]):
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            self.fail(f"{value!r} is not a date of the form YYYY-MM-DD", param, ctx)
+            self.fail(f"{value!r} is not a date: {_what_is_wrong(str(value))}", param, ctx)
+
+
+def _what_is_wrong(text: str) -> str:
+    """Which part of a would-be YYYY-MM-DD date is wrong, in words."""
+    import calendar
+    import re
+
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text.strip())
+    if match is None:
+        return "not of the form YYYY-MM-DD (e.g. 2026-12-07)"
+    year, month, day = (int(part) for part in match.groups())
+    if not 1 <= month <= 12:
+        return f"month {match.group(2)} is not 1-12"
+    last = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    if not 1 <= day <= last:
+        return f"day {match.group(3)} is not in month {match.group(2)} (1-{last})"
+    return "not a valid date of the form YYYY-MM-DD"
 
 
 DATE = _DateType()
@@ -69,14 +89,21 @@ DATE = _DateType()
 @click.option("--json", "as_json", is_flag=True, help="Machine output on stdout; human text and progress on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more (lists every skip).")
 @click.option("-q", "--quiet", is_flag=True, help="Say only what matters.")
+@click.option("-y", "--yes", is_flag=True, help="Apply without asking first (on a terminal, applying commands ask).")
 @click.version_option(package_name="bridge")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+def cli(
+    ctx: click.Context, config: str | None, as_of: date | None, as_json: bool, verbose: bool, quiet: bool, yes: bool
+) -> None:
     """Enforce contract terms (reminders, late fees, renegotiations) on your accounting provider (a plugin each)."""
-    ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet)
+    from bridge import logs
+
+    ctx.obj = Context(config=config, as_of=as_of, json=as_json, verbose=verbose, quiet=quiet, yes=yes)
+    # Slow work says what it is doing: a live status on a terminal, timestamped lines on stderr otherwise.
+    ctx.call_on_close(logs.install(terminal=sys.stderr.isatty(), quiet=quiet, console=ctx.obj.err))
 
 
-def _emit_plan(c: Context, plan: Plan) -> None:
+def _emit_plan(c: Context, plan: Plan, terms: Any = None) -> None:
     """The plan as JSON on stdout (--json, with a one-line summary on stderr), else as tables."""
     from bridge.render import render_plan, summary_line
 
@@ -87,7 +114,46 @@ def _emit_plan(c: Context, plan: Plan) -> None:
     elif c.quiet:
         c.out.print(summary_line(plan))
     else:
-        render_plan(plan, c.out, verbose=c.verbose)
+        from bridge.sync import days_by_zone
+
+        days = days_by_zone(terms, c.as_of) if terms is not None else None
+        render_plan(plan, c.out, verbose=c.verbose, days=days)
+
+
+YES = click.option("-y", "--yes", is_flag=True, help="Do it without asking first.")
+
+
+def _asks(c: Context, yes: bool) -> bool:
+    """Whether an applying command asks first: on a terminal (stdin and stdout), unless --yes or --json (machine
+    use). Off a terminal it does not ask, and says so in one line (`--yes` silences it)."""
+    if yes or c.yes or c.json:
+        return False
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return True
+    logging.getLogger("bridge.cli").info("not a terminal: applying without asking (use --yes to silence this)")
+    return False
+
+
+class _PlanConfirm:
+    """Shows the evaluated plan and asks "Apply these N actions? [y/N]" (the progress display paused meanwhile)."""
+
+    def __init__(self, c: Context, progress: _Progress, terms: Any = None) -> None:
+        self.c = c
+        self.progress = progress
+        self.terms = terms
+        self.shown = False
+
+    def __call__(self, plan: Plan) -> bool:
+        with self.progress.paused():
+            _emit_plan(self.c, plan, self.terms)
+            self.shown = True
+            n = len(plan.actions)
+            return click.confirm(f"Apply {'this action' if n == 1 else f'these {n} actions'}?", default=False)
+
+
+def _cancelled(c: Context) -> None:
+    c.out.print("Nothing was applied.")
+    raise SystemExit(1)
 
 
 @cli.command()
@@ -146,13 +212,18 @@ def evaluate(
     plan = run_policies(invoices, terms, history, renegotiations, today, errors)
     if out_path is not None:
         _write_atomically(out_path, plan.to_json())
-    _emit_plan(c, plan)
+    _emit_plan(c, plan, terms if c.as_of is None else None)
     if plan.errors:
         raise SystemExit(3)
 
 
-def _runtime(c: Context, connections: Sequence[str | None] = (), *, applying: bool = False) -> Any:
+def _runtime(
+    c: Context, connections: Sequence[str | None] = (), *, applying: bool = False, decrypts: bool = True
+) -> Any:
     """Settings, store and token vault for commands that touch the providers.
+
+    Only a command that `decrypts` tokens needs the secret key: a read-only one (the ledger, the list of
+    connections) runs without it.
 
     The named `connections` are checked against the config first: a usage error writes nothing, not even the store.
     An `applying` command (one that writes to the books) refuses `--as-of` unless every connection it touches is an
@@ -178,7 +249,14 @@ def _runtime(c: Context, connections: Sequence[str | None] = (), *, applying: bo
                 "a date other than today could charge fees that are not owed or send reminders that are not due. "
                 "Use `bridge --as-of ... sync --dry-run` to see that day's plan; apply only as of today."
             )
-    fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    try:
+        fernet = fernet_from_env(os.environ, settings.secrets.key_env)
+    except ConfigError:
+        if decrypts:
+            raise
+        from cryptography.fernet import Fernet, MultiFernet
+
+        fernet = MultiFernet([Fernet(Fernet.generate_key())])  # a throwaway key: this command decrypts nothing
     store = Store.open(settings.store.url)
     return Runtime(settings, store, TokenVault(store, fernet))
 
@@ -201,11 +279,28 @@ class _Progress:
         self._task = self._bar.add_task("starting", total=None)
 
     def __enter__(self) -> _Progress:
+        from bridge.logs import status_handler
+
         self._bar.start()
+        self._handler = status_handler()
+        if self._handler is not None:  # the log's lines of slow work become this display's status
+            self._saved = self._handler.console, self._handler.status
+            self._handler.console, self._handler.status = self._bar.console, self.phase
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._handler is not None:
+            self._handler.console, self._handler.status = self._saved
         self._bar.stop()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The display off while the block prints and asks."""
+        self._bar.stop()
+        try:
+            yield
+        finally:
+            self._bar.start()
 
     def phase(self, text: str) -> None:
         """A step whose length is unknown (a pull)."""
@@ -221,13 +316,27 @@ class _Progress:
         self._bar.update(self._task, advance=1, description=what)
 
 
-def _report_outcome(c: Context, outcome: Any, out_path: Path | None, again: str = "bridge sync") -> None:
-    """The plan as asked (table or JSON), what happened per connection and action, and the exit code."""
-    from bridge.render import render_outcome
+def _report_outcome(
+    c: Context,
+    outcome: Any,
+    out_path: Path | None,
+    again: str = "bridge sync",
+    *,
+    shown: bool = False,
+    terms: Any = None,
+) -> None:
+    """The plan as asked (table or JSON; only its summary when it was `shown` before asking), what happened per
+    connection and action, and the exit code."""
+    from bridge.render import render_outcome, summary_line
 
+    if outcome.cancelled:
+        _cancelled(c)
     if out_path is not None:
         _write_atomically(out_path, outcome.plan.to_json())
-    _emit_plan(c, outcome.plan)
+    if shown:
+        c.out.print(summary_line(outcome.plan))
+    else:
+        _emit_plan(c, outcome.plan, terms)
     if not c.quiet:
         render_outcome(outcome, c.out if not c.json else c.err)
     _report_interruption(c, outcome.report, again)
@@ -248,32 +357,53 @@ def _report_interruption(c: Context, report: Any, again: str) -> None:
             console.print(f"not started {item['key']}", markup=False)
 
 
+NO_CONNECTIONS = (
+    "No connections yet: run `bridge link quickbooks|xero|freshbooks` (or `bridge demo` to try the emulators)."
+)
+
+
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Pull and evaluate; write nothing to any provider, send nothing.")
 @click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the plan JSON here.")
 @click.option("--full", is_flag=True, help="Read everything again instead of only what changed.")
+@YES
 @click.pass_obj
-def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool) -> None:
-    """Pull every (or the named) connection, evaluate the contracts, apply the plan."""
+def sync(c: Context, dry_run: bool, connections: tuple[str, ...], out_path: Path | None, full: bool, yes: bool) -> None:
+    """Pull every (or the named) connection, evaluate the contracts, apply the plan.
+
+    On a terminal the plan is shown first and applied only when you say yes (--yes: without asking)."""
     from bridge.interrupt import StopOnSignal
     from bridge.sync import sync as run_sync
 
     rt = _runtime(c, connections, applying=not dry_run)
+    if not rt.settings.connections and not c.quiet:
+        c.err.print(NO_CONNECTIONS)
+    asks = not dry_run and _asks(c, yes)
     try:
         with _Progress(c) as progress:
+            confirm = _PlanConfirm(c, progress, rt.settings.terms) if asks else None
             outcome = run_sync(
-                rt, connections, dry_run=dry_run, as_of=c.as_of, full=full, progress=progress, stop=StopOnSignal()
+                rt,
+                connections,
+                dry_run=dry_run,
+                as_of=c.as_of,
+                full=full,
+                progress=progress,
+                stop=StopOnSignal(),
+                confirm=confirm,
             )
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, out_path)
+    shown = confirm is not None and confirm.shown
+    _report_outcome(c, outcome, out_path, shown=shown, terms=rt.settings.terms)
 
 
 @cli.command()
 @click.argument("plan_path", metavar="PLAN.json", type=click.Path(path_type=Path, dir_okay=False))
+@YES
 @click.pass_obj
-def apply(c: Context, plan_path: Path) -> None:
+def apply(c: Context, plan_path: Path, yes: bool) -> None:
     """Carry out a plan written by `sync --dry-run --out` after re-checking each invoice."""
     from bridge.errors import ConfigError
     from bridge.inputs import read_json
@@ -288,12 +418,15 @@ def apply(c: Context, plan_path: Path) -> None:
         raise ConfigError(f"not a plan written by bridge sync --out: {exc}", str(plan_path)) from None
     named = sorted({a.connection for a in plan.actions})
     rt = _runtime(c, named, applying=True)
+    asks = _asks(c, yes)
     try:
         with _Progress(c) as progress:
-            outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal())
+            confirm = _PlanConfirm(c, progress, rt.settings.terms) if asks else None
+            outcome = apply_plan(rt, plan, progress, as_of=c.as_of, stop=StopOnSignal(), confirm=confirm)
     finally:
         rt.store.close()
-    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}")
+    shown = confirm is not None and confirm.shown
+    _report_outcome(c, outcome, None, again=f"bridge apply {plan_path}", shown=shown, terms=rt.settings.terms)
 
 
 @cli.command()
@@ -306,7 +439,7 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
 
     from bridge.render import render_ledger
 
-    rt = _runtime(c)
+    rt = _runtime(c, decrypts=False)
     try:
         configured = {x.name for x in rt.settings.connections}
         if connection is not None and connection not in configured and not rt.store.ledger(connection=connection):
@@ -341,6 +474,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
         click.echo(jsonlib.dumps(rows, indent=2))
     else:
         render_ledger(entries, events, c.out)
+        if not entries and not rt.settings.connections:
+            c.out.print(NO_CONNECTIONS)
 
 
 @cli.command()
@@ -350,9 +485,17 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
 @click.option("--note", default="", help="What the client said.")
 @click.option("--by", "requested_by", default="", help="Who asked (e-mail or name).")
 @click.option("--dry-run", is_flag=True, help="Decide and show, but record and write nothing.")
+@YES
 @click.pass_obj
 def renegotiate(
-    c: Context, connection: str, invoice_number: str, new_due: date, note: str, requested_by: str, dry_run: bool
+    c: Context,
+    connection: str,
+    invoice_number: str,
+    new_due: date,
+    note: str,
+    requested_by: str,
+    dry_run: bool,
+    yes: bool,
 ) -> None:
     """Record a client's request to move a due date: accepted or refused, with the clause and the message."""
     from bridge.interrupt import StopOnSignal
@@ -360,6 +503,14 @@ def renegotiate(
     from bridge.sync import renegotiate as run_renegotiate
 
     rt = _runtime(c, [connection], applying=not dry_run)
+    shown: list[bool] = []
+
+    def confirm(decision: Any) -> bool:
+        render_decision(decision, c.out)
+        shown.append(True)
+        return click.confirm(f"Record this and write it back to {connection}?", default=False)
+
+    asks = not dry_run and _asks(c, yes)
     try:
         decision = run_renegotiate(
             rt,
@@ -371,12 +522,15 @@ def renegotiate(
             as_of=c.as_of,
             dry_run=dry_run,
             stop=StopOnSignal(),
+            confirm=confirm if asks else None,
         )
     finally:
         rt.store.close()
+    if decision.cancelled:
+        _cancelled(c)
     if c.json:
         click.echo(decision.plan.to_json(), nl=False)
-    render_decision(decision, c.err if c.json else c.out)
+    render_decision(decision, c.err if c.json else c.out, outcome_only=bool(shown))
     _report_interruption(c, decision.report, "bridge sync")
     raise SystemExit(decision.exit_code)
 
@@ -459,11 +613,9 @@ def link(
     from pydantic import ValidationError
 
     from bridge.auth import link as linking
-    from bridge.auth.vault import TokenVault, fernet_from_env
+    from bridge.auth.vault import fernet_from_env
     from bridge.config import ConnectionSettings
-    from bridge.config_edit import upsert_connection
     from bridge.providers import get as provider_named
-    from bridge.store import Store
 
     descriptor = provider_named(provider)
     name = name or provider
@@ -500,6 +652,68 @@ def link(
             c.err.print(safe(f"  {i}. {t.name or t.id} ({t.id})"))
         return tenants[int(click.prompt("which one", type=click.IntRange(1, len(tenants)), err=True)) - 1]
 
+    created = _absent_files(path, settings.store.url)
+    try:
+        described, entry, tenant_name = _link_into_store(
+            settings, fernet, provider, name, app, base_url, receive, linking.pick(tenant, ask_tenant), path
+        )
+    except BaseException:
+        _remove_created(created)  # a failed link leaves no store or config file it made behind
+        raise
+    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
+    if c.json:
+        print(json.dumps({**entry, "tenant_name": tenant_name, "check": described}))
+
+
+def _absent_files(config: Path, store_url: str) -> list[Path]:
+    """The config file, the SQLite store (with its side files) and their folders that do not exist yet."""
+    from bridge.store.engine import parse_url, sqlite_path
+
+    candidates = [config.parent, config]
+    try:
+        database = sqlite_path(parse_url(store_url))
+    except ConfigError:
+        database = None
+    if database is not None:
+        candidates += [database.parent, database]
+        candidates += [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    return [p for p in dict.fromkeys(candidates) if not p.exists()]
+
+
+def _remove_created(created: Sequence[Path]) -> None:
+    """Remove what `_absent_files` listed and now exists: files first, then the folders if left empty."""
+    import contextlib
+
+    for p in created:
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+    for p in created:
+        if p.is_dir():
+            with contextlib.suppress(OSError):
+                p.rmdir()  # only when empty
+
+
+def _link_into_store(
+    settings: Any,
+    fernet: Any,
+    provider: str,
+    name: str,
+    app: Any,
+    base_url: str | None,
+    receive: Any,
+    choose: Any,
+    path: Path,
+) -> tuple[str, dict[str, Any], str | None]:
+    """The OAuth dance, the tokens into the store, one check call, then the connection into the config."""
+    from bridge.auth import link as linking
+    from bridge.auth.vault import TokenVault
+    from bridge.config import ConnectionSettings
+    from bridge.config_edit import upsert_connection
+    from bridge.providers import get as provider_named
+    from bridge.store import Store
+
+    descriptor = provider_named(provider)
     with Store.open(settings.store.url) as store:
         vault = TokenVault(store, fernet)
         linked = linking.link(
@@ -510,7 +724,7 @@ def link(
             app=app,
             base_url=base_url,
             receive=receive,
-            choose=linking.pick(tenant, ask_tenant),
+            choose=choose,
         )
         conn = ConnectionSettings(
             name=name,
@@ -527,9 +741,7 @@ def link(
             raise
         entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
         upsert_connection(path, entry)
-    c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
-    if c.json:
-        print(json.dumps({**entry, "tenant_name": linked.tenant.name, "check": described}))
+    return str(described), entry, linked.tenant.name
 
 
 @cli.group()
@@ -541,14 +753,14 @@ def connections() -> None:
 @click.pass_obj
 def connections_list(c: Context) -> None:
     """Every connection in the config, and whether the store holds its tokens."""
-    rt = _runtime(c)
+    rt = _runtime(c, decrypts=False)
     with rt.store:
         known = {row.name: row for row in rt.store.connections()}
         rows = []
         for conn in rt.settings.connections:
             row = known.get(conn.name)
             linked = rt.store.load_token(conn.name) is not None
-            last = row.last_sync_at.isoformat() if row and row.last_sync_at else None
+            last = row.last_sync_at if row and row.last_sync_at else None
             rows.append(
                 {
                     "name": conn.name,
@@ -556,11 +768,15 @@ def connections_list(c: Context) -> None:
                     "tenant_id": conn.tenant_id,
                     "base_url": conn.base_url,
                     "linked": linked,
-                    "last_sync_at": last,
+                    "last_sync_at": last.isoformat() if last else None,
+                    "last_sync_shown": clock.local_text(last) if last else "never",
                 }
             )
     if c.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{k: v for k, v in r.items() if k != "last_sync_shown"} for r in rows], indent=2))
+        return
+    if not rows:
+        c.out.print(NO_CONNECTIONS)
         return
     from rich.table import Table
 
@@ -571,7 +787,7 @@ def connections_list(c: Context) -> None:
             safe(r["provider"]),
             safe(r["tenant_id"]),
             "yes" if r["linked"] else "no (run bridge link)",
-            r["last_sync_at"] or "never",
+            r["last_sync_shown"],
         )
     c.out.print(table)
 
@@ -596,14 +812,23 @@ def connections_check(c: Context, name: str) -> None:
 
 @connections.command("remove")
 @click.argument("name")
+@YES
 @click.pass_obj
-def connections_remove(c: Context, name: str) -> None:
-    """Revoke the connection's tokens at the provider, forget them, and take it out of the config."""
+def connections_remove(c: Context, name: str, yes: bool) -> None:
+    """Revoke the connection's tokens at the provider, forget them, and take it out of the config.
+
+    On a terminal it asks first (--yes: without asking); the ledger keeps the connection's history."""
     from bridge.auth import link as linking
     from bridge.config_edit import remove_connection
     from bridge.providers import installed
 
     rt = _runtime(c, [name])
+    if _asks(c, yes):
+        question = f"Remove {name}: revoke its tokens at the provider and take it out of {rt.settings.source}?"
+        if not click.confirm(question, default=False):
+            rt.store.close()
+            c.out.print("Nothing was removed.")
+            raise SystemExit(1)
     with rt.store:
         conn = rt.settings.connection(name)
         revoked = "no tokens were stored"
@@ -669,7 +894,13 @@ def sandbox() -> None:
 @click.option(
     "--seed", "seed_path", type=click.Path(path_type=Path, dir_okay=False), help="Seed file (default: the demo book)."
 )
-@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--port",
+    type=int,
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (fixed, so a linked base_url keeps working after a restart; 0: any free port).",
+)
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every response.")
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."

@@ -20,3 +20,18 @@ def today_in(timezone: str) -> date:
 def monotonic() -> float:
     """Seconds on a clock that never goes back (for deadlines and elapsed times, never for dates)."""
     return time.monotonic()
+
+
+def local_text(instant: datetime) -> str:
+    """An instant as the reader's local time, to the second, with the zone: `2026-12-07 03:30:12 CET`.
+
+    A naive datetime is taken as UTC (the store keeps UTC).
+    """
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    local = aware.astimezone()
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or local.strftime('%z')}"
+
+
+def now_local_text() -> str:
+    """Now, as `local_text` shows it (log lines)."""
+    return local_text(now_utc())

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.items import AoT, Table
+from tomlkit.container import Container
+from tomlkit.items import AoT, Comment, Table, Whitespace
 
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
@@ -71,16 +72,51 @@ def upsert_connection(path: Path, entry: Mapping[str, Any]) -> Settings:
 
 
 def remove_connection(path: Path, name: str) -> Settings:
-    """Drop the connection with this name from the file."""
+    """Drop the connection with this name from the file; the comments around it stay.
+
+    tomlkit files the comments and blank lines that follow a table's last key under that table, though they
+    belong to what comes next (a comment between two blocks, one above the next section): those move to the
+    end of whatever precedes the removed block. Comments between the block's own keys go with it.
+    """
     doc = _document(path)
     aot = _connections(doc)
-    kept = [t for t in aot if t.get("name") != name]
-    if len(kept) == len(aot):
+    index = next((i for i, t in enumerate(aot) if t.get("name") == name), None)
+    if index is None:
         raise ConfigError(f"{path}: no connection named {name!r}")
+    trailing = _trailing_trivia(aot[index])
+    kept = [t for i, t in enumerate(aot) if i != index]
     while len(aot):
         aot.body.pop()
     for table in kept:
         aot.append(table if isinstance(table, Table) else tomlkit.item(table))
+    if index > 0:
+        before: Container | None = kept[index - 1].value
+    else:
+        before = _before(doc, "connections")
     if not kept:
         del doc["connections"]
+    for item in trailing:
+        if before is not None:
+            before.append(None, item)
+        else:
+            doc.append(None, item)
     return _write(path, doc)
+
+
+def _trailing_trivia(table: Table) -> list[Any]:
+    """The comments and blank lines after a table's last key (in file order)."""
+    body = table.value.body
+    end = len(body)
+    while end and body[end - 1][0] is None and isinstance(body[end - 1][1], Comment | Whitespace):
+        end -= 1
+    return [item for _, item in body[end:]]
+
+
+def _before(doc: tomlkit.TOMLDocument, key: str) -> Container | None:
+    """The table that ends right above `key`'s first block, when it is one."""
+    previous: Any = None
+    for k, item in doc.body:
+        if k is not None and k.key == key:
+            break
+        previous = item
+    return previous.value if isinstance(previous, Table) else None

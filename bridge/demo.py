@@ -31,7 +31,7 @@ from bridge.errors import ConfigError
 from bridge.files import write_private
 from bridge.render import safe
 from bridge.store import Store
-from bridge.sync import Runtime, sync
+from bridge.sync import Runtime, days_by_zone, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
 NAMES = {"quickbooks": "demo-qbo", "xero": "demo-xero", "freshbooks": "demo-freshbooks"}
@@ -160,14 +160,15 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
             rt = Runtime(settings, store, vault, env)
             if not c.quiet:
                 linked = ", ".join(x.name for x in connections)
-                c.err.print(safe(f"Sandbox at {base}; linked {linked}; store in {folder}"))
+                where = f"store in {folder}" if keep else "store in a temporary folder, gone on exit (--keep keeps it)"
+                c.err.print(safe(f"Sandbox at {base}; linked {linked}; {where}"))
             before = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             preview = sync(rt, dry_run=True, as_of=c.as_of)
             if not c.json:
                 from bridge.render import render_plan
 
                 out.print(Text.assemble(("Dry run", "bold"), " (nothing written yet):"))
-                render_plan(preview.plan, out, verbose=c.verbose)
+                render_plan(preview.plan, out, verbose=c.verbose, days=days_by_zone(terms, c.as_of))
             if dry_run:
                 if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
                     click.echo(preview.plan.to_json(), nl=False)

@@ -127,8 +127,11 @@ def apply_actions(
     stop: Callable[[], bool] | None = None,
     *,
     deadlines: Mapping[str, tuple[float, str]] | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> ApplyReport:
     """Carry out actions exactly once, re-checking each invoice first.
+
+    `starting` is told each connection's name before its first action (they are applied one after another).
 
     `stop` is asked before each action (never between an action's `pending` write and the provider's
     answer): once it says True, no new action starts and the rest is reported `not_started`.
@@ -154,12 +157,16 @@ def apply_actions(
     def broke(action: Action, exc: BaseException) -> None:
         report.broken[action.connection] = f"{action.key}: {_describe(exc)}"
 
+    current: str | None = None
     for index, action in enumerate(ordered):
         if stop is not None and stop():
             report.not_started = [
                 {"key": a.key, "connection": a.connection, "invoice": a.invoice.number} for a in ordered[index:]
             ]
             break
+        if starting is not None and action.connection != current:
+            current = action.connection
+            starting(current)
         if action.connection in quota_out:
             defer(action, quota_out[action.connection])
             continue

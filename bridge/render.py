@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bridge import clock
 from bridge.money import format_amount
 from bridge.plan import Action, ActionKind, Plan
 
@@ -58,9 +60,18 @@ def _what(a: Action) -> str:
     return f"refused: {a.refusal_reason}"
 
 
-def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
-    """Print the plan as tables: actions, then skips (counted, or listed with -v), warnings and errors."""
-    console.print(Text(f"Plan as of {plan.as_of.isoformat()}", style="bold"))
+def plan_heading(plan: Plan, days: Mapping[str, date] | None = None) -> str:
+    """ "Plan as of 2026-12-07", naming the contract time zones where today is another day (`days`: today per zone),
+    e.g. "Plan as of 2026-12-07 (America/New_York: 2026-12-06)"."""
+    other = [f"{zone}: {day.isoformat()}" for zone, day in sorted((days or {}).items()) if day != plan.as_of]
+    return f"Plan as of {plan.as_of.isoformat()}" + (f" ({', '.join(other)})" if other else "")
+
+
+def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Mapping[str, date] | None = None) -> None:
+    """Print the plan as tables: actions, then skips (counted, or listed with -v), warnings and errors.
+
+    `days`: today in each contract time zone, when the plan is of today (see `plan_heading`)."""
+    console.print(Text(plan_heading(plan, days), style="bold"))
     if plan.actions:
         table = Table(show_lines=False, header_style="bold")
         for col in ("connection", "invoice", "customer", "action", "what", "clause", "why"):
@@ -96,16 +107,33 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
     console.print(safe(summary_line(plan)))
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def summary_line(plan: Plan) -> str:
-    """One line: how many actions of each kind, and the fees per currency."""
+    """One line that reads as a sentence: "3 reminders, 2 late fees (45.00 USD), 1 due-date change; 12 skipped".
+
+    Kinds with nothing are left out; an empty plan says "Nothing to do".
+    """
     summary = plan.summary()
-    fees = ", ".join(f"{amount} {cur}" for cur, amount in summary["late_fee_total"].items()) or "none"
-    return (
-        f"{summary['actions']} action(s): {summary['reminders']} reminder(s), "
-        f"{summary['late_fees']} late fee(s) totalling {fees}, {summary['due_date_updates']} due-date change(s), "
-        f"{summary['renegotiations_refused']} refusal(s); {summary['skipped']} skipped, "
-        f"{summary['warnings']} warning(s), {summary['errors']} error(s)."
-    )
+    parts = []
+    if summary["reminders"]:
+        parts.append(_count(summary["reminders"], "reminder"))
+    if summary["late_fees"]:
+        fees = ", ".join(f"{amount} {cur}" for cur, amount in summary["late_fee_total"].items())
+        parts.append(_count(summary["late_fees"], "late fee") + (f" ({fees})" if fees else ""))
+    if summary["due_date_updates"]:
+        parts.append(_count(summary["due_date_updates"], "due-date change"))
+    if summary["renegotiations_refused"]:
+        parts.append(_count(summary["renegotiations_refused"], "refusal"))
+    line = ", ".join(parts) if parts else "Nothing to do"
+    rest = [f"{summary['skipped']} skipped"]
+    if summary["warnings"]:
+        rest.append(_count(summary["warnings"], "warning"))
+    if summary["errors"]:
+        rest.append(_count(summary["errors"], "error"))
+    return f"{line}; {', '.join(rest)}."
 
 
 def render_outcome(outcome: Any, console: Console) -> None:
@@ -174,16 +202,23 @@ def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], c
     for e in entries:
         amount = "" if e.amount is None else f"{e.amount:f} {e.currency}"
         table.add_row(
-            e.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            clock.local_text(e.updated_at),
             *(safe(v) for v in (e.key, e.state, e.invoice_number, amount, e.clause, e.response_id, e.error)),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {ev.at:%Y-%m-%d %H:%M:%S}", safe(ev.state), "", "", "", "", safe(ev.detail))
+            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", safe(ev.detail))
     console.print(table)
 
 
-def render_decision(decision: Any, console: Console) -> None:
-    """A renegotiation decision: accepted or refused, the clause, the reason, and the message to send."""
+def render_decision(decision: Any, console: Console, *, outcome_only: bool = False) -> None:
+    """A renegotiation decision: accepted or refused, the clause, the reason, and the message to send (not again
+    with `outcome_only`: it was shown before asking), then what became of it."""
+    if not outcome_only:
+        _render_decided(decision, console)
+    _render_decision_outcome(decision, console)
+
+
+def _render_decided(decision: Any, console: Console) -> None:
     record, action = decision.record, decision.action
     verdict = (
         Text("accepted", "green")
@@ -195,6 +230,10 @@ def render_decision(decision: Any, console: Console) -> None:
     console.print(safe(f"why: {action.reason}"))
     console.print(Text.assemble("\n", ("Subject:", "bold"), " ", safe(action.subject), "\n"))
     console.print(safe(action.body, multiline=True))
+
+
+def _render_decision_outcome(decision: Any, console: Console) -> None:
+    record, action = decision.record, decision.action
     if decision.dry_run:
         console.print("Dry run: nothing was recorded or written back.")
     elif decision.report and decision.report.applied:

@@ -8,7 +8,9 @@ earlier run left pending, then applies the plan exactly once.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +22,7 @@ from bridge import clock
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
-from bridge.connectors.http import CallStats
+from bridge.connectors.http import CallStats, set_speaking_for, speaking_for
 from bridge.errors import BridgeError, ConfigError
 from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
@@ -31,6 +33,9 @@ from bridge.policies.evaluate import contract_for, decide_request, evaluate
 from bridge.policies.terms import Terms
 from bridge.providers import ConnectorFactory, load_providers
 from bridge.store import Store
+
+log = logging.getLogger("bridge.sync")
+PROGRESS_EVERY = 3.0  # seconds: how often a long apply logs how far it got
 
 
 class Progress(Protocol):
@@ -57,6 +62,10 @@ class Silent:
 
     def step(self, action: Action, outcome: str) -> None:
         """Nothing."""
+
+
+Confirm = Callable[[Plan], bool]
+"""Asked with the plan once it is evaluated and before anything is applied; False: apply nothing."""
 
 
 def load_factories() -> tuple[dict[str, ConnectorFactory], dict[str, str]]:
@@ -110,6 +119,13 @@ def today_for(terms: Terms, as_of: date | None) -> date | dict[str, date]:
     return days or clock.today_in("UTC")
 
 
+def days_by_zone(terms: Terms, as_of: date | None) -> dict[str, date]:
+    """Today in each contract time zone (none with `as_of`: one date for all), for saying which day a plan is of."""
+    if as_of is not None:
+        return {}
+    return {zone: clock.today_in(zone) for zone in sorted({c.timezone for c in terms.contracts})}
+
+
 def _action_day(today: date | Mapping[str, date]) -> Callable[[Action], date]:
     def day(action: Action) -> date:
         if isinstance(today, date):
@@ -144,11 +160,15 @@ class SyncOutcome:
     runs: list[ConnectionRun]
     report: ApplyReport | None = None
     reconciled: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False  # the plan was shown and applying it declined: nothing was applied
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked;
-        130 stopped by a signal while applying (what was applied is recorded, the rest left for the next run)."""
+        """0 ok; 3 partial (a connection, record or action failed while the rest completed); 1 nothing worked, or
+        applying was declined; 130 stopped by a signal while applying (what was applied is recorded, the rest left
+        for the next run)."""
+        if self.cancelled:
+            return 1
         if self.report and self.report.interrupted:
             return INTERRUPTED_EXIT
         failed_runs = [r for r in self.runs if r.error]
@@ -277,11 +297,23 @@ def _pull_all(
             runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
             continue
         progress.phase(f"pulling {conn.name}")
+        log.info("%s: pulling from %s", conn.name, conn.base_url or conn.provider)
         began = clock.monotonic()
         try:
-            runs.append(pull_connection(rt.store, connectors[conn.name], full=full))
+            with speaking_for(conn.name):
+                run = pull_connection(rt.store, connectors[conn.name], full=full)
+            runs.append(run)
+            log.info(
+                "%s: pulled %d invoice(s), %d payment(s) in %.1f s (%d API calls)",
+                conn.name,
+                run.invoices,
+                run.payments,
+                clock.monotonic() - began,
+                run.stats.calls,
+            )
         except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
             runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
+            log.warning("%s: pull failed: %s", conn.name, describe(exc))
         spent[conn.name] = clock.monotonic() - began
     for run in runs:
         if run.error:
@@ -298,10 +330,13 @@ def sync(
     full: bool = False,
     progress: Progress | None = None,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     """Pull every (or the named) connection, evaluate, and unless `dry_run` apply the plan exactly once.
 
     `stop`, armed only while applying, ends the run after the action in flight when a signal arrives.
+    `confirm` (a real run) is asked with the evaluated plan, under the run lock, before anything is applied:
+    False leaves it all unapplied (the outcome is `cancelled`). Not asked when there is nothing to apply.
     """
     progress = progress or Silent()
     selected = rt.select(names)
@@ -309,7 +344,7 @@ def sync(
         return _sync(rt, selected, dry_run=True, as_of=as_of, full=full, progress=progress)
     # One applying run per connection: a second one waits here, then plans from what the first left.
     with rt.store.run_lock([c.name for c in selected]):
-        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop)
+        return _sync(rt, selected, dry_run=False, as_of=as_of, full=full, progress=progress, stop=stop, confirm=confirm)
 
 
 def _sync(
@@ -321,6 +356,7 @@ def _sync(
     full: bool,
     progress: Progress,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     today = today_for(rt.settings.terms, as_of)
     spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
@@ -335,19 +371,68 @@ def _sync(
     plan = build_plan(rt.settings, rt.store, pulled, today, errors, warnings)
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
+    if confirm is not None and plan.actions and not confirm(plan):
+        return SyncOutcome(plan, runs, reconciled=reconciled, cancelled=True)
     progress.actions(len(plan.actions))
-    with armed(stop):
+    applying = _ApplyLog(plan.actions, progress)
+    with armed(stop), applying:
         report = apply_actions(
             plan.actions,
             rt.store,
             connectors,
             {n: rt.store.customers(n) for n in pulled},
             _action_day(today),
-            progress.step,
+            applying.step,
             stop,
             deadlines=_deadlines(selected, spent),
+            starting=applying.starting,
         )
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+class _ApplyLog:
+    """Logs each connection's applying: its start (how many actions) and its end (what became of them, how long);
+    the wire names that connection in its lines meanwhile."""
+
+    def __init__(self, actions: Sequence[Action], progress: Progress) -> None:
+        self._counts = Counter(a.connection for a in actions)
+        self._progress = progress
+        self._current: str | None = None
+        self._began = 0.0
+        self._outcomes: Counter[str] = Counter()
+        self._said = 0.0
+
+    def __enter__(self) -> _ApplyLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+
+    def starting(self, connection: str) -> None:
+        """The first action of `connection` is next."""
+        self._finish()
+        self._current, self._began, self._outcomes = connection, clock.monotonic(), Counter()
+        self._said = self._began
+        set_speaking_for(connection)
+        log.info("%s: applying %d action(s)", connection, self._counts[connection])
+
+    def step(self, action: Action, outcome: str) -> None:
+        """One action done (passed on to the progress display; logged every few seconds: how far it got)."""
+        self._outcomes[outcome] += 1
+        self._progress.step(action, outcome)
+        now = clock.monotonic()
+        if now - self._said >= PROGRESS_EVERY and self._current is not None:
+            self._said = now
+            done, total = sum(self._outcomes.values()), self._counts[self._current]
+            log.info("%s: %d of %d action(s) done", self._current, done, total)
+
+    def _finish(self) -> None:
+        if self._current is None:
+            return
+        said = ", ".join(f"{n} {what}" for what, n in sorted(self._outcomes.items())) or "nothing done"
+        log.info("%s: applying done in %.1f s: %s", self._current, clock.monotonic() - self._began, said)
+        self._current = None
+        set_speaking_for(None)
 
 
 def _deadlines(selected: Iterable[ConnectionSettings], spent: Mapping[str, float]) -> dict[str, tuple[float, str]]:
@@ -381,8 +466,12 @@ def apply_plan(
     *,
     as_of: date | None = None,
     stop: StopOnSignal | None = None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     """Carry out a reviewed plan, but only what today's evaluation of the same books still calls for.
+
+    `confirm` is asked with what would be applied (the plan's actions today's evaluation still calls for)
+    before anything is applied or dropped; False leaves everything as it was (the outcome is `cancelled`).
 
     The connections are pulled again and the contracts re-evaluated (as of today, or `as_of` on emulators);
     an action of the plan is applied only when the fresh evaluation produces it with the same amount,
@@ -395,7 +484,7 @@ def apply_plan(
         raise ConfigError(f"the plan names connection(s) not in the config: {', '.join(unknown)}")
     selected = rt.select(names)
     with rt.store.run_lock(names):
-        return _apply_plan(rt, plan, selected, progress or Silent(), as_of, stop)
+        return _apply_plan(rt, plan, selected, progress or Silent(), as_of, stop, confirm)
 
 
 # What must be the same in a reviewed plan and in today's evaluation for an action to be applied.
@@ -433,6 +522,7 @@ def _apply_plan(
     progress: Progress,
     as_of: date | None,
     stop: StopOnSignal | None,
+    confirm: Confirm | None = None,
 ) -> SyncOutcome:
     spent: dict[str, float] = {}  # seconds each connection's pull took: taken off its sync deadline
     connectors, runs, errors = _pull_all(rt, selected, False, progress, spent)
@@ -446,6 +536,7 @@ def _apply_plan(
     # Why today's evaluation leaves an action out: its own skip, else its invoice's (paid, void, on hold...).
     why_not = {(s.connection, s.invoice, s.key): s.detail for s in today_plan.skipped}
     approved: list[Action] = []
+    mismatched: list[tuple[Action, str]] = []
     report = ApplyReport()
     for action in plan.actions:
         if action.connection not in healthy:
@@ -462,20 +553,28 @@ def _apply_plan(
         if reason is None:
             approved.append(fresh[action.key])
             continue
+        mismatched.append((action, reason))
+    if confirm is not None and approved:
+        shown = Plan.build(today_plan.as_of, approved, (), today_plan.warnings, today_plan.errors)
+        if not confirm(shown):
+            return SyncOutcome(plan, runs, None, reconciled, cancelled=True)
+    for action, reason in mismatched:
         rt.store.ledger_drop(action, reason)
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
     progress.actions(len(approved))
-    with armed(stop):
+    applying = _ApplyLog(approved, progress)
+    with armed(stop), applying:
         applied = apply_actions(
             approved,
             rt.store,
             healthy,
             {n: rt.store.customers(n) for n in pulled},
             _action_day(today),
-            progress.step,
+            applying.step,
             stop,
             deadlines=_deadlines(selected, spent),
+            starting=applying.starting,
         )
     for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
         getattr(report, part).extend(getattr(applied, part))
@@ -493,10 +592,14 @@ class Decision:
     plan: Plan
     dry_run: bool
     report: ApplyReport | None = None
+    cancelled: bool = False  # shown, and writing it back declined: nothing recorded or written
 
     @property
     def exit_code(self) -> int:
-        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came."""
+        """0 when decided (and written back unless a dry run); 3 when the write-back failed; 130 when a signal came;
+        1 when writing it back was declined."""
+        if self.cancelled:
+            return 1
         if self.report and self.report.interrupted:
             return INTERRUPTED_EXIT
         return 3 if self.report and (self.report.failed or self.report.in_doubt) else 0
@@ -513,8 +616,12 @@ def renegotiate(
     as_of: date | None = None,
     dry_run: bool = False,
     stop: StopOnSignal | None = None,
+    confirm: Callable[[Decision], bool] | None = None,
 ) -> Decision:
-    """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back."""
+    """Record a client's request to move a due date, decide it at once, and (unless `dry_run`) write it back.
+
+    `confirm` is asked with the decision before anything is recorded or written back; False: nothing is
+    (the decision comes back `cancelled`)."""
     conn = rt.settings.connection(connection)
     connectors, unavailable = rt.connectors([conn])
     if connection in unavailable:
@@ -543,6 +650,8 @@ def renegotiate(
     plan = Plan.build(day, [action])
     if dry_run:
         return Decision(record, action, plan, dry_run=True)
+    if confirm is not None and not confirm(Decision(record, action, plan, dry_run=False)):
+        return Decision(record, action, plan, dry_run=False, cancelled=True)
     with rt.store.run_lock([connection]):
         rt.store.add_renegotiation(record)
         customers = {connection: rt.store.customers(connection)}

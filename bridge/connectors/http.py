@@ -10,6 +10,7 @@ said it did not process it (429).
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import socket
 import threading
@@ -17,6 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
@@ -25,6 +27,7 @@ import requests
 import requests.adapters
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.stop import stop_base
 
 from bridge import clock
 from bridge.errors import AuthError, BridgeError, ProviderError, RetriableProviderError
@@ -83,6 +86,80 @@ class BodyTooLarge(ProviderError):
 
 class DeadlineExceeded(ProviderError):
     """A connection's sync ran past its deadline (`sync_deadline_seconds`): no further call is made."""
+
+
+# What the wire says while it waits (rate limits, retries): logger "bridge.wire", under the "bridge" logger whose
+# one handler the CLI installs (a live status on a terminal, timestamped lines on stderr otherwise). Silent by default.
+log = logging.getLogger("bridge.wire")
+# The connection the calls of this thread are made for (named in those lines); set by the sync, else the provider.
+_SPEAKING_FOR: ContextVar[str | None] = ContextVar("bridge_connection", default=None)
+LOGGED_WAIT = 1.0  # seconds: a shorter wait is not worth a line
+WAIT_SLICE = 4.0  # seconds: a longer wait says how much is left this often, so a log never goes quiet for long
+
+
+@contextmanager
+def speaking_for(connection: str) -> Iterator[None]:
+    """Name `connection` in what the wire logs for the calls made inside the block (on this thread)."""
+    token = _SPEAKING_FOR.set(connection)
+    try:
+        yield
+    finally:
+        _SPEAKING_FOR.reset(token)
+
+
+def set_speaking_for(connection: str | None) -> None:
+    """`speaking_for` without a block: from now on, on this thread (None: the provider's name again)."""
+    _SPEAKING_FOR.set(connection)
+
+
+def _who(fallback: str) -> str:
+    return _SPEAKING_FOR.get() or fallback
+
+
+def waiting(sleep: Callable[[float], None], seconds: float, why: str, who: str) -> None:
+    """`sleep(seconds)`, logging a wait long enough to be noticed: "acme-xero: waiting 43.0 s for the rate limit",
+    then every `WAIT_SLICE` seconds how much is left (only while logging is on: the sleep is the same)."""
+    if seconds < LOGGED_WAIT or not log.isEnabledFor(logging.INFO):
+        sleep(seconds)
+        return
+    log.info("%s: waiting %.1f s %s", who, seconds, why)
+    left = seconds
+    while left > WAIT_SLICE + 0.5:
+        sleep(WAIT_SLICE)
+        left -= WAIT_SLICE
+        log.info("%s: still waiting %.1f s %s", who, left, why)
+    sleep(left)
+
+
+class Unreachable(requests.ConnectionError):
+    """Nothing listens at the provider's address (connection refused): the call was never sent."""
+
+
+def refused(exc: BaseException | None) -> bool:
+    """Whether a failed call's cause is a refused connection (looked for through causes and wrapped reasons)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError | Unreachable):
+            return True
+        if isinstance(item, BaseException):
+            todo += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}" if rest else url
+
+
+def unreachable(url: str) -> Unreachable:
+    """The one clear line for a refused connection."""
+    return Unreachable(f"cannot reach {_origin(url)} (connection refused); is the provider or emulator running?")
 
 
 _CALL = threading.local()  # the connections checked out for the call this thread is making (see `_Tracking`)
@@ -227,6 +304,8 @@ class Wire:
             watchdog.cancel()
             if isinstance(exc, requests.Timeout) or expired.is_set() or clock.monotonic() >= end:
                 raise self.note(too_slow) from None
+            if refused(exc):
+                raise self.note(unreachable(url)) from None
             self.note(exc)
             raise
         except BaseException:
@@ -321,6 +400,7 @@ class RateLimiter:
     ) -> None:
         self.rate = rate
         self.burst = burst
+        self.name = "provider"  # who waits, in log lines, when no connection is named (see `speaking_for`)
         self._tokens = float(burst)
         self._last = monotonic()
         self._monotonic = monotonic
@@ -336,7 +416,7 @@ class RateLimiter:
             self._tokens -= 1
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
         if wait > 0:
-            self._sleep(wait)
+            waiting(self._sleep, wait, "for the rate limit", _who(self.name))
         return wait
 
 
@@ -363,6 +443,7 @@ class WindowLimiter:
     ) -> None:
         self.max_calls = max_calls
         self.per_seconds = per_seconds
+        self.name = "provider"  # who waits, in log lines, when no connection is named (see `speaking_for`)
         self._calls: deque[float] = deque()
         self._monotonic = monotonic
         self._sleep = sleep
@@ -381,7 +462,8 @@ class WindowLimiter:
                     return waited
                 # At least a millisecond: a float remainder too small to move the clock would spin here.
                 pause = max(self._calls[0] + self.per_seconds - now, 0.001)
-            self._sleep(pause)
+            why = f"for the rate limit ({self.max_calls} calls per {self.per_seconds:g} s)"
+            waiting(self._sleep, pause, why, _who(self.name))
             waited += pause
 
 
@@ -457,6 +539,17 @@ def _is_retriable(safe_to_repeat: bool) -> Callable[[BaseException], bool]:
     return check
 
 
+class _RefusedSoon(stop_base):
+    """Stop once a refused connection has been tried `attempts` times."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return refused(exc) and state.attempt_number >= self.attempts
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded retries with exponential backoff and full jitter, honouring `Retry-After` (capped)."""
@@ -470,6 +563,9 @@ class RetryPolicy:
     # A provider's own Retry-After is honoured in full up to this (QuickBooks asks for 60 s):
     # retrying earlier only earns another 429.
     max_retry_after: float = 90.0
+    # A refused connection (nothing listens) is tried this many times in all, this far apart: fail fast.
+    refused_attempts: int = 3
+    refused_wait: float = 0.3
     sleep: Callable[[float], None] = time.sleep
 
     def call(self, fn: Callable[[], T], stats: CallStats, *, safe_to_repeat: bool = True) -> T:
@@ -477,24 +573,45 @@ class RetryPolicy:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            if refused(exc):
+                return self.refused_wait  # nothing listens: a moment, in case it is starting, then give up
             hinted = getattr(exc, "retry_after", None)
             if isinstance(hinted, int | float):
                 return min(float(hinted), self.max_retry_after)
             ceiling = min(self.max_wait, self.initial * 2 ** (state.attempt_number - 1))
             return random.uniform(0, ceiling)
 
+        why = [""]
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            stats.note_retry(retry_reason(exc))
+            reason = retry_reason(exc)
+            stats.note_retry(reason)
             if state.next_action is not None:
                 stats.waited += state.next_action.sleep
+            what = "for the rate limit" if isinstance(exc, Throttled) else "before trying again"
+            why[0] = f"{what} ({reason}; attempt {state.attempt_number + 1} of {self.attempts})"
+
+        def sleep(seconds: float) -> None:
+            waiting(self.sleep, seconds, why[0], _who("provider"))
 
         retrying = Retrying(
             retry=retry_if_exception(_is_retriable(safe_to_repeat)),
             wait=wait,
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_delay),
+            stop=(
+                stop_after_attempt(self.attempts)
+                | stop_after_delay(self.max_delay)
+                | _RefusedSoon(self.refused_attempts)
+            ),
             before_sleep=before_sleep,
-            sleep=self.sleep,
+            sleep=sleep,
             reraise=True,
         )
-        return retrying(fn)
+        try:
+            return retrying(fn)
+        except requests.ConnectionError as exc:
+            if refused(exc) and not isinstance(exc, Unreachable):
+                url = getattr(getattr(exc, "request", None), "url", None)
+                if url:
+                    raise unreachable(str(url)) from None
+            raise

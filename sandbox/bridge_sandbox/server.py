@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import importlib
 import math
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -234,6 +236,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     sandbox: Sandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (reset, broken pipe) is no error of the sandbox: no traceback for it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -689,7 +697,14 @@ def serve(
             stop.set()
 
         previous = signal.signal(signal.SIGTERM, _on_term)
-    sandbox.start()
+    try:
+        sandbox.start()
+    except OSError as exc:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if exc.errno == errno.EADDRINUSE:
+            raise SandboxError(f"port {port} is in use: stop the other process or pass --port") from None
+        raise SandboxError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     try:
         echo(f"sandbox listening on {sandbox.base_url}")
         for name, info in sandbox.describe().items():

@@ -15,7 +15,19 @@ def test_sandbox_serve_prints_its_url_serves_the_seed_and_takes_faults(tmp_path)
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"quickbooks": {"500": 0.5, "seed": 1}}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "sandbox", "serve", "--latency-ms", "1", "--faults", str(faults)],
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--latency-ms",
+            "1",
+            "--faults",
+            str(faults),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -36,7 +48,7 @@ def test_sandbox_serve_prints_its_url_serves_the_seed_and_takes_faults(tmp_path)
 
 def test_a_bad_fault_spec_is_a_usage_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge", "sandbox", "serve", "--faults", '{"quickbooks": {"500": 7}}'],
+        [sys.executable, "-m", "bridge", "sandbox", "serve", "--port", "0", "--faults", '{"quickbooks": {"500": 7}}'],
         capture_output=True,
         text=True,
         timeout=30,

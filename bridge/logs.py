@@ -1,0 +1,84 @@
+"""Where the `bridge` logger's lines go: one handler, installed by the CLI for the length of a command.
+
+On a terminal the lines of slow work (pulls, rate-limit waits, retries) drive the live status of the
+command's progress display, and warnings are printed; otherwise each line goes to stderr with a timestamp
+in local time (`2026-12-07 03:30:12 CET acme-xero: waiting 43.0 s for the rate limit`). `-q` keeps only
+warnings and errors. Nothing is logged anywhere until a handler is installed: the library stays silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.text import Text
+
+from bridge import clock
+from bridge.render import printable
+
+LOGGER = logging.getLogger("bridge")
+
+
+class PlainFormatter(logging.Formatter):
+    """`<local time with zone> <message>`, control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = clock.local_text(datetime.fromtimestamp(record.created, UTC))
+        return f"{when} {printable(record.getMessage())}"
+
+
+class StatusHandler(logging.Handler):
+    """On a terminal: info lines become the live status while one is shown (else they are printed, dimmed);
+    warnings and errors are always printed."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+        self.status: Callable[[str], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = printable(record.getMessage())
+        if record.levelno < logging.WARNING:
+            if self.status is not None:
+                self.status(text)
+            else:
+                self.console.print(Text(text, style="dim"))
+            return
+        self.console.print(Text(text, style="yellow" if record.levelno == logging.WARNING else "red"))
+
+
+_installed: list[logging.Handler] = []
+
+
+def install(*, terminal: bool, quiet: bool, console: Console | None = None) -> Callable[[], None]:
+    """Send the `bridge` logger's lines to stderr (see the module); returns what undoes it."""
+    handler: logging.Handler
+    if terminal:
+        handler = StatusHandler(console or Console(stderr=True, markup=False, emoji=False, highlight=False))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(PlainFormatter())
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    previous = LOGGER.level, LOGGER.propagate
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
+    _installed.append(handler)
+
+    def remove() -> None:
+        LOGGER.removeHandler(handler)
+        if handler in _installed:
+            _installed.remove(handler)
+        LOGGER.setLevel(previous[0])
+        LOGGER.propagate = previous[1]
+
+    return remove
+
+
+def status_handler() -> StatusHandler | None:
+    """The terminal handler in force, if any (a progress display attaches its status line to it)."""
+    found = [h for h in _installed if isinstance(h, StatusHandler)]
+    return found[-1] if found else None
