@@ -84,8 +84,7 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
                 safe(a.reason),
             )
         console.print(table)
-    else:
-        console.print("Nothing to do: no reminder, fee or due-date change is called for.")
+    # An empty plan is said once, by the summary line at the end ("Nothing to do; …").
 
     if plan.skipped:
         if verbose:
