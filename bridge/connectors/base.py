@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from bridge.connectors.http import CallStats
-from bridge.errors import ProviderError
+from bridge.errors import StalledPull
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
 from bridge.store import Cursor, Quarantined
@@ -22,10 +22,6 @@ from bridge.store import Cursor, Quarantined
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
 MAX_LISTED = 500_000
-
-
-class StalledPull(ProviderError):
-    """A paged read that stopped moving (the same page again, a lying page count) or grew past its bound."""
 
 
 class PageGuard:

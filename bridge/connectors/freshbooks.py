@@ -35,18 +35,26 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, StalledPull
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
 from bridge.connectors.http import (
     CallStats,
     Limiter,
     RetryPolicy,
-    Unauthorized,
     WindowLimiter,
     Wire,
     raise_for_retriable,
     shared_limiter,
 )
-from bridge.errors import AuthError, DataError, ProviderError, RetriableProviderError
+from bridge.errors import (
+    AuthError,
+    DataError,
+    FreshBooksHTTPError,
+    NumberCollision,
+    ProviderError,
+    StalledPull,
+    TransportError,
+    Unauthorized,
+)
 from bridge.mapping import freshbooks as fm
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind, Warning, WarningCode
@@ -59,20 +67,6 @@ CALLS_PER_MINUTE = 300
 FULL_RECONCILE_EVERY = timedelta(days=1)
 OVERLAP = timedelta(days=1)  # `search[updated_min]` has day granularity (and its time zone is not documented)
 MAX_PASSES = 3  # offset paging read again from page 1 when a record left the list while paging
-
-
-class FreshBooksHTTPError(ProviderError):
-    """A 4xx answer from FreshBooks, with its `errno` and messages."""
-
-    def __init__(self, message: str, status: int, errno: int | None, messages: list[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.errno = errno
-        self.messages = messages
-
-
-class NumberCollision(RetriableProviderError):
-    """409 on an invoice create that no existing invoice explains: a concurrent create took the number."""
 
 
 class _Session(requests.Session):
@@ -153,7 +147,7 @@ class FreshBooksConnector:
         self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except (FreshBooksError, ValueError, KeyError) as exc:
             raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None

@@ -26,8 +26,8 @@ from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Unauthorized, Wire, raise_for_retriable
-from bridge.errors import AuthError, DataError, ProviderError
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Wire, raise_for_retriable
+from bridge.errors import AuthError, DataError, ProviderError, TransportError, Unauthorized
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
 from bridge.model import Invoice
@@ -196,7 +196,7 @@ class QuickBooksConnector:
         auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout, bound)
         try:
             auth.refresh(refresh_token=current.refresh_token)
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except AuthClientError as exc:
             raise AuthError(

@@ -34,15 +34,21 @@ from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
 from bridge.connectors.http import (
     CallStats,
     Limiter,
-    QuotaExhausted,
     RetryPolicy,
-    Unauthorized,
     WindowLimiter,
     Wire,
     raise_for_retriable,
     shared_limiter,
 )
-from bridge.errors import AuthError, DataError, ProviderError
+from bridge.errors import (
+    AuthError,
+    DataError,
+    ProviderError,
+    QuotaExhausted,
+    TransportError,
+    Unauthorized,
+    XeroHTTPError,
+)
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
 from bridge.model import Invoice
@@ -69,15 +75,6 @@ class RawJSON:
 
 
 serialize.register("RawJSON")(lambda value, explicit_type=None: value)
-
-
-class XeroHTTPError(ProviderError):
-    """A 4xx answer from Xero, with its validation messages."""
-
-    def __init__(self, message: str, status: int, messages: list[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.messages = messages
 
 
 class _Reply:
@@ -517,7 +514,7 @@ class XeroConnector:
         key = self._key("notes:" + ",".join(k for _, k, _ in notes))
         try:
             self._write(self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=key)
-        except (ProviderError, AuthError, requests.RequestException) as exc:
+        except (ProviderError, AuthError, TransportError) as exc:
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
