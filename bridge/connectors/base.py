@@ -9,15 +9,18 @@ action whose outcome was not recorded (for the ledger's reconciliation).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from bridge.connectors.http import CallStats
 from bridge.errors import StalledPull
+from bridge.incremental import Position, advance
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
 from bridge.store import Cursor, Quarantined
+
+R = TypeVar("R")
 
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
@@ -53,6 +56,20 @@ class PageGuard:
             )
         if len(self._seen) > self.max_listed:
             raise StalledPull(f"{self.provider} listed more than {self.max_listed:,} {self.what} in one pull: stopped")
+
+
+def position_of(cursor: Cursor | None) -> Position[int] | None:
+    """A stored cursor whose watermark is a number (seconds, milliseconds) as an incremental position."""
+    return None if cursor is None else Position(int(cursor.watermark), frozenset(cursor.ids_at_watermark))
+
+
+def take(since: Cursor | None, rows: Iterable[R], key: Callable[[R], tuple[int, str]]) -> tuple[list[R], Cursor | None]:
+    """`incremental.advance` over stored cursors: the rows not taken since the cursor, and the cursor after them
+    (the same one when nothing is new; a full read's date carried over)."""
+    fresh, after = advance(position_of(since), rows, key)
+    if not fresh or after is None:
+        return fresh, since
+    return fresh, Cursor(str(after.watermark), tuple(sorted(after.ids)), since.full_sync_at if since else None)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, take
 from bridge.connectors.http import (
     CallStats,
     Limiter,
@@ -55,6 +55,7 @@ from bridge.errors import (
     TransportError,
     Unauthorized,
 )
+from bridge.incremental import reconcile_due
 from bridge.mapping import freshbooks as fm
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind, Warning, WarningCode
@@ -268,7 +269,6 @@ class FreshBooksConnector:
         """Records updated since the cursor: `search[updated_min]` a day before the watermark's Eastern day (day
         granularity), then de-duplicated on `updated` (older than the watermark, or at it and seen: skipped)."""
         watermark = int(since.watermark) if since else None
-        seen = set(since.ids_at_watermark) if since else set()
 
         def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
             def make() -> list[Builder]:
@@ -288,19 +288,7 @@ class FreshBooksConnector:
         rows = self._pages(resource, key, builders(None), watermark)
         if deleted:  # deleted records are left out of lists unless asked for
             rows += self._pages(resource, key, builders(fm.DELETED), watermark)
-        fresh: list[Mapping[str, Any]] = []
-        for row in rows:
-            stamp, row_id = fm.updated_seconds(row), fm.record_id(row)
-            if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
-                continue
-            fresh.append(row)
-        if not fresh:
-            return fresh, since
-        top = max(fm.updated_seconds(r) for r in fresh)
-        at_top = {fm.record_id(r) for r in fresh if fm.updated_seconds(r) == top}
-        if since is not None and top == watermark:
-            at_top |= seen
-        return fresh, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+        return take(since, rows, lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
     def _clients(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
         """Clients (all of them, or those with these ids), page by page."""
@@ -354,7 +342,7 @@ class FreshBooksConnector:
         its invoice); everything, with the clients, once a day."""
         now = clock.now_utc()
         last = cursors.get("invoices")
-        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
         invoice_cursor = None if full else cursors.get("invoices")
         payment_cursor = None if full else cursors.get("payments")
         # A full read needs no deleted list: what is missing from it is gone (the sync removes it).

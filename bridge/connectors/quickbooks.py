@@ -28,6 +28,7 @@ from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
 from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Wire, raise_for_retriable
 from bridge.errors import AuthError, DataError, ProviderError, TransportError, Unauthorized
+from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
 from bridge.model import Invoice
@@ -88,6 +89,17 @@ def _stamp_literal(stamp: str) -> str:
 
 def _as_utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp).astimezone(UTC)
+
+
+def _order(raw: Mapping[str, Any]) -> tuple[tuple[datetime, str], str]:
+    """A record's place in a keyset read: its last-updated instant (with the provider's text of it, which the
+    next query starts from) and its id."""
+    stamp = _updated(raw)
+    try:
+        instant = _as_utc(stamp)
+    except ValueError:
+        instant = datetime.min.replace(tzinfo=UTC)
+    return (instant, stamp), str(raw.get("Id"))
 
 
 class QuickBooksConnector:
@@ -231,12 +243,12 @@ class QuickBooksConnector:
         name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
         return f"QuickBooks company {self.realm_id}" + (f" ({name})" if name else "")
 
-    def _keyset(self, entity: str, since: Cursor | None, cap: str) -> Iterator[list[Mapping[str, Any]]]:
+    def _keyset(self, entity: str, cap: str) -> Iterator[list[Mapping[str, Any]]]:
         """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""
-        watermark = since.watermark if since else None
-        seen = set(since.ids_at_watermark) if since else set()
+        position: Position[tuple[datetime, str]] | None = None
         guard = PageGuard("quickbooks", f"{entity} records")
         while True:
+            watermark = position.watermark[1] if position is not None else None
             where = [f"Metadata.LastUpdatedTime <= {_stamp_literal(cap)}"]
             if watermark:
                 # The watermark is the provider's own text: checked to be a timestamp before it enters a query.
@@ -256,13 +268,10 @@ class QuickBooksConnector:
                 if len(page) < PAGE or _updated(page[0]) != _updated(page[-1]):
                     break
                 start += PAGE
-            fresh = [r for r in rows if not (watermark and _updated(r) == watermark and str(r.get("Id")) in seen)]
+            fresh, position = advance(position, rows, _order)
             yield fresh
             if len(page) < PAGE:
                 return  # the last query came back short: nothing more up to the cap
-            last = _updated(rows[-1])
-            seen = (seen if last == watermark else set()) | {str(r.get("Id")) for r in rows if _updated(r) == last}
-            watermark = last
 
     def pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
@@ -279,8 +288,8 @@ class QuickBooksConnector:
         now = clock.now_utc()
         cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         cdc = cursors.get("cdc")
-        reconcile_due = cdc is None or cdc.full_sync_at is None or now - cdc.full_sync_at > FULL_RECONCILE_EVERY
-        if not full and cdc is not None and not reconcile_due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
+        due = reconcile_due(cdc.full_sync_at if cdc else None, now, FULL_RECONCILE_EVERY)
+        if not full and cdc is not None and not due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
             changed = self._cdc(cdc.watermark)
             if changed is not None:
                 raw_customers, raw_invoices, raw_payments, deleted = changed
@@ -291,7 +300,7 @@ class QuickBooksConnector:
                 return result
         pulled: dict[str, list[Mapping[str, Any]]] = {}
         for entity in ("Customer", "Invoice", "Payment"):
-            pulled[entity] = [row for page in self._keyset(entity, None, cap) for row in page]
+            pulled[entity] = [row for page in self._keyset(entity, cap) for row in page]
         result = self._map(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers)
         result.full = True
         result.cursors["cdc"] = Cursor(cap, (), now)

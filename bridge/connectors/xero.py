@@ -30,7 +30,7 @@ from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 from bridge import clock, killpoints
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
+from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, position_of, take
 from bridge.connectors.http import (
     CallStats,
     Limiter,
@@ -49,6 +49,7 @@ from bridge.errors import (
     Unauthorized,
     XeroHTTPError,
 )
+from bridge.incremental import advance, reconcile_due
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
 from bridge.model import Invoice
@@ -307,37 +308,29 @@ class XeroConnector:
     ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
         """Everything modified since the cursor, oldest first, by keyset: after a full page the next query
         starts at the last record's timestamp (not at page + 1, which shifts when records change meanwhile)."""
-        watermark = int(since.watermark) if since else None
-        seen = set(since.ids_at_watermark) if since else set()
+
+        def order(row: Mapping[str, Any]) -> tuple[int, str]:
+            return xm.updated_ms(row), str(row.get(id_field))
+
+        position = position_of(since)
         out: list[Mapping[str, Any]] = []
         page = 1
         guard = PageGuard("xero", key.lower())
         while True:
+            watermark = position.watermark if position is not None else None
             modified = _naive_utc(watermark) if watermark is not None else None
             rows = [r for r in fetch(modified, page).get(key) or [] if isinstance(r, Mapping)]
             guard.page((str(r.get(id_field)) for r in rows), watermark)
-            for row in rows:
-                stamp, row_id = xm.updated_ms(row), str(row.get(id_field))
-                if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
-                    continue  # seen already (If-Modified-Since reads to the second)
-                out.append(row)
+            fresh, after = advance(position, rows, order)  # the rest seen already (If-Modified-Since reads seconds)
+            out += fresh
             if len(rows) < PAGE:
                 break
             first, last = xm.updated_ms(rows[0]), xm.updated_ms(rows[-1])
             if first // 1000 == last // 1000 and watermark is not None and first // 1000 == watermark // 1000:
                 page += 1  # a whole page within one second: only paging moves on
                 continue
-            seen = (seen if last == watermark else set()) | {
-                str(r.get(id_field)) for r in rows if xm.updated_ms(r) == last
-            }
-            watermark, page = last, 1
-        if not out:
-            return out, since
-        top = max(xm.updated_ms(r) for r in out)
-        at_top = {str(r.get(id_field)) for r in out if xm.updated_ms(r) == top}
-        if since is not None and top == int(since.watermark):
-            at_top |= set(since.ids_at_watermark)
-        return out, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+            position, page = after, 1
+        return take(since, out, order)
 
     def _invoices_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
         extra = {"if_modified_since": modified} if modified is not None else {}
@@ -394,7 +387,7 @@ class XeroConnector:
         """Invoices and payments changed since the cursors; everything (and the contacts) once a day."""
         now = clock.now_utc()
         last = cursors.get("invoices")
-        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
         invoice_cursor = None if full else cursors.get("invoices")
         payment_cursor = None if full else cursors.get("payments")
         raw_invoices, next_invoices = self._changed(self._invoices_since, "Invoices", "InvoiceID", invoice_cursor)
