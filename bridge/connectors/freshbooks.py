@@ -15,7 +15,6 @@ answer that leaves its outcome unknown: the ledger records it `in_doubt` and the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -34,17 +33,10 @@ from freshbooks.errors import FreshBooksError
 
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
+from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, take
-from bridge.connectors.http import (
-    CallStats,
-    Limiter,
-    RetryPolicy,
-    WindowLimiter,
-    Wire,
-    raise_for_retriable,
-    shared_limiter,
-)
+from bridge.connectors.http import Limiter, RetryPolicy, WindowLimiter, shared_limiter
+from bridge.connectors.session import ProviderSession
 from bridge.errors import (
     AuthError,
     DataError,
@@ -53,7 +45,6 @@ from bridge.errors import (
     ProviderError,
     StalledPull,
     TransportError,
-    Unauthorized,
 )
 from bridge.incremental import reconcile_due
 from bridge.mapping import freshbooks as fm
@@ -108,17 +99,22 @@ class FreshBooksConnector:
         self.api_base = (base_url or PRODUCTION_API).rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.wire = Wire("freshbooks", timeout)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
         # Counted per account: every connector on it in this process shares one limiter.
-        self.limiter = limiter or shared_limiter(
-            ("freshbooks", self.api_base, account_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
+        self.session = ProviderSession(
+            "freshbooks",
+            "FreshBooks",
+            name,
+            vault,
+            account=(self.api_base, account_id),
+            refresh=self._do_refresh,
+            make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
+            credentials=bool(client_id and client_secret),
+            limiter=limiter,
+            policy=policy,
+            timeout=timeout,
+            sync_deadline=sync_deadline,
         )
-        self.stats = CallStats()
-        self.tokens = HeldTokens(vault, name)
+        self.stats, self.wire = self.session.stats, self.session.wire
         self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
         config = SimpleNamespace(
             access_token="",  # replaced on every call by the current token (see `_send`)
@@ -139,13 +135,7 @@ class FreshBooksConnector:
     # -- tokens ------------------------------------------------------------------------------
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing FreshBooks tokens needs the app's credentials: set BRIDGE_FRESHBOOKS_CLIENT_ID and "
-                "BRIDGE_FRESHBOOKS_CLIENT_SECRET"
-            )
-        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
-        self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
+        self.sdk.timeout = max(1, int(self.session.refresh_timeout()[0]))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
         except TransportError as exc:
@@ -159,26 +149,10 @@ class FreshBooksConnector:
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
+        """One call of the SDK, not retried here: every SDK call is retried as a whole by `_call` (the
+        SDK turns a 4xx into its own error, which `_call` turns into ours)."""
         kwargs.pop("timeout", None)  # the wire bounds every call
-
-        def once() -> requests.Response:
-            self.stats.waited += self.limiter.acquire()
-            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
-            self.stats.calls += 1
-            response = self.wire.request(method, url, headers=headers, **kwargs)
-            self.stats.statuses[response.status_code] += 1
-            return response
-
-        response = once()
-        if response.status_code == 401:
-            self.stats.note_retry("expired token")
-            self.tokens.refresh(self._do_refresh)
-            response = once()
-        if response.status_code == 401:
-            raise Unauthorized(f"FreshBooks refused the credentials of {self.name!r} after a refresh: re-link it")
-        raise_for_retriable(response, "FreshBooks")
-        return response
+        return self.session.request(method, url, **kwargs)
 
     def _error(self, exc: FreshBooksError) -> ProviderError:
         messages = fm.error_messages(exc.raw_response) or [str(exc)]
@@ -202,7 +176,7 @@ class FreshBooksConnector:
             except FreshBooksError as exc:
                 raise self._error(exc) from None
 
-        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
+        return self.session.call(attempt, safe_to_repeat=safe)
 
     @staticmethod
     def _lines() -> IncludesBuilder:
@@ -331,8 +305,7 @@ class FreshBooksConnector:
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
+        with self.session.pulling():
             return self._pull(cursors, customers, full=full)
 
     def _pull(
@@ -455,7 +428,7 @@ class FreshBooksConnector:
             except FreshBooksError as exc:
                 raise self._error(exc) from None
 
-        updated = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        updated = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.fee_line_id(updated, action) or invoice_id, "line", updated)
 
     def _fee_invoice(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
@@ -480,7 +453,7 @@ class FreshBooksConnector:
                 )
             raise NumberCollision(f"FreshBooks answered 409 creating invoice {number} (a concurrent create)")
 
-        created = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        created = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.record_id(created), "invoice")
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:

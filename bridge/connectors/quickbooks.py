@@ -8,11 +8,10 @@ through the rate limiter, the one retry policy and the token vault.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,10 +23,11 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
+from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Wire, raise_for_retriable
-from bridge.errors import AuthError, DataError, ProviderError, TransportError, Unauthorized
+from bridge.connectors.http import Limiter, RateLimiter, RetryPolicy, shared_limiter
+from bridge.connectors.session import ProviderSession
+from bridge.errors import AuthError, DataError, ProviderError, TransportError
 from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
@@ -118,7 +118,7 @@ class QuickBooksConnector:
         client_id: str | None = None,
         client_secret: str | None = None,
         policy: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         timeout: float = 30.0,
         sync_deadline: float | None = None,
     ) -> None:
@@ -128,84 +128,64 @@ class QuickBooksConnector:
         self.vault = vault
         self.client_id = client_id
         self.client_secret = client_secret
-        self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.stats = CallStats()
-        self.http = requests.Session()
-        self.wire = Wire("quickbooks", timeout, session=self.http)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
-        self._local = threading.local()
-        self.tokens = HeldTokens(vault, name)
+        # QuickBooks counts per company: every connector on it in this process shares one limiter.
+        self.session = ProviderSession(
+            "quickbooks",
+            "QuickBooks",
+            name,
+            vault,
+            account=(self.base_url, realm_id),
+            refresh=self._do_refresh,
+            make_limiter=lambda: RateLimiter(RATE_PER_SECOND, BURST),
+            credentials=bool(client_id and client_secret),
+            limiter=limiter,
+            policy=policy,
+            timeout=timeout,
+            sync_deadline=sync_deadline,
+            http=requests.Session(),
+        )
+        self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
         self._fee_items: dict[str, Mapping[str, Any]] = {}
         if self.base_url.startswith("http://"):
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
-        qb = QuickBooks(company_id=realm_id, minorversion=MINOR_VERSION, use_decimal=True)
-        qb.api_url_v3 = self.base_url + "/v3"
-        qb.sandbox = False
-        qb.session = self.http
-        qb.process_request = self._send  # our transport: limiter, retries, tokens
-        self.qb = qb
+        self.qb = self._client(safe_to_repeat=True)
+        # The one call without an idempotency key QuickBooks honours in full (the invoice e-mail) goes through
+        # this one: retried only when QuickBooks said it did not process it.
+        self.qb_once = self._client(safe_to_repeat=False)
 
     # -- transport ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _unrepeatable(self) -> Iterator[None]:
-        """Calls in this block have no idempotency key: never retried unless the provider refused them (429)."""
-        self._local.unsafe = True
-        try:
-            yield
-        finally:
-            self._local.unsafe = False
+    def _client(self, *, safe_to_repeat: bool) -> Any:
+        """A python-quickbooks client whose transport is our session (limiter, retries, tokens)."""
+        qb = QuickBooks(company_id=self.realm_id, minorversion=MINOR_VERSION, use_decimal=True)
+        qb.api_url_v3 = self.base_url + "/v3"
+        qb.sandbox = False
+        qb.session = self.http
+        qb.process_request = functools.partial(self._send, safe_to_repeat=safe_to_repeat)
+        return qb
 
     def _send(
-        self, request_type: str, url: str, headers: Any = None, params: Any = None, data: Any = None
+        self,
+        request_type: str,
+        url: str,
+        headers: Any = None,
+        params: Any = None,
+        data: Any = None,
+        *,
+        safe_to_repeat: bool,
     ) -> requests.Response:
-        def attempt() -> requests.Response:
-            response = self._request(request_type, url, headers, params, data)
-            if response.status_code == 401:
-                # A 401: the expiry time held cannot be trusted. The vault still skips the refresh when
-                # another process already did one since the version held.
-                self.stats.note_retry("expired token")
-                self.tokens.refresh(self._do_refresh)
-                response = self._request(request_type, url, headers, params, data)
-                if response.status_code == 401:
-                    raise Unauthorized(
-                        f"QuickBooks refused the credentials of {self.name!r} after a refresh: re-link it"
-                    )
-            raise_for_retriable(response, "QuickBooks")
-            return response
-
-        return self.policy.call(attempt, self.stats, safe_to_repeat=not getattr(self._local, "unsafe", False))
-
-    def _request(self, method: str, url: str, headers: Any, params: Any, data: Any) -> requests.Response:
-        self.stats.waited += self.limiter.acquire()
-        token = self._access_token()
-        sent_headers = dict(headers or {})
-        sent_headers["Authorization"] = f"Bearer {token}"
-        self.stats.calls += 1
-        response = self.wire.request(method, url, headers=sent_headers, params=params, data=data)
-        self.stats.statuses[response.status_code] += 1
-        return response
-
-    def _access_token(self) -> str:
-        return self.tokens.fresh(self._do_refresh).access_token
+        return self.session.send(
+            request_type, url, safe_to_repeat=safe_to_repeat, headers=headers, params=params, data=data
+        )
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing QuickBooks tokens needs the app's credentials: set "
-                "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
-            )
         emulator = None if self.base_url == PRODUCTION else self.base_url
-        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
-        timeout, bound = self.timeout, self.wire.bound
-        if left is not None and left < timeout:
-            timeout, bound = left, "what was left of sync_deadline_seconds"
-        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout, bound)
+        timeout, bound = self.session.refresh_timeout()
+        # The session runs this only with both credentials set.
+        app_id, secret = self.client_id or "", self.client_secret or ""
+        auth = auth_client(emulator, app_id, secret, "http://127.0.0.1/callback", timeout, bound)
         try:
             auth.refresh(refresh_token=current.refresh_token)
         except TransportError as exc:
@@ -277,8 +257,7 @@ class QuickBooksConnector:
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
+        with self.session.pulling():
             return self._pull(cursors, customers, full=full)
 
     def _pull(
@@ -429,8 +408,7 @@ class QuickBooksConnector:
             target = f"invoice/{raw_invoice['Id']}/send?requestid={idempotency_key(action.key)}"
             if action.to:
                 target += f"&sendTo={quote(action.to)}"
-            with self._unrepeatable():
-                sent = self._call(self.qb.misc_operation, target, None, "application/octet-stream")
+            sent = self._call(self.qb_once.misc_operation, target, None, "application/octet-stream")
             invoice = sent.get("Invoice") or {}
             delivered = qbo.delivery_time(invoice) or ""
             return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
@@ -485,5 +463,10 @@ def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Quick
         sync_deadline=connection.sync_deadline_seconds,
         client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
         client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
-        limiter=RateLimiter(connection.calls_per_minute / 60, BURST) if connection.calls_per_minute else None,
+        limiter=shared_limiter(
+            ("quickbooks", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
+            lambda: RateLimiter(connection.calls_per_minute / 60, BURST),
+        )
+        if connection.calls_per_minute
+        else None,
     )

@@ -11,7 +11,7 @@ because the SDK's serializer turns every Decimal into a binary float.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,25 +28,17 @@ from xero_python.api_client.serializer import serialize  # type: ignore[import-u
 from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
 from bridge import clock, killpoints
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
+from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, position_of, take
-from bridge.connectors.http import (
-    CallStats,
-    Limiter,
-    RetryPolicy,
-    WindowLimiter,
-    Wire,
-    raise_for_retriable,
-    shared_limiter,
-)
+from bridge.connectors.http import RETRIABLE_STATUS, Limiter, RetryPolicy, WindowLimiter, shared_limiter
+from bridge.connectors.session import ProviderSession
 from bridge.errors import (
     AuthError,
     DataError,
     ProviderError,
     QuotaExhausted,
     TransportError,
-    Unauthorized,
     XeroHTTPError,
 )
 from bridge.incremental import advance, reconcile_due
@@ -153,23 +145,29 @@ class XeroConnector:
         self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
         self.client_id = client_id
         self.client_secret = client_secret
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.http = requests.Session()
-        self.wire = Wire("xero", timeout, session=self.http)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
         # Xero counts per organisation: every connector on it in this process shares one limiter.
-        self.limiter = limiter or shared_limiter(
-            ("xero", self.api_base, tenant_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
+        self.session = ProviderSession(
+            "xero",
+            "Xero",
+            name,
+            vault,
+            account=(self.api_base, tenant_id),
+            refresh=self._do_refresh,
+            make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
+            credentials=bool(client_id and client_secret),
+            limiter=limiter,
+            policy=policy,
+            timeout=timeout,
+            sync_deadline=sync_deadline,
+            http=requests.Session(),
         )
+        self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
+        self.tokens = self.session.tokens
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
         self.day_remaining: int | None = None
-        self.stats = CallStats()
         self.note_failures: list[str] = []
         self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
-        self.tokens = HeldTokens(vault, name)
         self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
         self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
         # xero-python's Configuration() returns a copy of the first one ever made in the process and ignores
@@ -197,11 +195,6 @@ class XeroConnector:
         self._refreshed = new
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing Xero tokens needs the app's credentials: set BRIDGE_XERO_CLIENT_ID and "
-                "BRIDGE_XERO_CLIENT_SECRET"
-            )
         self._refreshing, self._refreshed = current, None
         try:
             self.api_client.refresh_oauth2_token()  # POST to the token URL; the saver stores the answer
@@ -228,45 +221,37 @@ class XeroConnector:
             data = simplejson.dumps(body, use_decimal=True)
         else:
             data = form or None
-        # Reads repeat freely, writes carry an Idempotency-Key, and a repeated refresh is covered by Xero's
-        # grace period for the previous refresh token.
-        safe = method == "GET" or "Idempotency-Key" in headers or not api
-        if api and method != "GET" and self.day_remaining is not None and self.day_remaining <= self.daily_reserve:
-            raise QuotaExhausted(
-                f"Xero's daily call limit for {self.name!r} is nearly used up ({self.day_remaining} calls left)"
-            )
+        if api and method != "GET":
+            if "Idempotency-Key" not in headers:  # every write goes through `_write`, which gives it one
+                raise ProviderError(f"a Xero write without an Idempotency-Key ({method} {url[:80]}): not sent")
+            if self.day_remaining is not None and self.day_remaining <= self.daily_reserve:
+                raise QuotaExhausted(
+                    f"Xero's daily call limit for {self.name!r} is nearly used up ({self.day_remaining} calls left)"
+                )
+        # Every call is safe to repeat: reads, writes (each with an Idempotency-Key), and a token refresh
+        # (a repeat is covered by Xero's grace period for the previous refresh token).
+        response = self.session.send(
+            method,
+            url,
+            safe_to_repeat=True,
+            authorize=api,
+            screen=functools.partial(self._screen, api=api),
+            params=query,
+            headers=headers,
+            data=data,
+        )
+        return _Reply(response)
 
-        def attempt() -> _Reply:
-            response = self._request(method, url, query, headers, data, api)
-            if response.status_code == 401 and api:
-                self.stats.note_retry("expired token")
-                self.tokens.refresh(self._do_refresh)
-                response = self._request(method, url, query, headers, data, api)
-                if response.status_code == 401:
-                    raise Unauthorized(f"Xero refused the credentials of {self.name!r} after a refresh: re-link it")
-            if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
-                self.day_remaining = 0
-                raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
-            raise_for_retriable(response, "Xero")
-            if response.status_code >= 400:
-                raise self._http_error(response, api)
-            return _Reply(response)
-
-        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
-
-    def _request(
-        self, method: str, url: str, query: list[Any], headers: dict[str, str], data: Any, api: bool
-    ) -> requests.Response:
-        self.stats.waited += self.limiter.acquire()
-        if api:
-            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
-        self.stats.calls += 1
-        response = self.wire.request(method, url, params=query, headers=headers, data=data)
-        self.stats.statuses[response.status_code] += 1
+    def _screen(self, response: requests.Response, *, api: bool) -> None:
+        """Xero's own answers: the calls left today, the daily limit, and a 4xx with its messages."""
         remaining = response.headers.get("X-DayLimit-Remaining")
         if api and remaining is not None and remaining.isdigit():
             self.day_remaining = int(remaining)
-        return response
+        if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
+            self.day_remaining = 0
+            raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
+        if response.status_code >= 400 and response.status_code not in RETRIABLE_STATUS:
+            raise self._http_error(response, api)
 
     def _http_error(self, response: requests.Response, api: bool) -> Exception:
         status = response.status_code
@@ -377,8 +362,7 @@ class XeroConnector:
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
+        with self.session.pulling():
             return self._pull(cursors, customers, full=full)
 
     def _pull(
