@@ -9,12 +9,16 @@ action whose outcome was not recorded (for the ledger's reconciliation).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
-from bridge.connectors.http import CallStats
-from bridge.errors import StalledPull
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.connectors.http import CallStats, Limiter, RetryPolicy
+from bridge.connectors.session import ProviderSession
+from bridge.errors import DataError, StalledPull
 from bridge.incremental import Position, advance
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
@@ -142,3 +146,144 @@ class Connector(Protocol):
     def check(self) -> str:
         """One cheap authenticated call; a short description of the company on success."""
         ...
+
+
+class BaseConnector(ABC):
+    """What every connector shares, written once: the session (limiter, tokens, retries, statistics, wire), the
+    pull within its deadline, the map-or-quarantine loop, the cursors a pull hands back, and the read of one
+    invoice. A provider gives the hooks: `_pull` (its way of listing changes), `_do_refresh` (its token call),
+    `_read_raw`, `_map_invoice`, `_map_payment`, `_record_id` and `_is_deleted`."""
+
+    provider: str  # the entry point's name, the wire's name and the key of the shared limiter
+    label: str  # the provider as messages name it
+    streams: tuple[str, ...]  # the cursors `pull` reads and hands back
+
+    def __init__(
+        self,
+        name: str,
+        vault: TokenVault,
+        client_id: str | None,
+        client_secret: str | None,
+        *,
+        account: tuple[str, ...],
+        make_limiter: Callable[[], Limiter],
+        limiter: Limiter | None,
+        policy: RetryPolicy | None,
+        timeout: float,
+        sync_deadline: float | None,
+        http: Any = None,
+    ) -> None:
+        """`account` is what the provider counts calls per (base URL and tenant): every connector on it in this
+        process shares one limiter, made by `make_limiter` unless `limiter` is given."""
+        self.name = name
+        self.vault = vault
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.session = ProviderSession(
+            self.provider,
+            self.label,
+            name,
+            vault,
+            account=account,
+            refresh=self._do_refresh,
+            make_limiter=make_limiter,
+            credentials=bool(client_id and client_secret),
+            limiter=limiter,
+            policy=policy,
+            timeout=timeout,
+            sync_deadline=sync_deadline,
+            http=http,
+        )
+        self.stats = self.session.stats
+        self.wire = self.session.wire
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _do_refresh(self, current: TokenSet) -> TokenSet:
+        """The provider's token refresh (the session runs it under the vault's lock, with the app's credentials)."""
+
+    @abstractmethod
+    def _pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """Everything changed since the cursors (everything when `full`)."""
+
+    @abstractmethod
+    def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
+        """One invoice as the provider sends it (None when there is none by that id)."""
+
+    @abstractmethod
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        """A provider invoice in the model (`DataError` when it cannot be)."""
+
+    @abstractmethod
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        """A provider payment in the model (`DataError` when it cannot be)."""
+
+    @abstractmethod
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        """The provider's id of a customer, invoice or payment (`stream`: "customers", "invoices", "payments")."""
+
+    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        """A record the provider lists as deleted (it leaves the cache instead of being mapped)."""
+        return False
+
+    # -- the template ------------------------------------------------------------------------
+
+    def pull(
+        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+    ) -> PullResult:
+        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
+        with self.session.pulling():
+            return self._pull(cursors, customers, full=full)
+
+    def _mapped(
+        self,
+        raw_customers: list[Mapping[str, Any]],
+        raw_invoices: list[Mapping[str, Any]],
+        raw_payments: list[Mapping[str, Any]],
+        known_customers: Mapping[str, Mapping[str, Any]],
+        *,
+        full: bool,
+    ) -> PullResult:
+        """The records pulled, mapped; a deleted one listed as deleted, one that cannot be mapped quarantined."""
+        result = PullResult(customers=list(raw_customers), full=full)
+        customers = {**known_customers, **{self._record_id(c, "customers"): c for c in raw_customers}}
+        for stream, raws, kept, deleted in (
+            ("invoices", raw_invoices, result.invoices, result.deleted_invoices),
+            ("payments", raw_payments, result.payments, result.deleted_payments),
+        ):
+            for raw in raws:
+                record_id = self._record_id(raw, stream)
+                if self._is_deleted(raw):
+                    deleted.append(record_id)
+                    continue
+                try:
+                    record = self._map_invoice(raw, customers) if stream == "invoices" else self._map_payment(raw)
+                except DataError as exc:
+                    result.quarantined.append(Quarantined(stream, record_id, str(exc), dict(raw)))
+                else:
+                    kept.append((record, raw))  # type: ignore[arg-type]
+        return result
+
+    def read_invoice(
+        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Invoice, Mapping[str, Any]] | None:
+        """The invoice now, mapped, with its raw payload (None when it is gone)."""
+        raw = self._read_raw(invoice_id)
+        if raw is None or self._is_deleted(raw):
+            return None
+        return self._map_invoice(raw, customers), raw
+
+    def flush(self) -> None:  # noqa: B027 (a hook with nothing to do by default, not an abstract one)
+        """Nothing is batched (Xero batches its history notes)."""
+
+
+def stamped(cursors: Mapping[str, Cursor | None], full_at: datetime | None) -> dict[str, Cursor]:
+    """The keyset cursors a pull hands back: a stream never read starts at "0"; a full read stamps its time."""
+    out: dict[str, Cursor] = {}
+    for stream, cursor in cursors.items():
+        cursor = cursor or Cursor("0", ())
+        out[stream] = cursor if full_at is None else Cursor(cursor.watermark, cursor.ids_at_watermark, full_at)
+    return out

@@ -34,12 +34,10 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, take
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
 from bridge.connectors.http import Limiter, RetryPolicy, WindowLimiter, shared_limiter
-from bridge.connectors.session import ProviderSession
 from bridge.errors import (
     AuthError,
-    DataError,
     FreshBooksHTTPError,
     NumberCollision,
     ProviderError,
@@ -48,9 +46,9 @@ from bridge.errors import (
 )
 from bridge.incremental import reconcile_due
 from bridge.mapping import freshbooks as fm
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 T = TypeVar("T")
 PER_PAGE = 100  # FreshBooks' maximum page size
@@ -72,10 +70,11 @@ class _Session(requests.Session):
         return self._route(str(method.decode() if isinstance(method, bytes) else method), str(url), **kwargs)
 
 
-class FreshBooksConnector:
+class FreshBooksConnector(BaseConnector):
     """One linked FreshBooks business (account)."""
 
     provider = "freshbooks"
+    label = "FreshBooks"
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
 
@@ -93,28 +92,20 @@ class FreshBooksConnector:
         timeout: float = 30.0,
         sync_deadline: float | None = None,
     ) -> None:
-        self.name = name
         self.account_id = account_id
-        self.vault = vault
         self.api_base = (base_url or PRODUCTION_API).rstrip("/")
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # Counted per account: every connector on it in this process shares one limiter.
-        self.session = ProviderSession(
-            "freshbooks",
-            "FreshBooks",
+        super().__init__(
             name,
             vault,
-            account=(self.api_base, account_id),
-            refresh=self._do_refresh,
+            client_id,
+            client_secret,
+            account=(self.api_base, account_id),  # FreshBooks counts per account
             make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
-            credentials=bool(client_id and client_secret),
             limiter=limiter,
             policy=policy,
             timeout=timeout,
             sync_deadline=sync_deadline,
         )
-        self.stats, self.wire = self.session.stats, self.session.wire
         self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
         config = SimpleNamespace(
             access_token="",  # replaced on every call by the current token (see `_send`)
@@ -301,13 +292,6 @@ class FreshBooksConnector:
             )
         return out
 
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        with self.session.pulling():
-            return self._pull(cursors, customers, full=full)
-
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
@@ -331,31 +315,9 @@ class FreshBooksConnector:
         else:
             wanted = sorted({c for c in map(fm.client_id, raw_invoices) if c})
             raw_clients = self._clients(wanted) if wanted else []
-        result = PullResult(customers=list(raw_clients), full=full)
+        result = self._mapped(raw_clients, raw_invoices, raw_payments, customers, full=full)
+        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         clients = {**customers, **{fm.record_id(c): c for c in raw_clients}}
-        for raw in raw_invoices:
-            if fm.is_deleted(raw):
-                result.deleted_invoices.append(fm.record_id(raw))
-                continue
-            try:
-                result.invoices.append((fm.map_invoice(raw, self.name, clients), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", fm.record_id(raw), str(exc), dict(raw)))
-        for raw in raw_payments:
-            if fm.is_deleted(raw):
-                result.deleted_payments.append(fm.record_id(raw))
-                continue
-            try:
-                result.payments.append((fm.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", fm.record_id(raw), str(exc), dict(raw)))
-        stamp = now if full else None
-        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
-            if cursor is None:
-                cursor = Cursor("0", ())
-            if stamp is not None:
-                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
-            result.cursors[stream] = cursor
         # The clients that let FreshBooks add its own late fees, kept in a cursor so that quiet pulls warn too.
         flagged = cursors.get("late_fees") if not full else None
         ids = set(flagged.ids_at_watermark) if flagged else set()
@@ -381,14 +343,17 @@ class FreshBooksConnector:
             return None  # not a FreshBooks id
         return found.data if isinstance(found.data, Mapping) and found.data else None
 
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (lines with their lineids)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None or fm.is_deleted(raw):
-            return None
-        return fm.map_invoice(raw, self.name, customers), raw
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return fm.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return fm.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return fm.record_id(raw)
+
+    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        return fm.is_deleted(raw)
 
     def _by_number(self, number: str) -> list[Mapping[str, Any]]:
         search = FilterBuilder()
@@ -477,9 +442,6 @@ class FreshBooksConnector:
             digest = hashlib.sha256(action.key.encode()).hexdigest()[:16]
             return Applied(f"{invoice_id}@email:{digest}")
         return Applied("recorded")  # a refusal writes nothing at the provider
-
-    def flush(self) -> None:
-        """Nothing is batched for FreshBooks."""
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""

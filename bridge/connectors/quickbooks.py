@@ -24,16 +24,15 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
 from bridge.connectors.http import Limiter, RateLimiter, RetryPolicy, shared_limiter
-from bridge.connectors.session import ProviderSession
 from bridge.errors import AuthError, DataError, ProviderError, TransportError
 from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
 MINOR_VERSION = 75
@@ -102,10 +101,11 @@ def _order(raw: Mapping[str, Any]) -> tuple[tuple[datetime, str], str]:
     return (instant, stamp), str(raw.get("Id"))
 
 
-class QuickBooksConnector:
+class QuickBooksConnector(BaseConnector):
     """One linked QuickBooks company."""
 
     provider = "quickbooks"
+    label = "QuickBooks"
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
     def __init__(
@@ -122,29 +122,22 @@ class QuickBooksConnector:
         timeout: float = 30.0,
         sync_deadline: float | None = None,
     ) -> None:
-        self.name = name
         self.realm_id = realm_id
         self.base_url = (base_url or PRODUCTION).rstrip("/")
-        self.vault = vault
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # QuickBooks counts per company: every connector on it in this process shares one limiter.
-        self.session = ProviderSession(
-            "quickbooks",
-            "QuickBooks",
+        super().__init__(
             name,
             vault,
-            account=(self.base_url, realm_id),
-            refresh=self._do_refresh,
+            client_id,
+            client_secret,
+            account=(self.base_url, realm_id),  # QuickBooks counts per company
             make_limiter=lambda: RateLimiter(RATE_PER_SECOND, BURST),
-            credentials=bool(client_id and client_secret),
             limiter=limiter,
             policy=policy,
             timeout=timeout,
             sync_deadline=sync_deadline,
             http=requests.Session(),
         )
-        self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
+        self.http = self.wire.session
         self._fee_items: dict[str, Mapping[str, Any]] = {}
         if self.base_url.startswith("http://"):
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
@@ -253,13 +246,6 @@ class QuickBooksConnector:
             if len(page) < PAGE:
                 return  # the last query came back short: nothing more up to the cap
 
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        with self.session.pulling():
-            return self._pull(cursors, customers, full=full)
-
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
@@ -272,7 +258,7 @@ class QuickBooksConnector:
             changed = self._cdc(cdc.watermark)
             if changed is not None:
                 raw_customers, raw_invoices, raw_payments, deleted = changed
-                result = self._map(raw_customers, raw_invoices, raw_payments, customers)
+                result = self._mapped(raw_customers, raw_invoices, raw_payments, customers, full=False)
                 result.deleted_invoices = deleted.get("Invoice", [])
                 result.deleted_payments = deleted.get("Payment", [])
                 result.cursors["cdc"] = Cursor(cap, (), cdc.full_sync_at)
@@ -280,8 +266,7 @@ class QuickBooksConnector:
         pulled: dict[str, list[Mapping[str, Any]]] = {}
         for entity in ("Customer", "Invoice", "Payment"):
             pulled[entity] = [row for page in self._keyset(entity, cap) for row in page]
-        result = self._map(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers)
-        result.full = True
+        result = self._mapped(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers, full=True)
         result.cursors["cdc"] = Cursor(cap, (), now)
         return result
 
@@ -305,26 +290,14 @@ class QuickBooksConnector:
                             found[entity].append(row)
         return found["Customer"], found["Invoice"], found["Payment"], deleted
 
-    def _map(
-        self,
-        raw_customers: list[Mapping[str, Any]],
-        raw_invoices: list[Mapping[str, Any]],
-        raw_payments: list[Mapping[str, Any]],
-        known_customers: Mapping[str, Mapping[str, Any]],
-    ) -> PullResult:
-        result = PullResult(customers=list(raw_customers))
-        customers = {**known_customers, **{str(c.get("Id")): c for c in raw_customers}}
-        for raw in raw_invoices:
-            try:
-                result.invoices.append((qbo.map_invoice(raw, self.name, customers), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", str(raw.get("Id", "?")), str(exc), dict(raw)))
-        for raw in raw_payments:
-            try:
-                result.payments.append((qbo.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", str(raw.get("Id", "?")), str(exc), dict(raw)))
-        return result
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return qbo.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return qbo.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return str(raw.get("Id", "?"))
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -335,15 +308,6 @@ class QuickBooksConnector:
             raise self._error(exc) from exc
         invoice = data.get("Invoice") if isinstance(data, Mapping) else None
         return invoice if isinstance(invoice, Mapping) else None
-
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (SyncToken included)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None:
-            return None
-        return qbo.map_invoice(raw, self.name, customers), raw
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -414,9 +378,6 @@ class QuickBooksConnector:
             return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
         # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
         return Applied("recorded")
-
-    def flush(self) -> None:
-        """Nothing is batched."""
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""

@@ -30,12 +30,10 @@ from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 from bridge import clock, killpoints
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, position_of, take
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, position_of, stamped, take
 from bridge.connectors.http import RETRIABLE_STATUS, Limiter, RetryPolicy, WindowLimiter, shared_limiter
-from bridge.connectors.session import ProviderSession
 from bridge.errors import (
     AuthError,
-    DataError,
     ProviderError,
     QuotaExhausted,
     TransportError,
@@ -44,9 +42,9 @@ from bridge.errors import (
 from bridge.incremental import advance, reconcile_due
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 PAGE = 1000
 # Xero allows 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a time).
@@ -56,6 +54,7 @@ CALLS_PER_MINUTE = 58
 DAILY_RESERVE = 50
 FULL_RECONCILE_EVERY = timedelta(days=1)
 KEY_LIMIT = 128  # Xero's Idempotency-Key
+_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
 
 
 class RawJSON:
@@ -115,10 +114,11 @@ def _naive_utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms // 1000, UTC).replace(tzinfo=None)
 
 
-class XeroConnector:
+class XeroConnector(BaseConnector):
     """One linked Xero organisation (tenant)."""
 
     provider = "xero"
+    label = "Xero"
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
 
@@ -138,31 +138,23 @@ class XeroConnector:
         history_notes: bool = True,
         daily_reserve: int = DAILY_RESERVE,
     ) -> None:
-        self.name = name
         self.tenant_id = tenant_id
-        self.vault = vault
         self.emulator = base_url.rstrip("/") if base_url else None
         self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # Xero counts per organisation: every connector on it in this process shares one limiter.
-        self.session = ProviderSession(
-            "xero",
-            "Xero",
+        super().__init__(
             name,
             vault,
-            account=(self.api_base, tenant_id),
-            refresh=self._do_refresh,
+            client_id,
+            client_secret,
+            account=(self.api_base, tenant_id),  # Xero counts per organisation
             make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
-            credentials=bool(client_id and client_secret),
             limiter=limiter,
             policy=policy,
             timeout=timeout,
             sync_deadline=sync_deadline,
             http=requests.Session(),
         )
-        self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
-        self.tokens = self.session.tokens
+        self.http, self.tokens = self.wire.session, self.session.tokens
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
         self.day_remaining: int | None = None
@@ -358,13 +350,6 @@ class XeroConnector:
         first = settings[0] if isinstance(settings, list) and settings else {}
         return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
 
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        with self.session.pulling():
-            return self._pull(cursors, customers, full=full)
-
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
@@ -382,31 +367,8 @@ class XeroConnector:
             # Contacts have no cheap change feed worth a call on every sync: refresh those of changed invoices.
             wanted = sorted({c for c in map(xm.contact_id, raw_invoices) if c})
             raw_contacts = self._contacts(wanted) if wanted else []
-        result = PullResult(customers=list(raw_contacts), full=full)
-        contacts = {**customers, **{str(c.get("ContactID")): c for c in raw_contacts}}
-        for raw in raw_invoices:
-            if xm.is_deleted(raw):
-                result.deleted_invoices.append(str(raw.get("InvoiceID")))
-                continue
-            try:
-                result.invoices.append((xm.map_invoice(raw, self.name, contacts), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", str(raw.get("InvoiceID", "?")), str(exc), dict(raw)))
-        for raw in raw_payments:
-            if xm.is_deleted(raw):
-                result.deleted_payments.append(str(raw.get("PaymentID")))
-                continue
-            try:
-                result.payments.append((xm.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", str(raw.get("PaymentID", "?")), str(exc), dict(raw)))
-        stamp = now if full else None
-        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
-            if cursor is None:
-                cursor = Cursor("0", ())
-            if stamp is not None:
-                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
-            result.cursors[stream] = cursor
+        result = self._mapped(raw_contacts, raw_invoices, raw_payments, customers, full=full)
+        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         reminders = cursors.get("reminders")
         if full or reminders is None:
             reminders = Cursor("enabled" if self._reminders_enabled() else "disabled", (), now)
@@ -432,14 +394,17 @@ class XeroConnector:
             raise
         return found[0] if found and isinstance(found[0], Mapping) else None
 
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (lines with their LineItemIDs)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None or xm.is_deleted(raw):
-            return None
-        return xm.map_invoice(raw, self.name, customers), raw
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return xm.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return xm.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return str(raw.get(_ID_FIELDS[stream], "?"))
+
+    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        return xm.is_deleted(raw)
 
     # -- writes ------------------------------------------------------------------------------
 
