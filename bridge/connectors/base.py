@@ -161,43 +161,56 @@ class BaseConnector(ABC):
     def __init__(
         self,
         name: str,
+        tenant_id: str,
         vault: TokenVault,
-        client_id: str | None,
-        client_secret: str | None,
         *,
-        account: tuple[str, ...],
-        make_limiter: Callable[[], Limiter],
-        limiter: Limiter | None,
-        policy: RetryPolicy | None,
-        timeout: float,
-        sync_deadline: float | None,
-        http: Any = None,
+        base_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        policy: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        timeout: float = 30.0,
+        sync_deadline: float | None = None,
     ) -> None:
-        """`account` is what the provider counts calls per (base URL and tenant): every connector on it in this
-        process shares one limiter, made by `make_limiter` unless `limiter` is given."""
+        """A connector for one linked tenant (`base_url`: an emulator's). Every connector on the same account
+        (API root and tenant) in this process shares one limiter, made by `_make_limiter` unless one is given."""
         self.name = name
+        self.tenant_id = tenant_id
         self.vault = vault
         self.client_id = client_id
         self.client_secret = client_secret
+        self.emulator = base_url.rstrip("/") if base_url else None
+        self.api_base = self._api_base(self.emulator)
         self.session = ProviderSession(
             self.provider,
             self.label,
             name,
             vault,
-            account=account,
+            account=(self.api_base, tenant_id),
             refresh=self._do_refresh,
-            make_limiter=make_limiter,
+            make_limiter=self._make_limiter,
             credentials=bool(client_id and client_secret),
             limiter=limiter,
             policy=policy,
             timeout=timeout,
             sync_deadline=sync_deadline,
-            http=http,
         )
-        self.stats = self.session.stats
-        self.wire = self.session.wire
+        self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
+        self._connect(timeout)
 
     # -- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _api_base(self, emulator: str | None) -> str:
+        """The root of the provider's API (under the emulator's address when there is one)."""
+
+    @abstractmethod
+    def _make_limiter(self) -> Limiter:
+        """The provider's pace for one account."""
+
+    @abstractmethod
+    def _connect(self, timeout: float) -> None:
+        """Set up the provider's SDK over the session (called once, at the end of `__init__`)."""
 
     @abstractmethod
     def _do_refresh(self, current: TokenSet) -> TokenSet:

@@ -35,7 +35,7 @@ from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
-from bridge.connectors.http import Limiter, RetryPolicy, WindowLimiter, shared_limiter
+from bridge.connectors.http import Limiter, WindowLimiter, shared_limiter
 from bridge.errors import (
     AuthError,
     FreshBooksHTTPError,
@@ -78,35 +78,14 @@ class FreshBooksConnector(BaseConnector):
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
 
-    def __init__(
-        self,
-        name: str,
-        account_id: str,
-        vault: TokenVault,
-        *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: Limiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
-    ) -> None:
-        self.account_id = account_id
-        self.api_base = (base_url or PRODUCTION_API).rstrip("/")
-        super().__init__(
-            name,
-            vault,
-            client_id,
-            client_secret,
-            account=(self.api_base, account_id),  # FreshBooks counts per account
-            make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
-            limiter=limiter,
-            policy=policy,
-            timeout=timeout,
-            sync_deadline=sync_deadline,
-        )
-        self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
+    def _api_base(self, emulator: str | None) -> str:
+        return emulator or PRODUCTION_API
+
+    def _make_limiter(self) -> Limiter:
+        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per account (the session shares it)
+
+    def _connect(self, timeout: float) -> None:
+        self.sdk = sdk_client(self.emulator, self.client_id or "", self.client_secret, timeout=int(timeout))
         config = SimpleNamespace(
             access_token="",  # replaced on every call by the current token (see `_send`)
             base_url=self.api_base,
@@ -149,7 +128,7 @@ class FreshBooksConnector(BaseConnector):
         messages = fm.error_messages(exc.raw_response) or [str(exc)]
         if exc.status_code == 403:
             return FreshBooksHTTPError(
-                f"FreshBooks account {self.account_id} is not reachable with {self.name!r}'s tokens: re-link it",
+                f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it",
                 exc.status_code,
                 exc.error_code if isinstance(exc.error_code, int) else None,
                 messages,
@@ -181,10 +160,10 @@ class FreshBooksConnector(BaseConnector):
         """One cheap authenticated call (the identity and its businesses)."""
         identity = self._call(lambda: self.identity.me_endpoint()).data
         names = dict(account_ids(identity if isinstance(identity, Mapping) else {}))
-        if self.account_id not in names:
-            raise AuthError(f"FreshBooks account {self.account_id} is not linked to {self.name!r}: re-link it")
-        business = names[self.account_id]
-        return f"FreshBooks account {self.account_id}" + (f" ({business})" if business else "")
+        if self.tenant_id not in names:
+            raise AuthError(f"FreshBooks account {self.tenant_id} is not linked to {self.name!r}: re-link it")
+        business = names[self.tenant_id]
+        return f"FreshBooks account {self.tenant_id}" + (f" ({business})" if business else "")
 
     def _pages(
         self,
@@ -209,7 +188,7 @@ class FreshBooksConnector(BaseConnector):
                 sort = SortBuilder()
                 sort.descending("updated")
                 builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
-                data = self._call(lambda b=builders: resource.list(self.account_id, builders=b)).data  # type: ignore[misc]
+                data = self._call(lambda b=builders: resource.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
                 rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
                 guard.page(fm.record_id(r) for r in rows)
                 for row in rows:
@@ -266,7 +245,7 @@ class FreshBooksConnector(BaseConnector):
                 search = FilterBuilder()
                 search.in_list("userids", ids)
                 builders.insert(0, search)
-            data = self._call(lambda b=builders: self.clients.list(self.account_id, builders=b)).data  # type: ignore[misc]
+            data = self._call(lambda b=builders: self.clients.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
             rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
             guard.page(fm.record_id(r) for r in rows)
             found += rows
@@ -334,7 +313,7 @@ class FreshBooksConnector(BaseConnector):
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
-            found = self._call(lambda: self.invoices.get(self.account_id, int(invoice_id), includes=self._lines()))
+            found = self._call(lambda: self.invoices.get(self.tenant_id, int(invoice_id), includes=self._lines()))
         except FreshBooksHTTPError as exc:
             if exc.status == 404:
                 return None
@@ -359,14 +338,14 @@ class FreshBooksConnector(BaseConnector):
         search = FilterBuilder()
         search.equals("invoice_number", number)
         builders: list[Builder] = [search, self._lines()]
-        data = self._call(lambda: self.invoices.list(self.account_id, builders=builders)).data
+        data = self._call(lambda: self.invoices.list(self.tenant_id, builders=builders)).data
         return [r for r in data.get("invoices") or [] if isinstance(r, Mapping)]
 
     # -- writes ------------------------------------------------------------------------------
 
     def _update(self, invoice_id: str, body: Mapping[str, Any], *, safe: bool) -> Mapping[str, Any]:
         result = self._call(
-            lambda: self.invoices.update(self.account_id, int(invoice_id), dict(body), includes=self._lines()),
+            lambda: self.invoices.update(self.tenant_id, int(invoice_id), dict(body), includes=self._lines()),
             safe=safe,
         )
         return result.data if isinstance(result.data, Mapping) else {}
@@ -388,7 +367,7 @@ class FreshBooksConnector(BaseConnector):
             attempts[0] += 1
             body = fm.fee_line_update(current or raw_invoice, action)
             try:
-                answer = self.invoices.update(self.account_id, int(invoice_id), body, includes=self._lines())
+                answer = self.invoices.update(self.tenant_id, int(invoice_id), body, includes=self._lines())
                 return dict(answer.data)
             except FreshBooksError as exc:
                 raise self._error(exc) from None
@@ -402,7 +381,7 @@ class FreshBooksConnector(BaseConnector):
 
         def attempt() -> Mapping[str, Any]:
             try:
-                return dict(self.invoices.create(self.account_id, body, includes=self._lines()).data)
+                return dict(self.invoices.create(self.tenant_id, body, includes=self._lines()).data)
             except FreshBooksError as exc:
                 if exc.status_code != 409:
                     raise self._error(exc) from None

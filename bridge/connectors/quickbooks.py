@@ -25,7 +25,7 @@ from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
-from bridge.connectors.http import Limiter, RateLimiter, RetryPolicy, shared_limiter
+from bridge.connectors.http import Limiter, RateLimiter, shared_limiter
 from bridge.errors import AuthError, DataError, ProviderError, TransportError
 from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
@@ -108,38 +108,15 @@ class QuickBooksConnector(BaseConnector):
     label = "QuickBooks"
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
-    def __init__(
-        self,
-        name: str,
-        realm_id: str,
-        vault: TokenVault,
-        *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: Limiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
-    ) -> None:
-        self.realm_id = realm_id
-        self.base_url = (base_url or PRODUCTION).rstrip("/")
-        super().__init__(
-            name,
-            vault,
-            client_id,
-            client_secret,
-            account=(self.base_url, realm_id),  # QuickBooks counts per company
-            make_limiter=lambda: RateLimiter(RATE_PER_SECOND, BURST),
-            limiter=limiter,
-            policy=policy,
-            timeout=timeout,
-            sync_deadline=sync_deadline,
-            http=requests.Session(),
-        )
-        self.http = self.wire.session
+    def _api_base(self, emulator: str | None) -> str:
+        return emulator or PRODUCTION
+
+    def _make_limiter(self) -> Limiter:
+        return RateLimiter(RATE_PER_SECOND, BURST)  # per company (the session shares it)
+
+    def _connect(self, timeout: float) -> None:
         self._fee_items: dict[str, Mapping[str, Any]] = {}
-        if self.base_url.startswith("http://"):
+        if self.api_base.startswith("http://"):
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
         self.qb = self._client(safe_to_repeat=True)
         # The one call without an idempotency key QuickBooks honours in full (the invoice e-mail) goes through
@@ -150,8 +127,8 @@ class QuickBooksConnector(BaseConnector):
 
     def _client(self, *, safe_to_repeat: bool) -> Any:
         """A python-quickbooks client whose transport is our session (limiter, retries, tokens)."""
-        qb = QuickBooks(company_id=self.realm_id, minorversion=MINOR_VERSION, use_decimal=True)
-        qb.api_url_v3 = self.base_url + "/v3"
+        qb = QuickBooks(company_id=self.tenant_id, minorversion=MINOR_VERSION, use_decimal=True)
+        qb.api_url_v3 = self.api_base + "/v3"
         qb.sandbox = False
         qb.session = self.http
         qb.process_request = functools.partial(self._send, safe_to_repeat=safe_to_repeat)
@@ -174,7 +151,7 @@ class QuickBooksConnector(BaseConnector):
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
-        emulator = None if self.base_url == PRODUCTION else self.base_url
+        emulator = None if self.api_base == PRODUCTION else self.api_base
         timeout, bound = self.session.refresh_timeout()
         # The session runs this only with both credentials set.
         app_id, secret = self.client_id or "", self.client_secret or ""
@@ -212,9 +189,9 @@ class QuickBooksConnector(BaseConnector):
 
     def check(self) -> str:
         """One cheap authenticated call (the company's info)."""
-        info = self._call(self.qb.get_single_object, "CompanyInfo", self.realm_id)
+        info = self._call(self.qb.get_single_object, "CompanyInfo", self.tenant_id)
         name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
-        return f"QuickBooks company {self.realm_id}" + (f" ({name})" if name else "")
+        return f"QuickBooks company {self.tenant_id}" + (f" ({name})" if name else "")
 
     def _keyset(self, entity: str, cap: str) -> Iterator[list[Mapping[str, Any]]]:
         """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""

@@ -31,7 +31,7 @@ from bridge import clock, killpoints
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, position_of, stamped, take
-from bridge.connectors.http import RETRIABLE_STATUS, Limiter, RetryPolicy, WindowLimiter, shared_limiter
+from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter, shared_limiter
 from bridge.errors import (
     AuthError,
     ProviderError,
@@ -128,35 +128,23 @@ class XeroConnector(BaseConnector):
         tenant_id: str,
         vault: TokenVault,
         *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: Limiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
         history_notes: bool = True,
         daily_reserve: int = DAILY_RESERVE,
+        **options: Any,
     ) -> None:
-        self.tenant_id = tenant_id
-        self.emulator = base_url.rstrip("/") if base_url else None
-        self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
-        super().__init__(
-            name,
-            vault,
-            client_id,
-            client_secret,
-            account=(self.api_base, tenant_id),  # Xero counts per organisation
-            make_limiter=lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0),
-            limiter=limiter,
-            policy=policy,
-            timeout=timeout,
-            sync_deadline=sync_deadline,
-            http=requests.Session(),
-        )
-        self.http, self.tokens = self.wire.session, self.session.tokens
+        """`options`: those of every connector (`BaseConnector`)."""
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
+        super().__init__(name, tenant_id, vault, **options)
+
+    def _api_base(self, emulator: str | None) -> str:
+        return (emulator or PRODUCTION_API) + "/api.xro/2.0"
+
+    def _make_limiter(self) -> Limiter:
+        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per organisation (the session shares it)
+
+    def _connect(self, timeout: float) -> None:
+        self.tokens = self.session.tokens
         self.day_remaining: int | None = None
         self.note_failures: list[str] = []
         self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
@@ -165,7 +153,7 @@ class XeroConnector(BaseConnector):
         # xero-python's Configuration() returns a copy of the first one ever made in the process and ignores
         # its arguments (its metaclass keeps a default). Build a fresh one past the metaclass, leaving that
         # default alone: otherwise every connector would share the first one's app credentials and token state.
-        token = OAuth2Token(client_id=client_id, client_secret=client_secret)
+        token = OAuth2Token(client_id=self.client_id, client_secret=self.client_secret)
         config = type.__call__(Configuration, oauth2_token=token)
         self.api_client = ApiClient(
             config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed

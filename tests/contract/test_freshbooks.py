@@ -60,7 +60,7 @@ class FreshBooksEnv:
         return {"Authorization": f"Bearer {tokens.access_token}", "Content-Type": "application/json"}
 
     def url(self, path: str) -> str:
-        return f"{self.base_url}/accounting/account/{self.connector.account_id}/{path}"
+        return f"{self.base_url}/accounting/account/{self.connector.tenant_id}/{path}"
 
     def raw(self, invoice_id: str) -> dict[str, Any]:
         response = requests.get(
