@@ -34,8 +34,8 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
-from bridge.connectors.http import Limiter, WindowLimiter, shared_limiter
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, configured, stamped, take
+from bridge.connectors.http import Limiter, WindowLimiter
 from bridge.errors import (
     AuthError,
     FreshBooksHTTPError,
@@ -480,24 +480,12 @@ def fm_sort(value: str) -> tuple[int, str]:
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> FreshBooksConnector:
     """Entry point `bridge.connectors:freshbooks`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the FreshBooks account id is missing; re-link it")
-    sandbox = connection.base_url is not None
-    return FreshBooksConnector(
-        connection.name,
-        connection.tenant_id,
+    return configured(
+        FreshBooksConnector,
+        connection,
         vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_FRESHBOOKS_CLIENT_ID") or ("sandbox-client" if sandbox else None),
-        client_secret=env.get("BRIDGE_FRESHBOOKS_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
-        limiter=shared_limiter(
-            ("freshbooks", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
-            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
-        )
-        if connection.calls_per_minute
-        else None,
+        env,
+        tenant="account id",
+        sandbox=("sandbox-client", "sandbox-secret"),
+        pace=lambda per_minute: WindowLimiter(per_minute, 60.0),
     )

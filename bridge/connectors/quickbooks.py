@@ -24,8 +24,8 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
-from bridge.connectors.http import Limiter, RateLimiter, shared_limiter
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, configured
+from bridge.connectors.http import Limiter, RateLimiter
 from bridge.errors import AuthError, DataError, ProviderError, TransportError
 from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
@@ -134,19 +134,9 @@ class QuickBooksConnector(BaseConnector):
         qb.process_request = functools.partial(self._send, safe_to_repeat=safe_to_repeat)
         return qb
 
-    def _send(
-        self,
-        request_type: str,
-        url: str,
-        headers: Any = None,
-        params: Any = None,
-        data: Any = None,
-        *,
-        safe_to_repeat: bool,
-    ) -> requests.Response:
-        return self.session.send(
-            request_type, url, safe_to_repeat=safe_to_repeat, headers=headers, params=params, data=data
-        )
+    def _send(self, request_type: str, url: str, *, safe_to_repeat: bool, **kwargs: Any) -> requests.Response:
+        """python-quickbooks' `process_request(request_type, url, headers=, params=, data=)`."""
+        return self.session.send(request_type, url, safe_to_repeat=safe_to_repeat, **kwargs)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
@@ -388,23 +378,12 @@ class QuickBooksConnector(BaseConnector):
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> QuickBooksConnector:
     """Entry point `bridge.connectors:quickbooks`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the QuickBooks realm id is missing; re-link it")
-    return QuickBooksConnector(
-        connection.name,
-        connection.tenant_id,
+    return configured(
+        QuickBooksConnector,
+        connection,
         vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
-        client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
-        limiter=shared_limiter(
-            ("quickbooks", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
-            lambda: RateLimiter(connection.calls_per_minute / 60, BURST),
-        )
-        if connection.calls_per_minute
-        else None,
+        env,
+        tenant="realm id",
+        sandbox=("sandbox", "sandbox"),
+        pace=lambda per_minute: RateLimiter(per_minute / 60, BURST),
     )

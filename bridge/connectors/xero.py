@@ -30,8 +30,18 @@ from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 from bridge import clock, killpoints
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, position_of, stamped, take
-from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter, shared_limiter
+from bridge.connectors.base import (
+    Applied,
+    BaseConnector,
+    Evidence,
+    PageGuard,
+    PullResult,
+    configured,
+    position_of,
+    stamped,
+    take,
+)
+from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter
 from bridge.errors import (
     AuthError,
     ProviderError,
@@ -95,18 +105,10 @@ class _Transport(RESTClientObject):  # type: ignore[misc]
     def __init__(self, send: Callable[..., _Reply]) -> None:  # no urllib3 pool: requests does the I/O
         self._send = send
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        query_params: Any = None,
-        headers: Any = None,
-        body: Any = None,
-        post_params: Any = None,
-        _preload_content: bool = True,
-        _request_timeout: Any = None,
-    ) -> _Reply:
-        return self._send(method, url, list(query_params or []), dict(headers or {}), body, list(post_params or []))
+    def request(self, method: str, url: str, **options: Any) -> _Reply:
+        """xero-python's `request(method, url, query_params=, headers=, body=, post_params=, ...)`."""
+        query, headers = list(options.get("query_params") or []), dict(options.get("headers") or {})
+        return self._send(method, url, query, headers, options.get("body"), list(options.get("post_params") or []))
 
 
 def _naive_utc(ms: int) -> datetime:
@@ -297,27 +299,14 @@ class XeroConnector(BaseConnector):
             position, page = after, 1
         return take(since, out, order)
 
-    def _invoices_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
-        extra = {"if_modified_since": modified} if modified is not None else {}
-        return self._get(
-            self.accounting.get_invoices,
-            where='Type=="ACCREC"',
-            order="UpdatedDateUTC ASC",
-            page=page,
-            page_size=PAGE,
-            **extra,
-        )
+    def _oldest_first(self, fetch: Callable[..., Any], where: str) -> Callable[[datetime | None, int], dict[str, Any]]:
+        """A page of a listing (invoices, payments) modified since a moment, oldest first."""
 
-    def _payments_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
-        extra = {"if_modified_since": modified} if modified is not None else {}
-        return self._get(
-            self.accounting.get_payments,
-            where='PaymentType=="ACCRECPAYMENT"',
-            order="UpdatedDateUTC ASC",
-            page=page,
-            page_size=PAGE,
-            **extra,
-        )
+        def page_of(modified: datetime | None, page: int) -> dict[str, Any]:
+            extra = {"if_modified_since": modified} if modified is not None else {}
+            return self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
+
+        return page_of
 
     def _contacts(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
         """Contacts (all of them, or those with these ids), page by page."""
@@ -347,8 +336,10 @@ class XeroConnector(BaseConnector):
         full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
         invoice_cursor = None if full else cursors.get("invoices")
         payment_cursor = None if full else cursors.get("payments")
-        raw_invoices, next_invoices = self._changed(self._invoices_since, "Invoices", "InvoiceID", invoice_cursor)
-        raw_payments, next_payments = self._changed(self._payments_since, "Payments", "PaymentID", payment_cursor)
+        invoices = self._oldest_first(self.accounting.get_invoices, 'Type=="ACCREC"')
+        payments = self._oldest_first(self.accounting.get_payments, 'PaymentType=="ACCRECPAYMENT"')
+        raw_invoices, next_invoices = self._changed(invoices, "Invoices", "InvoiceID", invoice_cursor)
+        raw_payments, next_payments = self._changed(payments, "Payments", "PaymentID", payment_cursor)
         if full:
             raw_contacts = self._contacts(None)
         else:
@@ -508,25 +499,13 @@ class XeroConnector(BaseConnector):
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroConnector:
     """Entry point `bridge.connectors:xero`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the Xero tenant id is missing; re-link it")
-    sandbox = connection.base_url is not None
-    return XeroConnector(
-        connection.name,
-        connection.tenant_id,
+    return configured(
+        XeroConnector,
+        connection,
         vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
-        client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
+        env,
+        tenant="tenant id",
+        sandbox=("sandbox-client", "sandbox-secret"),
+        pace=lambda per_minute: WindowLimiter(per_minute, 60.0),
         history_notes=connection.history_notes,
-        limiter=shared_limiter(
-            ("xero", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
-            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
-        )
-        if connection.calls_per_minute
-        else None,
     )
