@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.http import CallStats, Limiter, RetryPolicy, shared_limiter
+from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, shared_limiter
 from bridge.connectors.session import ProviderSession
 from bridge.errors import ConfigError, DataError, StalledPull
 from bridge.incremental import Position, advance
@@ -157,6 +157,8 @@ class BaseConnector(ABC):
     provider: str  # the entry point's name, the wire's name and the key of the shared limiter
     label: str  # the provider as messages name it
     streams: tuple[str, ...]  # the cursors `pull` reads and hands back
+    tenant_what: str  # what the provider calls the tenant id, in errors ("realm id")
+    sandbox_credentials = ("sandbox-client", "sandbox-secret")  # the app credentials an emulator takes
 
     def __init__(
         self,
@@ -197,6 +199,47 @@ class BaseConnector(ABC):
         )
         self.stats, self.wire, self.http = self.session.stats, self.session.wire, self.session.wire.session
         self._connect(timeout)
+
+    @classmethod
+    def configured(cls, connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Self:
+        """A connector for one configured connection (what every provider's `factory` returns): the app's
+        credentials from BRIDGE_<PROVIDER>_CLIENT_ID / _CLIENT_SECRET (an emulator's `sandbox_credentials`
+        without them), and the connection's own `calls_per_minute` as a limiter (`paced`) shared by every
+        connector on it."""
+        if not connection.tenant_id:
+            raise ConfigError(
+                f"connections.{connection.name}.tenant_id: the {cls.label} {cls.tenant_what} is missing; re-link it"
+            )
+        emulator = connection.base_url is not None
+        prefix = f"BRIDGE_{cls.provider.upper()}"
+        per_minute = connection.calls_per_minute
+        return cls(
+            connection.name,
+            connection.tenant_id,
+            vault,
+            base_url=connection.base_url,
+            timeout=connection.timeout_seconds,
+            sync_deadline=connection.sync_deadline_seconds,
+            client_id=env.get(f"{prefix}_CLIENT_ID") or (cls.sandbox_credentials[0] if emulator else None),
+            client_secret=env.get(f"{prefix}_CLIENT_SECRET") or (cls.sandbox_credentials[1] if emulator else None),
+            limiter=shared_limiter(
+                (cls.provider, connection.base_url or "", connection.tenant_id, str(per_minute)),
+                lambda: cls.paced(per_minute),
+            )
+            if per_minute
+            else None,
+            **cls.options(connection),
+        )
+
+    @classmethod
+    def paced(cls, per_minute: int) -> Limiter:
+        """The limiter a connection's own `calls_per_minute` sets."""
+        return WindowLimiter(per_minute, 60.0)
+
+    @classmethod
+    def options(cls, connection: Any) -> dict[str, Any]:
+        """The provider's own constructor options from a configured connection."""
+        return {}
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -300,44 +343,3 @@ def stamped(cursors: Mapping[str, Cursor | None], full_at: datetime | None) -> d
         cursor = cursor or Cursor("0", ())
         out[stream] = cursor if full_at is None else Cursor(cursor.watermark, cursor.ids_at_watermark, full_at)
     return out
-
-
-C = TypeVar("C", bound=BaseConnector)
-
-
-def configured(
-    cls: type[C],
-    connection: Any,
-    vault: TokenVault,
-    env: Mapping[str, str],
-    *,
-    tenant: str,
-    sandbox: tuple[str, str],
-    pace: Callable[[int], Limiter],
-    **extra: Any,
-) -> C:
-    """A connector for one configured connection (what every provider's `factory` returns): the app's
-    credentials from BRIDGE_<PROVIDER>_CLIENT_ID / _CLIENT_SECRET (an emulator's `sandbox` pair without them),
-    and the connection's own `calls_per_minute` as a limiter (`pace`) shared by every connector on it."""
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the {cls.label} {tenant} is missing; re-link it")
-    emulator = connection.base_url is not None
-    prefix = f"BRIDGE_{cls.provider.upper()}"
-    per_minute = connection.calls_per_minute
-    return cls(
-        connection.name,
-        connection.tenant_id,
-        vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get(f"{prefix}_CLIENT_ID") or (sandbox[0] if emulator else None),
-        client_secret=env.get(f"{prefix}_CLIENT_SECRET") or (sandbox[1] if emulator else None),
-        limiter=shared_limiter(
-            (cls.provider, connection.base_url or "", connection.tenant_id, str(per_minute)),
-            lambda: pace(per_minute),
-        )
-        if per_minute
-        else None,
-        **extra,
-    )

@@ -34,7 +34,7 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, configured, stamped, take
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
 from bridge.connectors.http import Limiter, WindowLimiter
 from bridge.errors import (
     AuthError,
@@ -75,6 +75,7 @@ class FreshBooksConnector(BaseConnector):
 
     provider = "freshbooks"
     label = "FreshBooks"
+    tenant_what = "account id"
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
 
@@ -480,12 +481,4 @@ def fm_sort(value: str) -> tuple[int, str]:
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> FreshBooksConnector:
     """Entry point `bridge.connectors:freshbooks`: a connector for one configured connection."""
-    return configured(
-        FreshBooksConnector,
-        connection,
-        vault,
-        env,
-        tenant="account id",
-        sandbox=("sandbox-client", "sandbox-secret"),
-        pace=lambda per_minute: WindowLimiter(per_minute, 60.0),
-    )
+    return FreshBooksConnector.configured(connection, vault, env)

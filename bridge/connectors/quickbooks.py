@@ -24,7 +24,7 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, configured
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
 from bridge.connectors.http import Limiter, RateLimiter
 from bridge.errors import AuthError, DataError, ProviderError, TransportError
 from bridge.incremental import Position, advance, reconcile_due
@@ -106,6 +106,8 @@ class QuickBooksConnector(BaseConnector):
 
     provider = "quickbooks"
     label = "QuickBooks"
+    tenant_what = "realm id"
+    sandbox_credentials = ("sandbox", "sandbox")
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
     def _api_base(self, emulator: str | None) -> str:
@@ -113,6 +115,10 @@ class QuickBooksConnector(BaseConnector):
 
     def _make_limiter(self) -> Limiter:
         return RateLimiter(RATE_PER_SECOND, BURST)  # per company (the session shares it)
+
+    @classmethod
+    def paced(cls, per_minute: int) -> Limiter:
+        return RateLimiter(per_minute / 60, BURST)
 
     def _connect(self, timeout: float) -> None:
         self._fee_items: dict[str, Mapping[str, Any]] = {}
@@ -378,12 +384,4 @@ class QuickBooksConnector(BaseConnector):
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> QuickBooksConnector:
     """Entry point `bridge.connectors:quickbooks`: a connector for one configured connection."""
-    return configured(
-        QuickBooksConnector,
-        connection,
-        vault,
-        env,
-        tenant="realm id",
-        sandbox=("sandbox", "sandbox"),
-        pace=lambda per_minute: RateLimiter(per_minute / 60, BURST),
-    )
+    return QuickBooksConnector.configured(connection, vault, env)

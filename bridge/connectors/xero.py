@@ -36,7 +36,6 @@ from bridge.connectors.base import (
     Evidence,
     PageGuard,
     PullResult,
-    configured,
     position_of,
     stamped,
     take,
@@ -121,6 +120,7 @@ class XeroConnector(BaseConnector):
 
     provider = "xero"
     label = "Xero"
+    tenant_what = "tenant id"
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
 
@@ -144,6 +144,10 @@ class XeroConnector(BaseConnector):
 
     def _make_limiter(self) -> Limiter:
         return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per organisation (the session shares it)
+
+    @classmethod
+    def options(cls, connection: Any) -> dict[str, Any]:
+        return {"history_notes": connection.history_notes}
 
     def _connect(self, timeout: float) -> None:
         self.tokens = self.session.tokens
@@ -499,13 +503,4 @@ class XeroConnector(BaseConnector):
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroConnector:
     """Entry point `bridge.connectors:xero`: a connector for one configured connection."""
-    return configured(
-        XeroConnector,
-        connection,
-        vault,
-        env,
-        tenant="tenant id",
-        sandbox=("sandbox-client", "sandbox-secret"),
-        pace=lambda per_minute: WindowLimiter(per_minute, 60.0),
-        history_notes=connection.history_notes,
-    )
+    return XeroConnector.configured(connection, vault, env)
