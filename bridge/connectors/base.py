@@ -323,6 +323,21 @@ class BaseConnector(ABC):
                     kept.append((record, raw))  # type: ignore[arg-type]
         return result
 
+    @staticmethod
+    def _customers_of(
+        raw_invoices: list[Mapping[str, Any]],
+        customer_of: Callable[[Mapping[str, Any]], str | None],
+        fetch: Callable[[list[str] | None], list[Mapping[str, Any]]],
+        *,
+        full: bool,
+    ) -> list[Mapping[str, Any]]:
+        """Every customer on a full read; otherwise those of the changed invoices (customers have no cheap change
+        feed worth a call on every sync)."""
+        if full:
+            return fetch(None)
+        wanted = sorted({c for c in map(customer_of, raw_invoices) if c})
+        return fetch(wanted) if wanted else []
+
     def read_invoice(
         self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
     ) -> tuple[Invoice, Mapping[str, Any]] | None:

@@ -290,11 +290,7 @@ class FreshBooksConnector(BaseConnector):
         next_payments = payment_cursor
         if full or raw_invoices:
             raw_payments, next_payments = self._changed(self.payments, "payments", payment_cursor, deleted=not full)
-        if full:
-            raw_clients = self._clients(None)
-        else:
-            wanted = sorted({c for c in map(fm.client_id, raw_invoices) if c})
-            raw_clients = self._clients(wanted) if wanted else []
+        raw_clients = self._customers_of(raw_invoices, fm.client_id, self._clients, full=full)
         result = self._mapped(raw_clients, raw_invoices, raw_payments, customers, full=full)
         result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         clients = {**customers, **{fm.record_id(c): c for c in raw_clients}}

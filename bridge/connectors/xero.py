@@ -344,12 +344,7 @@ class XeroConnector(BaseConnector):
         payments = self._oldest_first(self.accounting.get_payments, 'PaymentType=="ACCRECPAYMENT"')
         raw_invoices, next_invoices = self._changed(invoices, "Invoices", "InvoiceID", invoice_cursor)
         raw_payments, next_payments = self._changed(payments, "Payments", "PaymentID", payment_cursor)
-        if full:
-            raw_contacts = self._contacts(None)
-        else:
-            # Contacts have no cheap change feed worth a call on every sync: refresh those of changed invoices.
-            wanted = sorted({c for c in map(xm.contact_id, raw_invoices) if c})
-            raw_contacts = self._contacts(wanted) if wanted else []
+        raw_contacts = self._customers_of(raw_invoices, xm.contact_id, self._contacts, full=full)
         result = self._mapped(raw_contacts, raw_invoices, raw_payments, customers, full=full)
         result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         reminders = cursors.get("reminders")
