@@ -21,12 +21,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import requests
-
 from bridge import clock, killpoints
 from bridge.connectors.base import Connector
-from bridge.connectors.http import QuotaExhausted, ServerError, Throttled
-from bridge.errors import AuthError, BridgeError, ConflictError
+from bridge.errors import BridgeError, ConflictError, QuotaExhausted
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
 from bridge.store import LedgerEntry, Store
@@ -99,15 +96,11 @@ class ApplyReport:
 def _outcome_unknown(exc: BaseException) -> bool:
     """The call may have reached the provider: a 5xx, a timeout, a dropped connection, or anything unexpected
     (an answer the bridge could not read may have followed a write that was done)."""
-    if isinstance(exc, Throttled | AuthError):
-        return False
-    if not isinstance(exc, BridgeError | requests.RequestException):
-        return True
-    return isinstance(exc, ServerError | requests.Timeout | requests.ConnectionError)
+    return exc.outcome_unknown if isinstance(exc, BridgeError) else True
 
 
 def _unexpected(exc: BaseException) -> bool:
-    return not isinstance(exc, BridgeError | requests.RequestException)
+    return not isinstance(exc, BridgeError)
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-import requests
-
 from bridge import clock
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
@@ -274,7 +272,7 @@ def _evaluate(
 def describe(exc: BaseException) -> str:
     """An exception as one line for the plan's errors: our errors by their message, anything else with its type
     (a RecursionError's or a KeyError's message alone says nothing)."""
-    if isinstance(exc, BridgeError | requests.RequestException):
+    if isinstance(exc, BridgeError):
         text = str(exc) or type(exc).__name__
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

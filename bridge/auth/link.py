@@ -24,7 +24,7 @@ import requests
 from bridge import providers
 from bridge.auth import xero as xero_auth
 from bridge.auth.vault import TokenSet, TokenVault
-from bridge.errors import AuthError, ConfigError
+from bridge.errors import AuthError, ConfigError, TransportError
 from bridge.store import Store
 
 CALLBACK_PORT = 8719
@@ -89,7 +89,7 @@ def _http(method: str, url: str, what: str, **kwargs: object) -> requests.Respon
 
     try:
         return Wire("the provider", LINK_TIMEOUT, bound="the linking flow's 30 s limit").request(method, url, **kwargs)
-    except requests.RequestException as exc:
+    except (TransportError, requests.RequestException) as exc:
         raise AuthError(f"{what} could not be reached at {url}: {exc}") from None
 
 

@@ -15,7 +15,6 @@ answer that leaves its outcome unknown: the ledger records it `in_doubt` and the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -34,23 +33,22 @@ from freshbooks.errors import FreshBooksError
 
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult, StalledPull
-from bridge.connectors.http import (
-    CallStats,
-    Limiter,
-    RetryPolicy,
-    Unauthorized,
-    WindowLimiter,
-    Wire,
-    raise_for_retriable,
-    shared_limiter,
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
+from bridge.connectors.http import Limiter, WindowLimiter
+from bridge.errors import (
+    AuthError,
+    FreshBooksHTTPError,
+    NumberCollision,
+    ProviderError,
+    StalledPull,
+    TransportError,
 )
-from bridge.errors import AuthError, DataError, ProviderError, RetriableProviderError
+from bridge.incremental import reconcile_due
 from bridge.mapping import freshbooks as fm
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 T = TypeVar("T")
 PER_PAGE = 100  # FreshBooks' maximum page size
@@ -59,20 +57,6 @@ CALLS_PER_MINUTE = 300
 FULL_RECONCILE_EVERY = timedelta(days=1)
 OVERLAP = timedelta(days=1)  # `search[updated_min]` has day granularity (and its time zone is not documented)
 MAX_PASSES = 3  # offset paging read again from page 1 when a record left the list while paging
-
-
-class FreshBooksHTTPError(ProviderError):
-    """A 4xx answer from FreshBooks, with its `errno` and messages."""
-
-    def __init__(self, message: str, status: int, errno: int | None, messages: list[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.errno = errno
-        self.messages = messages
-
-
-class NumberCollision(RetriableProviderError):
-    """409 on an invoice create that no existing invoice explains: a concurrent create took the number."""
 
 
 class _Session(requests.Session):
@@ -86,45 +70,23 @@ class _Session(requests.Session):
         return self._route(str(method.decode() if isinstance(method, bytes) else method), str(url), **kwargs)
 
 
-class FreshBooksConnector:
+class FreshBooksConnector(BaseConnector):
     """One linked FreshBooks business (account)."""
 
     provider = "freshbooks"
+    label = "FreshBooks"
+    tenant_what = "account id"
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
 
-    def __init__(
-        self,
-        name: str,
-        account_id: str,
-        vault: TokenVault,
-        *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: Limiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
-    ) -> None:
-        self.name = name
-        self.account_id = account_id
-        self.vault = vault
-        self.api_base = (base_url or PRODUCTION_API).rstrip("/")
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.wire = Wire("freshbooks", timeout)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
-        # Counted per account: every connector on it in this process shares one limiter.
-        self.limiter = limiter or shared_limiter(
-            ("freshbooks", self.api_base, account_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
-        )
-        self.stats = CallStats()
-        self.tokens = HeldTokens(vault, name)
-        self.sdk = sdk_client(base_url, client_id or "", client_secret, timeout=int(timeout))
+    def _api_base(self, emulator: str | None) -> str:
+        return emulator or PRODUCTION_API
+
+    def _make_limiter(self) -> Limiter:
+        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per account (the session shares it)
+
+    def _connect(self, timeout: float) -> None:
+        self.sdk = sdk_client(self.emulator, self.client_id or "", self.client_secret, timeout=int(timeout))
         config = SimpleNamespace(
             access_token="",  # replaced on every call by the current token (see `_send`)
             base_url=self.api_base,
@@ -144,16 +106,10 @@ class FreshBooksConnector:
     # -- tokens ------------------------------------------------------------------------------
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing FreshBooks tokens needs the app's credentials: set BRIDGE_FRESHBOOKS_CLIENT_ID and "
-                "BRIDGE_FRESHBOOKS_CLIENT_SECRET"
-            )
-        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
-        self.sdk.timeout = max(1, int(self.timeout if left is None else min(self.timeout, left)))
+        self.sdk.timeout = max(1, int(self.session.refresh_timeout()[0]))
         try:
             answer = self.sdk.refresh_access_token(current.refresh_token)
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except (FreshBooksError, ValueError, KeyError) as exc:
             raise AuthError(f"FreshBooks refused to refresh the tokens of {self.name!r} ({exc}): re-link it") from None
@@ -164,32 +120,16 @@ class FreshBooksConnector:
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
+        """One call of the SDK, not retried here: every SDK call is retried as a whole by `_call` (the
+        SDK turns a 4xx into its own error, which `_call` turns into ours)."""
         kwargs.pop("timeout", None)  # the wire bounds every call
-
-        def once() -> requests.Response:
-            self.stats.waited += self.limiter.acquire()
-            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
-            self.stats.calls += 1
-            response = self.wire.request(method, url, headers=headers, **kwargs)
-            self.stats.statuses[response.status_code] += 1
-            return response
-
-        response = once()
-        if response.status_code == 401:
-            self.stats.note_retry("expired token")
-            self.tokens.refresh(self._do_refresh)
-            response = once()
-        if response.status_code == 401:
-            raise Unauthorized(f"FreshBooks refused the credentials of {self.name!r} after a refresh: re-link it")
-        raise_for_retriable(response, "FreshBooks")
-        return response
+        return self.session.request(method, url, **kwargs)
 
     def _error(self, exc: FreshBooksError) -> ProviderError:
         messages = fm.error_messages(exc.raw_response) or [str(exc)]
         if exc.status_code == 403:
             return FreshBooksHTTPError(
-                f"FreshBooks account {self.account_id} is not reachable with {self.name!r}'s tokens: re-link it",
+                f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it",
                 exc.status_code,
                 exc.error_code if isinstance(exc.error_code, int) else None,
                 messages,
@@ -207,7 +147,7 @@ class FreshBooksConnector:
             except FreshBooksError as exc:
                 raise self._error(exc) from None
 
-        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
+        return self.session.call(attempt, safe_to_repeat=safe)
 
     @staticmethod
     def _lines() -> IncludesBuilder:
@@ -221,10 +161,10 @@ class FreshBooksConnector:
         """One cheap authenticated call (the identity and its businesses)."""
         identity = self._call(lambda: self.identity.me_endpoint()).data
         names = dict(account_ids(identity if isinstance(identity, Mapping) else {}))
-        if self.account_id not in names:
-            raise AuthError(f"FreshBooks account {self.account_id} is not linked to {self.name!r}: re-link it")
-        business = names[self.account_id]
-        return f"FreshBooks account {self.account_id}" + (f" ({business})" if business else "")
+        if self.tenant_id not in names:
+            raise AuthError(f"FreshBooks account {self.tenant_id} is not linked to {self.name!r}: re-link it")
+        business = names[self.tenant_id]
+        return f"FreshBooks account {self.tenant_id}" + (f" ({business})" if business else "")
 
     def _pages(
         self,
@@ -249,7 +189,7 @@ class FreshBooksConnector:
                 sort = SortBuilder()
                 sort.descending("updated")
                 builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
-                data = self._call(lambda b=builders: resource.list(self.account_id, builders=b)).data  # type: ignore[misc]
+                data = self._call(lambda b=builders: resource.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
                 rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
                 guard.page(fm.record_id(r) for r in rows)
                 for row in rows:
@@ -274,7 +214,6 @@ class FreshBooksConnector:
         """Records updated since the cursor: `search[updated_min]` a day before the watermark's Eastern day (day
         granularity), then de-duplicated on `updated` (older than the watermark, or at it and seen: skipped)."""
         watermark = int(since.watermark) if since else None
-        seen = set(since.ids_at_watermark) if since else set()
 
         def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
             def make() -> list[Builder]:
@@ -294,19 +233,7 @@ class FreshBooksConnector:
         rows = self._pages(resource, key, builders(None), watermark)
         if deleted:  # deleted records are left out of lists unless asked for
             rows += self._pages(resource, key, builders(fm.DELETED), watermark)
-        fresh: list[Mapping[str, Any]] = []
-        for row in rows:
-            stamp, row_id = fm.updated_seconds(row), fm.record_id(row)
-            if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
-                continue
-            fresh.append(row)
-        if not fresh:
-            return fresh, since
-        top = max(fm.updated_seconds(r) for r in fresh)
-        at_top = {fm.record_id(r) for r in fresh if fm.updated_seconds(r) == top}
-        if since is not None and top == watermark:
-            at_top |= seen
-        return fresh, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+        return take(since, rows, lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
     def _clients(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
         """Clients (all of them, or those with these ids), page by page."""
@@ -319,7 +246,7 @@ class FreshBooksConnector:
                 search = FilterBuilder()
                 search.in_list("userids", ids)
                 builders.insert(0, search)
-            data = self._call(lambda b=builders: self.clients.list(self.account_id, builders=b)).data  # type: ignore[misc]
+            data = self._call(lambda b=builders: self.clients.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
             rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
             guard.page(fm.record_id(r) for r in rows)
             found += rows
@@ -345,14 +272,6 @@ class FreshBooksConnector:
             )
         return out
 
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
-            return self._pull(cursors, customers, full=full)
-
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
@@ -360,7 +279,7 @@ class FreshBooksConnector:
         its invoice); everything, with the clients, once a day."""
         now = clock.now_utc()
         last = cursors.get("invoices")
-        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
         invoice_cursor = None if full else cursors.get("invoices")
         payment_cursor = None if full else cursors.get("payments")
         # A full read needs no deleted list: what is missing from it is gone (the sync removes it).
@@ -371,36 +290,10 @@ class FreshBooksConnector:
         next_payments = payment_cursor
         if full or raw_invoices:
             raw_payments, next_payments = self._changed(self.payments, "payments", payment_cursor, deleted=not full)
-        if full:
-            raw_clients = self._clients(None)
-        else:
-            wanted = sorted({c for c in map(fm.client_id, raw_invoices) if c})
-            raw_clients = self._clients(wanted) if wanted else []
-        result = PullResult(customers=list(raw_clients), full=full)
+        raw_clients = self._customers_of(raw_invoices, fm.client_id, self._clients, full=full)
+        result = self._mapped(raw_clients, raw_invoices, raw_payments, customers, full=full)
+        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         clients = {**customers, **{fm.record_id(c): c for c in raw_clients}}
-        for raw in raw_invoices:
-            if fm.is_deleted(raw):
-                result.deleted_invoices.append(fm.record_id(raw))
-                continue
-            try:
-                result.invoices.append((fm.map_invoice(raw, self.name, clients), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", fm.record_id(raw), str(exc), dict(raw)))
-        for raw in raw_payments:
-            if fm.is_deleted(raw):
-                result.deleted_payments.append(fm.record_id(raw))
-                continue
-            try:
-                result.payments.append((fm.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", fm.record_id(raw), str(exc), dict(raw)))
-        stamp = now if full else None
-        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
-            if cursor is None:
-                cursor = Cursor("0", ())
-            if stamp is not None:
-                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
-            result.cursors[stream] = cursor
         # The clients that let FreshBooks add its own late fees, kept in a cursor so that quiet pulls warn too.
         flagged = cursors.get("late_fees") if not full else None
         ids = set(flagged.ids_at_watermark) if flagged else set()
@@ -417,7 +310,7 @@ class FreshBooksConnector:
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
-            found = self._call(lambda: self.invoices.get(self.account_id, int(invoice_id), includes=self._lines()))
+            found = self._call(lambda: self.invoices.get(self.tenant_id, int(invoice_id), includes=self._lines()))
         except FreshBooksHTTPError as exc:
             if exc.status == 404:
                 return None
@@ -426,27 +319,30 @@ class FreshBooksConnector:
             return None  # not a FreshBooks id
         return found.data if isinstance(found.data, Mapping) and found.data else None
 
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (lines with their lineids)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None or fm.is_deleted(raw):
-            return None
-        return fm.map_invoice(raw, self.name, customers), raw
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return fm.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return fm.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return fm.record_id(raw)
+
+    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        return fm.is_deleted(raw)
 
     def _by_number(self, number: str) -> list[Mapping[str, Any]]:
         search = FilterBuilder()
         search.equals("invoice_number", number)
         builders: list[Builder] = [search, self._lines()]
-        data = self._call(lambda: self.invoices.list(self.account_id, builders=builders)).data
+        data = self._call(lambda: self.invoices.list(self.tenant_id, builders=builders)).data
         return [r for r in data.get("invoices") or [] if isinstance(r, Mapping)]
 
     # -- writes ------------------------------------------------------------------------------
 
     def _update(self, invoice_id: str, body: Mapping[str, Any], *, safe: bool) -> Mapping[str, Any]:
         result = self._call(
-            lambda: self.invoices.update(self.account_id, int(invoice_id), dict(body), includes=self._lines()),
+            lambda: self.invoices.update(self.tenant_id, int(invoice_id), dict(body), includes=self._lines()),
             safe=safe,
         )
         return result.data if isinstance(result.data, Mapping) else {}
@@ -468,12 +364,12 @@ class FreshBooksConnector:
             attempts[0] += 1
             body = fm.fee_line_update(current or raw_invoice, action)
             try:
-                answer = self.invoices.update(self.account_id, int(invoice_id), body, includes=self._lines())
+                answer = self.invoices.update(self.tenant_id, int(invoice_id), body, includes=self._lines())
                 return dict(answer.data)
             except FreshBooksError as exc:
                 raise self._error(exc) from None
 
-        updated = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        updated = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.fee_line_id(updated, action) or invoice_id, "line", updated)
 
     def _fee_invoice(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
@@ -482,7 +378,7 @@ class FreshBooksConnector:
 
         def attempt() -> Mapping[str, Any]:
             try:
-                return dict(self.invoices.create(self.account_id, body, includes=self._lines()).data)
+                return dict(self.invoices.create(self.tenant_id, body, includes=self._lines()).data)
             except FreshBooksError as exc:
                 if exc.status_code != 409:
                     raise self._error(exc) from None
@@ -498,7 +394,7 @@ class FreshBooksConnector:
                 )
             raise NumberCollision(f"FreshBooks answered 409 creating invoice {number} (a concurrent create)")
 
-        created = self.policy.call(attempt, self.stats, safe_to_repeat=True)
+        created = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.record_id(created), "invoice")
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
@@ -522,9 +418,6 @@ class FreshBooksConnector:
             digest = hashlib.sha256(action.key.encode()).hexdigest()[:16]
             return Applied(f"{invoice_id}@email:{digest}")
         return Applied("recorded")  # a refusal writes nothing at the provider
-
-    def flush(self) -> None:
-        """Nothing is batched for FreshBooks."""
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""
@@ -584,24 +477,4 @@ def fm_sort(value: str) -> tuple[int, str]:
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> FreshBooksConnector:
     """Entry point `bridge.connectors:freshbooks`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the FreshBooks account id is missing; re-link it")
-    sandbox = connection.base_url is not None
-    return FreshBooksConnector(
-        connection.name,
-        connection.tenant_id,
-        vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_FRESHBOOKS_CLIENT_ID") or ("sandbox-client" if sandbox else None),
-        client_secret=env.get("BRIDGE_FRESHBOOKS_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
-        limiter=shared_limiter(
-            ("freshbooks", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
-            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
-        )
-        if connection.calls_per_minute
-        else None,
-    )
+    return FreshBooksConnector.configured(connection, vault, env)

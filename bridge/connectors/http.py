@@ -1,8 +1,10 @@
 """One retry policy and one client-side rate limiter in front of every provider call.
 
 The SDKs' own retries are off; this is the only place that decides whether a
-call is tried again. It asks the exception only: `BridgeError.retriable`, or a
-network-level timeout / dropped connection. A call that is not safe to repeat
+call is tried again. It asks the exception only: `BridgeError.retriable`. The
+`Wire` is the boundary where `requests` exceptions become bridge errors
+(`TransportError`: a timeout or a dropped connection, whose outcome is unknown),
+so nothing above the connectors sees a `requests` exception. A call that is not safe to repeat
 (an e-mail send, which has no idempotency key) is retried only when the provider
 said it did not process it (429).
 """
@@ -30,62 +32,24 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.stop import stop_base
 
 from bridge import clock
-from bridge.errors import AuthError, BridgeError, ProviderError, RetriableProviderError
+from bridge.errors import (
+    BodyTooLarge,
+    BridgeError,
+    CallTooSlow,
+    ConnectionDropped,
+    DeadlineExceeded,
+    ServerError,
+    Throttled,
+    TransportError,
+    Unauthorized,
+    Unreachable,
+)
 
 T = TypeVar("T")
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # The largest body one call may bring (decoded): a provider sending more is cut off, so memory stays bounded.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
-
-
-class Throttled(RetriableProviderError):
-    """HTTP 429: the provider did not process the call; wait `retry_after` seconds if it said so."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ServerError(RetriableProviderError):
-    """HTTP 5xx: the provider failed; the call may or may not have been processed."""
-
-    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class Unauthorized(AuthError):
-    """HTTP 401 even with an access token refreshed for it: the call was not processed.
-
-    Tried again (each try refreshes once more) within the retry budget: a token just issued can be
-    refused for a moment. When the budget runs out the message says what to do: re-link.
-    """
-
-    retriable = True
-
-
-class QuotaExhausted(ProviderError):
-    """The provider's daily call limit is (nearly) used up: the call was not made, or not processed.
-
-    Not retried: what is left waits for the next run (the sync defers it; nothing fails or is dropped).
-    """
-
-
-class CallTooSlow(requests.Timeout):
-    """A call that did not finish (connect, answer and the whole body) within its wall-clock bound.
-
-    A `requests.Timeout`: retried where a timeout is, and its outcome is unknown where a timeout's is.
-    """
-
-
-class BodyTooLarge(ProviderError):
-    """An answer larger than the bridge reads (`MAX_BODY_BYTES`): refused, never retried."""
-
-
-class DeadlineExceeded(ProviderError):
-    """A connection's sync ran past its deadline (`sync_deadline_seconds`): no further call is made."""
 
 
 # What the wire says while it waits (rate limits, retries): logger "bridge.wire", under the "bridge" logger whose
@@ -129,10 +93,6 @@ def waiting(sleep: Callable[[float], None], seconds: float, why: str, who: str) 
         left -= WAIT_SLICE
         log.info("%s: still waiting %.1f s %s", who, left, why)
     sleep(left)
-
-
-class Unreachable(requests.ConnectionError):
-    """Nothing listens at the provider's address (connection refused): the call was never sent."""
 
 
 def refused(exc: BaseException | None) -> bool:
@@ -306,8 +266,7 @@ class Wire:
                 raise self.note(too_slow) from None
             if refused(exc):
                 raise self.note(unreachable(url)) from None
-            self.note(exc)
-            raise
+            raise self.note(_transport_error(exc)) from exc
         except BaseException:
             watchdog.cancel()
             raise
@@ -334,9 +293,8 @@ class Wire:
                 response.close()
                 raise self.note(too_slow) from None
             if isinstance(exc, requests.RequestException):
-                self.note(exc)
-                raise
-            raise self.note(requests.ConnectionError(f"{self.provider} dropped the connection: {exc}")) from None
+                raise self.note(_transport_error(exc)) from exc
+            raise self.note(ConnectionDropped(f"{self.provider} dropped the connection: {exc}")) from None
         except Exception as exc:
             if expired.is_set():
                 response.close()
@@ -351,6 +309,17 @@ class Wire:
         response._content = bytes(body)
         response._content_consumed = True
         return response
+
+
+def _transport_error(exc: requests.RequestException) -> TransportError:
+    """A `requests` exception as the bridge error it means: a failed or dropped connection may have reached
+    the provider (outcome unknown); anything else (a malformed URL, too many redirects) was not processed."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, requests.Timeout):
+        return CallTooSlow(text)
+    if isinstance(exc, requests.ConnectionError):
+        return ConnectionDropped(text)
+    return TransportError(text, outcome_unknown=False)
 
 
 def _path(url: str) -> str:
@@ -519,9 +488,9 @@ def retry_reason(exc: BaseException | None) -> str:
         return str(exc.status)
     if isinstance(exc, Unauthorized):
         return "token refused"
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, CallTooSlow):
         return "timeout"
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, ConnectionDropped):
         return "dropped connection"
     return type(exc).__name__
 
@@ -532,9 +501,7 @@ def _is_retriable(safe_to_repeat: bool) -> Callable[[BaseException], bool]:
             return True  # never processed: always safe
         if not safe_to_repeat:
             return False
-        if isinstance(exc, BridgeError):
-            return exc.retriable
-        return isinstance(exc, requests.Timeout | requests.ConnectionError)
+        return isinstance(exc, BridgeError) and exc.retriable
 
     return check
 

@@ -8,11 +8,10 @@ through the rate limiter, the one retry policy and the token vault.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,15 +23,16 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
-from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, Unauthorized, Wire, raise_for_retriable
-from bridge.errors import AuthError, DataError, ProviderError
+from bridge.auth.vault import TokenSet, TokenVault
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
+from bridge.connectors.http import Limiter, RateLimiter
+from bridge.errors import AuthError, DataError, ProviderError, TransportError
+from bridge.incremental import Position, advance, reconcile_due
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
 MINOR_VERSION = 75
@@ -90,113 +90,71 @@ def _as_utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp).astimezone(UTC)
 
 
-class QuickBooksConnector:
+def _order(raw: Mapping[str, Any]) -> tuple[tuple[datetime, str], str]:
+    """A record's place in a keyset read: its last-updated instant (with the provider's text of it, which the
+    next query starts from) and its id."""
+    stamp = _updated(raw)
+    try:
+        instant = _as_utc(stamp)
+    except ValueError:
+        instant = datetime.min.replace(tzinfo=UTC)
+    return (instant, stamp), str(raw.get("Id"))
+
+
+class QuickBooksConnector(BaseConnector):
     """One linked QuickBooks company."""
 
     provider = "quickbooks"
+    label = "QuickBooks"
+    tenant_what = "realm id"
+    sandbox_credentials = ("sandbox", "sandbox")
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
-    def __init__(
-        self,
-        name: str,
-        realm_id: str,
-        vault: TokenVault,
-        *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
-    ) -> None:
-        self.name = name
-        self.realm_id = realm_id
-        self.base_url = (base_url or PRODUCTION).rstrip("/")
-        self.vault = vault
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.limiter = limiter or RateLimiter(RATE_PER_SECOND, BURST)
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.stats = CallStats()
-        self.http = requests.Session()
-        self.wire = Wire("quickbooks", timeout, session=self.http)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
-        self._local = threading.local()
-        self.tokens = HeldTokens(vault, name)
+    def _api_base(self, emulator: str | None) -> str:
+        return emulator or PRODUCTION
+
+    def _make_limiter(self) -> Limiter:
+        return RateLimiter(RATE_PER_SECOND, BURST)  # per company (the session shares it)
+
+    @classmethod
+    def paced(cls, per_minute: int) -> Limiter:
+        return RateLimiter(per_minute / 60, BURST)
+
+    def _connect(self, timeout: float) -> None:
         self._fee_items: dict[str, Mapping[str, Any]] = {}
-        if self.base_url.startswith("http://"):
+        if self.api_base.startswith("http://"):
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http only ever reaches an emulator
-        qb = QuickBooks(company_id=realm_id, minorversion=MINOR_VERSION, use_decimal=True)
-        qb.api_url_v3 = self.base_url + "/v3"
-        qb.sandbox = False
-        qb.session = self.http
-        qb.process_request = self._send  # our transport: limiter, retries, tokens
-        self.qb = qb
+        self.qb = self._client(safe_to_repeat=True)
+        # The one call without an idempotency key QuickBooks honours in full (the invoice e-mail) goes through
+        # this one: retried only when QuickBooks said it did not process it.
+        self.qb_once = self._client(safe_to_repeat=False)
 
     # -- transport ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _unrepeatable(self) -> Iterator[None]:
-        """Calls in this block have no idempotency key: never retried unless the provider refused them (429)."""
-        self._local.unsafe = True
-        try:
-            yield
-        finally:
-            self._local.unsafe = False
+    def _client(self, *, safe_to_repeat: bool) -> Any:
+        """A python-quickbooks client whose transport is our session (limiter, retries, tokens)."""
+        qb = QuickBooks(company_id=self.tenant_id, minorversion=MINOR_VERSION, use_decimal=True)
+        qb.api_url_v3 = self.api_base + "/v3"
+        qb.sandbox = False
+        qb.session = self.http
+        qb.process_request = functools.partial(self._send, safe_to_repeat=safe_to_repeat)
+        return qb
 
-    def _send(
-        self, request_type: str, url: str, headers: Any = None, params: Any = None, data: Any = None
-    ) -> requests.Response:
-        def attempt() -> requests.Response:
-            response = self._request(request_type, url, headers, params, data)
-            if response.status_code == 401:
-                # A 401: the expiry time held cannot be trusted. The vault still skips the refresh when
-                # another process already did one since the version held.
-                self.stats.note_retry("expired token")
-                self.tokens.refresh(self._do_refresh)
-                response = self._request(request_type, url, headers, params, data)
-                if response.status_code == 401:
-                    raise Unauthorized(
-                        f"QuickBooks refused the credentials of {self.name!r} after a refresh: re-link it"
-                    )
-            raise_for_retriable(response, "QuickBooks")
-            return response
-
-        return self.policy.call(attempt, self.stats, safe_to_repeat=not getattr(self._local, "unsafe", False))
-
-    def _request(self, method: str, url: str, headers: Any, params: Any, data: Any) -> requests.Response:
-        self.stats.waited += self.limiter.acquire()
-        token = self._access_token()
-        sent_headers = dict(headers or {})
-        sent_headers["Authorization"] = f"Bearer {token}"
-        self.stats.calls += 1
-        response = self.wire.request(method, url, headers=sent_headers, params=params, data=data)
-        self.stats.statuses[response.status_code] += 1
-        return response
-
-    def _access_token(self) -> str:
-        return self.tokens.fresh(self._do_refresh).access_token
+    def _send(self, request_type: str, url: str, *, safe_to_repeat: bool, **kwargs: Any) -> requests.Response:
+        """python-quickbooks' `process_request(request_type, url, headers=, params=, data=)`."""
+        return self.session.send(request_type, url, safe_to_repeat=safe_to_repeat, **kwargs)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing QuickBooks tokens needs the app's credentials: set "
-                "BRIDGE_QUICKBOOKS_CLIENT_ID and BRIDGE_QUICKBOOKS_CLIENT_SECRET"
-            )
-        emulator = None if self.base_url == PRODUCTION else self.base_url
-        left = self.wire.remaining()  # a refresh is a call of the pull like any other: within its deadline
-        timeout, bound = self.timeout, self.wire.bound
-        if left is not None and left < timeout:
-            timeout, bound = left, "what was left of sync_deadline_seconds"
-        auth = auth_client(emulator, self.client_id, self.client_secret, "http://127.0.0.1/callback", timeout, bound)
+        emulator = None if self.api_base == PRODUCTION else self.api_base
+        timeout, bound = self.session.refresh_timeout()
+        # The session runs this only with both credentials set.
+        app_id, secret = self.client_id or "", self.client_secret or ""
+        auth = auth_client(emulator, app_id, secret, "http://127.0.0.1/callback", timeout, bound)
         try:
             auth.refresh(refresh_token=current.refresh_token)
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise self.wire.note(exc) from None  # the deadline's error then says what hung
         except AuthClientError as exc:
             raise AuthError(
@@ -227,16 +185,16 @@ class QuickBooksConnector:
 
     def check(self) -> str:
         """One cheap authenticated call (the company's info)."""
-        info = self._call(self.qb.get_single_object, "CompanyInfo", self.realm_id)
+        info = self._call(self.qb.get_single_object, "CompanyInfo", self.tenant_id)
         name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
-        return f"QuickBooks company {self.realm_id}" + (f" ({name})" if name else "")
+        return f"QuickBooks company {self.tenant_id}" + (f" ({name})" if name else "")
 
-    def _keyset(self, entity: str, since: Cursor | None, cap: str) -> Iterator[list[Mapping[str, Any]]]:
+    def _keyset(self, entity: str, cap: str) -> Iterator[list[Mapping[str, Any]]]:
         """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""
-        watermark = since.watermark if since else None
-        seen = set(since.ids_at_watermark) if since else set()
+        position: Position[tuple[datetime, str]] | None = None
         guard = PageGuard("quickbooks", f"{entity} records")
         while True:
+            watermark = position.watermark[1] if position is not None else None
             where = [f"Metadata.LastUpdatedTime <= {_stamp_literal(cap)}"]
             if watermark:
                 # The watermark is the provider's own text: checked to be a timestamp before it enters a query.
@@ -256,21 +214,10 @@ class QuickBooksConnector:
                 if len(page) < PAGE or _updated(page[0]) != _updated(page[-1]):
                     break
                 start += PAGE
-            fresh = [r for r in rows if not (watermark and _updated(r) == watermark and str(r.get("Id")) in seen)]
+            fresh, position = advance(position, rows, _order)
             yield fresh
             if len(page) < PAGE:
                 return  # the last query came back short: nothing more up to the cap
-            last = _updated(rows[-1])
-            seen = (seen if last == watermark else set()) | {str(r.get("Id")) for r in rows if _updated(r) == last}
-            watermark = last
-
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
-            return self._pull(cursors, customers, full=full)
 
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
@@ -279,21 +226,20 @@ class QuickBooksConnector:
         now = clock.now_utc()
         cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         cdc = cursors.get("cdc")
-        reconcile_due = cdc is None or cdc.full_sync_at is None or now - cdc.full_sync_at > FULL_RECONCILE_EVERY
-        if not full and cdc is not None and not reconcile_due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
+        due = reconcile_due(cdc.full_sync_at if cdc else None, now, FULL_RECONCILE_EVERY)
+        if not full and cdc is not None and not due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
             changed = self._cdc(cdc.watermark)
             if changed is not None:
                 raw_customers, raw_invoices, raw_payments, deleted = changed
-                result = self._map(raw_customers, raw_invoices, raw_payments, customers)
+                result = self._mapped(raw_customers, raw_invoices, raw_payments, customers, full=False)
                 result.deleted_invoices = deleted.get("Invoice", [])
                 result.deleted_payments = deleted.get("Payment", [])
                 result.cursors["cdc"] = Cursor(cap, (), cdc.full_sync_at)
                 return result
         pulled: dict[str, list[Mapping[str, Any]]] = {}
         for entity in ("Customer", "Invoice", "Payment"):
-            pulled[entity] = [row for page in self._keyset(entity, None, cap) for row in page]
-        result = self._map(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers)
-        result.full = True
+            pulled[entity] = [row for page in self._keyset(entity, cap) for row in page]
+        result = self._mapped(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers, full=True)
         result.cursors["cdc"] = Cursor(cap, (), now)
         return result
 
@@ -317,26 +263,14 @@ class QuickBooksConnector:
                             found[entity].append(row)
         return found["Customer"], found["Invoice"], found["Payment"], deleted
 
-    def _map(
-        self,
-        raw_customers: list[Mapping[str, Any]],
-        raw_invoices: list[Mapping[str, Any]],
-        raw_payments: list[Mapping[str, Any]],
-        known_customers: Mapping[str, Mapping[str, Any]],
-    ) -> PullResult:
-        result = PullResult(customers=list(raw_customers))
-        customers = {**known_customers, **{str(c.get("Id")): c for c in raw_customers}}
-        for raw in raw_invoices:
-            try:
-                result.invoices.append((qbo.map_invoice(raw, self.name, customers), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", str(raw.get("Id", "?")), str(exc), dict(raw)))
-        for raw in raw_payments:
-            try:
-                result.payments.append((qbo.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", str(raw.get("Id", "?")), str(exc), dict(raw)))
-        return result
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return qbo.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return qbo.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return str(raw.get("Id", "?"))
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -347,15 +281,6 @@ class QuickBooksConnector:
             raise self._error(exc) from exc
         invoice = data.get("Invoice") if isinstance(data, Mapping) else None
         return invoice if isinstance(invoice, Mapping) else None
-
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (SyncToken included)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None:
-            return None
-        return qbo.map_invoice(raw, self.name, customers), raw
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -420,16 +345,12 @@ class QuickBooksConnector:
             target = f"invoice/{raw_invoice['Id']}/send?requestid={idempotency_key(action.key)}"
             if action.to:
                 target += f"&sendTo={quote(action.to)}"
-            with self._unrepeatable():
-                sent = self._call(self.qb.misc_operation, target, None, "application/octet-stream")
+            sent = self._call(self.qb_once.misc_operation, target, None, "application/octet-stream")
             invoice = sent.get("Invoice") or {}
             delivered = qbo.delivery_time(invoice) or ""
             return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
         # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
         return Applied("recorded")
-
-    def flush(self) -> None:
-        """Nothing is batched."""
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""
@@ -463,18 +384,4 @@ class QuickBooksConnector:
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> QuickBooksConnector:
     """Entry point `bridge.connectors:quickbooks`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the QuickBooks realm id is missing; re-link it")
-    return QuickBooksConnector(
-        connection.name,
-        connection.tenant_id,
-        vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_QUICKBOOKS_CLIENT_ID") or ("sandbox" if connection.base_url else None),
-        client_secret=env.get("BRIDGE_QUICKBOOKS_CLIENT_SECRET") or ("sandbox" if connection.base_url else None),
-        limiter=RateLimiter(connection.calls_per_minute / 60, BURST) if connection.calls_per_minute else None,
-    )
+    return QuickBooksConnector.configured(connection, vault, env)

@@ -11,7 +11,7 @@ because the SDK's serializer turns every Decimal into a binary float.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,26 +28,32 @@ from xero_python.api_client.serializer import serialize  # type: ignore[import-u
 from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
 from bridge import clock, killpoints
-from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
+from bridge.auth.vault import TokenSet, TokenVault
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
-from bridge.connectors.base import Applied, Evidence, PageGuard, PullResult
-from bridge.connectors.http import (
-    CallStats,
-    Limiter,
-    QuotaExhausted,
-    RetryPolicy,
-    Unauthorized,
-    WindowLimiter,
-    Wire,
-    raise_for_retriable,
-    shared_limiter,
+from bridge.connectors.base import (
+    Applied,
+    BaseConnector,
+    Evidence,
+    PageGuard,
+    PullResult,
+    position_of,
+    stamped,
+    take,
 )
-from bridge.errors import AuthError, DataError, ProviderError
+from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter
+from bridge.errors import (
+    AuthError,
+    ProviderError,
+    QuotaExhausted,
+    TransportError,
+    XeroHTTPError,
+)
+from bridge.incremental import advance, reconcile_due
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice
+from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
-from bridge.store import Cursor, Quarantined
+from bridge.store import Cursor
 
 PAGE = 1000
 # Xero allows 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a time).
@@ -57,6 +63,7 @@ CALLS_PER_MINUTE = 58
 DAILY_RESERVE = 50
 FULL_RECONCILE_EVERY = timedelta(days=1)
 KEY_LIMIT = 128  # Xero's Idempotency-Key
+_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
 
 
 class RawJSON:
@@ -69,15 +76,6 @@ class RawJSON:
 
 
 serialize.register("RawJSON")(lambda value, explicit_type=None: value)
-
-
-class XeroHTTPError(ProviderError):
-    """A 4xx answer from Xero, with its validation messages."""
-
-    def __init__(self, message: str, status: int, messages: list[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.messages = messages
 
 
 class _Reply:
@@ -106,18 +104,10 @@ class _Transport(RESTClientObject):  # type: ignore[misc]
     def __init__(self, send: Callable[..., _Reply]) -> None:  # no urllib3 pool: requests does the I/O
         self._send = send
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        query_params: Any = None,
-        headers: Any = None,
-        body: Any = None,
-        post_params: Any = None,
-        _preload_content: bool = True,
-        _request_timeout: Any = None,
-    ) -> _Reply:
-        return self._send(method, url, list(query_params or []), dict(headers or {}), body, list(post_params or []))
+    def request(self, method: str, url: str, **options: Any) -> _Reply:
+        """xero-python's `request(method, url, query_params=, headers=, body=, post_params=, ...)`."""
+        query, headers = list(options.get("query_params") or []), dict(options.get("headers") or {})
+        return self._send(method, url, query, headers, options.get("body"), list(options.get("post_params") or []))
 
 
 def _naive_utc(ms: int) -> datetime:
@@ -125,10 +115,12 @@ def _naive_utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms // 1000, UTC).replace(tzinfo=None)
 
 
-class XeroConnector:
+class XeroConnector(BaseConnector):
     """One linked Xero organisation (tenant)."""
 
     provider = "xero"
+    label = "Xero"
+    tenant_what = "tenant id"
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
 
@@ -138,46 +130,36 @@ class XeroConnector:
         tenant_id: str,
         vault: TokenVault,
         *,
-        base_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        policy: RetryPolicy | None = None,
-        limiter: Limiter | None = None,
-        timeout: float = 30.0,
-        sync_deadline: float | None = None,
         history_notes: bool = True,
         daily_reserve: int = DAILY_RESERVE,
+        **options: Any,
     ) -> None:
-        self.name = name
-        self.tenant_id = tenant_id
-        self.vault = vault
-        self.emulator = base_url.rstrip("/") if base_url else None
-        self.api_base = (self.emulator or PRODUCTION_API) + "/api.xro/2.0"
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.timeout = timeout
-        self.sync_deadline = sync_deadline
-        self.http = requests.Session()
-        self.wire = Wire("xero", timeout, session=self.http)
-        policy = policy or RetryPolicy()
-        self.policy = dataclasses.replace(policy, sleep=self.wire.bounded_sleep(policy.sleep))
-        # Xero counts per organisation: every connector on it in this process shares one limiter.
-        self.limiter = limiter or shared_limiter(
-            ("xero", self.api_base, tenant_id), lambda: WindowLimiter(CALLS_PER_MINUTE, 60.0)
-        )
+        """`options`: those of every connector (`BaseConnector`)."""
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
+        super().__init__(name, tenant_id, vault, **options)
+
+    def _api_base(self, emulator: str | None) -> str:
+        return (emulator or PRODUCTION_API) + "/api.xro/2.0"
+
+    def _make_limiter(self) -> Limiter:
+        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per organisation (the session shares it)
+
+    @classmethod
+    def options(cls, connection: Any) -> dict[str, Any]:
+        return {"history_notes": connection.history_notes}
+
+    def _connect(self, timeout: float) -> None:
+        self.tokens = self.session.tokens
         self.day_remaining: int | None = None
-        self.stats = CallStats()
         self.note_failures: list[str] = []
         self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
-        self.tokens = HeldTokens(vault, name)
         self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
         self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
         # xero-python's Configuration() returns a copy of the first one ever made in the process and ignores
         # its arguments (its metaclass keeps a default). Build a fresh one past the metaclass, leaving that
         # default alone: otherwise every connector would share the first one's app credentials and token state.
-        token = OAuth2Token(client_id=client_id, client_secret=client_secret)
+        token = OAuth2Token(client_id=self.client_id, client_secret=self.client_secret)
         config = type.__call__(Configuration, oauth2_token=token)
         self.api_client = ApiClient(
             config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed
@@ -199,11 +181,6 @@ class XeroConnector:
         self._refreshed = new
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
-        if not (self.client_id and self.client_secret):
-            raise AuthError(
-                "refreshing Xero tokens needs the app's credentials: set BRIDGE_XERO_CLIENT_ID and "
-                "BRIDGE_XERO_CLIENT_SECRET"
-            )
         self._refreshing, self._refreshed = current, None
         try:
             self.api_client.refresh_oauth2_token()  # POST to the token URL; the saver stores the answer
@@ -230,45 +207,37 @@ class XeroConnector:
             data = simplejson.dumps(body, use_decimal=True)
         else:
             data = form or None
-        # Reads repeat freely, writes carry an Idempotency-Key, and a repeated refresh is covered by Xero's
-        # grace period for the previous refresh token.
-        safe = method == "GET" or "Idempotency-Key" in headers or not api
-        if api and method != "GET" and self.day_remaining is not None and self.day_remaining <= self.daily_reserve:
-            raise QuotaExhausted(
-                f"Xero's daily call limit for {self.name!r} is nearly used up ({self.day_remaining} calls left)"
-            )
+        if api and method != "GET":
+            if "Idempotency-Key" not in headers:  # every write goes through `_write`, which gives it one
+                raise ProviderError(f"a Xero write without an Idempotency-Key ({method} {url[:80]}): not sent")
+            if self.day_remaining is not None and self.day_remaining <= self.daily_reserve:
+                raise QuotaExhausted(
+                    f"Xero's daily call limit for {self.name!r} is nearly used up ({self.day_remaining} calls left)"
+                )
+        # Every call is safe to repeat: reads, writes (each with an Idempotency-Key), and a token refresh
+        # (a repeat is covered by Xero's grace period for the previous refresh token).
+        response = self.session.send(
+            method,
+            url,
+            safe_to_repeat=True,
+            authorize=api,
+            screen=functools.partial(self._screen, api=api),
+            params=query,
+            headers=headers,
+            data=data,
+        )
+        return _Reply(response)
 
-        def attempt() -> _Reply:
-            response = self._request(method, url, query, headers, data, api)
-            if response.status_code == 401 and api:
-                self.stats.note_retry("expired token")
-                self.tokens.refresh(self._do_refresh)
-                response = self._request(method, url, query, headers, data, api)
-                if response.status_code == 401:
-                    raise Unauthorized(f"Xero refused the credentials of {self.name!r} after a refresh: re-link it")
-            if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
-                self.day_remaining = 0
-                raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
-            raise_for_retriable(response, "Xero")
-            if response.status_code >= 400:
-                raise self._http_error(response, api)
-            return _Reply(response)
-
-        return self.policy.call(attempt, self.stats, safe_to_repeat=safe)
-
-    def _request(
-        self, method: str, url: str, query: list[Any], headers: dict[str, str], data: Any, api: bool
-    ) -> requests.Response:
-        self.stats.waited += self.limiter.acquire()
-        if api:
-            headers["Authorization"] = f"Bearer {self.tokens.fresh(self._do_refresh).access_token}"
-        self.stats.calls += 1
-        response = self.wire.request(method, url, params=query, headers=headers, data=data)
-        self.stats.statuses[response.status_code] += 1
+    def _screen(self, response: requests.Response, *, api: bool) -> None:
+        """Xero's own answers: the calls left today, the daily limit, and a 4xx with its messages."""
         remaining = response.headers.get("X-DayLimit-Remaining")
         if api and remaining is not None and remaining.isdigit():
             self.day_remaining = int(remaining)
-        return response
+        if response.status_code == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "daily":
+            self.day_remaining = 0
+            raise QuotaExhausted(f"Xero's daily call limit for {self.name!r} is used up")
+        if response.status_code >= 400 and response.status_code not in RETRIABLE_STATUS:
+            raise self._http_error(response, api)
 
     def _http_error(self, response: requests.Response, api: bool) -> Exception:
         status = response.status_code
@@ -310,59 +279,38 @@ class XeroConnector:
     ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
         """Everything modified since the cursor, oldest first, by keyset: after a full page the next query
         starts at the last record's timestamp (not at page + 1, which shifts when records change meanwhile)."""
-        watermark = int(since.watermark) if since else None
-        seen = set(since.ids_at_watermark) if since else set()
+
+        def order(row: Mapping[str, Any]) -> tuple[int, str]:
+            return xm.updated_ms(row), str(row.get(id_field))
+
+        position = position_of(since)
         out: list[Mapping[str, Any]] = []
         page = 1
         guard = PageGuard("xero", key.lower())
         while True:
+            watermark = position.watermark if position is not None else None
             modified = _naive_utc(watermark) if watermark is not None else None
             rows = [r for r in fetch(modified, page).get(key) or [] if isinstance(r, Mapping)]
             guard.page((str(r.get(id_field)) for r in rows), watermark)
-            for row in rows:
-                stamp, row_id = xm.updated_ms(row), str(row.get(id_field))
-                if watermark is not None and (stamp < watermark or (stamp == watermark and row_id in seen)):
-                    continue  # seen already (If-Modified-Since reads to the second)
-                out.append(row)
+            fresh, after = advance(position, rows, order)  # the rest seen already (If-Modified-Since reads seconds)
+            out += fresh
             if len(rows) < PAGE:
                 break
             first, last = xm.updated_ms(rows[0]), xm.updated_ms(rows[-1])
             if first // 1000 == last // 1000 and watermark is not None and first // 1000 == watermark // 1000:
                 page += 1  # a whole page within one second: only paging moves on
                 continue
-            seen = (seen if last == watermark else set()) | {
-                str(r.get(id_field)) for r in rows if xm.updated_ms(r) == last
-            }
-            watermark, page = last, 1
-        if not out:
-            return out, since
-        top = max(xm.updated_ms(r) for r in out)
-        at_top = {str(r.get(id_field)) for r in out if xm.updated_ms(r) == top}
-        if since is not None and top == int(since.watermark):
-            at_top |= set(since.ids_at_watermark)
-        return out, Cursor(str(top), tuple(sorted(at_top)), since.full_sync_at if since else None)
+            position, page = after, 1
+        return take(since, out, order)
 
-    def _invoices_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
-        extra = {"if_modified_since": modified} if modified is not None else {}
-        return self._get(
-            self.accounting.get_invoices,
-            where='Type=="ACCREC"',
-            order="UpdatedDateUTC ASC",
-            page=page,
-            page_size=PAGE,
-            **extra,
-        )
+    def _oldest_first(self, fetch: Callable[..., Any], where: str) -> Callable[[datetime | None, int], dict[str, Any]]:
+        """A page of a listing (invoices, payments) modified since a moment, oldest first."""
 
-    def _payments_since(self, modified: datetime | None, page: int) -> dict[str, Any]:
-        extra = {"if_modified_since": modified} if modified is not None else {}
-        return self._get(
-            self.accounting.get_payments,
-            where='PaymentType=="ACCRECPAYMENT"',
-            order="UpdatedDateUTC ASC",
-            page=page,
-            page_size=PAGE,
-            **extra,
-        )
+        def page_of(modified: datetime | None, page: int) -> dict[str, Any]:
+            extra = {"if_modified_since": modified} if modified is not None else {}
+            return self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
+
+        return page_of
 
     def _contacts(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
         """Contacts (all of them, or those with these ids), page by page."""
@@ -383,56 +331,22 @@ class XeroConnector:
         first = settings[0] if isinstance(settings, list) and settings else {}
         return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
 
-    def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
-        bound = f"the pull of {self.name!r} ran past sync_deadline_seconds = {self.sync_deadline or 0:g}"
-        with self.wire.deadline(self.sync_deadline, bound):
-            return self._pull(cursors, customers, full=full)
-
     def _pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
         """Invoices and payments changed since the cursors; everything (and the contacts) once a day."""
         now = clock.now_utc()
         last = cursors.get("invoices")
-        full = full or last is None or last.full_sync_at is None or now - last.full_sync_at > FULL_RECONCILE_EVERY
+        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
         invoice_cursor = None if full else cursors.get("invoices")
         payment_cursor = None if full else cursors.get("payments")
-        raw_invoices, next_invoices = self._changed(self._invoices_since, "Invoices", "InvoiceID", invoice_cursor)
-        raw_payments, next_payments = self._changed(self._payments_since, "Payments", "PaymentID", payment_cursor)
-        if full:
-            raw_contacts = self._contacts(None)
-        else:
-            # Contacts have no cheap change feed worth a call on every sync: refresh those of changed invoices.
-            wanted = sorted({c for c in map(xm.contact_id, raw_invoices) if c})
-            raw_contacts = self._contacts(wanted) if wanted else []
-        result = PullResult(customers=list(raw_contacts), full=full)
-        contacts = {**customers, **{str(c.get("ContactID")): c for c in raw_contacts}}
-        for raw in raw_invoices:
-            if xm.is_deleted(raw):
-                result.deleted_invoices.append(str(raw.get("InvoiceID")))
-                continue
-            try:
-                result.invoices.append((xm.map_invoice(raw, self.name, contacts), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("invoices", str(raw.get("InvoiceID", "?")), str(exc), dict(raw)))
-        for raw in raw_payments:
-            if xm.is_deleted(raw):
-                result.deleted_payments.append(str(raw.get("PaymentID")))
-                continue
-            try:
-                result.payments.append((xm.map_payment(raw, self.name), raw))
-            except DataError as exc:
-                result.quarantined.append(Quarantined("payments", str(raw.get("PaymentID", "?")), str(exc), dict(raw)))
-        stamp = now if full else None
-        for stream, cursor in (("invoices", next_invoices), ("payments", next_payments)):
-            if cursor is None:
-                cursor = Cursor("0", ())
-            if stamp is not None:
-                cursor = Cursor(cursor.watermark, cursor.ids_at_watermark, stamp)
-            result.cursors[stream] = cursor
+        invoices = self._oldest_first(self.accounting.get_invoices, 'Type=="ACCREC"')
+        payments = self._oldest_first(self.accounting.get_payments, 'PaymentType=="ACCRECPAYMENT"')
+        raw_invoices, next_invoices = self._changed(invoices, "Invoices", "InvoiceID", invoice_cursor)
+        raw_payments, next_payments = self._changed(payments, "Payments", "PaymentID", payment_cursor)
+        raw_contacts = self._customers_of(raw_invoices, xm.contact_id, self._contacts, full=full)
+        result = self._mapped(raw_contacts, raw_invoices, raw_payments, customers, full=full)
+        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
         reminders = cursors.get("reminders")
         if full or reminders is None:
             reminders = Cursor("enabled" if self._reminders_enabled() else "disabled", (), now)
@@ -458,14 +372,17 @@ class XeroConnector:
             raise
         return found[0] if found and isinstance(found[0], Mapping) else None
 
-    def read_invoice(
-        self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[Invoice, Mapping[str, Any]] | None:
-        """The invoice now, mapped, with its raw payload (lines with their LineItemIDs)."""
-        raw = self._read_raw(invoice_id)
-        if raw is None or xm.is_deleted(raw):
-            return None
-        return xm.map_invoice(raw, self.name, customers), raw
+    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
+        return xm.map_invoice(raw, self.name, customers)
+
+    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
+        return xm.map_payment(raw, self.name)
+
+    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+        return str(raw.get(_ID_FIELDS[stream], "?"))
+
+    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        return xm.is_deleted(raw)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -517,7 +434,7 @@ class XeroConnector:
         key = self._key("notes:" + ",".join(k for _, k, _ in notes))
         try:
             self._write(self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=key)
-        except (ProviderError, AuthError, requests.RequestException) as exc:
+        except (ProviderError, AuthError, TransportError) as exc:
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
@@ -581,25 +498,4 @@ class XeroConnector:
 
 def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroConnector:
     """Entry point `bridge.connectors:xero`: a connector for one configured connection."""
-    from bridge.errors import ConfigError
-
-    if not connection.tenant_id:
-        raise ConfigError(f"connections.{connection.name}.tenant_id: the Xero tenant id is missing; re-link it")
-    sandbox = connection.base_url is not None
-    return XeroConnector(
-        connection.name,
-        connection.tenant_id,
-        vault,
-        base_url=connection.base_url,
-        timeout=connection.timeout_seconds,
-        sync_deadline=connection.sync_deadline_seconds,
-        client_id=env.get("BRIDGE_XERO_CLIENT_ID") or ("sandbox-client" if sandbox else None),
-        client_secret=env.get("BRIDGE_XERO_CLIENT_SECRET") or ("sandbox-secret" if sandbox else None),
-        history_notes=connection.history_notes,
-        limiter=shared_limiter(
-            ("xero", connection.base_url or "", connection.tenant_id, str(connection.calls_per_minute)),
-            lambda: WindowLimiter(connection.calls_per_minute, 60.0),
-        )
-        if connection.calls_per_minute
-        else None,
-    )
+    return XeroConnector.configured(connection, vault, env)

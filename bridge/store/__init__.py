@@ -10,7 +10,7 @@ Usage::
 
 from __future__ import annotations
 
-from bridge.store.errors import StoreBusyError
+from bridge.errors import StoreBusyError
 from bridge.store.rows import (
     HISTORY_STATES,
     INVOICES,

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, t
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bridge.clock import now_utc
+from bridge.errors import StoreBusyError
 from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action
 from bridge.store import _ledger, _records
@@ -30,7 +31,6 @@ from bridge.store import engine as _engine_settings
 from bridge.store import tables as t
 from bridge.store._sql import upsert
 from bridge.store.engine import BEGIN_OPTION, build_engine, display_url, parse_url
-from bridge.store.errors import StoreBusyError
 from bridge.store.migrate import upgrade
 from bridge.store.rows import (
     BLOCKING_STATES,

@@ -20,7 +20,8 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.freshbooks import FreshBooksConnector
-from bridge.connectors.http import RateLimiter, RetryPolicy, ServerError
+from bridge.connectors.http import RateLimiter, RetryPolicy
+from bridge.errors import ConnectionDropped, ServerError
 from bridge.ledger import apply_actions, reconcile
 from bridge.plan import WarningCode
 from bridge.store import Store
@@ -59,7 +60,7 @@ class FreshBooksEnv:
         return {"Authorization": f"Bearer {tokens.access_token}", "Content-Type": "application/json"}
 
     def url(self, path: str) -> str:
-        return f"{self.base_url}/accounting/account/{self.connector.account_id}/{path}"
+        return f"{self.base_url}/accounting/account/{self.connector.tenant_id}/{path}"
 
     def raw(self, invoice_id: str) -> dict[str, Any]:
         response = requests.get(
@@ -209,7 +210,7 @@ def test_a_retried_fee_line_write_checks_the_invoice_first(env: FreshBooksEnv) -
         response = original(method, url, **kwargs)
         if method == "PUT" and not lost[0]:
             lost[0] += 1
-            raise requests.ConnectionError("the connection dropped after the request was sent")
+            raise ConnectionDropped("the connection dropped after the request was sent")
         return response
 
     env.connector.wire.request = lose_the_first_answer  # type: ignore[method-assign]

@@ -171,7 +171,8 @@ def test_a_pull_that_keeps_bringing_new_records_stops_at_its_deadline(book: Book
 
 
 def test_one_call_to_a_dripping_server_is_cut_at_its_timeout() -> None:
-    from bridge.connectors.http import CallTooSlow, Wire
+    from bridge.connectors.http import Wire
+    from bridge.errors import CallTooSlow
 
     with Hostile(lambda hit: drip(every=0.5)) as hostile:
         wire = Wire("xero", 1)
@@ -186,7 +187,8 @@ def test_one_call_to_a_dripping_server_is_cut_at_its_timeout() -> None:
 
 
 def test_one_call_to_a_server_dripping_its_headers_is_cut_at_its_timeout() -> None:
-    from bridge.connectors.http import CallTooSlow, Wire
+    from bridge.connectors.http import Wire
+    from bridge.errors import CallTooSlow
 
     with Hostile(lambda hit: drip_headers(every=0.5)) as hostile:
         wire = Wire("xero", 1)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
-from bridge.connectors.http import (
-    CallStats,
-    RateLimiter,
-    RetryPolicy,
+from bridge.connectors.http import CallStats, RateLimiter, RetryPolicy, WindowLimiter, retry_after_seconds
+from bridge.errors import (
+    AuthError,
+    CallTooSlow,
+    ConnectionDropped,
+    ProviderError,
     ServerError,
     Throttled,
+    TransportError,
     Unauthorized,
-    WindowLimiter,
-    retry_after_seconds,
 )
-from bridge.errors import AuthError, ProviderError
 
 
 class FakeClock:
@@ -77,7 +76,7 @@ def test_429_is_retried_honouring_retry_after_even_when_not_safe_to_repeat():
 
 def test_5xx_and_timeouts_are_retried_with_backoff_only_when_safe():
     clock = FakeClock()
-    fn, calls = flaky([ServerError("boom", 503), requests.Timeout("t"), requests.ConnectionError("c")])
+    fn, calls = flaky([ServerError("boom", 503), CallTooSlow("t"), ConnectionDropped("c")])
     assert RetryPolicy(sleep=clock.sleep).call(fn, CallStats()) == "ok"
     assert len(calls) == 4 and all(0 <= s <= 4 for s in clock.slept)
     fn, calls = flaky([ServerError("boom", 500)])
@@ -131,8 +130,8 @@ def test_the_stats_say_what_was_retried_and_why():
         Throttled("slow down", retry_after=1),
         Throttled("slow down"),
         ServerError("boom", 503),
-        requests.ReadTimeout("t"),
-        requests.ConnectionError("c"),
+        CallTooSlow("t"),
+        ConnectionDropped("c"),
         Unauthorized("u"),
     ]
     stats = CallStats()
@@ -150,3 +149,10 @@ def test_the_stats_say_what_was_retried_and_why():
     }
     assert stats.describe_retries().startswith("7 retries: 429 ×2, 503 ×1, dropped connection ×1, expired token ×1")
     assert CallStats().describe_retries() == "no retries"
+
+
+def test_a_transport_error_whose_call_never_left_is_not_retried():
+    fn, calls = flaky([TransportError("bad URL", outcome_unknown=False)])
+    with pytest.raises(TransportError):
+        RetryPolicy(sleep=FakeClock().sleep).call(fn, CallStats())
+    assert len(calls) == 1
