@@ -165,7 +165,7 @@ _REMINDERS: tuple[dict[str, object], ...] = (
     {"schedule": [2, 9, 16, 30, 60], "max_reminders": 6, "template": "firm", "min_gap_days": 2},
 )
 _LATE_FEES: tuple[dict[str, object] | None, ...] = (
-    {"percent": "1.5", "grace_days": 5, "every_days": 30, "max_percent_of_total": "10"},  # POLICY.md §8
+    {"percent": "1.5", "grace_days": 5, "every_days": 30, "max_percent_of_total": "10"},  # docs/policy.md §8
     {"flat": "25.00", "every_days": 0},  # one flat fee
     {"percent": "2", "flat": "15.00", "combine": "max", "grace_days": 10, "max_total": "500.00"},
     {"percent": "1", "every_days": 30, "compounding": True, "max_occurrences": 12, "max_percent_of_total": "18"},
@@ -198,7 +198,7 @@ def _has_amounts(reminders: dict[str, object], late_fee: dict[str, object] | Non
 
 
 def make_contracts(rng: random.Random, customers: Sequence[tuple[Connection, Customer, str, float]]) -> list[Contract]:
-    """19 contracts naming ~40 customers each (by id, name or e-mail), then the `"*"` contract of POLICY.md §8."""
+    """19 contracts naming ~40 customers each (by id, name or e-mail), then the `"*"` contract of docs/policy.md §8."""
     chosen = rng.sample(range(len(customers)), k=min(len(customers), 19 * 40))
     contracts: list[Contract] = []
     for i in range(19):
@@ -223,7 +223,7 @@ def make_contracts(rng: random.Random, customers: Sequence[tuple[Connection, Cus
                     "project_key": _PROJECT_KEYS[i % 4],
                     "reminders": _REMINDERS[i % 5],
                     "late_fee": _LATE_FEES[i % 7],
-                    # Contracts with money amounts state their currency (POLICY.md §1); the rest take any.
+                    # Contracts with money amounts state their currency (docs/policy.md §1); the rest take any.
                     "currency": "USD" if _has_amounts(_REMINDERS[i % 5], _LATE_FEES[i % 7]) else None,
                     "renegotiation": {"max_per_project": 1 + (i % 3 == 0), "max_extension_days": (30, 45, 14)[i % 3]},
                 }

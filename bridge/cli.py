@@ -162,7 +162,7 @@ def _cancelled(c: Context) -> None:
     "invoices_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="JSON list of normalized invoices (INTERFACES.md §5).",
+    help="JSON list of normalized invoices (docs/interfaces.md).",
 )
 @click.option(
     "--history",

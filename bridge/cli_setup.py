@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from bridge.config import Settings
 
 STARTER = """\
-# The bridge's configuration (INTERFACES.md §3; config/bridge.example.toml shows every key).
+# The bridge's configuration (docs/interfaces.md; config/bridge.example.toml shows every key).
 # Unknown keys are errors, money values are quoted strings ("25.00"), never floats.
 
 [store]
@@ -35,7 +35,7 @@ key_env = "BRIDGE_SECRET_KEY"        # the environment variable holding the key 
 
 # Connections are added by `bridge link PROVIDER`; none yet.
 
-# One contract: the terms the bridge enforces on the invoices it covers (POLICY.md).
+# One contract: the terms the bridge enforces on the invoices it covers (docs/policy.md).
 [contracts.standard]
 applies_to = ["*"]                   # customer ids, names or e-mails, or "*" for everyone
 currency = "USD"                     # the amounts below are USD: this contract takes USD invoices only

@@ -1,4 +1,4 @@
-"""TOML configuration → typed, frozen settings (INTERFACES.md §3).
+"""TOML configuration → typed, frozen settings (docs/interfaces.md).
 
 `load_settings` reads the whole file; `load_terms` reads only `contracts`, `hold`
 and `exclude` (for `bridge evaluate --contracts`); `resolve_config_path` picks

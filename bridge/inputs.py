@@ -1,4 +1,4 @@
-"""Reading the JSON files `bridge evaluate` takes (INTERFACES.md §5): invoices, history, renegotiations.
+"""Reading the JSON files `bridge evaluate` takes (docs/interfaces.md): invoices, history, renegotiations.
 
 A file that is not JSON, or not the expected shape, is a usage error (exit 2). A
 single malformed invoice is quarantined as a plan error; the others are evaluated.

@@ -1,4 +1,4 @@
-"""Exactly-once apply (DESIGN.md "Writes are exactly once").
+"""Exactly-once apply (docs/architecture.md, "Exactly once").
 
 1. Before a call, the ledger records the action key as `pending` (committed).
 2. The call carries an idempotency key derived from the action key.

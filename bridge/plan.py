@@ -1,4 +1,4 @@
-"""The plan: what the contracts call for, frozen, in a stable order, as JSON (INTERFACES.md §4).
+"""The plan: what the contracts call for, frozen, in a stable order, as JSON (docs/interfaces.md).
 
 One consumer explains a plan (dry run, `evaluate`), another carries it out
 (`sync`, `apply`); both read the same object. The same input gives the same
@@ -36,7 +36,7 @@ class ActionKind(StrEnum):
 
 
 class SkipCode(StrEnum):
-    """Why an invoice, a reminder step or a fee occurrence gets no action (POLICY.md §2, §4, §5, §6)."""
+    """Why an invoice, a reminder step or a fee occurrence gets no action (docs/policy.md §2, §4, §5, §6)."""
 
     DRAFT = "draft"
     VOID = "void"
@@ -374,7 +374,7 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan JSON object of INTERFACES.md §4."""
+        """The plan JSON object of docs/interfaces.md."""
         out: dict[str, Any] = {
             "version": PLAN_VERSION,
             "as_of": self.as_of.isoformat(),

@@ -446,7 +446,7 @@ def _deadlines(selected: Iterable[ConnectionSettings], spent: Mapping[str, float
 
 
 def with_report(plan: Plan, report: ApplyReport) -> Plan:
-    """The plan with what happened: `applied` and `failed` (INTERFACES.md §4), plus `dropped` and `in_doubt`."""
+    """The plan with what happened: `applied` and `failed` (docs/interfaces.md), plus `dropped` and `in_doubt`."""
     failed: list[dict[str, Any]] = [*report.failed, *({**d, "error": d["reason"]} for d in report.dropped)]
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
     deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]

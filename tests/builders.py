@@ -70,7 +70,7 @@ def contract(name: str = "standard", **settings: Any) -> Contract:
 
 
 def standard() -> Contract:
-    """The contract of POLICY.md §8."""
+    """The contract of docs/policy.md §8."""
     return contract(
         reminders={"schedule": [-3, 1, 7, 14, 30], "business_days": True},
         late_fee={"percent": "1.5", "grace_days": 5, "every_days": 30, "max_percent_of_total": "10"},

@@ -34,7 +34,7 @@ _DRAFT = 1
 _DISPUTED = 0
 # The bridge marks a separate fee invoice in its notes so the next pull knows what it is.
 _FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
-# FreshBooks names the line of its own automatic late fee like this (PROVIDERS.md: native late fees).
+# FreshBooks names the line of its own automatic late fee like this (docs/providers.md: native late fees).
 FRESHBOOKS_FEE_NAME = "late fee"
 # The occurrence label of the bridge's own fee lines ({period} of the contract's description).
 _BRIDGE_PERIOD = re.compile(r"\bno\. \d+, \d{4}-\d{2}-\d{2}\b")

@@ -57,7 +57,7 @@ REFUSAL_REASONS: Final[tuple[str, ...]] = (
     "not_later",
     "not_open",
 )
-"""The reasons a renegotiation can be refused (POLICY.md §6)."""
+"""The reasons a renegotiation can be refused (docs/policy.md §6)."""
 
 _SUBJECT_PREFIX: Final = "Subject: "
 

@@ -1,4 +1,4 @@
-"""evaluate(invoices, terms, history, renegotiations, today) -> Plan  (POLICY.md).
+"""evaluate(invoices, terms, history, renegotiations, today) -> Plan  (docs/policy.md).
 
 Pure: no I/O, no clock. `today` is a date, or a mapping of contract name to the
 date in that contract's time zone. The same inputs give the same plan, byte for
@@ -64,7 +64,7 @@ class _CustomerMatcher:
 
 @dataclass(slots=True)
 class _Scope:
-    """Which contract applies to which invoice, and which invoices are out of scope (POLICY.md §1-2)."""
+    """Which contract applies to which invoice, and which invoices are out of scope (docs/policy.md §1-2)."""
 
     terms: Terms
     _contracts: list[tuple[Contract, _CustomerMatcher]] = field(init=False)
@@ -202,7 +202,7 @@ def evaluate(
     today: date | Mapping[str, date] = date.min,
     errors: Iterable[RecordError] = (),
 ) -> Plan:
-    """Decide what the contracts call for today on every invoice (POLICY.md §1-6)."""
+    """Decide what the contracts call for today on every invoice (docs/policy.md §1-6)."""
     if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
         raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
     hist = history if isinstance(history, History) else History(history)
@@ -701,5 +701,5 @@ def decide_request(
 
 
 def contract_for(terms: Terms, invoice: Invoice) -> Contract | None:
-    """The contract that governs an invoice's customer (POLICY.md §1), whatever the invoice's state."""
+    """The contract that governs an invoice's customer (docs/policy.md §1), whatever the invoice's state."""
     return _Scope(terms).contract_for(invoice)

@@ -1,4 +1,4 @@
-"""Late fees (POLICY.md §5): occurrences, base, rounding, caps, fees already on the invoice."""
+"""Late fees (docs/policy.md §5): occurrences, base, rounding, caps, fees already on the invoice."""
 
 from __future__ import annotations
 

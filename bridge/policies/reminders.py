@@ -1,4 +1,4 @@
-"""Reminders (POLICY.md §4): schedule, repeats, business days, catch-up, min gap, max count."""
+"""Reminders (docs/policy.md §4): schedule, repeats, business days, catch-up, min gap, max count."""
 
 from __future__ import annotations
 

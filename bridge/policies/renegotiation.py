@@ -1,4 +1,4 @@
-"""One-time schedule renegotiation (POLICY.md §6): decide a request, count per project, effective due dates."""
+"""One-time schedule renegotiation (docs/policy.md §6): decide a request, count per project, effective due dates."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Contract terms as typed, validated, frozen settings (POLICY.md; config keys of INTERFACES.md §3).
+"""Contract terms as typed, validated, frozen settings (docs/policy.md; config keys of docs/interfaces.md).
 
-Every number of POLICY.md is a field here with the documented default. Unknown
+Every number of docs/policy.md is a field here with the documented default. Unknown
 keys are errors: a typo must never silently disable a late-fee cap.
 """
 
@@ -41,7 +41,7 @@ class _Terms(BaseModel):
 
 
 class ProjectKey(StrEnum):
-    """What one renegotiation is allowed per (POLICY.md §1)."""
+    """What one renegotiation is allowed per (docs/policy.md §1)."""
 
     CUSTOMER = "customer"
     INVOICE = "invoice"
@@ -57,7 +57,7 @@ def _holiday_countries() -> dict[str, tuple[str, ...]]:
 
 
 class Reminders(_Terms):
-    """`[contracts.NAME.reminders]`: when and how politely a client is reminded (POLICY.md §4)."""
+    """`[contracts.NAME.reminders]`: when and how politely a client is reminded (docs/policy.md §4)."""
 
     schedule: tuple[int, ...] = (-3, 1, 7, 14, 30)
     repeat_every_days: int = Field(30, ge=0)
@@ -117,7 +117,7 @@ class Reminders(_Terms):
 
 
 class LateFee(_Terms):
-    """`[contracts.NAME.late_fee]`: what a late payment costs, and its caps (POLICY.md §5)."""
+    """`[contracts.NAME.late_fee]`: what a late payment costs, and its caps (docs/policy.md §5)."""
 
     flat: NonNegativeMoney = Decimal(0)
     percent: Percent = Decimal(0)
@@ -150,7 +150,7 @@ class LateFee(_Terms):
 
 
 class Renegotiation(_Terms):
-    """`[contracts.NAME.renegotiation]`: the one-time schedule renegotiation (POLICY.md §6)."""
+    """`[contracts.NAME.renegotiation]`: the one-time schedule renegotiation (docs/policy.md §6)."""
 
     max_per_project: int = Field(1, ge=0)
     max_extension_days: int = Field(30, ge=0)

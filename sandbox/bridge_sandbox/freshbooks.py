@@ -1,11 +1,11 @@
 """The FreshBooks emulator: OAuth 2 (`/oauth/authorize`, `/auth/oauth/token`), the identity endpoint and the
 accounting resources under `/accounting/account/{account_id}/…`, in FreshBooks' own wire formats.
 
-Seed section (INTERFACES.md §6): `{"account_id", "invoices", "payments", "clients"}` as the API returns them
+Seed section (docs/interfaces.md): `{"account_id", "invoices", "payments", "clients"}` as the API returns them
 (invoices with their `lines`), plus optional `business` (`{"id", "name"}`); a list of such objects emulates
 several businesses reached by one token (the identity lists one membership per account).
 
-Rules kept (PROVIDERS.md, FreshBooks): the `{"response": {"result": …}}` envelope and the error envelope with
+Rules kept (docs/providers.md, FreshBooks): the `{"response": {"result": …}}` envelope and the error envelope with
 `errno`; money as `{"amount": "12.00", "code": "USD"}` strings; `updated` as US/Eastern wall time without an
 offset; `search[updated_min]` with day granularity; `include[]=lines`; `page`/`per_page` (capped at 100);
 `sort`; deleted objects (`vis_state` 1) left out of lists unless asked for; the update phases (a PUT with

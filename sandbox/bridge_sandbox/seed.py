@@ -1,4 +1,4 @@
-"""Seed files: the providers' own JSON, keyed by provider (INTERFACES.md §6).
+"""Seed files: the providers' own JSON, keyed by provider (docs/interfaces.md).
 
     {"quickbooks": {"realm_id": "…", "CompanyInfo": {…}, "Customer": […], "Item": […],
                     "Invoice": […], "Payment": […], "Deleted": [{"type": "Invoice", "Id": "…",

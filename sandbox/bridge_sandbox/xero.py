@@ -1,10 +1,10 @@
 """The Xero emulator: OAuth 2 (identity), `/connections` and the Accounting API (`/api.xro/2.0`).
 
-Seed section (INTERFACES.md §6): `{"tenant_id", "Invoices", "Payments", "Contacts"}` as the API returns
+Seed section (docs/interfaces.md): `{"tenant_id", "Invoices", "Payments", "Contacts"}` as the API returns
 them (dates as `/Date(ms+0000)/`), plus optional `Organisation` (`{"Name"}`) and `InvoiceReminders`
 (`{"Enabled": bool}`); a list of such objects emulates several organisations reached by one token.
 
-Rules kept (PROVIDERS.md, Xero): the `xero-tenant-id` header (403 without a known one), single-use refresh
+Rules kept (docs/providers.md, Xero): the `xero-tenant-id` header (403 without a known one), single-use refresh
 tokens with a grace window for the previous one, line items upserted by `LineItemID` and omitted lines
 deleted, no edits once a payment or credit is allocated, `AmountDue`/`AmountPaid`/`Status` kept consistent,
 `Idempotency-Key` replay, `summarizeErrors=false`, and per-tenant rate-limit headers on every API answer.

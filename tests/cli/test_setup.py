@@ -1,4 +1,4 @@
-"""`bridge init` and `bridge config check` (INTERFACES.md §2), through the real entry point."""
+"""`bridge init` and `bridge config check` (docs/interfaces.md), through the real entry point."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POLICY.md §7: the seven invariants the policy engine must hold for any input, as Hypothesis properties."""
+"""docs/policy.md §7: the seven invariants the policy engine must hold for any input, as Hypothesis properties."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def action_inv_key(action: Action) -> tuple[str, str]:
 
 
 def closed_or_held(inv: Invoice, terms: Terms) -> str | None:
-    """Why POLICY.md §7.1 forbids any action on `inv` (None when it does not). Customers match by exact token."""
+    """Why docs/policy.md §7.1 forbids any action on `inv` (None when it does not). Customers match by exact token."""
     if inv.status in CLOSED_STATUSES:
         return f"status {inv.status.value}"
     if inv.disputed:

@@ -1,4 +1,4 @@
-"""The action ledger: write-ahead, exactly once (DESIGN.md "Writes are exactly once")."""
+"""The action ledger: write-ahead, exactly once (docs/architecture.md, "Exactly once")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 lists it in the plan's `errors`, syncs every other record exactly as it would without them, and exits 3.
 
 A record that is odd but legal is not an error: an invoice without a due date is read and skipped
-with POLICY.md's `no_due_date`; a customer name of 100,000 characters is just a long name.
+with docs/policy.md's `no_due_date`; a customer name of 100,000 characters is just a long name.
 
 (The mapping-level fuzzing is in test_hostile_payloads.py; this is the same damage seen from the
 command line, through the emulators and the official SDKs.)

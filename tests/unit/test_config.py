@@ -1,4 +1,4 @@
-"""The config file: what loads, and how every mistake is reported (INTERFACES.md §3)."""
+"""The config file: what loads, and how every mistake is reported (docs/interfaces.md)."""
 
 from __future__ import annotations
 

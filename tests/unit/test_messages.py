@@ -1,4 +1,4 @@
-"""Client messages (POLICY.md §4 reminders, §6 renegotiation): every message of every set renders
+"""Client messages (docs/policy.md §4 reminders, §6 renegotiation): every message of every set renders
 short, polite, complete e-mails with amounts and dates written for the contract's locale."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RENEGOTIATION_TERMS = (
 
 
 def context(message: str = "overdue", **changes: Any) -> MessageContext:
-    """The worked example of POLICY.md §8 (INV-1001, USD 2,000.00, 500.00 paid), as of 2026-10-20."""
+    """The worked example of docs/policy.md §8 (INV-1001, USD 2,000.00, 500.00 paid), as of 2026-10-20."""
     values: dict[str, Any] = {
         "message": message,
         "customer_name": "Acme Corp",
@@ -219,7 +219,7 @@ def test_dates_are_long_form_for_the_locale() -> None:
     assert "7. September 2026" in render_message(context(), locale="de_DE").body
 
 
-# --- reminders (POLICY.md §4) ------------------------------------------------------------------
+# --- reminders (docs/policy.md §4) ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("template_set", ["polite", "firm"])
@@ -310,7 +310,7 @@ def test_a_line_break_in_a_name_cannot_break_the_subject() -> None:
     assert rendered.body.startswith("Dear Acme Corp,\n\n")
 
 
-# --- renegotiation (POLICY.md §6) --------------------------------------------------------------
+# --- renegotiation (docs/policy.md §6) --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("template_set", ["polite", "firm"])

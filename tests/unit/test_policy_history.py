@@ -28,7 +28,7 @@ Record = tuple[dict[int, date | None], dict[int, Decimal]]
 
 
 def reference(ledger: list[HistoryEntry], connection: str, invoice: str) -> Record:
-    """What POLICY.md means by the history of one invoice: its keys, the later entry winning."""
+    """What docs/policy.md means by the history of one invoice: its keys, the later entry winning."""
     reminders: dict[int, date | None] = {}
     fees: dict[int, Decimal] = {}
     if not connection or not invoice or ":" in connection:

@@ -1,4 +1,4 @@
-"""POLICY.md §5 — late fees: occurrences, base, rounding, combine, min fee, caps, fees already there, mode."""
+"""docs/policy.md §5 — late fees: occurrences, base, rounding, combine, min fee, caps, fees already there, mode."""
 
 from __future__ import annotations
 

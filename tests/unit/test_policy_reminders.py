@@ -1,4 +1,4 @@
-"""POLICY.md §4 — reminders: schedule, repeats, business days, catch-up, min gap, max count, messages."""
+"""docs/policy.md §4 — reminders: schedule, repeats, business days, catch-up, min gap, max count, messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POLICY.md §6 — one-time schedule renegotiation per project."""
+"""docs/policy.md §6 — one-time schedule renegotiation per project."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POLICY.md §1 (contracts, how an invoice finds its contract), §2 (which invoices are in scope), §3 (effective due)."""
+"""docs/policy.md §1 (how an invoice finds its contract), §2 (which invoices are in scope), §3 (effective due)."""
 
 from __future__ import annotations
 

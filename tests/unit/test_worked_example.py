@@ -1,4 +1,4 @@
-"""POLICY.md §8, step by step: contract `standard`, INV-1001, USD 2,000.00 due Mon 2026-09-07, 500.00 paid 09-20."""
+"""docs/policy.md §8, step by step: contract `standard`, INV-1001, USD 2,000.00 due 2026-09-07, 500.00 paid 09-20."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_cap_10_percent_of_2000_cuts_occurrence_9_and_stops_at_10():
         **{f"late_fee:{KEY}:{k}": "22.50" for k in range(3, 9)},
         f"late_fee:{KEY}:9": "12.50",
     }
-    assert 30 + 22.5 * 7 == 187.5  # running total after occurrence 8, as POLICY.md says
+    assert 30 + 22.5 * 7 == 187.5  # running total after occurrence 8, as docs/policy.md says
     assert sum(Decimal(v) for v in fees.values()) + Decimal("52.50") == Decimal("200.00")
     codes = skip_codes(plan)
     assert [codes[f"late_fee:{KEY}:{k}"] for k in (10, 11, 12)] == ["cap_reached"] * 3
