@@ -12,6 +12,7 @@ LOCK := requirements.lock
 .PHONY: demo evaluate-example test lint unit bench torture clean lock
 
 $(STAMP): pyproject.toml sandbox/pyproject.toml $(LOCK)
+	@echo "First use: building $(VENV) from $(LOCK) (every dependency pinned with hashes; about half a minute)."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
