@@ -14,7 +14,11 @@ LOCK := requirements.lock
 $(STAMP): pyproject.toml sandbox/pyproject.toml $(LOCK)
 	@echo "First use: building $(VENV) from $(LOCK) (every dependency pinned with hashes; about half a minute)."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	@# pip is quiet while it installs: a line every 4 s says the first make is still at it.
+	@echo "$(BIN)/pip install --quiet --require-hashes -r $(LOCK)"; \
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK) & pid=$$!; \
+	while kill -0 $$pid 2>/dev/null; do sleep 4; kill -0 $$pid 2>/dev/null && echo "  still installing the pinned dependencies..."; done; \
+	wait $$pid
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./sandbox
 	touch $(STAMP)
