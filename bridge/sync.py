@@ -371,21 +371,35 @@ def _sync(
         return SyncOutcome(plan, runs, reconciled=reconciled)
     if confirm is not None and plan.actions and not confirm(plan):
         return SyncOutcome(plan, runs, reconciled=reconciled, cancelled=True)
-    progress.actions(len(plan.actions))
-    applying = _ApplyLog(plan.actions, progress)
+    report = _apply(rt, plan.actions, connectors, pulled, today, progress, stop, _deadlines(selected, spent))
+    return SyncOutcome(with_report(plan, report), runs, report, reconciled)
+
+
+def _apply(
+    rt: Runtime,
+    actions: Sequence[Action],
+    connectors: Mapping[str, Connector],
+    pulled: Sequence[str],
+    today: date | dict[str, date],
+    progress: Progress,
+    stop: StopOnSignal | None,
+    deadlines: Mapping[str, tuple[float, str]],
+) -> ApplyReport:
+    """Apply `actions` exactly once, logging each connection's progress, with the stop signal armed."""
+    progress.actions(len(actions))
+    applying = _ApplyLog(actions, progress)
     with armed(stop), applying:
-        report = apply_actions(
-            plan.actions,
+        return apply_actions(
+            actions,
             rt.store,
             connectors,
             {n: rt.store.customers(n) for n in pulled},
             _action_day(today),
             applying.step,
             stop,
-            deadlines=_deadlines(selected, spent),
+            deadlines=deadlines,
             starting=applying.starting,
         )
-    return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 
 class _ApplyLog:
@@ -560,20 +574,7 @@ def _apply_plan(
         rt.store.ledger_drop(action, reason)
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
-    progress.actions(len(approved))
-    applying = _ApplyLog(approved, progress)
-    with armed(stop), applying:
-        applied = apply_actions(
-            approved,
-            rt.store,
-            healthy,
-            {n: rt.store.customers(n) for n in pulled},
-            _action_day(today),
-            applying.step,
-            stop,
-            deadlines=_deadlines(selected, spent),
-            starting=applying.starting,
-        )
+    applied = _apply(rt, approved, healthy, pulled, today, progress, stop, _deadlines(selected, spent))
     for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
         getattr(report, part).extend(getattr(applied, part))
     report.interrupted = applied.interrupted
