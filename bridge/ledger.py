@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge import clock, killpoints
-from bridge.connectors.base import Connector
+from bridge.connectors.base import Applied, Connector
 from bridge.errors import BridgeError, ConflictError, QuotaExhausted
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
@@ -133,152 +133,208 @@ def apply_actions(
     it ran out; no action of it starts after that, the rest waits for the next run (a call under way is
     bounded by its own timeout and the retry budget).
     """
-    report = ApplyReport()
-    added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
-    just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
-    quota_out: dict[str, str] = {}  # connections whose daily call limit is (nearly) used up, and why
-    first_action: dict[str, float] = {}  # when each connection's first action started (monotonic)
-
-    def defer(action: Action, reason: str) -> None:
-        quota_out[action.connection] = reason
-        report.deferred.append(
-            {"key": action.key, "connection": action.connection, "invoice": action.invoice.number, "reason": reason}
-        )
-        progress(action, "deferred")
-
-    def broke(action: Action, exc: BaseException) -> None:
-        report.broken[action.connection] = f"{action.key}: {_describe(exc)}"
-
+    applier = _Applier(store, connectors, customers, today, progress, deadlines or {})
     current: str | None = None
     for index, action in enumerate(ordered):
         if stop is not None and stop():
-            report.not_started = [
+            applier.report.not_started = [
                 {"key": a.key, "connection": a.connection, "invoice": a.invoice.number} for a in ordered[index:]
             ]
             break
         if starting is not None and action.connection != current:
             current = action.connection
             starting(current)
-        if action.connection in quota_out:
-            defer(action, quota_out[action.connection])
-            continue
-        limit = (deadlines or {}).get(action.connection)
-        if limit is not None and action.connection not in report.broken:
-            began = first_action.setdefault(action.connection, clock.monotonic())
-            if clock.monotonic() - began >= limit[0]:
-                report.broken[action.connection] = limit[1]
-        if action.connection in report.broken:
-            report.failed.append(
-                {
-                    "key": action.key,
-                    "error": f"not attempted: connection {action.connection!r} stopped in this run "
-                    f"({report.broken[action.connection]}); planned again next run",
-                }
-            )
-            progress(action, "failed")
-            continue
-        entry = store.ledger_get(action.key)
-        if entry is not None and entry.state in (*DONE, "pending"):
-            report.skipped.append({"key": action.key, "state": entry.state})
-            progress(action, f"already {entry.state}")
-            continue
-        connector = connectors.get(action.connection)
+        applier.apply(action)
+    applier.flush(sorted({a.connection for a in ordered} & set(connectors)))
+    applier.report.interrupted = stop is not None and stop()
+    return applier.report
+
+
+class _Applier:
+    """One apply run: what it did so far (the report), and what it learnt while writing (fees added to each
+    invoice, the provider's answer for an invoice just written, connections out of quota or stopped)."""
+
+    def __init__(
+        self,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        customers: Mapping[str, Mapping[str, Mapping[str, Any]]],
+        today: Callable[[Action], date],
+        progress: Callable[[Action, str], None],
+        deadlines: Mapping[str, tuple[float, str]],
+    ) -> None:
+        self.store, self.connectors, self.customers = store, connectors, customers
+        self.today, self.progress, self.deadlines = today, progress, deadlines
+        self.report = ApplyReport()
+        self.added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # line fees this run added, per invoice
+        self.just_written: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.quota_out: dict[str, str] = {}  # connections whose daily call limit is (nearly) used up, and why
+        self.first_action: dict[str, float] = {}  # when each connection's first action started (monotonic)
+
+    def apply(self, action: Action) -> None:
+        """One action: skipped, deferred, dropped, recorded, or written at the provider exactly once."""
+        if self._held_back(action) or self._already_taken(action):
+            return
+        connector = self.connectors.get(action.connection)
         if connector is None:
-            report.failed.append({"key": action.key, "error": f"connection {action.connection!r} is not available"})
-            progress(action, "failed")
-            continue
-        invoice_key = (action.connection, action.invoice.id)
+            self._fail(action, f"connection {action.connection!r} is not available")
+            return
         if action.kind is ActionKind.RENEGOTIATION_REFUSED:
             # Nothing is written at the provider: the refusal is recorded and its message handed over.
-            store.ledger_begin(action)
-            store.ledger_finish(action.key, "applied", response_id="recorded", applied_on=today(action))
-            report.applied.append({"key": action.key, "response_id": "recorded", "form": None})
-            progress(action, "recorded")
-            continue
-        written = just_written.get(invoice_key)
+            self.store.ledger_begin(action)
+            self.store.ledger_finish(action.key, "applied", response_id="recorded", applied_on=self.today(action))
+            self.report.applied.append({"key": action.key, "response_id": "recorded", "form": None})
+            self.progress(action, "recorded")
+            return
+        raw = self._premise(action, connector)
+        if raw is not None:
+            self._write(action, connector, raw)
+
+    def _held_back(self, action: Action) -> bool:
+        """Out of quota, or its connection stopped (past its deadline, or broken): it waits for the next run."""
+        name = action.connection
+        if name in self.quota_out:
+            self._defer(action, self.quota_out[name])
+            return True
+        limit = self.deadlines.get(name)
+        if limit is not None and name not in self.report.broken:
+            began = self.first_action.setdefault(name, clock.monotonic())
+            if clock.monotonic() - began >= limit[0]:
+                self.report.broken[name] = limit[1]
+        if name in self.report.broken:
+            self._fail(
+                action,
+                f"not attempted: connection {name!r} stopped in this run ({self.report.broken[name]}); "
+                "planned again next run",
+            )
+            return True
+        return False
+
+    def _already_taken(self, action: Action) -> bool:
+        entry = self.store.ledger_get(action.key)
+        if entry is not None and entry.state in (*DONE, "pending"):
+            self.report.skipped.append({"key": action.key, "state": entry.state})
+            self.progress(action, f"already {entry.state}")
+            return True
+        return False
+
+    def _premise(self, action: Action, connector: Connector) -> Mapping[str, Any] | None:
+        """The invoice as the provider has it now, when the action still holds on it; None when it was
+        dropped (its premise changed), deferred or failed (the invoice could not be re-read)."""
+        invoice_key = (action.connection, action.invoice.id)
+        written = self.just_written.get(invoice_key)
         if written is not None:
             # We wrote this invoice moments ago and hold what the provider answered: its premise was
             # checked then, and the answer carries the current concurrency token.
             raw: Mapping[str, Any] | None = written
-            reason = stated_balance_changed(action, added[invoice_key])
+            reason = stated_balance_changed(action, self.added[invoice_key])
         else:
             try:
                 # Re-read just before writing: the plan may be old, the invoice may have changed.
-                fresh = connector.read_invoice(action.invoice.id, customers.get(action.connection, {}))
-                reason = premise_changed(action, fresh[0] if fresh else None, added[invoice_key])
+                fresh = connector.read_invoice(action.invoice.id, self.customers.get(action.connection, {}))
+                reason = premise_changed(action, fresh[0] if fresh else None, self.added[invoice_key])
             except QuotaExhausted as exc:
-                defer(action, f"{exc}; deferred to the next run")
-                continue
+                self._defer(action, f"{exc}; deferred to the next run")
+                return None
             except Exception as exc:  # anything: only this connection stops
-                report.failed.append({"key": action.key, "error": f"could not re-read the invoice: {_describe(exc)}"})
-                progress(action, "failed")
+                self._fail(action, f"could not re-read the invoice: {_describe(exc)}")
                 if _unexpected(exc):
-                    broke(action, exc)
-                continue
+                    self._broke(action, exc)
+                return None
             raw = fresh[1] if fresh else None
         if reason is not None:
-            try:
-                store.ledger_drop(action, reason)
-            except ConflictError as exc:  # another run carried it out meanwhile: its premise changed for that
-                report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
-                progress(action, "skipped")
-                continue
-            report.dropped.append({"key": action.key, "reason": reason})
-            progress(action, "dropped")
-            continue
+            self._drop(action, reason)
+            return None
         assert raw is not None
+        return raw
+
+    def _write(self, action: Action, connector: Connector, raw: Mapping[str, Any]) -> None:
+        """`pending` first, then the call, then what came of it: applied, in doubt, left pending, or failed."""
         try:
-            store.ledger_begin(action)
+            self.store.ledger_begin(action)
         except ConflictError as exc:  # another process got there first
-            report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
-            progress(action, "skipped")
-            continue
+            self._taken(action, exc)
+            return
         killpoints.reached("ledger-pending")  # recorded as pending, nothing sent yet
         try:
             result = connector.apply(action, raw)
             killpoints.reached("provider-answered")  # done at the provider, not yet recorded
         except QuotaExhausted as exc:
             # Nothing reached the provider: the entry is released and the next run plans the action again.
-            store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
-            defer(action, f"{exc}; deferred to the next run")
-            continue
+            self.store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
+            self._defer(action, f"{exc}; deferred to the next run")
+            return
         except Exception as exc:  # anything (not KeyboardInterrupt): recorded, and only this connection stops
-            unknown, why = _outcome_unknown(exc), _describe(exc)
-            if action.kind is ActionKind.REMINDER and unknown:
-                store.ledger_finish(action.key, "in_doubt", error=why, applied_on=today(action))
-                report.in_doubt.append({"key": action.key, "error": why})
-                progress(action, "in doubt")
-            elif unknown:
-                # Left pending, exactly as if the process had died here: the next run reconciles it
-                # from the invoice itself (fee line there or not) and retries with the same key if not.
-                report.failed.append({"key": action.key, "error": f"{why}; outcome unknown, reconciled next run"})
-                progress(action, "pending")
-            else:
-                store.ledger_finish(action.key, "failed", error=why)
-                report.failed.append({"key": action.key, "error": why})
-                progress(action, "failed")
-            if _unexpected(exc):
-                broke(action, exc)
-            continue
-        store.ledger_finish(
-            action.key, "applied", response_id=result.response_id, form=result.form, applied_on=today(action)
-        )
-        if action.kind is ActionKind.LATE_FEE and result.form == "line" and action.amount is not None:
-            added[invoice_key] += action.amount
-        if result.invoice is not None:
-            just_written[invoice_key] = result.invoice
+            self._write_failed(action, exc)
+            return
+        self._applied(action, result)
+
+    def _write_failed(self, action: Action, exc: Exception) -> None:
+        unknown, why = _outcome_unknown(exc), _describe(exc)
+        if action.kind is ActionKind.REMINDER and unknown:
+            self.store.ledger_finish(action.key, "in_doubt", error=why, applied_on=self.today(action))
+            self.report.in_doubt.append({"key": action.key, "error": why})
+            self.progress(action, "in doubt")
+        elif unknown:
+            # Left pending, exactly as if the process had died here: the next run reconciles it
+            # from the invoice itself (fee line there or not) and retries with the same key if not.
+            self.report.failed.append({"key": action.key, "error": f"{why}; outcome unknown, reconciled next run"})
+            self.progress(action, "pending")
         else:
-            just_written.pop(invoice_key, None)
-        report.applied.append({"key": action.key, "response_id": result.response_id, "form": result.form})
-        progress(action, "applied")
-    for name in sorted({a.connection for a in ordered} & set(connectors)):
+            self.store.ledger_finish(action.key, "failed", error=why)
+            self._fail(action, why)
+        if _unexpected(exc):
+            self._broke(action, exc)
+
+    def _applied(self, action: Action, result: Applied) -> None:
+        self.store.ledger_finish(
+            action.key, "applied", response_id=result.response_id, form=result.form, applied_on=self.today(action)
+        )
+        invoice_key = (action.connection, action.invoice.id)
+        if action.kind is ActionKind.LATE_FEE and result.form == "line" and action.amount is not None:
+            self.added[invoice_key] += action.amount
+        if result.invoice is not None:
+            self.just_written[invoice_key] = result.invoice
+        else:
+            self.just_written.pop(invoice_key, None)
+        self.report.applied.append({"key": action.key, "response_id": result.response_id, "form": result.form})
+        self.progress(action, "applied")
+
+    def flush(self, names: Iterable[str]) -> None:
+        """Send what each connector batched; what was applied is reported whatever a flush says."""
+        for name in names:
+            try:
+                self.connectors[name].flush()
+            except Exception as exc:
+                self.report.broken.setdefault(name, f"flush: {_describe(exc)}")
+
+    def _drop(self, action: Action, reason: str) -> None:
         try:
-            connectors[name].flush()
-        except Exception as exc:  # what was applied is reported all the same
-            report.broken.setdefault(name, f"flush: {_describe(exc)}")
-    report.interrupted = stop is not None and stop()
-    return report
+            self.store.ledger_drop(action, reason)
+        except ConflictError as exc:  # another run carried it out meanwhile: its premise changed for that
+            self._taken(action, exc)
+            return
+        self.report.dropped.append({"key": action.key, "reason": reason})
+        self.progress(action, "dropped")
+
+    def _taken(self, action: Action, exc: ConflictError) -> None:
+        self.report.skipped.append({"key": action.key, "state": "taken", "detail": str(exc)})
+        self.progress(action, "skipped")
+
+    def _defer(self, action: Action, reason: str) -> None:
+        self.quota_out[action.connection] = reason
+        self.report.deferred.append(
+            {"key": action.key, "connection": action.connection, "invoice": action.invoice.number, "reason": reason}
+        )
+        self.progress(action, "deferred")
+
+    def _fail(self, action: Action, error: str) -> None:
+        self.report.failed.append({"key": action.key, "error": error})
+        self.progress(action, "failed")
+
+    def _broke(self, action: Action, exc: BaseException) -> None:
+        self.report.broken[action.connection] = f"{action.key}: {_describe(exc)}"
 
 
 def reconcile(store: Store, connectors: Mapping[str, Connector], today: date) -> list[tuple[LedgerEntry, str]]:
