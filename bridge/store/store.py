@@ -331,56 +331,12 @@ class Store:
 
     @contextmanager
     def _one_run_lock(self, name: str, timeout: float) -> Iterator[None]:
-        deadline = time.monotonic() + timeout
         busy = StoreBusyError(
             f"another bridge run is applying connection {name!r} and did not finish within {timeout:g} s; "
             "try again when it is done"
         )
-        if self.dialect == "sqlite":
-            import fcntl
-
-            database = self._engine.url.database or ""
-            path = Path(f"{database}.{name}.run-lock") if database and database != ":memory:" else None
-            if path is None:
-                yield
-                return
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise busy from None
-                        time.sleep(0.1)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-            return
-        conn = self._engine.connect()
-        try:
-            key = {"name": name}
-            query = text("SELECT pg_try_advisory_lock(hashtext('bridge.run:' || current_schema()), hashtext(:name))")
-            while not conn.execute(query, key).scalar():
-                conn.rollback()
-                if time.monotonic() >= deadline:
-                    raise busy
-                time.sleep(0.1)
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(
-                    text("SELECT pg_advisory_unlock(hashtext('bridge.run:' || current_schema()), hashtext(:name))"),
-                    key,
-                )
-                conn.commit()
-        finally:
-            conn.close()
+        with self._named_lock("run", name, timeout, busy):
+            yield
 
     # -- pulled records -------------------------------------------------------------------------
 
