@@ -147,13 +147,16 @@ def test_the_callback_server_is_not_stalled_by_idle_or_tls_connections_and_ignor
             answers.append(_get(port, "/favicon.ico"))
             answers.append(_get(port, "/callback?code=abc&state=the-state"))
 
-        threading.Thread(target=visit, daemon=True).start()
+        visitor.append(threading.Thread(target=visit, daemon=True))
+        visitor[0].start()
 
+    visitor: list[threading.Thread] = []
     started = time.monotonic()
     params = linking.LoopbackCallback(port=port, timeout=20, open_browser=browser)(
         "https://consent.example/authorize?client_id=c&state=the-state"
     )
     elapsed = time.monotonic() - started
+    visitor[0].join(10)  # the flow ends once the server has the callback, maybe before the browser read its page
     for sock in idle:
         sock.close()
     assert params == {"code": "abc", "state": "the-state"}
