@@ -7,8 +7,7 @@ sandbox whose books carry hostile text (markup, emoji codes, terminal escapes) i
 from __future__ import annotations
 
 import copy
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from cryptography.fernet import Fernet
 
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.cli import main
 from bridge.store import Store
 from bridge_sandbox import Sandbox, default_seed
 
@@ -35,28 +33,6 @@ HOSTILE_SUFFIX = "[/]:x:\x1b[2J"  # appended to invoice numbers (QuickBooks allo
 HOSTILE_LINE = "Consulting [/bold][link=https://evil.example]x[/link] \x1b]0;t\x07"
 # What must never reach the terminal raw, and what shows that the text was printed as text.
 RAW = ("\x1b", "\x07", "\x9b", "\u202e", "❌", "⚠")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def both(self) -> str:
-        return self.out + self.err
-
-
-def run_bridge(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["bridge", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return Result(int(exc.value.code or 0), captured.out, captured.err)
-
-    return run
 
 
 def assert_shown_as_text(text: str) -> None:

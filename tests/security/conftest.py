@@ -29,6 +29,7 @@ from bridge.auth.vault import TokenSet, TokenVault
 from bridge.clock import now_utc
 from bridge.store import Store
 from bridge_sandbox import Sandbox
+from tests.runner import Result, run_bridge
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2026-10-20"
@@ -279,6 +280,12 @@ class Book:
         except ValueError:
             plan = {"unparsed": out}
         return Run(proc.returncode, plan, err, seconds)
+
+
+@pytest.fixture
+def bridge(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """The real `bridge` entry point in-process (tests/runner.py)."""
+    return run_bridge(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ from tests.security._text_fixtures import (
     hostile_seed,
     linked_book,
     module_sandbox,  # noqa: F401 (the fixture)
-    run_bridge,
 )
-
-
-@pytest.fixture
-def bridge(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return run_bridge(capsys, monkeypatch)
 
 
 @pytest.fixture
