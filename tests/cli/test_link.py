@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ USER_CONFIG = """# Our firm's bridge: keep this comment
 url = "sqlite:///bridge.db"   # next to this file
 
 """
-
-
-@pytest.fixture(scope="module")
-def module_sandbox() -> Iterator[Sandbox]:
-    with Sandbox(rate_limits=False) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,12 +20,6 @@ from bridge_sandbox import Sandbox, default_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = ["--as-of", "2026-10-20"]
-
-
-@pytest.fixture(scope="module")
-def module_sandbox() -> Iterator[Sandbox]:
-    with Sandbox(rate_limits=False) as sandbox:
-        yield sandbox
 
 
 @dataclass
