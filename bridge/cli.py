@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from rich.console import Console
@@ -905,8 +905,25 @@ def sandbox() -> None:
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
 )
+@click.option(
+    "--rate-limits",
+    "rate_limits",
+    type=click.Choice(["published", "strict", "off"]),
+    default="published",
+    show_default=True,
+    help="Each provider's published API limits, half of each (strict), or none.",
+)
+@click.option("--no-rate-limits", "no_rate_limits", is_flag=True, help="Same as --rate-limits off.")
 @click.pass_obj
-def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+def sandbox_serve(
+    c: Context,
+    seed_path: Path | None,
+    port: int,
+    latency_ms: int,
+    faults: str | None,
+    rate_limits: Literal["published", "strict", "off"],
+    no_rate_limits: bool,
+) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
 
@@ -928,17 +945,19 @@ def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int
         click.echo(line, err=True)
 
     try:
+        limits: Literal["published", "strict", "off"] = "off" if no_rate_limits else rate_limits
         if c.json:  # the human lines go to stderr
             serve(
                 seed_path=seed_path,
                 port=port,
                 latency_ms=latency_ms,
                 faults_spec=faults,
+                rate_limits=limits,
                 echo=to_stderr,
                 ready=announce,
             )
         else:
-            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults, rate_limits=limits)
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
 

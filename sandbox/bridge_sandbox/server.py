@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import importlib
 import math
@@ -42,7 +43,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge import clock as wall_clock
@@ -73,7 +74,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 """How long a `timeout` fault stalls before dropping the connection (python-quickbooks sets no timeout at all)."""
 
 Clock = Callable[[], datetime]
-RateLimitSetting = bool | Mapping[str, Sequence[RateLimit]]
+RateLimitSetting = bool | Literal["published", "strict", "off"] | Mapping[str, Sequence[RateLimit]]
+RATE_LIMIT_MODES: tuple[str, ...] = ("published", "strict", "off")
+"""`published`: each provider's published limits (the default); `strict`: half of each, at least 1, to see a
+client's back-off sooner; `off`: none (bulk loads, benchmarks)."""
 
 
 def load_builtin_providers() -> dict[str, type[Provider]]:
@@ -235,6 +239,9 @@ class RateLimiter:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 makes a sixth simultaneous connect wait a second for a SYN retry:
+    # many clients (a server's workers, a concurrency test) must reach the handlers at once, as at a provider.
+    request_queue_size = 128
     sandbox: Sandbox
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -278,8 +285,8 @@ class Sandbox:
     `seed`: a seed-file dict (`{"quickbooks": {...}, "xero": {...}, ...}`); None loads the
     default book shipped with the package, `{}` starts every provider empty. Sections for
     providers not emulated yet are kept as given and returned by `state()`.
-    `rate_limits`: True for each provider's published limits, False for none, or a mapping
-    provider → list of `RateLimit` replacing that provider's limits.
+    `rate_limits`: True or "published" for each provider's published limits, "strict" for half of each,
+    False or "off" for none, or a mapping provider → list of `RateLimit` replacing that provider's limits.
     `clock`: the sandbox's wall clock (timestamps, token expiry, CDC windows); default the real one.
     `options`: per provider settings, e.g. `{"quickbooks": {"access_token_ttl": 60}}`.
     `faults`: a faults spec applied at start (same shape as `POST /_sandbox/faults`).
@@ -467,9 +474,14 @@ class Sandbox:
                 raise SandboxError(f"seed.{name}: {exc}") from exc
 
     def _limits(self, setting: RateLimitSetting) -> dict[str, Sequence[RateLimit]]:
-        if setting is False:
+        if setting is False or setting == "off":
             return {}
         limits: dict[str, Sequence[RateLimit]] = {n: p.default_rate_limits for n, p in self.providers.items()}
+        if setting == "strict":
+            return {
+                n: tuple(dataclasses.replace(lim, max_requests=max(1, lim.max_requests // 2)) for lim in values)
+                for n, values in limits.items()
+            }
         if isinstance(setting, Mapping):
             for name, values in setting.items():
                 if name not in self.providers:
@@ -671,7 +683,7 @@ def serve(
     faults_spec: str | None = None,
     *,
     host: str = "127.0.0.1",
-    rate_limits: bool = True,
+    rate_limits: RateLimitSetting = True,
     echo: Callable[[str], None] = print,
     ready: Callable[[Sandbox], None] | None = None,
     stop_event: threading.Event | None = None,
