@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ from rich.console import Console
 
 from bridge import clock
 from bridge.errors import BridgeError, ConfigError
-from bridge.plan import Plan
+from bridge.plan import ActionKind, Plan
 from bridge.render import console, printable, safe
 
 
@@ -432,23 +432,72 @@ def apply(c: Context, plan_path: Path, yes: bool) -> None:
 @cli.command()
 @click.option("--connection", help="Only this connection.")
 @click.option("--invoice", "invoice_number", metavar="NUMBER", help="Only this invoice number.")
+@click.option("--state", "states", multiple=True, help="Only entries in this state (pending, applied, in_doubt, ...).")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice([k.value for k in ActionKind]), help="Only this kind."
+)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only entries dated on or after this day.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only entries dated on or before this day.")
+@click.option("--customer", metavar="TEXT", help="Only customers whose name contains TEXT (any case).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Write the rows as CSV to this file ('-': stdout) for a spreadsheet.",
+)
 @click.pass_obj
-def ledger(c: Context, connection: str | None, invoice_number: str | None) -> None:
-    """The audit trail: every action planned, applied, dropped or failed."""
+def ledger(
+    c: Context,
+    connection: str | None,
+    invoice_number: str | None,
+    states: tuple[str, ...],
+    kinds: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    customer: str | None,
+    csv_path: Path | None,
+) -> None:
+    """The audit trail: every action planned, applied, dropped or failed, with totals per currency.
+
+    An entry's date is the day it was applied at the provider, else the day it was planned (UTC).
+    """
     import json as jsonlib
 
-    from bridge.render import render_ledger
+    from bridge.files import write_private
+    from bridge.render import ledger_csv, ledger_customer, ledger_date, render_ledger
+    from bridge.store.rows import LEDGER_STATES
 
+    unknown = sorted(set(states) - set(LEDGER_STATES))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} (states: {', '.join(LEDGER_STATES)})", param_hint="--state")
     rt = _runtime(c, decrypts=False)
     try:
         configured = {x.name for x in rt.settings.connections}
         if connection is not None and connection not in configured and not rt.store.ledger(connection=connection):
             # Neither configured nor in the ledger (a removed connection keeps its history): a typo, not "empty".
             rt.settings.connection(connection)  # ConfigError (exit 2) naming it and the configured ones
-        entries = rt.store.ledger(connection=connection, invoice_number=invoice_number)
+        entries = rt.store.ledger(
+            connection=connection, invoice_number=invoice_number, states=states or None, kinds=kinds or None
+        )
+        wanted = (customer or "").casefold()
+        entries = [
+            e
+            for e in entries
+            if (since is None or ledger_date(e) >= since.date())
+            and (until is None or ledger_date(e) <= until.date())
+            and wanted in ledger_customer(e).casefold()
+        ]
         events = {e.key: rt.store.ledger_events(e.key) for e in entries} if c.verbose else {}
     finally:
         rt.store.close()
+    if csv_path is not None:
+        text = ledger_csv(entries)
+        if str(csv_path) == "-":
+            click.echo(text, nl=False)
+        else:
+            write_private(csv_path, text)
+            c.err.print(safe(f"{len(entries)} ledger rows written to {csv_path}."))
+        return
     if c.json:
         rows = [
             {
@@ -456,6 +505,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
                 "connection": e.connection,
                 "kind": e.kind,
                 "invoice": e.invoice_number,
+                "customer": ledger_customer(e),
+                "date": ledger_date(e).isoformat(),
                 "state": e.state,
                 "amount": None if e.amount is None else f"{e.amount:f}",
                 "currency": e.currency,
@@ -473,7 +524,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
         ]
         click.echo(jsonlib.dumps(rows, indent=2))
     else:
-        render_ledger(entries, events, c.out)
+        filtered = bool(states or kinds or since or until or customer)
+        render_ledger(entries, events, c.out, filtered=filtered)
         if not entries and not rt.settings.connections:
             c.out.print(NO_CONNECTIONS)
 

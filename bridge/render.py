@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import IO, Any
 
 from rich.console import Console
@@ -190,23 +191,112 @@ def render_outcome(outcome: Any, console: Console) -> None:
         console.print(Text.assemble(("in doubt", "red"), " ", detail))
 
 
-def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], console: Console) -> None:
-    """The audit trail as a table (with each entry's state changes when `events` is given)."""
+def ledger_date(entry: Any) -> date:
+    """The day an entry stands for: the day it was applied at the provider, else the (UTC) day it was planned."""
+    day: date = entry.applied_on or entry.created_at.date()
+    return day
+
+
+def ledger_customer(entry: Any) -> str:
+    """The customer of the invoice an entry is about, as the plan named it."""
+    return str(entry.action().invoice.customer)
+
+
+LEDGER_CSV_COLUMNS = (
+    "date",
+    "connection",
+    "invoice",
+    "customer",
+    "kind",
+    "amount",
+    "currency",
+    "state",
+    "clause",
+    "provider_id",
+    "key",
+)
+
+
+def _cell(value: object) -> str:
+    # A spreadsheet runs a cell that starts with = + - @ (or a tab/CR before one) as a formula: provider text
+    # (customer names, invoice numbers) is data, so such a cell is kept as text with a leading apostrophe.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def ledger_csv(entries: Sequence[Any]) -> str:
+    """One row per entry, spreadsheet-ready (RFC 4180, CRLF line ends, amounts as plain decimals)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(LEDGER_CSV_COLUMNS)
+    for e in entries:
+        text = (
+            e.connection,
+            e.invoice_number,
+            ledger_customer(e),
+            e.kind,
+        )
+        writer.writerow(
+            [
+                ledger_date(e).isoformat(),
+                *(_cell(v) for v in text),
+                "" if e.amount is None else f"{e.amount:f}",
+                e.currency,
+                e.state,
+                _cell(e.clause),
+                _cell(e.response_id),
+                e.key,
+            ]
+        )
+    return out.getvalue()
+
+
+def ledger_totals(entries: Sequence[Any]) -> list[tuple[str, str, Decimal]]:
+    """(currency, state, sum of amounts) over the entries that carry an amount, by currency then state."""
+    sums: dict[tuple[str, str], Decimal] = {}
+    for e in entries:
+        if e.amount is not None:
+            sums[(e.currency, e.state)] = sums.get((e.currency, e.state), Decimal(0)) + e.amount
+    return [(cur, state, total) for (cur, state), total in sorted(sums.items())]
+
+
+def render_ledger(
+    entries: Sequence[Any], events: Mapping[str, Sequence[Any]], console: Console, *, filtered: bool = False
+) -> None:
+    """The audit trail as a table (with each entry's state changes when `events` is given), then the totals per
+    currency and state of the amounts shown."""
     if not entries:
-        console.print("The ledger is empty.")
+        console.print("No ledger entries match." if filtered else "The ledger is empty.")
         return
     table = Table(header_style="bold")
-    for col in ("updated", "key", "state", "invoice", "amount", "clause", "response id", "note"):
+    for col in ("date", "key", "state", "invoice", "customer", "amount", "clause", "response id", "note"):
         table.add_column(col, overflow="fold")
     for e in entries:
-        amount = "" if e.amount is None else f"{e.amount:f} {e.currency}"
+        amount = "" if e.amount is None else f"{format_amount(e.amount, e.currency)} {e.currency}"
         table.add_row(
-            clock.local_text(e.updated_at),
-            *(safe(v) for v in (e.key, e.state, e.invoice_number, amount, e.clause, e.response_id, e.error)),
+            ledger_date(e).isoformat(),
+            *(
+                safe(v)
+                for v in (
+                    e.key,
+                    e.state,
+                    e.invoice_number,
+                    ledger_customer(e),
+                    amount,
+                    e.clause,
+                    e.response_id,
+                    e.error,
+                )
+            ),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", safe(ev.detail))
+            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", "", safe(ev.detail))
     console.print(table)
+    for currency, state, total in ledger_totals(entries):
+        console.print(safe(f"total {state}: {format_amount(total, currency)} {currency}"))
 
 
 def render_decision(decision: Any, console: Console, *, outcome_only: bool = False) -> None:
