@@ -642,6 +642,13 @@ class _InstalledProviders(click.Choice[str]):
 @click.option("--name", help="The connection's name in the config (default: the provider's name).")
 @click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
 @click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
+@click.option(
+    "--environment",
+    type=click.Choice(["production", "sandbox"]),
+    default="production",
+    show_default=True,
+    help="Which of the real service's environments (QuickBooks: sandbox = Intuit's development companies).",
+)
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
 @click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
@@ -652,6 +659,7 @@ def link(
     name: str | None,
     manual: bool,
     base_url: str | None,
+    environment: str,
     client_id: str | None,
     tenant: str | None,
 ) -> None:
@@ -672,11 +680,13 @@ def link(
     descriptor = provider_named(provider)
     name = name or provider
     try:
-        ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url)
+        ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url, environment=environment)
     except ValidationError as exc:
         problem = exc.errors()[0]
-        option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
-        raise ConfigError(f"{option}: {problem['msg']}") from None
+        where = str(problem["loc"][0]) if problem["loc"] else "environment"
+        option = {"name": "--name", "base_url": "--base-url"}.get(where, f"--{where}")
+        message = str(problem["msg"]).removeprefix("Value error, ").removeprefix("environment: ")
+        raise ConfigError(f"{option}: {message}") from None
     path, settings = _config_for_link(c)
     if not manual and base_url is None and descriptor.https_redirect_only:
         raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
@@ -707,7 +717,15 @@ def link(
     created = _absent_files(path, settings.store.url)
     try:
         described, entry, tenant_name = _link_into_store(
-            settings, fernet, provider, name, app, base_url, receive, linking.pick(tenant, ask_tenant), path
+            settings,
+            fernet,
+            provider,
+            name,
+            app,
+            (base_url, environment),
+            receive,
+            linking.pick(tenant, ask_tenant),
+            path,
         )
     except BaseException:
         _remove_created(created)  # a failed link leaves no store or config file it made behind
@@ -752,12 +770,15 @@ def _link_into_store(
     provider: str,
     name: str,
     app: Any,
-    base_url: str | None,
+    where: tuple[str | None, str],
     receive: Any,
     choose: Any,
     path: Path,
 ) -> tuple[str, dict[str, Any], str | None]:
-    """The OAuth dance, the tokens into the store, one check call, then the connection into the config."""
+    """The OAuth dance, the tokens into the store, one check call, then the connection into the config.
+
+    `where`: the emulator's base URL (None: the real service) and the real service's environment."""
+    base_url, environment = where
     from bridge.auth import link as linking
     from bridge.auth.vault import TokenVault
     from bridge.config import ConnectionSettings
@@ -777,12 +798,10 @@ def _link_into_store(
             base_url=base_url,
             receive=receive,
             choose=choose,
+            environment=environment,
         )
         conn = ConnectionSettings(
-            name=name,
-            provider=provider,
-            tenant_id=linked.tenant.id,
-            base_url=base_url,
+            name=name, provider=provider, tenant_id=linked.tenant.id, base_url=base_url, environment=environment
         )
         env = {**os.environ, f"BRIDGE_{provider.upper()}_CLIENT_ID": app.client_id}
         env[f"BRIDGE_{provider.upper()}_CLIENT_SECRET"] = app.client_secret
@@ -791,7 +810,13 @@ def _link_into_store(
         except BridgeError:
             store.remove_connection(name)  # nothing half-linked stays behind
             raise
-        entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
+        entry = {
+            "name": name,
+            "provider": provider,
+            "tenant_id": linked.tenant.id,
+            "base_url": base_url,
+            "environment": None if environment == "production" else environment,  # None: the key is left out
+        }
         upsert_connection(path, entry)
     return str(described), entry, linked.tenant.name
 
@@ -891,7 +916,7 @@ def connections_remove(c: Context, name: str, yes: bool) -> None:
                 revoked = f"{conn.provider} has no revocation here"
             else:
                 app = linking.app_for(conn.provider, os.environ, None, None, sandbox=conn.base_url is not None)
-                descriptor.link_flow(conn.base_url).revoke(app, tokens)
+                descriptor.link_flow(conn.base_url, conn.environment).revoke(app, tokens)
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)

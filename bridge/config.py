@@ -115,6 +115,8 @@ class ConnectionSettings(_Settings):
     provider: str  # an installed provider plugin (bridge.providers), checked below
     tenant_id: str | None = Field(None, min_length=1)
     base_url: str | None = None
+    # Which of the real service's environments (QuickBooks: "sandbox" for Intuit's development companies).
+    environment: str = "production"
     fee_mode: FeeMode | None = None
     history_notes: bool = True  # Xero: leave a note in the invoice's history for every action
     # The client-side pace; None = the provider's published limit. Only an emulator allows more.
@@ -157,6 +159,24 @@ class ConnectionSettings(_Settings):
         if parts.username or parts.password:
             raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
         return value
+
+    @model_validator(mode="after")
+    def _known_environment(self) -> ConnectionSettings:
+        from bridge.providers import load_providers
+
+        descriptor = load_providers()[0].get(self.provider)
+        offered = descriptor.environments if descriptor is not None else ("production",)
+        if self.environment not in offered:
+            raise ValueError(
+                f"environment: {self.provider} offers {', '.join(repr(e) for e in offered)} "
+                f"(got {toml_text(self.environment)})"
+            )
+        if self.base_url is not None and self.environment != offered[0]:
+            raise ValueError(
+                "environment: names one of the real service's environments; base_url points at an emulator: "
+                "give one or the other"
+            )
+        return self
 
     @property
     def is_emulator(self) -> bool:

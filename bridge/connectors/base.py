@@ -167,6 +167,7 @@ class BaseConnector(ABC):
         vault: TokenVault,
         *,
         base_url: str | None = None,
+        environment: str = "production",
         client_id: str | None = None,
         client_secret: str | None = None,
         policy: RetryPolicy | None = None,
@@ -174,9 +175,11 @@ class BaseConnector(ABC):
         timeout: float = 30.0,
         sync_deadline: float | None = None,
     ) -> None:
-        """A connector for one linked tenant (`base_url`: an emulator's). Every connector on the same account
-        (API root and tenant) in this process shares one limiter, made by `_make_limiter` unless one is given."""
+        """A connector for one linked tenant (`base_url`: an emulator's; `environment`: which of the real
+        service's, see the provider descriptor). Every connector on the same account (API root and tenant) in
+        this process shares one limiter, made by `_make_limiter` unless one is given."""
         self.name = name
+        self.environment = environment
         self.tenant_id = tenant_id
         self.vault = vault
         self.client_id = client_id
@@ -218,6 +221,7 @@ class BaseConnector(ABC):
             connection.tenant_id,
             vault,
             base_url=connection.base_url,
+            environment=connection.environment,
             timeout=connection.timeout_seconds,
             sync_deadline=connection.sync_deadline_seconds,
             client_id=env.get(f"{prefix}_CLIENT_ID") or (cls.sandbox_credentials[0] if emulator else None),
@@ -245,7 +249,8 @@ class BaseConnector(ABC):
 
     @abstractmethod
     def _api_base(self, emulator: str | None) -> str:
-        """The root of the provider's API (under the emulator's address when there is one)."""
+        """The root of the provider's API (under the emulator's address when there is one, else in
+        `self.environment`)."""
 
     @abstractmethod
     def _make_limiter(self) -> Limiter:

@@ -35,6 +35,7 @@ from bridge.plan import Action, ActionKind
 from bridge.store import Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
+SANDBOX = "https://sandbox-quickbooks.api.intuit.com"  # Intuit's development companies (environment = "sandbox")
 MINOR_VERSION = 75
 PAGE = 1000
 STALE_OBJECT = 5010
@@ -111,7 +112,7 @@ class QuickBooksConnector(BaseConnector):
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
     def _api_base(self, emulator: str | None) -> str:
-        return emulator or PRODUCTION
+        return emulator or (SANDBOX if self.environment == "sandbox" else PRODUCTION)
 
     def _make_limiter(self) -> Limiter:
         return RateLimiter(RATE_PER_SECOND, BURST)  # per company (the session shares it)
@@ -147,11 +148,11 @@ class QuickBooksConnector(BaseConnector):
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
-        emulator = None if self.api_base == PRODUCTION else self.api_base
         timeout, bound = self.session.refresh_timeout()
         # The session runs this only with both credentials set.
         app_id, secret = self.client_id or "", self.client_secret or ""
-        auth = auth_client(emulator, app_id, secret, "http://127.0.0.1/callback", timeout, bound)
+        redirect = "http://127.0.0.1/callback"
+        auth = auth_client(self.emulator, app_id, secret, redirect, timeout, bound, environment=self.environment)
         try:
             auth.refresh(refresh_token=current.refresh_token)
         except TransportError as exc:

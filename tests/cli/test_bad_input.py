@@ -81,6 +81,12 @@ BAD: list[tuple[str, list[str], str]] = [
     ("link unknown provider", ["link", "sage"], "sage"),
     ("link bad name", ["link", "xero", "--name", "a:b", "--base-url", "http://127.0.0.1:9"], "--name"),
     ("link bad base url", ["link", "xero", "--base-url", "ftp://x"], "--base-url"),
+    ("link environment xero lacks", ["link", "xero", "--environment", "sandbox"], "xero offers 'production'"),
+    (
+        "link environment with an emulator",
+        ["link", "quickbooks", "--environment", "sandbox", "--base-url", "http://127.0.0.1:9"],
+        "give one or the other",
+    ),
     ("link without app credentials", ["link", "xero"], "BRIDGE_XERO_CLIENT_ID"),
     ("link freshbooks without manual", ["link", "freshbooks", "--client-id", "c"], "--manual"),
     ("link with a secret on the command line", ["link", "xero", "--client-secret", "s"], "--client-secret"),
