@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, NamedTuple
 
 from bridge.delivery import NOT_SENT, reminder_delivery
@@ -152,6 +152,37 @@ class _Scope:
         return contract, None
 
 
+def over_estimate(invoice: Invoice, contract: Contract) -> tuple[Skip, Warning] | None:
+    """docs/policy.md §2.1: the skip and the warning of an invoice that bills more than its accepted estimate
+    plus the contract's `estimate_tolerance_percent`; None when it does not (or either is absent)."""
+    tolerance, estimate = contract.estimate_tolerance_percent, invoice.estimate
+    if tolerance is None or estimate is None:
+        return None
+    allowed = estimate.total * (1 + tolerance / 100)
+    if invoice.total <= allowed:
+        return None
+    cur = invoice.currency
+    billed, agreed = f"{format_amount(invoice.total, cur)} {cur}", f"{format_amount(estimate.total, cur)} {cur}"
+    over = (
+        f"{((invoice.total - estimate.total) * 100 / estimate.total).quantize(Decimal('0.1'), ROUND_HALF_UP)}% over"
+        if estimate.total > 0
+        else "over"
+    )
+    detail = (
+        f"invoice total {billed} is {over} estimate {estimate.number} ({agreed}); "
+        f"the contract tolerates {tolerance.normalize():f}%"
+    )
+    clause = contract.clause("estimate_tolerance_percent")
+    talk = (
+        f"talk to the client before chasing invoice {invoice.number}: it bills {billed} against the accepted "
+        f"estimate {estimate.number} of {agreed}; no reminder or fee goes out until the difference is agreed"
+    )
+    return (
+        Skip(invoice.connection, invoice.number, SkipCode.EXCEEDS_ESTIMATE, detail, clause),
+        Warning(invoice.connection, invoice.number, WarningCode.EXCEEDS_ESTIMATE, talk),
+    )
+
+
 def _ref(invoice: Invoice, effective_due: date | None) -> InvoiceRef:
     return InvoiceRef(
         id=invoice.id,
@@ -218,6 +249,11 @@ def evaluate(
             skips.append(skip)
             continue
         assert contract is not None and inv.due_date is not None
+        over = over_estimate(inv, contract)
+        if over is not None:
+            skips.append(over[0])
+            warnings.append(over[1])
+            continue
         run = per_contract.get(contract.name)
         if run is None:
             run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract))

@@ -165,6 +165,8 @@ class Contract(_Terms):
     timezone: str = "UTC"
     locale: str = "en_US"
     project_key: ProjectKey = ProjectKey.CUSTOMER
+    # Off when None: an invoice more than this percent over its accepted estimate gets no reminder and no fee.
+    estimate_tolerance_percent: Percent | None = None
     reminders: Reminders = Reminders()
     late_fee: LateFee | None = None
     renegotiation: Renegotiation = Renegotiation()
