@@ -143,7 +143,7 @@ def config_check(c: Context) -> None:
 
 def check(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     """What loading does not catch, each as `key: problem`, in file order (store, secrets, connections, contracts)."""
-    return [*_store(settings), *_secrets(settings, env), *_connections(settings), *_templates(settings)]
+    return [*_store(settings), *_secrets(settings, env), *_connections(settings, env), *_templates(settings)]
 
 
 def _store(settings: Settings) -> list[str]:
@@ -178,7 +178,7 @@ def _secrets(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list
     return []
 
 
-def _connections(settings: Settings) -> list[str]:
+def _connections(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     from bridge.providers import load_providers
 
     found, broken = load_providers()
@@ -193,6 +193,14 @@ def _connections(settings: Settings) -> list[str]:
                 f"{where}.tenant_id: missing (the {label}); link it with "
                 f"`bridge link {conn.provider} --name {conn.name}`"
             )
+        if conn.base_url is None:  # a real service: refreshing the tokens needs the app's credentials
+            prefix = f"BRIDGE_{conn.provider.upper()}_CLIENT_"
+            unset = [prefix + part for part in ("ID", "SECRET") if not env.get(prefix + part)]
+            if unset:
+                problems.append(
+                    f"{where} ({conn.name}): {' and '.join(unset)} not set in the environment: the access token "
+                    "cannot be refreshed without your app's client id and secret, so syncs fail once it expires"
+                )
     return problems
 
 

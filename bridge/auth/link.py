@@ -160,8 +160,8 @@ class XeroFlow:
     provider = "xero"
     pkce = True
 
-    def __init__(self, base_url: str | None, environment: str = "production") -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None  # Xero has one environment
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
 
     def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
         base = f"{self.base_url}/identity/connect/authorize" if self.base_url else xero_auth.PRODUCTION_AUTHORIZE
@@ -228,8 +228,8 @@ class FreshBooksFlow:
     provider = "freshbooks"
     pkce = False
 
-    def __init__(self, base_url: str | None, environment: str = "production") -> None:
-        self.base_url = base_url  # FreshBooks has one environment
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url
         self._client: object | None = None
 
     def _sdk(self, app: App) -> object:

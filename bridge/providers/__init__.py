@@ -40,7 +40,7 @@ class ConnectorFactory(Protocol):
 
 class FlowFactory(Protocol):
     """Builds the OAuth flow of one link attempt (the `flow` a descriptor names), given the emulator's base URL
-    (None: the real service) and which of the real service's environments."""
+    (None: the real service) and, for a provider with more than one, which of the real service's environments."""
 
     def __call__(self, base_url: str | None, environment: str = "production") -> Flow: ...
 
@@ -77,7 +77,8 @@ class Provider:
     def link_flow(self, base_url: str | None, environment: str = "production") -> Flow:
         """The OAuth flow for one link attempt (imports the flow's module now)."""
         make: FlowFactory = _resolve(self.flow, f"the {self.name} link flow")
-        return make(base_url, environment)
+        # A flow of a provider with one environment may take the base URL alone (plugins written before).
+        return make(base_url) if environment == self.environments[0] else make(base_url, environment)
 
     def connector_factory(self) -> ConnectorFactory:
         """The connector factory (imports the connector, and with it the provider's SDK, now)."""

@@ -61,6 +61,8 @@ def test_config_check_lists_every_problem(
     bridge: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    monkeypatch.setenv("BRIDGE_XERO_CLIENT_ID", "app-id")
+    monkeypatch.delenv("BRIDGE_XERO_CLIENT_SECRET", raising=False)
     (tmp_path / "db").mkdir()
     config = tmp_path / "bridge.toml"
     config.write_text(
@@ -75,9 +77,12 @@ def test_config_check_lists_every_problem(
         [str(config), "store.url"],
         [str(config), "secrets.key_env"],
         [str(config), "connections[0].tenant_id"],
+        [str(config), "connections[0] (acme)"],
     ]
     assert "is a folder" in lines[0] and "$NO_SUCH_KEY_VAR is not set" in lines[1]
     assert "the tenant id" in lines[2] and "bridge link xero --name acme" in lines[2]
+    # A real service's tokens are refreshed with the app's credentials: the missing one is named.
+    assert "BRIDGE_XERO_CLIENT_SECRET not set" in lines[3] and "BRIDGE_XERO_CLIENT_ID" not in lines[3]
     as_json = bridge("--config", str(config), "--json", "config", "check")
     assert as_json.code == 2
     assert json.loads(as_json.out) == {"ok": False, "problems": lines}
