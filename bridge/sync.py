@@ -465,8 +465,14 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
     deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]
     plan = with_warnings(plan, deferred) if deferred else plan
-    if report.broken:
-        broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+    broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+    # Stopped by a signal: what was not started says so, per connection, in the plan file too.
+    waiting = Counter(d["connection"] for d in report.not_started)
+    broken += [
+        RecordError(name, "*", f"interrupted: {count} planned actions not started; the next run does them")
+        for name, count in sorted(waiting.items())
+    ]
+    if broken:
         plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 
