@@ -84,6 +84,8 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
                 safe(a.reason),
             )
         console.print(table)
+        if verbose:
+            _render_messages(plan, console)
     # An empty plan is said once, by the summary line at the end ("Nothing to do; …").
 
     if plan.skipped:
@@ -104,6 +106,23 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
     for e in plan.errors:
         console.print(Text.assemble(("error", "red"), " ", safe(f"{e.connection} {e.record}: {e.error}")))
     console.print(safe(summary_line(plan)))
+
+
+_FIRST_LINES = 3
+"""How many lines of each message's body `-v` shows under its subject."""
+
+
+def _render_messages(plan: Plan, console: Console) -> None:
+    """Each e-mail the plan would send in the contract's words: recipient, subject and the body's first lines."""
+    messages = [a for a in plan.actions if a.kind is ActionKind.REMINDER and a.subject is not None]
+    if not messages:
+        return
+    console.print(Text("Messages", style="bold"))
+    for a in messages:
+        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}: ")
+        console.print(Text.assemble("  ", who, ("Subject: ", "bold"), safe(a.subject)))
+        for line in [line for line in (a.body or "").splitlines() if line.strip()][:_FIRST_LINES]:
+            console.print(Text.assemble("    ", safe(line)))
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

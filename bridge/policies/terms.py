@@ -242,13 +242,15 @@ class Exclude(_Terms):
 class Terms(_Terms):
     """Everything the policy engine reads from the config: contracts in file order, holds, exclusions.
 
-    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`.
+    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`; `firm_name` (`[firm].name`)
+    signs every message to a client.
     """
 
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
     exclude: Exclude = Exclude()
     fee_modes: dict[str, Literal["line", "invoice"]] = Field(default_factory=dict)
+    firm_name: str = ""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Terms:
