@@ -159,10 +159,13 @@ def render_message(ctx: MessageContext, *, template_set: str = "polite", locale:
             f"template {template_set}/{language}/{ctx.message}.txt must start with a 'Subject: ...' line "
             "followed by a blank line"
         )
-    # Collapse whitespace so the subject is always one clean header line.
-    subject = " ".join(text[len(_SUBJECT_PREFIX) : end].split())
+    # Collapse whitespace so the subject is always one clean header line; no-break spaces (in '1.500,00 €',
+    # '1,5 %') stay. Names and numbers in it were made one line before (`_one_line`).
+    subject = _collapse(text[len(_SUBJECT_PREFIX) : end])
     body = text[end + 2 :]
-    return RenderedMessage(subject=subject, body=body, html=html_body(body, subject=subject, lang=language), language=language)
+    return RenderedMessage(
+        subject=subject, body=body, html=html_body(body, subject=subject, lang=language), language=language
+    )
 
 
 def template_sets() -> tuple[str, ...]:
@@ -343,18 +346,24 @@ def _fee_clause(terms: FeeTerms, currency: str, locale: str, language: str) -> s
 def _renegotiation_clause(terms: RenegotiationTerms, language: str) -> str:
     """The renegotiation clause in one plain sentence of `language`."""
     macro = _terms(language).renegotiation
-    text = macro(
-        max_per_project=terms.max_per_project, max_extension_days=terms.max_extension_days, scope=terms.scope
-    )
+    text = macro(max_per_project=terms.max_per_project, max_extension_days=terms.max_extension_days, scope=terms.scope)
     return _sentence(text)
 
 
 _SPACE_BEFORE_STOP = re.compile(r" ([,.])")
 
 
+_BLANKS = re.compile(r"[ \t\n\r\f\v]+")
+
+
+def _collapse(text: str) -> str:
+    """Runs of ASCII whitespace as one space, trimmed; no-break spaces are the locale's and stay."""
+    return _BLANKS.sub(" ", text).strip()
+
+
 def _sentence(text: object) -> str:
     """A clause macro's output as one line: whitespace collapsed, none left before a comma or full stop."""
-    return _SPACE_BEFORE_STOP.sub(r"\1", " ".join(str(text).split()))
+    return _SPACE_BEFORE_STOP.sub(r"\1", _collapse(str(text)))
 
 
 def _variables(ctx: MessageContext, locale: str, language: str) -> dict[str, Any]:

@@ -401,7 +401,16 @@ def _template_mail_warning(reminder: Action) -> Warning:
 class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
-    __slots__ = ("_steps", "contract", "fee_terms", "firm_name", "late_fee", "late_fee_clause", "reminders_clause", "today")
+    __slots__ = (
+        "_steps",
+        "contract",
+        "fee_terms",
+        "firm_name",
+        "late_fee",
+        "late_fee_clause",
+        "reminders_clause",
+        "today",
+    )
 
     def __init__(self, contract: Contract, today: date, firm_name: str) -> None:
         self.contract = contract
@@ -421,7 +430,6 @@ class _PerContract:
         except KeyError:
             step = self._steps[effective_due] = latest_due_step(effective_due, self.contract.reminders, self.today)
             return step
-
 
 
 def _reminder_action(
@@ -693,7 +701,9 @@ def decide_request(
     key = _renegotiation_key(kind, invoice.connection, invoice.id, ordinal)
     record = record.model_copy(update={"key": key})
     earlier_one = in_project[-1] if in_project else None
-    action = _renegotiation_action(invoice, contract, record, kind, key, why, earlier_one, request.requested_on, terms.firm_name)
+    action = _renegotiation_action(
+        invoice, contract, record, kind, key, why, earlier_one, request.requested_on, terms.firm_name
+    )
     return record, action
 
 
