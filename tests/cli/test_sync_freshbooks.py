@@ -87,6 +87,22 @@ def test_a_dry_run_writes_nothing_to_freshbooks(bridge: Callable[..., Any], book
     assert json.loads(bridge(*book.args("--json", "ledger")).out) == []
 
 
+def test_a_verbose_dry_run_shows_each_message_subject_and_first_lines(bridge: Callable[..., Any], book: Book) -> None:
+    plan = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    reminders = [a for a in plan["actions"] if a["kind"] == "reminder" and a.get("subject")]
+    assert reminders, "FreshBooks sends the contract's own words"
+    shown = bridge(*book.args("-v", "sync", "--dry-run"))
+    assert shown.code in (0, 3), shown.err
+    text = " ".join(shown.out.split())  # the table may wrap; the words stay in order
+    assert "Messages" in shown.out
+    for action in reminders:
+        first = [line for line in action["body"].splitlines() if line.strip()][:3]
+        assert " ".join(f"Subject: {action['subject']}".split()) in text
+        assert all(" ".join(line.split()) in text for line in first)
+    quiet = bridge(*book.args("sync", "--dry-run"))
+    assert "Messages" not in quiet.out
+
+
 def test_a_real_sync_carries_out_exactly_the_dry_run_plan_and_a_second_plans_nothing(
     bridge: Callable[..., Any], book: Book
 ) -> None:
