@@ -132,14 +132,18 @@ class MessageContext:
 
 @dataclass(frozen=True, slots=True)
 class RenderedMessage:
-    """A rendered e-mail: a one-line subject, a plain-text body ending in a newline, and its HTML part.
-
-    `html` is `html_body` of the text: the same words, escaped, as a small HTML document."""
+    """A rendered e-mail: a one-line subject, a plain-text body ending in a newline, and its HTML part."""
 
     subject: str
     body: str
-    html: str
     language: str  # the language of the words ('en', 'ko', ...): the locale's, or the fallback
+
+    @property
+    def html(self) -> str:
+        """The HTML part: `html_body` of the text, the same words escaped, as a small HTML document.
+
+        Made when asked for (a plan keeps only the text; the sender derives the HTML from it)."""
+        return html_body(self.body, subject=self.subject, lang=self.language)
 
 
 def render_message(ctx: MessageContext, *, template_set: str = "polite", locale: str = "en_US") -> RenderedMessage:
@@ -159,13 +163,12 @@ def render_message(ctx: MessageContext, *, template_set: str = "polite", locale:
             f"template {template_set}/{language}/{ctx.message}.txt must start with a 'Subject: ...' line "
             "followed by a blank line"
         )
-    # Collapse whitespace so the subject is always one clean header line; no-break spaces (in '1.500,00 €',
-    # '1,5 %') stay. Names and numbers in it were made one line before (`_one_line`).
-    subject = _collapse(text[len(_SUBJECT_PREFIX) : end])
-    body = text[end + 2 :]
-    return RenderedMessage(
-        subject=subject, body=body, html=html_body(body, subject=subject, lang=language), language=language
-    )
+    # One clean header line: the names and numbers in it were made one line (`_one_line`), so only the
+    # template's own spaces are left to tidy; no-break spaces (in '1.500,00 €', '1,5 %') stay.
+    subject = text[len(_SUBJECT_PREFIX) : end].strip(" ")
+    while "  " in subject:
+        subject = subject.replace("  ", " ")
+    return RenderedMessage(subject=subject, body=text[end + 2 :], language=language)
 
 
 def template_sets() -> tuple[str, ...]:

@@ -29,7 +29,7 @@ LATE_FEE_TERMS = (
     "30 days after that, up to 10% of the invoice total."
 )
 RENEGOTIATION_TERMS = (
-    "Our agreement allows the due date to be moved once per client, to a date no more than 30 days after the"
+    "Our agreement allows a due date to be moved once per client, to a date no more than 30 days after the"
     " original due date."
 )
 
