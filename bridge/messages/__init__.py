@@ -35,6 +35,7 @@ subject header. Amounts carry the currency's ISO 4217 places (see `_formatting`)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -194,19 +195,34 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _PARAGRAPH: Final = '<p style="margin:0 0 1em 0">'
 
 
-def html_body(text: str, *, subject: str = "", lang: str = FALLBACK_LANGUAGE) -> str:
+_LINK = re.compile(r"https?://[^\s<>\"'\x00-\x1f\x7f-\x9f]+")
+
+
+def html_body(text: str, *, subject: str = "", lang: str = FALLBACK_LANGUAGE, links: Iterable[str] = ()) -> str:
     """The HTML part of a message whose plain-text part is `text`: the same words, nothing added.
 
     Every character of the text is escaped (a customer name like `<script>` or `&amp;` arrives as
     written, never as markup); control characters, which HTML cannot carry, become U+FFFD. Blank
     lines separate paragraphs, single line breaks are kept as `<br>`. `subject` becomes the
     document's title, `lang` its language (so a reader or a screen reader pronounces it right).
+
+    `links` are the URLs the sender vouches for (the provider's pay link): only those become
+    clickable, never a URL that came in a name or a number. ValueError for one that is not a plain
+    http(s) URL.
     """
+    anchors: dict[str, str] = {}
+    for url in links:
+        if not _LINK.fullmatch(url):
+            raise ValueError(f"not a plain http(s) URL: {url!r}")
+        shown = escape(url, quote=True)  # as it stands in the escaped text, and as an attribute value
+        anchors[shown] = f'<a href="{shown}">{shown}</a>'
     paragraphs = [p for p in _CONTROL.sub("\ufffd", text).strip("\n").split("\n\n") if p.strip()]
     content = "\n".join(
         _PARAGRAPH + "<br>\n".join(escape(line, quote=True) for line in p.strip("\n").split("\n")) + "</p>"
         for p in paragraphs
     )
+    for url, anchor in anchors.items():
+        content = content.replace(url, anchor)
     title = escape(_CONTROL.sub("\ufffd", subject), quote=True)
     return (
         f'<!DOCTYPE html>\n<html lang="{escape(lang, quote=True)}">\n<head>\n<meta charset="utf-8">\n'

@@ -266,6 +266,21 @@ def test_html_body_keeps_paragraphs_and_line_breaks() -> None:
     assert "<title>S &lt;x&gt;</title>" in html and '<html lang="de">' in html
 
 
+def test_only_the_links_the_sender_vouches_for_are_clickable() -> None:
+    pay = "https://pay.example/inv/130?t=abc&u=1"
+    text = f"Dear https://evil.example/x,\n\nPay here:\n{pay}\n"
+
+    html = html_body(text, links=[pay])
+
+    shown = pay.replace("&", "&amp;")
+    assert html.count("<a ") == 1 and f'<a href="{shown}">{shown}</a>' in html
+    assert "https://evil.example/x" in html and 'href="https://evil.example' not in html
+    assert "<a " not in html_body(text)
+    for bad in ("javascript:alert(1)", 'https://x.example/"onmouseover=', "https://x.example/a b", "ftp://x"):
+        with pytest.raises(ValueError, match="not a plain http"):
+            html_body(text, links=[bad])
+
+
 def assert_complete(rendered: RenderedMessage, *, signed: bool = True) -> None:
     """No template syntax left, one clean subject line, tidy paragraphs, signed by the firm."""
     for text in (rendered.subject, rendered.body, rendered.html):
