@@ -294,3 +294,36 @@ def assert_complete(rendered: RenderedMessage, *, signed: bool = True) -> None:
     assert "!" not in rendered.body
     assert (FIRM in rendered.body) is signed
     assert f"<title>{escape(rendered.subject)}</title>" in rendered.html
+
+
+# --- through the policy engine ---------------------------------------------------------------------------
+
+
+def test_the_plan_carries_the_contract_language_the_balance_after_fees_and_the_firm_signature() -> None:
+    from bridge.model import RenegotiationRequest
+    from tests.builders import contract, invoice, run, terms
+
+    german = contract(
+        currency="EUR",
+        locale="de_DE",
+        reminders={"schedule": [-3, 1, 7, 14, 30], "business_days": True},
+        late_fee={"percent": "1.5", "grace_days": 5, "every_days": 30, "max_percent_of_total": "10"},
+    )
+    inv = invoice(currency="EUR", provider="freshbooks", paid=[("2026-09-20", "500.00")])
+    request = RenegotiationRequest(
+        connection="acme", invoice_id=inv.id, requested_on=date(2026, 10, 20), new_due_date=date(2026, 12, 24)
+    )
+    plan = run(inv, "2026-10-20", terms_=terms(german, firm_name=FIRM), renegotiations=[request])
+
+    # Occurrences 1 (30.00 on 2,000.00) and 2 (22.50 on 1,500.00) are owed; the reminder states what they leave.
+    assert [a.amount for a in plan.actions if a.kind == "late_fee"] == [Decimal("30.00"), Decimal("22.50")]
+    (reminder,) = [a for a in plan.actions if a.kind == "reminder"]
+    (refusal,) = [a for a in plan.actions if a.kind == "renegotiation_refused"]
+    assert reminder.balance == Decimal("1552.50")
+    assert reminder.subject == "Rechnung INV-1001: Zahlung 43 Tage überfällig"
+    assert reminder.body is not None and refusal.body is not None
+    assert "(1.552,50\xa0€ offen von insgesamt 2.052,50\xa0€)" in reminder.body
+    assert "Verzugsgebühr von 52,50\xa0€ enthalten" in reminder.body and "1,5\xa0%" in reminder.body
+    assert "mehr als 30 Tage nach dem ursprünglichen Fälligkeitstag" in refusal.body
+    for body in (reminder.body, refusal.body):
+        assert body.startswith("Guten Tag Amy's Bird Sanctuary,\n\n") and body.endswith(f"\n{FIRM}\n")
