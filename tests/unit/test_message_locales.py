@@ -327,3 +327,13 @@ def test_the_plan_carries_the_contract_language_the_balance_after_fees_and_the_f
     assert "mehr als 30 Tage nach dem ursprünglichen Fälligkeitstag" in refusal.body
     for body in (reminder.body, refusal.body):
         assert body.startswith("Guten Tag Amy's Bird Sanctuary,\n\n") and body.endswith(f"\n{FIRM}\n")
+
+
+@pytest.mark.parametrize("template_set", ["polite", "firm"])
+@pytest.mark.parametrize("language", list(LOCALES))
+def test_a_contract_that_allows_no_change_says_so_once(template_set: str, language: str) -> None:
+    locale, currency = LOCALES[language]
+    ctx = context("renegotiation_refused", currency, renegotiation=RenegotiationTerms(0, 30), earlier_invoice=None)
+    paragraphs = render_message(ctx, template_set=template_set, locale=locale).body.split("\n\n")
+    assert len(paragraphs) == len(set(paragraphs))
+    assert sum("30" in p for p in paragraphs) == 0, "no extension to restate when no change is allowed"
