@@ -216,10 +216,11 @@ def html_body(text: str, *, subject: str = "", lang: str = FALLBACK_LANGUAGE, li
             raise ValueError(f"not a plain http(s) URL: {url!r}")
         shown = escape(url, quote=True)  # as it stands in the escaped text, and as an attribute value
         anchors[shown] = f'<a href="{shown}">{shown}</a>'
-    paragraphs = [p for p in _CONTROL.sub("\ufffd", text).strip("\n").split("\n\n") if p.strip()]
+    escaped = escape(_CONTROL.sub("\ufffd", text), quote=True)  # escaping leaves line breaks as they are
     content = "\n".join(
-        _PARAGRAPH + "<br>\n".join(escape(line, quote=True) for line in p.strip("\n").split("\n")) + "</p>"
-        for p in paragraphs
+        _PARAGRAPH + p.strip("\n").replace("\n", "<br>\n") + "</p>"
+        for p in escaped.strip("\n").split("\n\n")
+        if p.strip()
     )
     for url, anchor in anchors.items():
         content = content.replace(url, anchor)
