@@ -56,6 +56,8 @@ existing seed replays the same faults). All but `lost_response` answer without d
 `lost_response` does it and then drops the connection, as when the answer is lost on the way back."""
 
 FLAG_FAULTS: tuple[str, ...] = ("stale_synctoken",)
+# The SMTP server's faults (`{"smtp": {...}}`): an answer to the end of DATA, or a dropped line once it is accepted.
+SMTP_FAULT_KINDS: tuple[str, ...] = ("421", "450", "554", "drop_after_data")
 """Faults that only change how a handler behaves (drawn on every API request, used by writes)."""
 
 
