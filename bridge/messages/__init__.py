@@ -49,6 +49,7 @@ import jinja2
 from bridge.messages._formatting import amount_formatter, format_long_date, format_percent, get_locale
 
 __all__ = [
+    "DEFAULT_SET",
     "FALLBACK_LANGUAGE",
     "MESSAGE_NAMES",
     "REFUSAL_REASONS",
@@ -76,6 +77,9 @@ REFUSAL_REASONS: Final[tuple[str, ...]] = (
     "not_open",
 )
 """The reasons a renegotiation can be refused (docs/policy.md §6)."""
+
+DEFAULT_SET: Final = "polite"
+"""The template set of a contract that names none. Every shipped set is written in the same languages."""
 
 FALLBACK_LANGUAGE: Final = "en"
 """The language of a message whose locale's language has no templates."""
@@ -147,7 +151,7 @@ class RenderedMessage:
         return html_body(self.body, subject=self.subject, lang=self.language)
 
 
-def render_message(ctx: MessageContext, *, template_set: str = "polite", locale: str = "en_US") -> RenderedMessage:
+def render_message(ctx: MessageContext, *, template_set: str = DEFAULT_SET, locale: str = "en_US") -> RenderedMessage:
     """Render `ctx.message` from `template_set` in `locale`'s language (English when it has none),
     with amounts and dates written for `locale`.
 
