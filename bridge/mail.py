@@ -1,7 +1,7 @@
 """One client e-mail, composed from a rendered message (pure: no I/O, no clock; the date is an argument).
 
-`compose` turns a subject, a text body and its HTML body (`bridge.messages.html_body` of the
-same text) into an `email.message.EmailMessage` ready for SMTP:
+`compose` turns a subject, a text body and an HTML body (derived from the text when the
+message has none) into an `email.message.EmailMessage` ready for SMTP:
 
     multipart/mixed                      (only when a PDF goes with it)
     ├── multipart/alternative
@@ -21,6 +21,8 @@ the same bytes.
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,7 @@ from email.utils import format_datetime
 __all__ = [
     "PdfAttachment",
     "compose",
+    "html_from_text",
     "message_id",
     "pay_link_line",
     "with_pay_link",
@@ -45,6 +48,7 @@ _PAY_LINK_WORDS: dict[str, str] = {
     "fr": "Consulter et régler la facture en ligne :",
     "es": "Ver y pagar la factura en línea:",
 }
+_URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,21 @@ def with_pay_link(text: str, url: str | None, locale: str) -> str:
     return f"{text.rstrip()}\n\n{pay_link_line(url, locale)}\n"
 
 
+def html_from_text(text: str) -> str:
+    """A minimal HTML body from the text one: escaped, paragraphs kept, links clickable."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    parts = []
+    for paragraph in paragraphs:
+        escaped = html.escape(paragraph, quote=True)
+        linked = _URL.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', escaped)
+        parts.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        f'<body style="font-family: sans-serif; line-height: 1.5;">\n{body}\n</body></html>\n'
+    )
+
+
 def compose(
     *,
     action_key: str,
@@ -82,7 +101,7 @@ def compose(
     to: Sequence[str],
     subject: str,
     text: str,
-    html_body: str,
+    html_body: str | None,
     date: datetime,
     reply_to: str | None = None,
     pdf: PdfAttachment | None = None,
@@ -102,7 +121,7 @@ def compose(
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id(action_key, str(message["From"].addresses[0].addr_spec))
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html_body or html_from_text(text), subtype="html", charset="utf-8", cte="quoted-printable")
     if pdf is not None:
         message.add_attachment(pdf.content, maintype="application", subtype="pdf", filename=pdf.filename)
     _settle_boundaries(message, action_key)
