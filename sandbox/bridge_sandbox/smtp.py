@@ -96,7 +96,7 @@ class SandboxSmtp:
 
             def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
                 ok = isinstance(data, LoginPassword) and accepted.get(data.login.decode()) == data.password.decode()
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 235 or 535
 
             kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None)
         self.controller = Controller(_Handler(deliver, roll), hostname=host, port=self.port, ready_timeout=10, **kwargs)
