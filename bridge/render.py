@@ -85,6 +85,8 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
                 safe(a.reason),
             )
         console.print(table)
+        if verbose:
+            _render_messages(plan, console)
     # An empty plan is said once, by the summary line at the end ("Nothing to do; …").
 
     if plan.skipped:
@@ -105,6 +107,23 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
     for e in plan.errors:
         console.print(Text.assemble(("error", "red"), " ", safe(f"{e.connection} {e.record}: {e.error}")))
     console.print(safe(summary_line(plan)))
+
+
+_FIRST_LINES = 3
+"""How many lines of each message's body `-v` shows under its subject."""
+
+
+def _render_messages(plan: Plan, console: Console) -> None:
+    """Each e-mail the plan would send in the contract's words: recipient, subject and the body's first lines."""
+    messages = [a for a in plan.actions if a.kind is ActionKind.REMINDER and a.subject is not None]
+    if not messages:
+        return
+    console.print(Text("Messages", style="bold"))
+    for a in messages:
+        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}: ")
+        console.print(Text.assemble("  ", who, ("Subject: ", "bold"), safe(a.subject)))
+        for line in [line for line in (a.body or "").splitlines() if line.strip()][:_FIRST_LINES]:
+            console.print(Text.assemble("    ", safe(line)))
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -332,3 +351,33 @@ def _render_decision_outcome(decision: Any, console: Console) -> None:
         for item in [*decision.report.failed, *decision.report.dropped]:
             detail = safe(item.get("error") or item.get("reason"))
             console.print(Text.assemble(("not written back", "red"), ": ", detail))
+
+
+def render_previews(previews: Sequence[Any], console: Console) -> None:
+    """`bridge preview`: each message as received (headers, both bodies, attachments), or what the provider sends."""
+    if not previews:
+        console.print("No messages: the next sync sends nothing.")
+        return
+    for item in previews:
+        action = item.action
+        console.print(safe(f"── {action.key} ({action.connection}, invoice {action.invoice.number})", "bold"))
+        console.print(safe(f"   how: {item.how}"))
+        if item.message is None:
+            console.print(safe(f"   To: {action.to}"))
+            console.print(safe(f"   Subject: {action.subject}"))
+            console.print(safe(action.body or "", multiline=True))
+            console.print()
+            continue
+        for name in ("From", "Reply-To", "To", "Subject", "Message-ID"):
+            if item.message[name] is not None:
+                console.print(safe(f"   {name}: {item.message[name]}"))
+        attached = ", ".join(item.attachments) if item.attachments else "none"
+        console.print(safe(f"   Attachments: {attached}"))
+        for note in item.notes:
+            console.print(safe(f"   note: {note}", "yellow"))
+        for subtype in ("plain", "html"):
+            part = item.message.get_body(preferencelist=(subtype,))
+            if part is not None:
+                console.print(safe(f"   ── text/{subtype}", "dim"))
+                console.print(safe(part.get_content(), multiline=True))
+        console.print()
