@@ -35,6 +35,7 @@ from bridge.config_errors import (
     validate,
 )
 from bridge.errors import ConfigError
+from bridge.notify.settings import NotifySettings
 from bridge.policies.terms import Contract, Exclude, Hold, Terms
 
 __all__ = [
@@ -180,6 +181,7 @@ class Settings(_Settings):
     secrets: SecretsSettings = SecretsSettings()
     connections: tuple[ConnectionSettings, ...] = ()
     terms: Terms = Terms()
+    notify: NotifySettings = NotifySettings()
 
     @model_validator(mode="after")
     def _unique_connection_names(self) -> Settings:
@@ -209,6 +211,7 @@ class _ConfigFile(_Settings):
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
     exclude: Exclude = Exclude()
+    notify: NotifySettings = NotifySettings()
 
 
 class _TermsFile(_Settings):
@@ -282,6 +285,7 @@ def load_settings(path: Path) -> Settings:
                 exclude=config.exclude,
                 fee_modes=fee_modes,
             ),
+            notify=config.notify,
         )
     except ValidationError as exc:  # the checks above make this unreachable; stay readable anyway
         raise ConfigError([strip_prefix(e["msg"]) for e in exc.errors()], str(path)) from None

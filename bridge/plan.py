@@ -56,6 +56,7 @@ class SkipCode(StrEnum):
     CAP_REACHED = "cap_reached"
     NOT_OPEN = "not_open"
     NO_EMAIL = "no_email"  # a reminder is due but there is no address to send it to
+    FORGIVEN = "forgiven"  # a reviewer forgave this late fee: it is never charged
 
 
 class WarningCode(StrEnum):
