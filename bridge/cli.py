@@ -970,6 +970,48 @@ def _write_atomically(path: Path, text: str) -> None:
     write_private(path, text)
 
 
+PASSWORD_ENV = "BRIDGE_USER_PASSWORD"
+
+
+@cli.group()
+def users() -> None:
+    """The people who review plans on the review page."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--connection",
+    "connections",
+    multiple=True,
+    metavar="NAME",
+    help="Only the plans of this connection (repeatable; default: every connection).",
+)
+@click.pass_obj
+def users_add(c: Context, name: str, connections: tuple[str, ...]) -> None:
+    """Add a reviewer (or set an existing one's password). The password comes from a hidden prompt, or from
+    $BRIDGE_USER_PASSWORD when set (for scripts); it is stored only as an argon2 hash."""
+    from bridge.review.auth import hash_password
+    from bridge.store.review import Reviews
+
+    if not name.strip() or len(name) > 200 or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise ConfigError(f"NAME: {name!r} is not a user name (printable, no spaces, at most 200 characters)")
+    rt = _runtime(c, list(connections), decrypts=False)
+    password = os.environ.get(PASSWORD_ENV) or ""
+    if not password:
+        if not sys.stdin.isatty():
+            rt.store.close()
+            raise ConfigError(f"no password: set ${PASSWORD_ENV}, or run on a terminal to be asked for it")
+        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        rt.store.close()
+        raise ConfigError("the password is too short: use at least 10 characters")
+    with rt.store:
+        new = Reviews(rt.store).add_user(name, hash_password(password), connections or ("*",))
+    scope = ", ".join(connections) if connections else "every connection"
+    c.out.print(f"{'Added' if new else 'Updated'} user {safe(name)}: reviews the plans of {safe(scope)}.")
+
+
 def _register_setup_commands() -> None:
     from bridge.cli_setup import config_group, init
 

@@ -46,6 +46,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge import clock as wall_clock
+from bridge_sandbox.chat import ChatCapture
 from bridge_sandbox.core import (
     FAULT_KINDS,
     FLAG_FAULTS,
@@ -316,6 +317,7 @@ class Sandbox:
         self._base_url = ""
         self._outbox: list[dict[str, Json]] = []
         self._requests: list[dict[str, Json]] = []
+        self.chat = ChatCapture(self.now)  # team-chat webhooks (bridge_sandbox.chat)
         # Shared, not copied: providers never mutate seed objects (see bridge_sandbox.core).
         self._seed: dict[str, Json] = dict(seed)
 
@@ -453,6 +455,7 @@ class Sandbox:
                 self._seed = dict(seed)
             self._outbox.clear()
             self._requests.clear()
+            self.chat.clear()
             self._faults = parse_faults(self._initial_faults, list(self.providers))
             self._limiter.clear()
             self._load_seed()
@@ -505,6 +508,10 @@ class Sandbox:
             headers={k: v for k, v in handler.headers.items()},
             body=body,
         )
+        channel = self.chat.channel_of(request)
+        if channel is not None:
+            self._write(handler, self.chat.receive(channel, request))
+            return
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
             self._write(handler, self._control(request))
             return
@@ -631,6 +638,11 @@ class Sandbox:
                 return Response.json(200, self.outbox())
             if request.method == "GET" and what == "requests":
                 return Response.json(200, self.requests())
+            if request.method == "GET" and what == "chat":
+                return Response.json(200, self.chat.posts())
+            if request.method == "POST" and what == "chat/faults":
+                self.chat.fail_next(request.json() or {})
+                return Response.json(200, {"ok": True})
             if what == "faults" and request.method in ("GET", "POST"):
                 if request.method == "POST":
                     self.set_faults(request.json() or {})
