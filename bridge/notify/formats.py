@@ -163,6 +163,19 @@ def flock(notice: Notice) -> dict[str, Any]:
     return message
 
 
+def _fit(parts: list[str], limit: int) -> str:
+    """Whole lines (already escaped: never cut inside an entity) up to `limit` characters, then '…'."""
+    out: list[str] = []
+    used = 0
+    for part in parts:
+        if used + len(part) + 1 > limit - 2:
+            out.append("…")
+            break
+        out.append(part)
+        used += len(part) + 1
+    return "\n".join(out)
+
+
 def _mrkdwn(text: str) -> str:
     """Slack's escaping: only &, < and > (the control characters of mrkdwn links and mentions)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -170,12 +183,12 @@ def _mrkdwn(text: str) -> str:
 
 def slack(notice: Notice) -> dict[str, Any]:
     """Slack incoming-webhook message with Block Kit blocks."""
-    section = "\n".join(_mrkdwn(line) for line in lines(notice)) or _mrkdwn(headline(notice))
+    section = _fit([_mrkdwn(line) for line in lines(notice)] or [_mrkdwn(headline(notice))], SLACK_SECTION_MAX)
     return {
         "text": _clip(headline(notice), SLACK_SECTION_MAX),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": _clip(headline(notice), SLACK_HEADER_MAX)}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(section, SLACK_SECTION_MAX)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": section}},
             {
                 "type": "actions",
                 "elements": [
