@@ -35,7 +35,8 @@ RELINK_SKIP = timedelta(days=1)
 # Within this, it still runs, and a notice says to re-link it soon.
 RELINK_WARN = timedelta(days=14)
 
-OUTCOMES = ("ok", "partial", "failed", "interrupted", "pending_review", "skipped")
+DEAD_LINK = "dead_link"  # the outcome of the run that found the provider refusing the credentials
+OUTCOMES = ("ok", "partial", "failed", "interrupted", "pending_review", "skipped", DEAD_LINK)
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,21 @@ class LogNotices:
 
 
 def link_problem(rt: Runtime, connection: ConnectionSettings) -> tuple[str | None, str | None]:
-    """(why the connection must be skipped, or None; a warning to re-link soon, or None)."""
+    """(why the connection must be skipped, or None; a warning to re-link soon, or None).
+
+    Dead: never linked (no tokens), the provider refused its credentials on an earlier run and it has not
+    been re-linked since (its tokens are no newer than that run), or its refresh token dies within a day.
+    """
+    relink = f"re-link it (bridge link {connection.provider} --name {connection.name})"
     try:
         tokens, _ = rt.vault.load(connection.name)
     except AuthError as exc:
         return describe(exc), None
+    row = next(iter(rt.store.schedule([connection.name])), None)
+    saved = rt.store.load_token(connection.name)
+    if row is not None and row.last_outcome == DEAD_LINK and saved is not None and row.last_run_at is not None:
+        if saved.updated_at <= row.last_run_at:
+            return f"the provider refused its credentials on {row.last_run_at:%Y-%m-%d %H:%M} UTC: {relink}", None
     now = clock.now_utc()
     ends = [t for t in (tokens.refresh_expires_at, _hard_expiry(tokens.extra.get("refresh_hard_expires_at"))) if t]
     if not ends:
@@ -104,10 +115,7 @@ def link_problem(rt: Runtime, connection: ConnectionSettings) -> tuple[str | Non
     first = min(ends)
     if first <= now + RELINK_SKIP:
         when = "has expired" if first <= now else f"expires at {first.isoformat(timespec='minutes')}"
-        return (
-            f"the refresh token {when}: re-link it (bridge link {connection.provider} --name {connection.name})",
-            None,
-        )
+        return f"the refresh token {when}: {relink}", None
     if first <= now + RELINK_WARN:
         return None, f"the refresh token expires at {first.isoformat(timespec='minutes')}: re-link it before then"
     return None, None
@@ -179,20 +187,22 @@ def _run(
     if soon:
         notices.notice("relink", conn.name, soon)
     log.info("%s: run (%s)", conn.name, trigger)
-    if conn.review == "required":
-        outcome = sync(rt, [conn.name], dry_run=True)
-        _count(metrics, conn, outcome)
-        if outcome.exit_code not in (0, 3) or not outcome.plan.actions:
-            return JobResult(conn.name, trigger, _outcome(outcome), _detail(outcome), outcome.plan)
+    held = conn.review == "required"  # the run stops at the plan, which waits for approval
+    outcome = sync(rt, [conn.name], dry_run=held, stop=None if held else stop)
+    _count(metrics, conn, outcome)
+    if any(run.refused for run in outcome.runs):
+        why = next(run.error or "" for run in outcome.runs if run.refused)
+        if metrics is not None:
+            metrics.link_dead.labels(conn.name).set(1)
+        notices.notice("relink", conn.name, why)
+        return JobResult(conn.name, trigger, DEAD_LINK, why, outcome.plan)
+    if held and outcome.exit_code in (0, 3) and outcome.plan.actions:
         plan_id = review.submit(rt, conn.name, outcome.plan)
         notices.notice("review", conn.name, f"{len(outcome.plan.actions)} action(s) wait for approval ({plan_id})")
         return JobResult(conn.name, trigger, "pending_review", _detail(outcome), outcome.plan, plan_id)
-    outcome = sync(rt, [conn.name], dry_run=False, stop=stop)
-    _count(metrics, conn, outcome)
-    result = JobResult(conn.name, trigger, _outcome(outcome), _detail(outcome), outcome.plan)
     if outcome.report is not None and outcome.report.in_doubt:
         notices.notice("in_doubt", conn.name, f"{len(outcome.report.in_doubt)} action(s) in doubt, not sent again")
-    return result
+    return JobResult(conn.name, trigger, _outcome(outcome), _detail(outcome), outcome.plan)
 
 
 def _outcome(outcome: SyncOutcome) -> str:
