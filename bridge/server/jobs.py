@@ -105,9 +105,9 @@ def link_problem(rt: Runtime, connection: ConnectionSettings) -> tuple[str | Non
         return describe(exc), None
     row = next(iter(rt.store.schedule([connection.name])), None)
     saved = rt.store.load_token(connection.name)
-    if row is not None and row.last_outcome == DEAD_LINK and saved is not None and row.last_run_at is not None:
-        if saved.updated_at <= row.last_run_at:
-            return f"the provider refused its credentials on {row.last_run_at:%Y-%m-%d %H:%M} UTC: {relink}", None
+    refused_at = row.last_run_at if row is not None and row.last_outcome == DEAD_LINK else None
+    if refused_at is not None and saved is not None and saved.updated_at <= refused_at:
+        return f"the provider refused its credentials on {refused_at:%Y-%m-%d %H:%M} UTC: {relink}", None
     now = clock.now_utc()
     ends = [t for t in (tokens.refresh_expires_at, _hard_expiry(tokens.extra.get("refresh_hard_expires_at"))) if t]
     if not ends:

@@ -59,7 +59,7 @@ class Embedded:
 
     def context(self) -> ServerContext:
         """What the HTTP routes need."""
-        return ServerContext(self.rt.settings, self.rt.store, self.dispatcher, self.metrics, env=self.rt.env)
+        return ServerContext(self.rt, self.dispatcher, self.metrics)
 
 
 def serve(

@@ -12,9 +12,11 @@ A webhook is a hint, never the data: a verified one only brings its connection's
   documents). The body is form-encoded: `name, object_id, account_id, business_id, identity_id, user_id`; the
   registration message carries `verifier` instead of an event.
 
-Each connection names the environment variable holding its provider's key (`webhook_secret_env`). A body is
-checked against every key configured for that provider; the key that matches says which connections the
-sender may speak for. Tenants named in a verified body that match no such connection are "unknown" (counted).
+Each connection names the environment variable holding its provider's key (`webhook_secret_env`); without
+one, a FreshBooks connection uses the verifier FreshBooks handed over at registration (kept encrypted). A
+body is checked against every key of that provider's connections; the key that matches says which
+connections the sender may speak for. Tenants named in a verified body that match no such connection are
+"unknown" (counted).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,8 +46,18 @@ class Verdict:
     verified: bool
     connections: tuple[str, ...] = ()  # to bring forward
     unknown_tenants: tuple[str, ...] = ()
-    verifier: str | None = None  # FreshBooks registration: the verifier it sent
     problem: str = ""
+
+
+def registration(body: bytes) -> tuple[str, str, str | None] | None:
+    """FreshBooks' registration message: (callback id, verifier, account id or None); None for any other."""
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return None
+    if not fields.get("verifier") or not fields.get("object_id"):
+        return None
+    return fields["object_id"], fields["verifier"], fields.get("account_id") or None
 
 
 def sign(key: str, message: bytes) -> str:
@@ -58,28 +70,27 @@ def freshbooks_message(fields: Sequence[tuple[str, str]]) -> bytes:
     return json.dumps(dict(fields)).encode("utf-8")
 
 
-def tenants_in(provider: str, body: bytes) -> tuple[list[str], str | None]:
-    """The tenant ids a body names (and a FreshBooks verifier, if it is a registration message).
-
-    Raises ValueError for a body that is not the provider's format.
-    """
+def tenants_in(provider: str, body: bytes) -> list[str]:
+    """The tenant ids a body names; ValueError for a body that is not the provider's format."""
     if provider == "freshbooks":
         fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        return ([fields["account_id"]] if fields.get("account_id") else []), fields.get("verifier")
+        return [fields["account_id"]] if fields.get("account_id") else []
     data: Any = json.loads(body.decode("utf-8") or "null")
     if provider == "quickbooks":
         if isinstance(data, list):  # CloudEvents
-            return [str(e["intuitaccountid"]) for e in data if isinstance(e, dict) and e.get("intuitaccountid")], None
+            return [str(e["intuitaccountid"]) for e in data if isinstance(e, dict) and e.get("intuitaccountid")]
         if isinstance(data, dict) and isinstance(data.get("eventNotifications"), list):
-            return [
-                str(n["realmId"]) for n in data["eventNotifications"] if isinstance(n, dict) and n.get("realmId")
-            ], None
+            return [str(n["realmId"]) for n in data["eventNotifications"] if isinstance(n, dict) and n.get("realmId")]
         raise ValueError("neither CloudEvents nor the legacy eventNotifications form")
     if provider == "xero":
         if isinstance(data, dict) and isinstance(data.get("events"), list):
-            return [str(e["tenantId"]) for e in data["events"] if isinstance(e, dict) and e.get("tenantId")], None
+            return [str(e["tenantId"]) for e in data["events"] if isinstance(e, dict) and e.get("tenantId")]
         raise ValueError("not a Xero webhook batch (no events list)")
     raise ValueError(f"no webhooks for provider {provider!r}")
+
+
+KeyOf = Callable[[ConnectionSettings], "str | None"]
+"""A connection's webhook key (None: it has none)."""
 
 
 def verify(
@@ -87,12 +98,12 @@ def verify(
     body: bytes,
     signature: str | None,
     connections: Sequence[ConnectionSettings],
-    env: Mapping[str, str],
+    key_of: KeyOf,
 ) -> Verdict:
     """Check a delivery against every key configured for `provider`; which connections it brings forward."""
     if not signature:
         return Verdict(False, problem="no signature header")
-    keyed = [(c, env.get(c.webhook_secret_env or "")) for c in connections if c.provider == provider]
+    keyed = [(c, key_of(c)) for c in connections if c.provider == provider]
     keys = {key for _, key in keyed if key}
     if not keys:
         return Verdict(False, problem=f"no webhook key configured for {provider} (webhook_secret_env)")
@@ -103,11 +114,11 @@ def verify(
     if matched is None:
         return Verdict(False, problem="bad signature")
     try:
-        tenants, verifier = tenants_in(provider, body)
+        tenants = tenants_in(provider, body)
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
         return Verdict(True, problem=f"signed, but not understood: {exc}")
     speaking = [c for c, key in keyed if key == matched]
     found = tuple(sorted({c.name for c in speaking if c.tenant_id in tenants}))
     known = {c.tenant_id for c in speaking}
     unknown = tuple(sorted({t for t in tenants if t not in known}))
-    return Verdict(True, found, unknown, verifier)
+    return Verdict(True, found, unknown)

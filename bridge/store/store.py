@@ -157,12 +157,23 @@ class Store:
         return None if row is None else _connection_row(row)
 
     def remove_connection(self, name: str) -> None:
-        """Forget a connection with its token, cursors, cached records (invoices, payments, customers) and quarantine.
+        """Forget a connection with its token, cursors, cached records (invoices, payments, customers), quarantine,
+        place in the server's schedule and webhook key.
 
         The ledger and the renegotiations stay: they are the audit trail.
         """
         with self._tx(write=True) as conn:
-            for table in (t.tokens, t.cursors, t.invoices, t.payments, t.customers, t.quarantine):
+            tables = (
+                t.tokens,
+                t.cursors,
+                t.invoices,
+                t.payments,
+                t.customers,
+                t.quarantine,
+                t.schedule,
+                t.webhook_keys,
+            )
+            for table in tables:
                 conn.execute(delete(table).where(table.c.connection == name))
             conn.execute(delete(t.connections).where(t.connections.c.name == name))
 
@@ -550,6 +561,19 @@ class Store:
         """The schedule, by connection name."""
         with self._tx() as conn:
             return _schedule.rows(conn, connections)
+
+    def save_webhook_key(self, connection: str, ciphertext: bytes) -> None:
+        """Keep a webhook key a provider handed over (the caller encrypts it), replacing any earlier one."""
+        row = {"connection": connection, "ciphertext": bytes(ciphertext), "updated_at": now_utc()}
+        with self._tx(write=True) as conn:
+            upsert(conn, t.webhook_keys, [row], keys=("connection",), update=("ciphertext", "updated_at"))
+
+    def webhook_key(self, connection: str) -> bytes | None:
+        """The encrypted webhook key kept for a connection, or None."""
+        with self._tx() as conn:
+            stmt = select(t.webhook_keys.c.ciphertext).where(t.webhook_keys.c.connection == connection)
+            found = conn.execute(stmt).scalar()
+        return None if found is None else bytes(found)
 
     # -- renegotiations -------------------------------------------------------------------------
 

@@ -215,3 +215,13 @@ schedule = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "next_run_at"),
 )
+
+# Webhook keys a provider handed over itself (FreshBooks' verifier, sent to the callback address when the
+# callback is registered), encrypted like the tokens; a key in the environment (`webhook_secret_env`) wins.
+webhook_keys = Table(
+    "webhook_keys",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -347,8 +347,7 @@ class Sandbox:
         server.sandbox = self
         self._server = server
         self._stopping.clear()
-        if self._webhook_settings is not None:
-            self._webhooks = WebhookSender(self._webhook_settings)
+        self._webhooks = WebhookSender()
         host, port = server.server_address[:2]
         self._base_url = f"http://{host if isinstance(host, str) else host.decode()}:{port}"
         self._thread = threading.Thread(
@@ -573,7 +572,17 @@ class Sandbox:
         provider, rte = matched
         if not rte.api or response.log.get("replayed") or entry["tenant"] is None:
             return
-        sender.add(changes_of(provider.name, rte.name, request, response, str(entry["tenant"]), self.now()))
+        settings = self._webhook_settings
+        for change in changes_of(provider.name, rte.name, request, response, str(entry["tenant"]), self.now()):
+            if settings is not None:
+                sender.add(change, f"{settings.url.rstrip('/')}/{provider.name}", settings.key_for(provider.name))
+            for url, key in provider.webhook_targets(change):
+                sender.add(change, url, key)
+
+    def deliver_form(self, provider: str, url: str, fields: Sequence[tuple[str, str]]) -> None:
+        """POST form fields to `url` from the webhook thread (a provider's registration message)."""
+        if self._webhooks is not None:
+            self._webhooks.add_form(provider, url, fields)
 
     def webhook_deliveries(self) -> list[dict[str, Json]]:
         """Every webhook delivery attempt so far (empty when webhooks are off)."""

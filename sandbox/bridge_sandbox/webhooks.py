@@ -4,7 +4,8 @@
 
 After each API write that succeeded (the bridge's included), the server asks `changes_of` what it changed
 and hands the changes to a `WebhookSender`, which batches them for a moment and POSTs them, signed, to
-`{url}/{provider}` from a thread of its own (never under the sandbox lock):
+`{url}/{provider}` (and to any FreshBooks callback registered and verified through the API, signed with its
+verifier) from a thread of its own (never under the sandbox lock):
 
 - QuickBooks: a JSON array of CloudEvents (`type` "qbo.invoice.updated.v1", `intuitaccountid` the realm id),
   header `intuit-signature` = base64(HMAC-SHA256(key, body)).
@@ -225,22 +226,35 @@ def freshbooks_signature(key: str, fields: list[tuple[str, str]]) -> str:
 # ---------------------------------------------------------------------------------------------------- sending
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """A change on its way to one address, signed with one key; or a ready form (FreshBooks' verifier)."""
+
+    provider: str
+    url: str
+    key: str
+    change: Change | None = None
+    form: tuple[tuple[str, str], ...] = ()
+
+
 class WebhookSender:
     """Batches changes for `BATCH_SECONDS` and POSTs them from its own thread (see the module)."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
-        self.settings = settings
-        self._queue: queue.Queue[Change | None] = queue.Queue()
+    def __init__(self) -> None:
+        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._log: list[dict[str, Json]] = []
         self._lock = threading.Lock()
         self._xero = _XeroSequence()
         self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
         self._thread.start()
 
-    def add(self, changes: Iterable[Change]) -> None:
-        """Send these (soon)."""
-        for change in changes:
-            self._queue.put(change)
+    def add(self, change: Change, url: str, key: str) -> None:
+        """Send this change to `url`, signed with `key` (soon, batched with others to the same place)."""
+        self._queue.put(_Delivery(change.provider, url, key, change))
+
+    def add_form(self, provider: str, url: str, fields: Iterable[tuple[str, str]]) -> None:
+        """POST these form fields to `url` unsigned (FreshBooks' registration message, carrying the verifier)."""
+        self._queue.put(_Delivery(provider, url, "", form=tuple(fields)))
 
     def deliveries(self) -> list[dict[str, Json]]:
         """Every delivery attempt so far: provider, url, status (None: no answer), attempt, body."""
@@ -276,13 +290,15 @@ class WebhookSender:
             if stop:
                 return
 
-    def _send(self, batch: list[Change]) -> None:
-        groups: dict[tuple[str, str], list[Change]] = {}
-        for change in batch:
-            groups.setdefault((change.provider, change.tenant), []).append(change)
-        for (provider, _tenant), changes in groups.items():
-            key = self.settings.key_for(provider)
-            url = f"{self.settings.url.rstrip('/')}/{provider}"
+    def _send(self, batch: list[_Delivery]) -> None:
+        groups: dict[tuple[str, str, str, str], list[Change]] = {}
+        for item in batch:
+            if item.change is None:
+                form = "application/x-www-form-urlencoded"
+                self._post(item.provider, item.url, urlencode(item.form).encode("ascii"), form, {})
+                continue
+            groups.setdefault((item.provider, item.change.tenant, item.url, item.key), []).append(item.change)
+        for (provider, _tenant, url, key), changes in groups.items():
             if provider == "quickbooks":
                 body = quickbooks_body(changes)
                 self._post(provider, url, body, "application/json", {"intuit-signature": sign(key, body)})

@@ -1,10 +1,10 @@
-"""The server's schedule: `next_run_at` per connection, claimed with a lease.
+"""The server's schedule (`next_run_at` per connection, claimed with a lease) and provider-given webhook keys.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-07
 
-Written by hand to mirror `schedule` in bridge/store/tables.py.
+Written by hand to mirror `schedule` and `webhook_keys` in bridge/store/tables.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create the schedule table."""
+    """Create the schedule and webhook key tables."""
     instant = sa.DateTime(timezone=True)
     op.create_table(
         "schedule",
@@ -40,9 +40,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("connection", name=op.f("pk_schedule")),
     )
     op.create_index(op.f("ix_schedule_next_run_at"), "schedule", ["next_run_at"])
+    op.create_table(
+        "webhook_keys",
+        sa.Column("connection", sa.String(200), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column("updated_at", instant, nullable=False),
+        sa.PrimaryKeyConstraint("connection", name=op.f("pk_webhook_keys")),
+    )
 
 
 def downgrade() -> None:
-    """Drop the schedule table."""
+    """Drop the schedule and webhook key tables."""
+    op.drop_table("webhook_keys")
     op.drop_index(op.f("ix_schedule_next_run_at"), table_name="schedule")
     op.drop_table("schedule")
