@@ -1,7 +1,7 @@
 """Review: pending plans, reviewers' decisions, users, used one-time links, failed sign-ins.
 
 Revision ID: 0003
-Revises: 0001 (the integrator re-chains it after 0002)
+Revises: 0002
 Create Date: 2026-12-07
 
 Mirrors the review tables of bridge/store/tables.py.
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
