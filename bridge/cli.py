@@ -918,15 +918,24 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
         rt.store.close()
         c.err.print(NO_CONNECTIONS_TO_SERVE)
         raise SystemExit(2)
+    from bridge.review.service import for_runtime
+    from bridge.review.web import review_routes
+
+    port = server.port if port is None else port
+    reviews = for_runtime(rt, server.public_url or f"http://{host or server.host}:{port}")
     try:
         code = serve(
             rt,
             host=host or server.host,
-            port=server.port if port is None else port,
+            port=port,
             workers=workers or server.workers,
             ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
+            routes=review_routes(reviews),
+            review=reviews,
+            notices=reviews,
         )
     finally:
+        reviews.close()
         rt.store.close()
     raise SystemExit(code)
 

@@ -20,15 +20,26 @@ from collections.abc import Collection
 from datetime import date
 from typing import Any
 
-from bridge.errors import ConflictError
+from bridge.errors import ConfigError, ConflictError
 from bridge.notify import formats
-from bridge.notify.channels import Notifier
+from bridge.notify.channels import Channels, EmailSender, Notifier
 from bridge.plan import Action, ActionKind, Plan, Skip, SkipCode
 from bridge.review.auth import Keys
 from bridge.store.review import ReviewPlan, Reviews
 from bridge.sync import Runtime, apply_plan
 
 log = logging.getLogger("bridge.review")
+
+
+def for_runtime(rt: Runtime, public_url: str, *, email: EmailSender | None = None) -> ReviewService:
+    """The review service of a server: keys derived from the bridge's secret key, notices to `[notify]`."""
+    secret = rt.env.get(rt.settings.secrets.key_env, "")
+    if not secret:
+        raise ConfigError(
+            f"${rt.settings.secrets.key_env} is not set: the review pages sign their cookies and links with it"
+        )
+    notifier = Notifier(Channels(rt.settings.notify, rt.env, email=email))
+    return ReviewService(rt, keys=Keys(secret), public_url=public_url, notifier=notifier)
 
 
 class ReviewService:
@@ -49,6 +60,11 @@ class ReviewService:
         self.public_url = public_url.rstrip("/")
         self.notifier = notifier
         self.as_of = as_of  # evaluate approvals as of this day (emulators only; None: today)
+
+    def close(self) -> None:
+        """Let the notices in flight go out, then stop the notifier's thread."""
+        if self.notifier is not None:
+            self.notifier.close()
 
     # -- links --------------------------------------------------------------------------------------
 
@@ -74,7 +90,11 @@ class ReviewService:
         return plan_id
 
     def notice(self, kind: str, connection: str, text: str) -> None:
-        """A failure, a reminder in doubt, a link to renew: to every channel that wants it (never raises)."""
+        """A failure, a reminder in doubt, a link to renew: to every channel that wants it (never raises).
+
+        A `review` notice is left out here: `submit` has already sent it, with the counts and the button."""
+        if kind == "review":
+            return
         self._notify(formats.Notice(kind, connection, self.page(), detail=text))
 
     def _notify(self, notice: formats.Notice) -> None:

@@ -70,11 +70,19 @@ def serve(
     workers: int,
     routes: Sequence[BaseRoute] = (),
     ready: Callable[[str], None] | None = None,
+    review: ReviewSink | None = None,
+    notices: NoticeSink | None = None,
 ) -> int:
-    """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain)."""
+    """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
+
+    `review` and `notices` replace the defaults (plans held in memory, notices in the log)."""
     import uvicorn
 
     embedded = Embedded(rt, workers)
+    if review is not None:
+        embedded.review = review
+    if notices is not None:
+        embedded.notices = notices
     app = create_app(embedded.context(), routes)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
