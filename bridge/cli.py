@@ -1035,12 +1035,17 @@ def sandbox_serve(
 )
 @click.option("--dry-run", is_flag=True, help="Show the plan only; apply nothing.")
 @click.option("--keep", is_flag=True, help="Keep the temporary store and config (their folder is printed).")
+@click.option("--review", is_flag=True, help="Print a review link per plan and wait for approval instead of applying.")
 @click.pass_obj
-def demo(c: Context, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> None:
-    """Emulators in-process, connections linked through their OAuth, a dry run, then the real sync."""
+def demo(
+    c: Context, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool, review: bool
+) -> None:
+    """Emulators in-process, connections linked through their OAuth, a dry run, then the real sync (or, with
+    --review, the review pages: each plan applied once approved there)."""
     from bridge.demo import run_demo
 
-    raise SystemExit(run_demo(c, seed_path=seed_path, contracts_path=contracts_path, dry_run=dry_run, keep=keep))
+    code = run_demo(c, seed_path=seed_path, contracts_path=contracts_path, dry_run=dry_run, keep=keep, review=review)
+    raise SystemExit(code)
 
 
 def _write_atomically(path: Path, text: str) -> None:
