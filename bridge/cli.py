@@ -970,6 +970,13 @@ def sandbox() -> None:
     metavar="KEY",
     help="The key that signs them: the emulator's test key, which the bridge's webhook_secret_env must hold too.",
 )
+@click.option(
+    "--smtp-port",
+    "smtp_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also run an SMTP server on this port (0: any free one); its messages appear in /_sandbox/outbox.",
+)
 @click.pass_obj
 def sandbox_serve(
     c: Context,
@@ -979,6 +986,7 @@ def sandbox_serve(
     faults: str | None,
     webhook_url: str | None,
     webhook_key: str | None,
+    smtp_port: int | None,
 ) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
@@ -1000,7 +1008,11 @@ def sandbox_serve(
 
     def announce(sandbox: Sandbox) -> None:
         # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
-        click.echo(json.dumps({"base_url": sandbox.base_url, "providers": sandbox.describe()}))
+        smtp = sandbox.smtp_address
+        described: dict[str, Any] = {"base_url": sandbox.base_url, "providers": sandbox.describe()}
+        if smtp is not None:
+            described["smtp"] = {"host": smtp[0], "port": smtp[1]}
+        click.echo(json.dumps(described))
         sys.stdout.flush()
 
     def to_stderr(line: str) -> None:
@@ -1016,11 +1028,49 @@ def sandbox_serve(
                 echo=to_stderr,
                 ready=announce,
                 webhooks=webhooks,
+                smtp_port=smtp_port,
             )
         else:
-            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults, webhooks=webhooks)
+            serve(
+                seed_path=seed_path,
+                port=port,
+                latency_ms=latency_ms,
+                faults_spec=faults,
+                webhooks=webhooks,
+                smtp_port=smtp_port,
+            )
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
+@click.option("--invoice", "invoice_number", metavar="NUMBER", help="Only the messages about this invoice number.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Write one .eml file per e-mail here."
+)
+@click.pass_obj
+def preview(c: Context, connections: tuple[str, ...], invoice_number: str | None, out_dir: Path | None) -> None:
+    """The e-mails the next sync would send, exactly as the client will receive them (nothing is sent)."""
+    from bridge.preview import preview as run_preview
+    from bridge.preview import write_eml
+
+    rt = _runtime(c, connections)
+    try:
+        with _Progress(c) as progress:
+            previews, code = run_preview(rt, connections, as_of=c.as_of, invoice=invoice_number, progress=progress)
+    finally:
+        rt.store.close()
+    written = write_eml(out_dir, previews) if out_dir is not None else []
+    if c.json:
+        click.echo(json.dumps([p.to_dict() for p in previews], indent=2, ensure_ascii=False))
+    else:
+        from bridge.render import render_previews
+
+        render_previews(previews, c.out)
+    if written and not c.quiet:
+        c.err.print(f"{len(written)} .eml file(s) written to {out_dir}", markup=False)
+    raise SystemExit(code)
 
 
 @cli.command()

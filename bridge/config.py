@@ -20,11 +20,22 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.config_errors import (
     SECRET_ADVICE,
@@ -42,9 +53,11 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "ConnectionSettings",
+    "FirmSettings",
     "SecretsSettings",
     "ServerSettings",
     "Settings",
+    "SmtpSettings",
     "StoreSettings",
     "load_settings",
     "load_terms",
@@ -109,6 +122,102 @@ class SecretsSettings(_Settings):
         raise ValueError(
             f"must be the name of an environment variable, e.g. BRIDGE_SECRET_KEY (got {toml_text(value)})"
         )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mailbox(value: str, *, named: bool) -> tuple[Address, ...]:
+    """The addresses of a header value like `Name <user@example.com>`; ValueError when it is not one."""
+    try:
+        header = email_policy.header_factory("From" if named else "Reply-To", value)
+        addresses = tuple(header.addresses)
+    except (HeaderParseError, IndexError, ValueError):
+        addresses = ()
+    if len(addresses) != 1 or not addresses[0].username or "@" not in addresses[0].addr_spec or header.defects:
+        example = "Maple & Finch Accounts <accounts@example.com>" if named else "accounts@example.com"
+        raise ValueError(f"must be one e-mail address, like {toml_text(example)} (got {toml_text(value)})")
+    return addresses
+
+
+class FirmSettings(_Settings):
+    """`[firm]`: who the messages come from: `name` signs every message, `reply_to` receives the answers."""
+
+    name: str = Field(min_length=1)
+    reply_to: str | None = None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _mailbox(value, named=False)
+        return value
+
+
+SmtpSecurity = Literal["starttls", "ssl", "none"]
+_DEFAULT_SMTP_PORT: dict[str, int] = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpSettings(_Settings):
+    """`[smtp]`: the firm's mailbox, through which `channel = "smtp"` reminders go.
+
+    `security = "none"` (no TLS at all) is accepted only for a loopback host: a password or a
+    client's invoice never crosses a network in clear. The password is read at send time from
+    the environment variable `password_env`, never from this file.
+    """
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65_535)  # None: 587 for starttls, 465 for ssl, 25 for none
+    security: SmtpSecurity = "starttls"
+    username: str | None = Field(None, min_length=1)
+    password_env: str = "BRIDGE_SMTP_PASSWORD"
+    from_: str = Field(alias="from")
+    attach_pdf: bool = True
+    include_pay_link: bool = True
+    timeout_seconds: int = Field(30, ge=1, le=600)
+
+    @field_validator("password_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                "must be the name of an environment variable holding the password, "
+                f"e.g. BRIDGE_SMTP_PASSWORD; secrets never go in the config file (got {toml_text(value)})"
+            )
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _one_sender(cls, value: str) -> str:
+        _mailbox(value, named=True)
+        return value
+
+    @field_validator("security")
+    @classmethod
+    def _plain_only_on_loopback(cls, value: SmtpSecurity, info: ValidationInfo) -> SmtpSecurity:
+        host = info.data.get("host")
+        if value == "none" and isinstance(host, str) and not _is_loopback(host):
+            raise ValueError(
+                f'"none" sends the password and the messages in clear: it is accepted only for a loopback '
+                f'host (127.0.0.1, ::1, localhost), not {toml_text(host)}; use "starttls" or "ssl"'
+            )
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        """`port`, else the usual port of `security`."""
+        return self.port if self.port is not None else _DEFAULT_SMTP_PORT[self.security]
+
+    @property
+    def sender(self) -> Address:
+        """`from` as an address (display name and mailbox)."""
+        return _mailbox(self.from_, named=True)[0]
 
 
 class ConnectionSettings(_Settings):
@@ -196,13 +305,7 @@ class ConnectionSettings(_Settings):
         """True when `base_url` is a loopback address: an emulator, whose books are nobody's money."""
         if self.base_url is None:
             return False
-        host = urlsplit(self.base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(urlsplit(self.base_url).hostname or "")
 
 
 class ServerSettings(_Settings):
@@ -249,6 +352,8 @@ class Settings(_Settings):
     connections: tuple[ConnectionSettings, ...] = ()
     terms: Terms = Terms()
     notify: NotifySettings = NotifySettings()
+    firm: FirmSettings | None = None
+    smtp: SmtpSettings | None = None
 
     @model_validator(mode="after")
     def _unique_connection_names(self) -> Settings:
@@ -275,6 +380,8 @@ class _ConfigFile(_Settings):
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
     server: ServerSettings = ServerSettings()
+    firm: FirmSettings | None = None
+    smtp: SmtpSettings | None = None
     connections: tuple[ConnectionSettings, ...] = ()
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
@@ -338,6 +445,16 @@ def load_settings(path: Path) -> Settings:
     """
     raw = _read_toml(path)
     config = validate(_ConfigFile, raw, raw, path)
+    if config.smtp is None:
+        by_smtp = [c.name for c in config.contracts if c.reminders.channel == "smtp"]
+        if by_smtp:
+            raise ConfigError(
+                [
+                    f"contracts.{name}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)"
+                    for name in by_smtp
+                ],
+                str(path),
+            )
     source = Path(os.path.abspath(path))
     store = config.store.model_copy(update={"url": _resolve_sqlite(config.store.url, source.parent)})
     fee_modes = {c.name: c.fee_mode for c in config.connections if c.fee_mode is not None}
@@ -348,6 +465,8 @@ def load_settings(path: Path) -> Settings:
             secrets=config.secrets,
             server=config.server,
             connections=config.connections,
+            firm=config.firm,
+            smtp=config.smtp,
             terms=Terms(
                 contracts=config.contracts,
                 hold=config.hold,

@@ -242,3 +242,33 @@ def _render_decision_outcome(decision: Any, console: Console) -> None:
         for item in [*decision.report.failed, *decision.report.dropped]:
             detail = safe(item.get("error") or item.get("reason"))
             console.print(Text.assemble(("not written back", "red"), ": ", detail))
+
+
+def render_previews(previews: Sequence[Any], console: Console) -> None:
+    """`bridge preview`: each message as received (headers, both bodies, attachments), or what the provider sends."""
+    if not previews:
+        console.print("No messages: the next sync sends nothing.")
+        return
+    for item in previews:
+        action = item.action
+        console.print(safe(f"── {action.key} ({action.connection}, invoice {action.invoice.number})", "bold"))
+        console.print(safe(f"   how: {item.how}"))
+        if item.message is None:
+            console.print(safe(f"   To: {action.to}"))
+            console.print(safe(f"   Subject: {action.subject}"))
+            console.print(safe(action.body or "", multiline=True))
+            console.print()
+            continue
+        for name in ("From", "Reply-To", "To", "Subject", "Message-ID"):
+            if item.message[name] is not None:
+                console.print(safe(f"   {name}: {item.message[name]}"))
+        attached = ", ".join(item.attachments) if item.attachments else "none"
+        console.print(safe(f"   Attachments: {attached}"))
+        for note in item.notes:
+            console.print(safe(f"   note: {note}", "yellow"))
+        for subtype in ("plain", "html"):
+            part = item.message.get_body(preferencelist=(subtype,))
+            if part is not None:
+                console.print(safe(f"   ── text/{subtype}", "dim"))
+                console.print(safe(part.get_content(), multiline=True))
+        console.print()

@@ -103,10 +103,29 @@ class Runtime:
                 failed[conn.name] = broken.get(conn.provider, f"no provider plugin installed for {conn.provider!r}")
                 continue
             try:
-                built[conn.name] = factory(conn, self.vault, self.env)
+                built[conn.name] = self._delivering(factory(conn, self.vault, self.env))
             except Exception as exc:  # one connection's surprise must not stop the others
                 failed[conn.name] = describe(exc)
         return built, failed
+
+    def _delivering(self, connector: Connector) -> Connector:
+        """`connector`, with its smtp-channel messages sent through `[smtp]` (when there is one)."""
+        smtp = self.settings.smtp
+        if smtp is None:
+            return connector
+        from bridge.smtp import SmtpChannel, SmtpTransport
+
+        channel = SmtpChannel(connector, SmtpTransport(smtp, self.env), self.settings.firm, self.locale_of)
+        return channel
+
+    def locale_of(self, action: Action) -> str:
+        """The locale of the contract whose clause `action` cites (`contracts.NAME....`)."""
+        parts = action.clause.split(".")
+        name = parts[1] if len(parts) > 1 and parts[0] == "contracts" else ""
+        for contract in self.settings.terms.contracts:
+            if contract.name == name:
+                return contract.locale
+        return "en_US"
 
 
 def today_for(terms: Terms, as_of: date | None) -> date | dict[str, date]:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, Self, TypeVar
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, shared_limiter
 from bridge.connectors.session import ProviderSession
-from bridge.errors import ConfigError, DataError, StalledPull
+from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
 from bridge.incremental import Position, advance
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
@@ -240,6 +240,35 @@ class BaseConnector(ABC):
     def options(cls, connection: Any) -> dict[str, Any]:
         """The provider's own constructor options from a configured connection."""
         return {}
+
+    # -- what an SMTP reminder carries (bridge.smtp) ------------------------------------------
+
+    @property
+    def keeps_history(self) -> bool:
+        """True where the provider keeps an invoice history the bridge notes its SMTP e-mails in."""
+        return False
+
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """The provider's PDF of the invoice; None when the provider offers none."""
+        return None
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """The provider's online invoice / pay link; None when the provider (or this invoice) has none."""
+        return None
+
+    def _fetch(self, url: str, *, accept: str, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+        """One read for an e-mail's attachment or link, under the session (limiter, tokens, retries): the
+        bytes for `application/pdf` (a `ProviderError` unless it is a PDF), the decoded JSON otherwise."""
+        response = self.session.send(
+            "GET", url, safe_to_repeat=True, headers={"Accept": accept, **(headers or {})}, **kwargs
+        )
+        if response.status_code >= 400:
+            raise ProviderError(f"{self.label} answered {response.status_code} to GET {url.split('?', 1)[0]}")
+        if accept == "application/pdf":
+            if not response.content.startswith(b"%PDF-"):
+                raise ProviderError(f"{self.label} answered GET {url.split('?', 1)[0]} with something not a PDF")
+            return response.content
+        return response.json()
 
     # -- hooks -------------------------------------------------------------------------------
 

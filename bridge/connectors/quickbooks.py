@@ -352,6 +352,29 @@ class QuickBooksConnector(BaseConnector):
         # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
         return Applied("recorded")
 
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """`GET /v3/company/{realm}/invoice/{id}/pdf` (python-quickbooks' `download_pdf`)."""
+        pdf: bytes = self._fetch(
+            f"{self._company()}/invoice/{quote(invoice_id)}/pdf",
+            accept="application/pdf",
+            params={"minorversion": MINOR_VERSION},
+        )
+        return pdf
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """`InvoiceLink` of the invoice read with `include=invoiceLink`: present only when online payment is on."""
+        found = self._fetch(
+            f"{self._company()}/invoice/{quote(invoice_id)}",
+            accept="application/json",
+            params={"include": "invoiceLink", "minorversion": MINOR_VERSION},
+        )
+        invoice = found.get("Invoice") if isinstance(found, Mapping) else None
+        link = invoice.get("InvoiceLink") if isinstance(invoice, Mapping) else None
+        return link if isinstance(link, str) and link else None
+
+    def _company(self) -> str:
+        return f"{self.api_base}/v3/company/{quote(self.tenant_id)}"
+
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""
         if action.kind is ActionKind.LATE_FEE and action.form == "invoice":

@@ -393,8 +393,8 @@ def _template_mail_warning(reminder: Action) -> Warning:
         None,
         WarningCode.PROVIDER_EMAIL,
         f"reminders through this connection: {what}; the plan shows no message text for them because none of it "
-        "is sent. To send the contract's own words, a reminder needs the SMTP channel (the firm's own mailbox), "
-        "which is not available yet.",
+        "is sent. To send the contract's own words, set the contract's reminders.channel = \"smtp\" "
+        "(the firm's own mailbox, [smtp]).",
     )
 
 
@@ -599,11 +599,13 @@ def _renegotiation_action(
     earlier: RenegotiationRequest | None,
     today: date,
 ) -> Action:
-    """The action a decided request calls for, with the message for the client (handed to you, not sent)."""
+    """The action a decided request calls for, with the message for the client (sent by the SMTP channel when the
+    contract's reminders use it; otherwise handed to you, not sent)."""
     accepted = kind is ActionKind.UPDATE_DUE_DATE
     effective = record.new_due_date if accepted else (record.previous_due_date or inv.due_date)
     assert effective is not None or not accepted
     rendered = _renegotiation_message(inv, contract, record, accepted, effective, earlier, today)
+    by_smtp = contract.reminders.channel == "smtp" and bool(inv.customer.email)
     clause = contract.clause("renegotiation")
     if record.reason == "limit_reached":
         clause += ".max_per_project"
@@ -621,7 +623,9 @@ def _renegotiation_action(
         requested_due_date=None if accepted else record.new_due_date,
         refusal_reason=record.reason,
         to=inv.customer.email,
-        sends=NOT_SENT.sends,
+        # By the SMTP channel the answer goes to the client; otherwise it is handed to you to pass on.
+        channel="smtp" if by_smtp else None,
+        sends=reminder_delivery(inv.provider, "smtp").sends if by_smtp else NOT_SENT.sends,
         subject=rendered.subject,
         body=rendered.body,
     )

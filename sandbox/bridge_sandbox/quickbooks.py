@@ -47,9 +47,11 @@ from bridge_sandbox.core import (
     SandboxContext,
     clone,
     consent,
+    invoice_pdf,
     loads,
     oauth_client_id,
     oauth_error,
+    pdf_response,
     register_provider,
     route,
     settings_from,
@@ -1128,7 +1130,11 @@ class QuickBooksProvider(Provider):
 
     def _read(self, request: Request, company: Company) -> Response:
         entity = _ENTITY_BY_LOWER[request.params["entity"].lower()]
-        return self._ok({entity: company.get(entity, request.params["id"])})
+        found = company.get(entity, request.params["id"])
+        if entity == "Invoice" and request.arg("include") == "invoiceLink" and _dec(found.get("Balance")) > 0:
+            # Present only while something is owed (as with online payment on): the customer's pay page.
+            found = {**found, "InvoiceLink": f"{self.ctx.base_url}/_sandbox/pay/quickbooks/{found.get('Id')}"}
+        return self._ok({entity: found})
 
     def _write(self, request: Request, company: Company) -> Response:
         entity = _ENTITY_BY_LOWER[request.params["entity"].lower()]
@@ -1165,9 +1171,12 @@ class QuickBooksProvider(Provider):
 
     def _pdf(self, request: Request, company: Company) -> Response:
         invoice = company.get("Invoice", request.params["id"])
-        text = f"Invoice {invoice.get('DocNumber', '')} {company.company_name}"
-        pdf = b"%PDF-1.4\n% bridge sandbox\n1 0 obj<<>>endobj\n% " + text.encode("utf-8") + b"\ntrailer<<>>\n%%EOF\n"
-        return Response(200, pdf, [("Content-Type", "application/pdf")])
+        return pdf_response(
+            invoice_pdf(
+                f"{company.company_name}: invoice {invoice.get('DocNumber', '')}",
+                f"Due {invoice.get('DueDate', '')}, balance {invoice.get('Balance', '')}",
+            )
+        )
 
     def _company_info(self, request: Request, company: Company) -> Response:
         if request.params["id"] != company.realm_id or company.company_info is None:

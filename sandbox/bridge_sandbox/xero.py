@@ -36,8 +36,10 @@ from bridge_sandbox.core import (
     Route,
     SandboxContext,
     consent,
+    invoice_pdf,
     oauth_client_id,
     oauth_error,
+    pdf_response,
     register_provider,
     route,
     settings_from,
@@ -552,6 +554,7 @@ class XeroProvider(Provider):
             route("POST", inv + r"/email/?", self._api(self._email), name="invoice.email"),
             route("GET", inv + r"/history/?", self._api(self._get_history), name="invoice.history"),
             route("PUT", inv + r"/history/?", self._api(self._put_history), name="invoice.history.create"),
+            route("GET", inv + r"/onlineinvoice/?", self._api(self._online_invoice), name="invoice.online"),
             route("GET", inv + r"/?", self._api(self._get_invoice), name="invoice"),
             route("POST", inv + r"/?", self._api(self._post_invoices), name="invoice.update"),
             route("GET", api + r"/payments/?", self._api(self._list_payments), name="payments"),
@@ -815,7 +818,23 @@ class XeroProvider(Provider):
         return self._envelope("Invoices", selected, extra)
 
     def _get_invoice(self, request: Request, org: Org) -> Response:
-        return self._envelope("Invoices", [self._invoice_for(org, request.params["id"])])
+        invoice = self._invoice_for(org, request.params["id"])
+        if "application/pdf" in (request.header("Accept") or ""):
+            return pdf_response(
+                invoice_pdf(
+                    f"{org.name}: invoice {invoice.get('InvoiceNumber', '')}",
+                    f"Amount due {invoice.get('AmountDue', '')} {invoice.get('CurrencyCode', '')}",
+                )
+            )
+        return self._envelope("Invoices", [invoice])
+
+    def _online_invoice(self, request: Request, org: Org) -> Response:
+        """`OnlineInvoices[0].OnlineInvoiceUrl`: sales invoices that were approved (not drafts, not voided)."""
+        invoice = self._invoice_for(org, request.params["id"])
+        if invoice.get("Type") != "ACCREC" or invoice.get("Status") not in ("AUTHORISED", "PAID"):
+            return self._validation([], "An online invoice is only available for approved sales invoices")
+        url = f"{self.ctx.base_url}/_sandbox/pay/xero/{invoice.get('InvoiceID')}"
+        return self._envelope("OnlineInvoices", [{"OnlineInvoiceUrl": url}])
 
     def _put_invoices(self, request: Request, org: Org) -> Response:
         return self._write_invoices(request, org, create=True)
