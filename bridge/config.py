@@ -447,14 +447,15 @@ def load_settings(path: Path) -> Settings:
     config = validate(_ConfigFile, raw, raw, path)
     if config.smtp is None:
         by_smtp = [c.name for c in config.contracts if c.reminders.channel == "smtp"]
-        if by_smtp:
-            raise ConfigError(
-                [
-                    f"contracts.{name}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)"
-                    for name in by_smtp
-                ],
-                str(path),
+        problems = [
+            f"contracts.{n}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)" for n in by_smtp
+        ]
+        if config.notify.email is not None:
+            problems.append(
+                "notify.email: the e-mail notices go through [smtp]; add an [smtp] section (host, from, ...)"
             )
+        if problems:
+            raise ConfigError(problems, str(path))
     source = Path(os.path.abspath(path))
     store = config.store.model_copy(update={"url": _resolve_sqlite(config.store.url, source.parent)})
     fee_modes = {c.name: c.fee_mode for c in config.connections if c.fee_mode is not None}

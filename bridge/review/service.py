@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
@@ -38,8 +38,35 @@ def for_runtime(rt: Runtime, public_url: str, *, email: EmailSender | None = Non
         raise ConfigError(
             f"${rt.settings.secrets.key_env} is not set: the review pages sign their cookies and links with it"
         )
+    if email is None and rt.settings.smtp is not None:
+        email = smtp_sender(rt)
     notifier = Notifier(Channels(rt.settings.notify, rt.env, email=email))
     return ReviewService(rt, keys=Keys(secret), public_url=public_url, notifier=notifier)
+
+
+def smtp_sender(rt: Runtime) -> EmailSender:
+    """Sends the e-mail notices through `[smtp]` (the same transport, retries and TLS rules as reminders)."""
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    from bridge.smtp import SmtpTransport
+
+    smtp = rt.settings.smtp
+    assert smtp is not None
+    transport = SmtpTransport(smtp, rt.env)
+
+    def send(to: Sequence[str], subject: str, text: str) -> None:
+        message = EmailMessage()
+        message["From"] = smtp.from_
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message["Message-ID"] = make_msgid(domain="bridge.notices")
+        if rt.settings.firm is not None and rt.settings.firm.reply_to:
+            message["Reply-To"] = rt.settings.firm.reply_to
+        message.set_content(text)
+        transport.send(message)
+
+    return send
 
 
 class ReviewService:
