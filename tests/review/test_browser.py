@@ -56,6 +56,14 @@ class _Pages:
         self.thread.join(timeout=30)
 
 
+def _sign_in(page, pages: _Pages) -> None:
+    page.goto(f"{pages.url}/review/signin")
+    page.get_by_label("Name").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{pages.url}/review")
+
+
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not os.access(CHROMIUM, os.X_OK):
@@ -123,10 +131,7 @@ def test_sign_in_open_a_plan_approve_a_selection_and_see_the_result(
 def test_reject_with_a_reason(review: Review, pages: _Pages, browser) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{pages.url}/review/signin")
-    page.get_by_label("Name").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    _sign_in(page, pages)
     page.get_by_role("link", name=f"acme-qbo: plan of {AS_OF}").click()
     page.get_by_label("Reason (required)").fill("the client called: paying on Friday")
     page.get_by_role("button", name="Reject the whole plan").click()
@@ -161,10 +166,7 @@ def test_a_one_time_link_works_once_and_then_not(review: Review, pages: _Pages, 
 def test_a_form_without_its_csrf_token_is_refused(review: Review, pages: _Pages, browser) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{pages.url}/review/signin")
-    page.get_by_label("Name").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    _sign_in(page, pages)
     page.goto(f"{pages.url}/review/{review.plan_id}")
     page.evaluate("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
     with page.expect_navigation():
