@@ -143,7 +143,15 @@ def config_check(c: Context) -> None:
 
 def check(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     """What loading does not catch, each as `key: problem`, in file order (store, secrets, connections, contracts)."""
-    return [*_store(settings), *_secrets(settings, env), *_connections(settings), *_templates(settings)]
+    from bridge.notify.settings import problems as notify_problems
+
+    return [
+        *_store(settings),
+        *_secrets(settings, env),
+        *_connections(settings),
+        *_templates(settings),
+        *notify_problems(settings.notify, env),
+    ]
 
 
 def _store(settings: Settings) -> list[str]:

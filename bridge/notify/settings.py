@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -65,3 +66,23 @@ class NotifySettings(_Table):
     teams: ChatWebhook | None = None
     webhook: GenericWebhook | None = None
     email: EmailDigest | None = None
+
+
+def problems(settings: NotifySettings, env: Mapping[str, str]) -> list[str]:
+    """What `bridge config check` says of `[notify]`: each named variable set, each URL an http(s) URL."""
+    found: list[str] = []
+    named: list[tuple[str, str, bool]] = [
+        (f"notify.{name}.webhook_url_env", chat.webhook_url_env, True)
+        for name, chat in (("flock", settings.flock), ("slack", settings.slack), ("teams", settings.teams))
+        if chat is not None
+    ]
+    if settings.webhook is not None:
+        named += [("notify.webhook.url_env", settings.webhook.url_env, True)]
+        named += [("notify.webhook.secret_env", settings.webhook.secret_env, False)]
+    for key, variable, is_url in named:
+        value = env.get(variable, "")
+        if not value:
+            found.append(f"{key}: the environment variable {variable} is not set")
+        elif is_url and not value.startswith(("https://", "http://")):
+            found.append(f"{key}: {variable} does not hold an http(s) URL")
+    return found

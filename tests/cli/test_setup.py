@@ -94,7 +94,20 @@ def test_config_check_reports_what_loading_refuses(bridge: Callable[..., Any], t
     assert missing.code == 2 and "config file not found" in missing.err
 
 
-def test_the_example_config_passes(bridge: Callable[..., Any], key: str) -> None:
+def test_the_example_config_passes(bridge: Callable[..., Any], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOCK", "SLACK", "TEAMS"):  # the notices' webhook URLs it names
+        monkeypatch.setenv(f"BRIDGE_{name}_WEBHOOK", f"https://hooks.example/{name.lower()}")
+    monkeypatch.setenv("BRIDGE_NOTIFY_URL", "https://hooks.example/bridge")
+    monkeypatch.setenv("BRIDGE_NOTIFY_SECRET", "a shared secret")
     checked = bridge("--config", str(ROOT / "config" / "bridge.example.toml"), "config", "check")
     assert checked.code == 0, checked.err
     assert checked.out.startswith("config OK: ")
+    monkeypatch.delenv("BRIDGE_SLACK_WEBHOOK")
+    monkeypatch.setenv("BRIDGE_TEAMS_WEBHOOK", "not a url")
+    unset = bridge("--config", str(ROOT / "config" / "bridge.example.toml"), "config", "check")
+    assert unset.code == 2
+    assert (
+        "notify.slack.webhook_url_env: the environment variable BRIDGE_SLACK_WEBHOOK is not set"
+        in unset.err + unset.out
+    )
+    assert "notify.teams.webhook_url_env: BRIDGE_TEAMS_WEBHOOK does not hold an http(s) URL" in unset.err + unset.out
