@@ -75,6 +75,9 @@ def serve(
     import uvicorn
 
     embedded = Embedded(rt, workers)
+    for conn in rt.settings.connections:
+        if conn.webhook_secret_env and not rt.env.get(conn.webhook_secret_env):
+            log.warning("%s: $%s is not set: its webhooks will be refused (401)", conn.name, conn.webhook_secret_env)
     app = create_app(embedded.context(), routes)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
