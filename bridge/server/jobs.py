@@ -207,6 +207,10 @@ def _run(
 
 def _outcome(outcome: SyncOutcome) -> str:
     code = outcome.exit_code
+    report = outcome.report
+    if code == INTERRUPTED_EXIT and report is not None and not report.not_started:
+        # Stopped with nothing left undone (the signal came after the last action): the run is complete.
+        code = 3 if report.failed or report.in_doubt or report.broken or outcome.plan.errors else 0
     return {0: "ok", 3: "partial", INTERRUPTED_EXIT: "interrupted"}.get(code, "failed")
 
 
