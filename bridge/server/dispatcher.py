@@ -164,7 +164,10 @@ class Dispatcher:
         orphans: dict[str, list[str]] = {}
         for row in self.store.schedule():
             holder = (row.claimed_by or "").split(":")
-            if len(holder) == 3 and holder[0] == host and holder[1].isdigit() and not _alive(int(holder[1])):
+            if len(holder) != 3 or holder[0] != host or not holder[1].isdigit() or row.claimed_by == self.worker:
+                continue
+            # Our own pid under another id: an earlier life of this process's pid (a restarted container's pid 1).
+            if int(holder[1]) == os.getpid() or not _alive(int(holder[1])):
                 orphans.setdefault(row.claimed_by or "", []).append(row.connection)
         for gone, held in orphans.items():
             self.store.schedule_release(held, gone)
