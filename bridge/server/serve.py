@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 
 from bridge.interrupt import StopOnSignal
 from bridge.server.app import ServerContext, create_app
-from bridge.server.dispatcher import Dispatcher, Job, ThreadExecutor
+from bridge.server.dispatcher import Dispatcher, Executor, Job, ThreadExecutor
 from bridge.server.jobs import HeldForReview, LogNotices, NoticeSink, ReviewSink, run_connection
 from bridge.server.metrics import Metrics
 from bridge.sync import Runtime
@@ -27,9 +27,15 @@ from bridge.sync import Runtime
 log = logging.getLogger("bridge.server")
 
 
+ExecutorFactory = Callable[[Callable[[Job], object]], Executor]
+"""Builds the executor from the function that runs one job here (the embedded threads use it; a Celery
+executor sends the job to a worker instead, which runs it with `run_connection` there)."""
+
+
 @dataclass
 class Embedded:
-    """Everything an embedded server runs, built from one runtime (its store is shared by every thread)."""
+    """Everything a server runs, built from one runtime (its store is shared by every thread): the dispatcher
+    and its executor (`workers` threads here unless `executor` builds another), the metrics, the seams."""
 
     rt: Runtime
     workers: int
@@ -38,9 +44,11 @@ class Embedded:
     notices: NoticeSink = field(default_factory=LogNotices)
     metrics: Metrics = field(default_factory=Metrics)
     stop: StopOnSignal = field(default_factory=StopOnSignal)
+    executor_factory: ExecutorFactory | None = None
 
     def __post_init__(self) -> None:
-        self.executor = ThreadExecutor(self.run, self.workers)
+        make = self.executor_factory or (lambda run: ThreadExecutor(run, self.workers))
+        self.executor = make(self.run)
         self.dispatcher = Dispatcher(self.rt.store, self.rt.settings, self.executor, tick=self.tick)
 
     def run(self, job: Job) -> object:
@@ -70,20 +78,29 @@ def serve(
     workers: int,
     routes: Sequence[BaseRoute] = (),
     ready: Callable[[str], None] | None = None,
+    executor_factory: ExecutorFactory | None = None,
+    checks: Sequence[Callable[[], str | None]] = (),
     review: ReviewSink | None = None,
     notices: NoticeSink | None = None,
 ) -> int:
-    """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
+    """Run the server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
 
-    `review` and `notices` replace the defaults (plans held in memory, notices in the log)."""
+    `routes` are mounted beside the server's own; `executor_factory` replaces the worker threads (a broker);
+    `checks` are more readiness checks for /readyz (e.g. the broker answers); `review` and `notices` replace
+    the defaults (plans held in memory, notices in the log)."""
     import uvicorn
 
-    embedded = Embedded(rt, workers)
+    embedded = Embedded(rt, workers, executor_factory=executor_factory)
     if review is not None:
         embedded.review = review
     if notices is not None:
         embedded.notices = notices
-    app = create_app(embedded.context(), routes)
+    for conn in rt.settings.connections:
+        if conn.webhook_secret_env and not rt.env.get(conn.webhook_secret_env):
+            log.warning("%s: $%s is not set: its webhooks will be refused (401)", conn.name, conn.webhook_secret_env)
+    context = embedded.context()
+    context.checks = checks
+    app = create_app(context, routes)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
     stopping = threading.Event()
