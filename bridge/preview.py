@@ -97,8 +97,14 @@ def preview(
                 action, getattr(connector, "inner", connector), smtp, rt.settings.firm, rt.locale_of(action), now
             )
             how = f"from {smtp.from_} through {smtp.host}:{smtp.effective_port}"
+            notes = composed.notes
+            if composed.attachments and action.balance is not None and action.balance != action.invoice.amount_due:
+                notes += (
+                    "the PDF shown is the invoice as the provider has it now; the one sent is fetched after this "
+                    "run's late fee is written and shows the new balance",
+                )
             previews.append(
-                Preview(action, how, composed.message, composed.attachments, composed.pay_link, composed.notes)
+                Preview(action, how, composed.message, composed.attachments, composed.pay_link, notes)
             )
         else:
             how = reminder_delivery(action.provider, action.channel or "provider").what
