@@ -99,6 +99,7 @@ def test_the_example_config_passes(bridge: Callable[..., Any], key: str, monkeyp
         monkeypatch.setenv(f"BRIDGE_{name}_WEBHOOK", f"https://hooks.example/{name.lower()}")
     monkeypatch.setenv("BRIDGE_NOTIFY_URL", "https://hooks.example/bridge")
     monkeypatch.setenv("BRIDGE_NOTIFY_SECRET", "a shared secret")
+    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", "the mailbox's password")
     checked = bridge("--config", str(ROOT / "config" / "bridge.example.toml"), "config", "check")
     assert checked.code == 0, checked.err
     assert checked.out.startswith("config OK: ")

@@ -23,8 +23,11 @@ webhook_url_env = "BRIDGE_FLOCK_WEBHOOK"
 
 @pytest.fixture
 def careful(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    for server in make_server(tmp_path, review="required"):
-        config = server.config.read_text()
+    for server in make_server(tmp_path):
+        config = server.config.read_text().replace(
+            'timezone = "America/New_York"\n', 'timezone = "America/New_York"\nreview = "required"\n', 1
+        )
+        assert 'review = "required"' in config
         server.config.write_text(config.replace("\n[contracts.", NOTIFY + "\n[contracts.", 1))
         monkeypatch.setenv("BRIDGE_FLOCK_WEBHOOK", f"{server.sandbox.base_url}/hooks/sendMessage/team-token")
         yield server
