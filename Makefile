@@ -58,11 +58,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/messages.py
 
-# Full-size torture: 200 kill -9 trials and 10 syncs under 30% injected faults per provider
-# (`make test` runs 30 trials and 1 faulted sync per provider).
+# Full-size torture: 200 kill -9 trials and 10 syncs under 30% injected faults per provider, and on the SMTP
+# channel 120 kill -9 trials and 10 syncs under 30% SMTP faults per provider
+# (`make test` runs 30 trials and 1 faulted sync per provider; 6 SMTP kill trials and 1 SMTP faulted sync each).
 torture: $(STAMP)
 	rm -f .torture.jsonl
-	TORTURE_TRIALS=200 TORTURE_FAULT_RUNS=10 TORTURE_TALLY=$(CURDIR)/.torture.jsonl $(BIN)/pytest -n 2 -q tests/torture
+	TORTURE_TRIALS=200 TORTURE_FAULT_RUNS=10 TORTURE_SMTP_TRIALS=120 TORTURE_SMTP_FAULT_RUNS=10 \
+		TORTURE_TALLY=$(CURDIR)/.torture.jsonl $(BIN)/pytest -n 2 -q tests/torture
 	$(BIN)/python tests/torture/report.py .torture.jsonl
 
 clean:

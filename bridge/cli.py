@@ -962,6 +962,61 @@ def secrets_rotate(c: Context) -> None:
         raise SystemExit(1)
 
 
+NO_CONNECTIONS_TO_SERVE = (
+    "No connections to serve: link one first (`bridge link quickbooks|xero|freshbooks`), give it a `schedule` "
+    "in the config if 07:00 UTC every day does not suit, then start `bridge serve` again."
+)
+
+
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (default [server] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default [server] port, 8720; 0: any free port).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Worker threads (default [server] workers, 2).")
+@click.option("--broker", metavar="URL", help="redis://HOST:PORT/DB: run syncs on `bridge worker` processes.")
+@click.pass_obj
+def serve_command(c: Context, host: str | None, port: int | None, workers: int | None, broker: str | None) -> None:
+    """Schedule every connection's sync, receive provider webhooks, serve /healthz, /readyz and /metrics.
+
+    Logs are JSON lines on stderr. SIGTERM drains: the runs in flight finish their current action, then exit 0."""
+    from bridge import logs
+    from bridge.server.serve import serve
+
+    logs.switch_to_json(quiet=c.quiet, also=("uvicorn",))
+    rt = _runtime(c)
+    server = rt.settings.server
+    broker = server.broker if broker is None else broker
+    if broker:
+        rt.store.close()
+        raise ConfigError(
+            f"--broker {broker}: the distributed mode (Celery workers) is not in this build; "
+            "leave broker empty to run the syncs in this process"
+        )
+    if not rt.settings.connections:
+        rt.store.close()
+        c.err.print(NO_CONNECTIONS_TO_SERVE)
+        raise SystemExit(2)
+    from bridge.review.service import for_runtime
+    from bridge.review.web import review_routes
+
+    port = server.port if port is None else port
+    reviews = for_runtime(rt, server.public_url or f"http://{host or server.host}:{port}")
+    try:
+        code = serve(
+            rt,
+            host=host or server.host,
+            port=port,
+            workers=workers or server.workers,
+            ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
+            routes=review_routes(reviews),
+            review=reviews,
+            notices=reviews,
+        )
+    finally:
+        reviews.close()
+        rt.store.close()
+    raise SystemExit(code)
+
+
 @cli.group()
 def sandbox() -> None:
     """The local emulators of the three providers."""
@@ -992,6 +1047,16 @@ def sandbox() -> None:
 )
 @click.option("--no-rate-limits", "no_rate_limits", is_flag=True, help="Same as --rate-limits off.")
 @click.option(
+    "--webhook-url",
+    metavar="URL",
+    help="Send a signed webhook for every change to URL/PROVIDER (e.g. http://127.0.0.1:8720/webhooks).",
+)
+@click.option(
+    "--webhook-key",
+    metavar="KEY",
+    help="The key that signs them: the emulator's test key, which the bridge's webhook_secret_env must hold too.",
+)
+@click.option(
     "--smtp-port",
     "smtp_port",
     type=click.IntRange(0, 65535),
@@ -1007,19 +1072,27 @@ def sandbox_serve(
     faults: str | None,
     rate_limits: Literal["published", "strict", "off"],
     no_rate_limits: bool,
+    webhook_url: str | None,
+    webhook_key: str | None,
     smtp_port: int | None,
 ) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
 
     try:  # the emulators are a distribution of their own (sandbox/), never in bridge's wheel
-        from bridge_sandbox import Sandbox, SandboxError, serve
+        from bridge_sandbox import Sandbox, SandboxError, WebhookSettings, serve
     except ModuleNotFoundError as exc:
         if exc.name != "bridge_sandbox":
             raise
         from bridge.demo import EMULATORS_MISSING
 
         raise ConfigError(EMULATORS_MISSING) from None
+
+    webhooks = None
+    if webhook_url or webhook_key:
+        if not (webhook_url and webhook_key):
+            raise ConfigError("--webhook-url and --webhook-key go together")
+        webhooks = WebhookSettings(webhook_url, webhook_key)
 
     def announce(sandbox: Sandbox) -> None:
         # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
@@ -1044,6 +1117,7 @@ def sandbox_serve(
                 rate_limits=limits,
                 echo=to_stderr,
                 ready=announce,
+                webhooks=webhooks,
                 smtp_port=smtp_port,
             )
         else:
@@ -1053,6 +1127,7 @@ def sandbox_serve(
                 latency_ms=latency_ms,
                 faults_spec=faults,
                 rate_limits=limits,
+                webhooks=webhooks,
                 smtp_port=smtp_port,
             )
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
@@ -1101,12 +1176,17 @@ def preview(c: Context, connections: tuple[str, ...], invoice_number: str | None
 )
 @click.option("--dry-run", is_flag=True, help="Show the plan only; apply nothing.")
 @click.option("--keep", is_flag=True, help="Keep the temporary store and config (their folder is printed).")
+@click.option("--review", is_flag=True, help="Print a review link per plan and wait for approval instead of applying.")
 @click.pass_obj
-def demo(c: Context, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> None:
-    """Emulators in-process, connections linked through their OAuth, a dry run, then the real sync."""
+def demo(
+    c: Context, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool, review: bool
+) -> None:
+    """Emulators in-process, connections linked through their OAuth, a dry run, then the real sync (or, with
+    --review, the review pages: each plan applied once approved there)."""
     from bridge.demo import run_demo
 
-    raise SystemExit(run_demo(c, seed_path=seed_path, contracts_path=contracts_path, dry_run=dry_run, keep=keep))
+    code = run_demo(c, seed_path=seed_path, contracts_path=contracts_path, dry_run=dry_run, keep=keep, review=review)
+    raise SystemExit(code)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -1114,6 +1194,48 @@ def _write_atomically(path: Path, text: str) -> None:
     from bridge.files import write_private
 
     write_private(path, text)
+
+
+PASSWORD_ENV = "BRIDGE_USER_PASSWORD"
+
+
+@cli.group()
+def users() -> None:
+    """The people who review plans on the review page."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--connection",
+    "connections",
+    multiple=True,
+    metavar="NAME",
+    help="Only the plans of this connection (repeatable; default: every connection).",
+)
+@click.pass_obj
+def users_add(c: Context, name: str, connections: tuple[str, ...]) -> None:
+    """Add a reviewer (or set an existing one's password). The password comes from a hidden prompt, or from
+    $BRIDGE_USER_PASSWORD when set (for scripts); it is stored only as an argon2 hash."""
+    from bridge.review.auth import hash_password
+    from bridge.store.review import Reviews
+
+    if not name.strip() or len(name) > 200 or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise ConfigError(f"NAME: {name!r} is not a user name (printable, no spaces, at most 200 characters)")
+    rt = _runtime(c, list(connections), decrypts=False)
+    password = os.environ.get(PASSWORD_ENV) or ""
+    if not password:
+        if not sys.stdin.isatty():
+            rt.store.close()
+            raise ConfigError(f"no password: set ${PASSWORD_ENV}, or run on a terminal to be asked for it")
+        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        rt.store.close()
+        raise ConfigError("the password is too short: use at least 10 characters")
+    with rt.store:
+        new = Reviews(rt.store).add_user(name, hash_password(password), connections or ("*",))
+    scope = ", ".join(connections) if connections else "every connection"
+    c.out.print(f"{'Added' if new else 'Updated'} user {safe(name)}: reviews the plans of {safe(scope)}.")
 
 
 def _register_setup_commands() -> None:

@@ -148,7 +148,27 @@ def config_check(c: Context) -> None:
 
 def check(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     """What loading does not catch, each as `key: problem`, in file order (store, secrets, connections, contracts)."""
-    return [*_store(settings), *_secrets(settings, env), *_connections(settings, env), *_templates(settings)]
+    from bridge.notify.settings import problems as notify_problems
+
+    return [
+        *_store(settings),
+        *_secrets(settings, env),
+        *_smtp(settings, env),
+        *_connections(settings, env),
+        *_templates(settings),
+        *notify_problems(settings.notify, env),
+    ]
+
+
+def _smtp(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """The SMTP password is where `[smtp] password_env` says (nothing is sent: no connection is made)."""
+    smtp = settings.smtp
+    if smtp is None or smtp.username is None or env.get(smtp.password_env):
+        return []
+    return [
+        f"smtp.password_env: the environment variable {smtp.password_env} is not set "
+        f"(it holds the password of {smtp.username} at {smtp.host})"
+    ]
 
 
 def warn(settings: Settings) -> list[str]:

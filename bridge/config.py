@@ -25,7 +25,7 @@ from email.headerregistry import Address
 from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -46,7 +46,8 @@ from bridge.config_errors import (
     validate,
 )
 from bridge.errors import ConfigError
-from bridge.policies.terms import Contract, Exclude, Hold, Terms
+from bridge.notify.settings import NotifySettings
+from bridge.policies.terms import Contract, Exclude, Hold, Terms, known_zone
 
 __all__ = [
     "CONFIG_ENV",
@@ -54,6 +55,7 @@ __all__ = [
     "ConnectionSettings",
     "FirmSettings",
     "SecretsSettings",
+    "ServerSettings",
     "Settings",
     "SmtpSettings",
     "StoreSettings",
@@ -66,6 +68,7 @@ CONFIG_ENV = "BRIDGE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/bridge.toml")
 
 FeeMode = Literal["line", "invoice"]
+Review = Literal["auto", "required"]
 
 # Colons separate the parts of an action key (`late_fee:{connection}:...`), so a
 # connection name must never contain one.
@@ -73,6 +76,16 @@ CONNECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TERMS_KEYS = ("contracts", "hold", "exclude")
+
+
+def http_address(value: str) -> SplitResult:
+    """`value` split, when it is an http(s) URL without credentials; a ValueError saying what is wrong otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
+    if parts.username or parts.password:
+        raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
+    return parts
 
 
 class _Settings(BaseModel):
@@ -236,6 +249,36 @@ class ConnectionSettings(_Settings):
     # Past it the pull stops, or no further action starts (the rest waits for the next run); that connection
     # is listed in the plan's errors and the others go on.
     sync_deadline_seconds: int = Field(900, ge=1, le=86_400)
+    # Server mode (`bridge serve`): when this connection syncs (cron in `timezone`), whether a plan waits for
+    # approval, and the environment variable holding the provider's webhook key / verifier token.
+    schedule: str = "0 7 * * *"
+    timezone: str = "UTC"
+    review: Review = "auto"
+    webhook_secret_env: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f'must be a cron expression of five fields, e.g. "0 7 * * 1-5" (got {toml_text(value)})')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    @field_validator("webhook_secret_env")
+    @classmethod
+    def _secret_variable(cls, value: str | None) -> str | None:
+        if value is None or _ENV_NAME.match(value):
+            return value
+        raise ValueError(
+            "must be the name of an environment variable holding the webhook key, e.g. "
+            f"BRIDGE_ACME_QBO_WEBHOOK_KEY; {SECRET_ADVICE} (got a value that is not a variable name)"
+        )
 
     @field_validator("name")
     @classmethod
@@ -260,13 +303,8 @@ class ConnectionSettings(_Settings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
-        if parts.username or parts.password:
-            raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
+        if value is not None:
+            http_address(value)
         return value
 
     @model_validator(mode="after")
@@ -295,14 +333,47 @@ class ConnectionSettings(_Settings):
         return _is_loopback(urlsplit(self.base_url).hostname or "")
 
 
+class ServerSettings(_Settings):
+    """`[server]`: where `bridge serve` listens, the address people reach it at, the broker, the worker threads."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8720, ge=0, le=65_535)
+    public_url: str | None = None
+    broker: str = ""  # "" = embedded worker threads; "redis://HOST:PORT/DB" = Celery workers (`bridge worker`)
+    workers: int = Field(2, ge=1, le=256)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if http_address(value).query:
+            raise ValueError(f"must be a plain base address, without a query (got {toml_text(value)})")
+        return value.rstrip("/")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if value == "":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(f'must be "" (embedded) or a redis://HOST:PORT/DB URL (got {toml_text(value)})')
+        if parts.password:
+            raise ValueError(f"the URL holds a password; {SECRET_ADVICE}")
+        return value
+
+
 class Settings(_Settings):
     """The whole configuration file, validated. `source` is the absolute path it came from."""
 
     source: Path
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
+    server: ServerSettings = ServerSettings()
     connections: tuple[ConnectionSettings, ...] = ()
     terms: Terms = Terms()
+    notify: NotifySettings = NotifySettings()
     firm: FirmSettings | None = None
     smtp: SmtpSettings | None = None
 
@@ -330,12 +401,14 @@ class _ConfigFile(_Settings):
 
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
+    server: ServerSettings = ServerSettings()
     firm: FirmSettings | None = None
     smtp: SmtpSettings | None = None
     connections: tuple[ConnectionSettings, ...] = ()
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
     exclude: Exclude = Exclude()
+    notify: NotifySettings = NotifySettings()
 
 
 class _TermsFile(_Settings):
@@ -396,14 +469,15 @@ def load_settings(path: Path) -> Settings:
     config = validate(_ConfigFile, raw, raw, path)
     if config.smtp is None:
         by_smtp = [c.name for c in config.contracts if c.reminders.channel == "smtp"]
-        if by_smtp:
-            raise ConfigError(
-                [
-                    f"contracts.{name}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)"
-                    for name in by_smtp
-                ],
-                str(path),
+        problems = [
+            f"contracts.{n}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)" for n in by_smtp
+        ]
+        if config.notify.email is not None:
+            problems.append(
+                "notify.email: the e-mail notices go through [smtp]; add an [smtp] section (host, from, ...)"
             )
+        if problems:
+            raise ConfigError(problems, str(path))
     source = Path(os.path.abspath(path))
     store = config.store.model_copy(update={"url": _resolve_sqlite(config.store.url, source.parent)})
     fee_modes = {c.name: c.fee_mode for c in config.connections if c.fee_mode is not None}
@@ -412,6 +486,7 @@ def load_settings(path: Path) -> Settings:
             source=source,
             store=store,
             secrets=config.secrets,
+            server=config.server,
             connections=config.connections,
             firm=config.firm,
             smtp=config.smtp,
@@ -422,6 +497,7 @@ def load_settings(path: Path) -> Settings:
                 fee_modes=fee_modes,
                 firm_name=config.firm.name if config.firm else "",
             ),
+            notify=config.notify,
         )
     except ValidationError as exc:  # the checks above make this unreachable; stay readable anyway
         raise ConfigError([strip_prefix(e["msg"]) for e in exc.errors()], str(path)) from None

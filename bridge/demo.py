@@ -126,8 +126,10 @@ def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox
     return lines
 
 
-def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool) -> int:
-    """Run the demo; returns the exit code."""
+def run_demo(
+    c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry_run: bool, keep: bool, review: bool = False
+) -> int:
+    """Run the demo; returns the exit code. `review`: the plan waits for approval on the review pages."""
     try:  # the emulators are a distribution of their own (sandbox/), never in bridge's wheel
         from bridge_sandbox import Sandbox, SandboxError, default_seed, read_seed
     except ModuleNotFoundError as exc:
@@ -189,6 +191,8 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
                 if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
                     click.echo(preview.plan.to_json(), nl=False)
                 return preview.exit_code
+            if review:
+                return _reviewed(c, rt, preview.plan, base, key, before)
             outcome = sync(rt, dry_run=False, as_of=c.as_of)
             after = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             outbox = requests.get(f"{base}/_sandbox/outbox", timeout=30).json()
@@ -210,6 +214,32 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
         store.close()
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reviewed(c: Any, rt: Runtime, plan: Any, base: str, key: str, before: Mapping[str, Any]) -> int:
+    """`--review`: each connection's plan waits on the review pages; the links are printed; then the results."""
+    from bridge.review.demo_loop import review_and_wait
+
+    if not plan.actions:
+        c.out.print("Nothing to review.")
+        return 0
+    try:
+        decided = review_and_wait(rt, plan, base, key, c.as_of, lambda line: click.echo(line, err=c.json))
+    except KeyboardInterrupt:
+        c.err.print("Stopped waiting: the plans not yet approved were not applied.")
+        return 1
+    failed = False
+    for stored in decided:
+        result = stored.result or {}
+        counts = ", ".join(f"{len(result.get(k, []))} {k.replace('_', ' ')}" for k in ("applied", "dropped", "failed"))
+        c.out.print(safe(f"{stored.connection}: {stored.state} by {stored.decided_by}: {counts}"))
+        failed = failed or bool(result.get("failed"))
+    after = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
+    outbox = requests.get(f"{base}/_sandbox/outbox", timeout=30).json()
+    c.out.print(Text.assemble("\n", ("What changed in the sandbox:", "bold")))
+    for line in _sandbox_changes(before, after, outbox) or ["nothing"]:
+        c.out.print(safe(f"  {line}"))
+    return 3 if failed else 0
 
 
 def _by_smtp(terms: Any) -> Any:

@@ -57,6 +57,7 @@ class SkipCode(StrEnum):
     NOT_OPEN = "not_open"
     NO_EMAIL = "no_email"  # a reminder is due but there is no address to send it to
     EXCEEDS_ESTIMATE = "exceeds_estimate"  # the invoice bills more than its estimate's tolerance allows
+    FORGIVEN = "forgiven"  # a reviewer forgave this late fee: it is never charged
 
 
 class WarningCode(StrEnum):

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -193,4 +194,102 @@ renegotiations = Table(
     Column("record", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "connection"),
+)
+
+# The server's schedule (`bridge serve`): when each configured connection syncs next, who holds its run.
+# A row is claimed by setting `claimed_until` (a lease: a worker that dies frees it when it runs out);
+# `forward_due` keeps a webhook that arrived while the connection was running, for the run after it.
+schedule = Table(
+    "schedule",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("next_run_at", UTCDateTime, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("forward_due", UTCDateTime, nullable=True),
+    Column("claimed_by", String(NAME), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("last_success_at", UTCDateTime, nullable=True),
+    Column("last_outcome", String(32), nullable=True),
+    Column("last_detail", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "next_run_at"),
+)
+
+# Webhook keys a provider handed over itself (FreshBooks' verifier, sent to the callback address when the
+# callback is registered), encrypted like the tokens; a key in the environment (`webhook_secret_env`) wins.
+webhook_keys = Table(
+    "webhook_keys",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# -- review (docs/review.md): plans waiting for a person, the people, their one-time links ----------
+
+review_plans = Table(
+    "review_plans",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("connection", String(NAME), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("replaced_by", String(64), nullable=True),
+    Column("decided_by", String(NAME), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("result", Text, nullable=True),
+    CheckConstraint("state IN ('pending', 'replaced', 'approved', 'rejected')", name="state"),
+    Index(None, "connection", "state"),
+    # One pending plan per connection, whatever writes it.
+    Index(
+        "uq_review_plans_one_pending",
+        "connection",
+        unique=True,
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(64), ForeignKey("review_plans.id"), nullable=False),
+    Column("key", String(KEY), nullable=True),  # None: the whole plan
+    Column("decision", String(16), nullable=False),
+    Column("by", String(NAME), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("note", Text, nullable=False),
+    Index(None, "plan_id"),
+    Index(None, "key"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("connections", Text, nullable=False),  # JSON list of connection names; ["*"] = all
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+used_links = Table(
+    "used_links",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("used_at", UTCDateTime, nullable=False),
+)
+
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(NAME), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "name", "at"),
 )

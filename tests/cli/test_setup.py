@@ -118,7 +118,21 @@ def test_config_check_warns_of_a_locale_whose_language_has_no_messages(
     assert as_json["ok"] and as_json["problems"] == [] and len(as_json["warnings"]) == 1
 
 
-def test_the_example_config_passes(bridge: Callable[..., Any], key: str) -> None:
+def test_the_example_config_passes(bridge: Callable[..., Any], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOCK", "SLACK", "TEAMS"):  # the notices' webhook URLs it names
+        monkeypatch.setenv(f"BRIDGE_{name}_WEBHOOK", f"https://hooks.example/{name.lower()}")
+    monkeypatch.setenv("BRIDGE_NOTIFY_URL", "https://hooks.example/bridge")
+    monkeypatch.setenv("BRIDGE_NOTIFY_SECRET", "a shared secret")
+    monkeypatch.setenv("BRIDGE_SMTP_PASSWORD", "the mailbox's password")
     checked = bridge("--config", str(ROOT / "config" / "bridge.example.toml"), "config", "check")
     assert checked.code == 0, checked.err
     assert checked.out.startswith("config OK: ")
+    monkeypatch.delenv("BRIDGE_SLACK_WEBHOOK")
+    monkeypatch.setenv("BRIDGE_TEAMS_WEBHOOK", "not a url")
+    unset = bridge("--config", str(ROOT / "config" / "bridge.example.toml"), "config", "check")
+    assert unset.code == 2
+    assert (
+        "notify.slack.webhook_url_env: the environment variable BRIDGE_SLACK_WEBHOOK is not set"
+        in unset.err + unset.out
+    )
+    assert "notify.teams.webhook_url_env: BRIDGE_TEAMS_WEBHOOK does not hold an http(s) URL" in unset.err + unset.out

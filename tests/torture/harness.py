@@ -186,9 +186,30 @@ def occurrences(node: Any, text: str) -> int:
 
 
 def duplicate_emails(sandbox: Sandbox) -> int:
-    """E-mails beyond the first for one invoice (each trial's plan holds at most one reminder per invoice)."""
-    sent = Counter((m["provider"], m["invoice_id"]) for m in sandbox.outbox())
+    """E-mails beyond the first for one invoice (each trial's plan holds at most one reminder per invoice); by SMTP,
+    messages beyond the first with one Message-ID (the id is the action key's)."""
+    sent = Counter(
+        ("smtp", m["message_id"]) if m.get("channel") == "smtp" else (m["provider"], m["invoice_id"])
+        for m in sandbox.outbox()
+    )
     return sum(n - 1 for n in sent.values() if n > 1)
+
+
+SMTP_SENDER = "Maple & Finch Accounts <accounts@mapleandfinch.example>"
+
+
+def by_smtp(trial: Trial) -> Trial:
+    """The trial's contracts send their reminders by SMTP through the sandbox's SMTP server (loopback, no TLS)."""
+    address = trial.sandbox.smtp_address
+    assert address is not None, "the sandbox runs no SMTP server (Sandbox(smtp_port=0))"
+    head = (
+        '[firm]\nname = "Maple & Finch Design"\nreply_to = "accounts@mapleandfinch.example"\n\n'
+        f'[smtp]\nhost = "{address[0]}"\nport = {address[1]}\nsecurity = "none"\nfrom = "{SMTP_SENDER}"\n'
+        "timeout_seconds = 5\n\n"
+    )
+    text = trial.config.read_text()
+    trial.config.write_text(head + text.replace('channel = "provider"', 'channel = "smtp"'))
+    return trial
 
 
 def exactly_once(sandbox: Sandbox, planned: list[dict[str, Any]], ledger: dict[str, LedgerEntry]) -> Counter[str]:

@@ -21,9 +21,18 @@ def main(path: str) -> int:
     modes: dict[str, Counter[str]] = defaultdict(Counter)
     faults: dict[str, Counter[str]] = defaultdict(Counter)
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    smtp_kill: dict[str, Counter[str]] = defaultdict(Counter)
+    smtp_faults: dict[str, Counter[str]] = defaultdict(Counter)
     for row in _rows(path):
         provider = row.pop("provider")
-        if row.pop("suite") == "kill9":
+        suite = row.pop("suite")
+        if suite in ("smtp_kill9", "smtp_faults"):
+            row.pop("mode", None)
+            (smtp_kill if suite == "smtp_kill9" else smtp_faults)[provider].update(
+                {k: v for k, v in row.items() if isinstance(v, int)}
+            )
+            continue
+        if suite == "kill9":
             modes[provider][row.pop("mode")] += 1
             kill[provider].update({k: v for k, v in row.items() if isinstance(v, int)})
         else:
@@ -47,6 +56,23 @@ def main(path: str) -> int:
             f"  {provider:<11} syncs {t['trials']:>3}, API calls {t['api_calls']}, faults injected {t['faults']}"
             f" ({listed}); all ended as the fault-free sync; in doubt {t['in_doubt']}"
         )
+    if smtp_kill or smtp_faults:
+        print("SMTP channel (reminders from the firm's mailbox; a Message-ID per action)")
+    for provider, t in sorted(smtp_kill.items()):
+        print(
+            f"  kill -9     {provider:<11} trials {t['trials']:>4}, kills {t['kills']}; SMTP reminders"
+            f" {t['smtp_reminders']}: duplicate Message-IDs {t['duplicate_message_ids']}, in doubt {t['smtp_in_doubt']}"
+            f" ({t['smtp_in_doubt_not_arrived']} of them never arrived); fees duplicated {t['duplicate_fees']},"
+            f" lost {t['lost_fees']}"
+        )
+        bad += t["duplicate_message_ids"] + t["duplicate_fees"] + t["lost_fees"]
+    for provider, t in sorted(smtp_faults.items()):
+        print(
+            f"  30% faults  {provider:<11} syncs {t['trials']:>4}; SMTP reminders {t['smtp_reminders']}: applied"
+            f" {t['applied']}, refused (554 or retries spent) {t['failed']}, in doubt {t['in_doubt']};"
+            f" duplicate Message-IDs {t['duplicate_message_ids']}"
+        )
+        bad += t["duplicate_message_ids"]
     print("duplicates and losses:", "none" if bad == 0 else bad)
     return 0 if bad == 0 else 1
 
