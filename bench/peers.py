@@ -201,6 +201,7 @@ class Pull:
     oauth: int = 0
     throttled: int = 0  # 429 answers to API calls
     records: int = 0
+    inner: float | None = None  # the bridge: seconds its own log gives the pull (the rest: start-up, plan, output)
     routes: Counter[str] = field(default_factory=Counter)
     note: str = ""
 
@@ -234,7 +235,7 @@ def measured(emulators: Emulators, pull: Pull, run: Callable[[], int], *, reset:
 
 # ---------------------------------------------------------------------------------------------------- the bridge
 
-PULLED = re.compile(r"pulled (\d+) invoice\(s\), (\d+) payment\(s\)")
+PULLED = re.compile(r"pulled (\d+) invoice\(s\), (\d+) payment\(s\) in ([\d.]+) s")
 
 
 class Bridge:
@@ -256,7 +257,7 @@ class Bridge:
             self.env[f"BRIDGE_{provider}_CLIENT_ID"] = CLIENT_ID
             self.env[f"BRIDGE_{provider}_CLIENT_SECRET"] = CLIENT_SECRET
 
-    def sync(self, connection: str) -> Callable[[], int]:
+    def sync(self, connection: str, pull: Pull) -> Callable[[], int]:
         def run() -> int:
             # --json: the plan goes to a file as machine output (as the taps' records go to a pipe); a terminal
             # table of a 10,000-invoice plan would time rich's rendering, not the sync.
@@ -269,6 +270,7 @@ class Bridge:
             found = PULLED.search(done.stderr)
             if found is None:
                 raise SystemExit(f"bridge sync said nothing of its pull:\n{done.stderr[-3000:]}")
+            pull.inner = float(found.group(3))
             return int(found.group(1)) + int(found.group(2))
 
         return run
@@ -489,9 +491,8 @@ class _Rows:
 
 
 def run_bridge(emulators: Emulators, bridge: Bridge, provider: str, connection: str) -> list[Pull]:
-    return [
-        measured(emulators, Pull("bridge", provider, kind), bridge.sync(connection)) for kind in ("full", "incremental")
-    ]
+    pulls = [Pull("bridge", provider, kind) for kind in ("full", "incremental")]
+    return [measured(emulators, pull, bridge.sync(connection, pull)) for pull in pulls]
 
 
 @contextmanager
@@ -532,7 +533,9 @@ def table(pulls: Sequence[Pull]) -> str:
     for p in pulls:
         lines.append(
             f"{p.provider:<11} {p.client:<18} {p.kind:<12} {p.calls:>9,} {p.oauth:>5} {p.throttled:>5} "
-            f"{p.wall:>8.2f} {p.records:>8,}" + (f"   {p.note}" if p.note else "")
+            f"{p.wall:>8.2f} {p.records:>8,}"
+            + (f"   {p.note}" if p.note else "")
+            + (f"   (of which the pull itself {p.inner:.1f} s)" if p.inner is not None else "")
         )
     return "\n".join(lines)
 
@@ -564,6 +567,12 @@ def verdicts(pulls: Sequence[Pull]) -> list[tuple[bool, str]]:
     return out
 
 
+def _load() -> str:
+    """The machine's load: wall times on a shared machine are only comparable within one run."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--invoices", type=int, default=10_000, help="invoices per provider (default 10,000)")
@@ -575,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"interpreter: Python {sys.version.split()[0]} at {sys.executable}; "
-        f"sum(range(100)) takes {interpreter_speed():.2f} µs",
+        f"sum(range(100)) takes {interpreter_speed():.2f} µs; {_load()}",
         flush=True,
     )
     ensure_venvs()
@@ -602,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cleared); incremental = nothing changed since the full pull"
     )
     print(table(pulls))
-    print("conformance: PASS (both taps, full and incremental, exactly the seeded ids)")
+    print(f"conformance: PASS (both taps, full and incremental, exactly the seeded ids); at the end {_load()}")
     results = verdicts(pulls)
     for ok, text in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}")
