@@ -200,6 +200,7 @@ class Pull:
     calls: int = 0
     oauth: int = 0
     throttled: int = 0  # 429 answers to API calls
+    server: float = 0.0  # seconds the emulator spent answering the pull's API calls (its log's duration_ms)
     records: int = 0
     inner: float | None = None  # the bridge: seconds its own log gives the pull (the rest: start-up, plan, output)
     routes: Counter[str] = field(default_factory=Counter)
@@ -225,6 +226,7 @@ def measured(emulators: Emulators, pull: Pull, run: Callable[[], int], *, reset:
         pull.calls += 1
         pull.routes[str(entry.get("route") or "?")] += 1
         pull.throttled += entry.get("status") == 429
+        pull.server += float(entry.get("duration_ms") or 0.0) / 1000
     print(
         f"  {pull.provider} {pull.client} {pull.kind}: {pull.calls} calls, {pull.wall:.2f} s, {pull.records:,} records",
         file=sys.stderr,
@@ -527,13 +529,13 @@ def conformance(invoices: int, payments: int, changes: int) -> list[Pull]:
 def table(pulls: Sequence[Pull]) -> str:
     header = (
         f"{'provider':<11} {'client':<18} {'pull':<12} {'API calls':>9} {'OAuth':>5} {'429s':>5} "
-        f"{'wall s':>8} {'records':>8}"
+        f"{'wall s':>8} {'server s':>8} {'records':>8}"
     )
     lines = [header, "-" * len(header)]
     for p in pulls:
         lines.append(
             f"{p.provider:<11} {p.client:<18} {p.kind:<12} {p.calls:>9,} {p.oauth:>5} {p.throttled:>5} "
-            f"{p.wall:>8.2f} {p.records:>8,}"
+            f"{p.wall:>8.2f} {p.server:>8.2f} {p.records:>8,}"
             + (f"   {p.note}" if p.note else "")
             + (f"   (of which the pull itself {p.inner:.1f} s)" if p.inner is not None else "")
         )
