@@ -108,7 +108,7 @@ TAP_XERO = Peer(
 )
 PEERS = (TAP_QUICKBOOKS, TAP_XERO)
 API_PREFIX = {"quickbooks": "/v3/", "xero": "/api.xro/"}
-MAKE_VENVS = "make peers (or: .venv/bin/python -m bench.peers --conformance)"
+MAKE_VENVS = "make peers"  # builds .venv-peers/ and runs the conformance
 
 
 class ConformanceError(AssertionError):
