@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # wheel never holds them).
 LOCK := requirements.lock
 
-.PHONY: demo evaluate-example test lint unit bench torture clean lock
+.PHONY: demo evaluate-example test lint unit bench peers torture clean lock
 
 $(STAMP): pyproject.toml sandbox/pyproject.toml $(LOCK)
 	@echo "First use: building $(VENV) from $(LOCK) (every dependency pinned with hashes; about half a minute)."
@@ -57,6 +57,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/messages.py
+	$(BIN)/python -m bench.peers
+
+# Third-party clients against the emulators: builds .venv-peers/ (tap-quickbooks and tap-xero, one venv each,
+# never project dependencies) on first use, then checks each tap's full and incremental sync on a small book.
+# Once .venv-peers/ exists, `make test` runs the same check (tests/sandbox/test_peer_clients.py).
+peers: $(STAMP)
+	$(BIN)/python -m bench.peers --conformance --invoices 250 --payments 250 --changes 5
 
 # Full-size torture: 200 kill -9 trials and 10 syncs under 30% injected faults per provider, and on the SMTP
 # channel 120 kill -9 trials and 10 syncs under 30% SMTP faults per provider
@@ -68,4 +75,4 @@ torture: $(STAMP)
 	$(BIN)/python tests/torture/report.py .torture.jsonl
 
 clean:
-	rm -rf $(VENV) .lock-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist sandbox/build
+	rm -rf $(VENV) .venv-peers .lock-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist sandbox/build

@@ -83,27 +83,36 @@ def _midnight(day: date) -> str:
     return ms_date(_at(day, 0))
 
 
+def _contact(contact_id: str, name: str, email: str, updated: datetime) -> Obj:
+    """A customer contact in the shape GET Contacts answers (the empty lists included: clients index them)."""
+    return {
+        "ContactID": contact_id,
+        "ContactStatus": "ACTIVE",
+        "Name": name,
+        "EmailAddress": email,
+        "IsSupplier": False,
+        "IsCustomer": True,
+        "Addresses": [],
+        "Phones": [],
+        "ContactGroups": [],
+        "ContactPersons": [],
+        "HasValidationErrors": False,
+        "UpdatedDateUTC": ms_date(updated),
+    }
+
+
+def _working_second(rng: Any, day: date, first_hour: int = 8, hours: int = 10) -> datetime:
+    """Any second of the working day (real books spread out; clients re-read from their last timestamp)."""
+    return _at(day, first_hour) + timedelta(seconds=rng.randrange(hours * 3600))
+
+
 def build_xero_org() -> Obj:
     """The `xero` section of the default seed."""
     created = date(2026, 6, 20)
-    contacts: list[Obj] = []
-    for n, (name, email) in enumerate(_CONTACTS, start=1):
-        contacts.append(
-            {
-                "ContactID": _id("contact", n),
-                "ContactStatus": "ACTIVE",
-                "Name": name,
-                "EmailAddress": email,
-                "IsSupplier": False,
-                "IsCustomer": True,
-                "Addresses": [],
-                "Phones": [],
-                "ContactGroups": [],
-                "ContactPersons": [],
-                "HasValidationErrors": False,
-                "UpdatedDateUTC": ms_date(_at(created, 9, n)),
-            }
-        )
+    contacts = [
+        _contact(_id("contact", n), name, email, _at(created, 9, n))
+        for n, (name, email) in enumerate(_CONTACTS, start=1)
+    ]
     invoices: list[Obj] = []
     payments: list[Obj] = []
     for n, (ci, issued, terms, lines, status, paid, currency) in enumerate(_PLAN, start=1):
@@ -214,13 +223,12 @@ def generate_xero_org(n_invoices: int, n_payments: int, seed: int = 0, *, end: d
     rng = random.Random(seed)
     start = end - timedelta(days=360)
     contacts = [
-        {
-            "ContactID": _id("bench-contact", n),
-            "ContactStatus": "ACTIVE",
-            "Name": f"Client {n:05d}",
-            "EmailAddress": f"billing{n}@example.com",
-            "UpdatedDateUTC": ms_date(_at(start, 8)),
-        }
+        _contact(
+            _id("bench-contact", n),
+            f"Client {n:05d}",
+            f"billing{n}@example.com",
+            _working_second(rng, start - timedelta(days=rng.randrange(1, 360))),
+        )
         for n in range(1, max(10, n_invoices // 40) + 1)
     ]
     invoices: list[Obj] = []
@@ -263,7 +271,7 @@ def generate_xero_org(n_invoices: int, n_payments: int, seed: int = 0, *, end: d
                 "Payments": [],
                 "CreditNotes": [],
                 "SentToContact": True,
-                "UpdatedDateUTC": ms_date(_at(issued, 10, n % 60)),
+                "UpdatedDateUTC": ms_date(_working_second(rng, issued)),
             }
         )
     payments: list[Obj] = []
@@ -282,7 +290,7 @@ def generate_xero_org(n_invoices: int, n_payments: int, seed: int = 0, *, end: d
             "Amount": amount,
             "PaymentType": "ACCRECPAYMENT",
             "Status": "AUTHORISED",
-            "UpdatedDateUTC": ms_date(_at(paid_on, 15, n % 60)),
+            "UpdatedDateUTC": ms_date(_working_second(rng, paid_on)),
             "Invoice": {
                 "InvoiceID": invoice["InvoiceID"],
                 "InvoiceNumber": invoice["InvoiceNumber"],

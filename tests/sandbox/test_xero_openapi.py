@@ -6,6 +6,7 @@ and Connections body its xero-python clients receive. This module walks the whol
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,30 @@ def validate_xero(method: str, url: str, status: int, body: bytes, content_type:
     return True
 
 
+def api_headers(base: str) -> dict[str, str]:
+    """Headers of an API call to the sandbox at `base`: a token through its OAuth flow, the default tenant."""
+    code_url = requests.get(
+        base + "/identity/connect/authorize",
+        params={"response_type": "code", "client_id": "c", "redirect_uri": "http://localhost/cb", "scope": "x"},
+        allow_redirects=False,
+        timeout=5,
+    ).headers["Location"]
+    code = code_url.split("code=")[1].split("&")[0]
+    token = requests.post(
+        base + "/connect/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"},
+        auth=("c", "s"),
+        timeout=5,
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+
+
 def test_default_seed_conforms_to_the_official_spec() -> None:
     if not specs_present():
         pytest.skip(f"the official Xero OpenAPI files are not in {SPECS}")
     with Sandbox(rate_limits=False) as sandbox:
         base = sandbox.base_url
-        code_url = requests.get(
-            base + "/identity/connect/authorize",
-            params={"response_type": "code", "client_id": "c", "redirect_uri": "http://localhost/cb", "scope": "x"},
-            allow_redirects=False,
-            timeout=5,
-        ).headers["Location"]
-        code = code_url.split("code=")[1].split("&")[0]
-        token = requests.post(
-            base + "/connect/token",
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"},
-            auth=("c", "s"),
-            timeout=5,
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+        headers = api_headers(base)
         checked = 0
         urls = [
             base + "/connections",
@@ -141,20 +147,7 @@ def test_reference_lists_take_if_modified_since_and_where_and_round_trip_through
     seed = {"xero": {"tenant_id": TENANT, "Accounts": accounts}}
     with Sandbox(seed, rate_limits=False) as sandbox:
         base = sandbox.base_url
-        code_url = requests.get(
-            base + "/identity/connect/authorize",
-            params={"response_type": "code", "client_id": "c", "redirect_uri": "http://localhost/cb", "scope": "x"},
-            allow_redirects=False,
-            timeout=5,
-        ).headers["Location"]
-        code = code_url.split("code=")[1].split("&")[0]
-        token = requests.post(
-            base + "/connect/token",
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"},
-            auth=("c", "s"),
-            timeout=5,
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+        headers = api_headers(base)
         url = base + "/api.xro/2.0/Accounts"
         since = {**headers, "If-Modified-Since": "2026-01-01T00:00:00"}
         assert [a["Code"] for a in requests.get(url, headers=since, timeout=5).json()["Accounts"]] == ["200"]
@@ -162,3 +155,27 @@ def test_reference_lists_take_if_modified_since_and_where_and_round_trip_through
         assert [a["Code"] for a in where["Accounts"]] == ["090"]
         assert sandbox.state()["xero"]["Accounts"] == accounts
         assert "Currencies" not in sandbox.state()["xero"]  # not seeded, not written back
+
+
+def test_generated_org_conforms_to_the_official_spec_and_spreads_its_times() -> None:
+    """The benchmark generator's organisation in the shapes Xero answers (tap-xero indexes every contact's
+    ContactGroups), its updated times spread over the working day as real books are."""
+    from bridge_sandbox.xero_books import generate_xero_org
+
+    if not specs_present():
+        pytest.skip(f"the official Xero OpenAPI files are not in {SPECS}")
+    org = generate_xero_org(2_000, 2_000)
+    for kind in ("Invoices", "Payments", "Contacts"):
+        per_second = Counter(o["UpdatedDateUTC"] for o in org[kind])
+        assert max(per_second.values()) <= 3, (kind, per_second.most_common(3))
+    assert all(c["ContactGroups"] == [] and c["Addresses"] == [] for c in org["Contacts"])
+    with Sandbox({"xero": org}, rate_limits=False) as sandbox:
+        base = sandbox.base_url
+        headers = api_headers(base)
+        for path in ("Contacts?page=1", "Invoices?page=1", "Payments?page=1"):
+            url = f"{base}/api.xro/2.0/{path}"
+            answer = requests.get(url, headers=headers, timeout=30)
+            assert answer.status_code == 200, (url, answer.text)
+            assert validate_xero("GET", url, 200, answer.content, answer.headers["Content-Type"])
+            kind = path.split("?")[0]
+            assert len(answer.json()[kind]) == min(100, len(org[kind]))
