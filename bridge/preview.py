@@ -103,9 +103,7 @@ def preview(
                     "the PDF shown is the invoice as the provider has it now; the one sent is fetched after this "
                     "run's late fee is written and shows the new balance",
                 )
-            previews.append(
-                Preview(action, how, composed.message, composed.attachments, composed.pay_link, notes)
-            )
+            previews.append(Preview(action, how, composed.message, composed.attachments, composed.pay_link, notes))
         else:
             how = reminder_delivery(action.provider, action.channel or "provider").what
             if action.sends != "contract_text":

@@ -429,8 +429,8 @@ def _template_mail_warning(reminder: Action) -> Warning:
         None,
         WarningCode.PROVIDER_EMAIL,
         f"reminders through this connection: {what}; the plan shows no message text for them because none of it "
-        "is sent. To send the contract's own words, set the contract's reminders.channel = \"smtp\" "
-        "(the firm's own mailbox, [smtp]).",
+        "is sent. To send the contract's own words, use the SMTP channel (the firm's own mailbox): "
+        'reminders.channel = "smtp" and an [smtp] section.',
     )
 
 

@@ -186,6 +186,8 @@ def test_what_arrives_is_what_preview_wrote_with_the_amount_after_the_runs_fees(
         assert text is not None
         balance = Decimal(action["balance"])
         assert f"{balance:,.2f}" in text.get_content()
+        provider = action["provider"]
+        assert f"View and pay the invoice online:\r\n{sandbox.base_url}/_sandbox/pay/{provider}/" in text.get_content()
         if balance != Decimal(action["invoice"]["amount_due"]):
             after_fees += 1
             assert f"{Decimal(action['invoice']['amount_due']):,.2f}" not in text.get_content()
