@@ -226,7 +226,7 @@ def test_a_quickbooks_reminder_shows_no_text_because_quickbooks_sends_its_own_in
         assert a["sends"] == "provider_invoice_email" and "subject" not in a and "body" not in a
     notes = [w for w in plan["warnings"] if w["code"] == "provider_email_template"]
     assert len(notes) == 1 and notes[0]["connection"] == CONN
-    assert "QuickBooks sends its own invoice e-mail" in notes[0]["detail"] and "SMTP" in notes[0]["detail"]
+    assert "QuickBooks sends its own invoice e-mail" in notes[0]["detail"] and 'channel = "smtp"' in notes[0]["detail"]
 
 
 def test_a_freshbooks_reminder_states_the_balance_after_the_fees_of_the_same_run(

@@ -139,7 +139,7 @@ def test_4_a_reminder_through_quickbooks_or_xero_shows_no_text_because_their_own
         assert all(a.sends == "provider_invoice_email" and a.subject is None and a.body is None for a in reminders)
         (warning,) = plan.warnings  # once per connection
         assert warning.code == "provider_email_template" and f"{name} sends its own invoice e-mail" in warning.detail
-        assert "SMTP" in warning.detail
+        assert 'reminders.channel = "smtp"' in warning.detail  # how to send the contract's own words
 
 
 def test_4_the_message_uses_the_contract_locale_and_template():
