@@ -36,6 +36,7 @@ from bridge.config_errors import (
 )
 from bridge.errors import ConfigError
 from bridge.policies.terms import Contract, Exclude, Hold, Terms
+from bridge.providers import reminder_channels
 
 __all__ = [
     "CONFIG_ENV",
@@ -281,6 +282,7 @@ def load_settings(path: Path) -> Settings:
                 hold=config.hold,
                 exclude=config.exclude,
                 fee_modes=fee_modes,
+                provider_channels=reminder_channels(),
             ),
         )
     except ValidationError as exc:  # the checks above make this unreachable; stay readable anyway
@@ -297,7 +299,12 @@ def load_terms(path: Path) -> Terms:
     raw = _read_toml(path)
     data = {key: raw[key] for key in _TERMS_KEYS if key in raw}
     terms_file = validate(_TermsFile, data, raw, path)
-    return Terms(contracts=terms_file.contracts, hold=terms_file.hold, exclude=terms_file.exclude)
+    return Terms(
+        contracts=terms_file.contracts,
+        hold=terms_file.hold,
+        exclude=terms_file.exclude,
+        provider_channels=reminder_channels(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

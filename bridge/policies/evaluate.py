@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal, NamedTuple
 
-from bridge.delivery import NOT_SENT, reminder_delivery
+from bridge.delivery import NOT_SENT, Delivery, reminder_delivery
 from bridge.messages import MessageContext, RenderedMessage, render_message
 from bridge.model import Customer, HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
 from bridge.money import format_amount
@@ -220,7 +220,7 @@ def evaluate(
         assert contract is not None and inv.due_date is not None
         run = per_contract.get(contract.name)
         if run is None:
-            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract))
+            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms)
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
         inv_hist = hist.for_invoice(inv.connection, inv.id)
         fee_mode = terms.fee_modes.get(inv.connection)
@@ -236,7 +236,7 @@ def evaluate(
             actions.append(reminder)
             if reminder.sends == "provider_invoice_email":
                 template_mail.setdefault((inv.connection, inv.provider), reminder)
-    warnings += [_template_mail_warning(a) for a in template_mail.values()]
+    warnings += [_template_mail_warning(a, terms.provider_channels) for a in template_mail.values()]
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
@@ -385,9 +385,9 @@ def _reminder(
     return _reminder_action(inv, run, ref, effective_due, step, prefix, inv.amount_due + line_fees), skips
 
 
-def _template_mail_warning(reminder: Action) -> Warning:
+def _template_mail_warning(reminder: Action, channels: Mapping[str, Delivery]) -> Warning:
     """Once per connection whose reminders go out as the provider's own invoice e-mail."""
-    what = reminder_delivery(reminder.provider, reminder.channel or "provider").what
+    what = reminder_delivery(reminder.provider, reminder.channel or "provider", channels).what
     return Warning(
         reminder.connection,
         None,
@@ -401,11 +401,21 @@ def _template_mail_warning(reminder: Action) -> Warning:
 class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
-    __slots__ = ("_clause_texts", "_steps", "contract", "late_fee", "late_fee_clause", "reminders_clause", "today")
+    __slots__ = (
+        "_clause_texts",
+        "_steps",
+        "channels",
+        "contract",
+        "late_fee",
+        "late_fee_clause",
+        "reminders_clause",
+        "today",
+    )
 
-    def __init__(self, contract: Contract, today: date) -> None:
+    def __init__(self, contract: Contract, today: date, terms: Terms) -> None:
         self.contract = contract
         self.today = today
+        self.channels = terms.provider_channels
         self.reminders_clause = contract.clause("reminders")
         self.late_fee_clause = contract.clause("late_fee")
         late_fee = contract.late_fee
@@ -445,7 +455,7 @@ def _reminder_action(
     terms = contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    delivery = reminder_delivery(inv.provider, terms.channel)
+    delivery = reminder_delivery(inv.provider, terms.channel, run.channels)
     subject = body = None
     if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
         rendered = render_message(

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from bridge.delivery import Delivery
 from bridge.messages import template_sets
 from bridge.model import Money
 from bridge.money import is_currency, quantum
@@ -242,13 +243,15 @@ class Exclude(_Terms):
 class Terms(_Terms):
     """Everything the policy engine reads from the config: contracts in file order, holds, exclusions.
 
-    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`.
+    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`; `provider_channels` what each
+    installed provider's own reminder e-mail carries (from the provider descriptors, not from the file).
     """
 
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
     exclude: Exclude = Exclude()
     fee_modes: dict[str, Literal["line", "invoice"]] = Field(default_factory=dict)
+    provider_channels: dict[str, Delivery] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Terms:

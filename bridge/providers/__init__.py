@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bridge.delivery import Delivery
+
 if TYPE_CHECKING:
     from bridge.auth.link import Flow
     from bridge.auth.vault import TokenVault
@@ -51,8 +53,8 @@ class Provider:
     `flow` and `connector` are `"module:attribute"` references, imported on first use.
     `redirect_uri` is set when the provider accepts only that redirect address (FreshBooks: https).
     `customer_id_fields` are the keys of the id in the provider's raw customer payloads, first found wins.
-    `reminder_sends_contract_text` tells whether the provider's own reminder e-mail carries the contract's
-    subject and text (bridge.delivery, which is pure, keeps its own table; a test checks they agree).
+    `reminder_email` is what the provider's own reminder e-mail puts in front of the client (does it carry the
+    contract's subject and text?); None: its own invoice e-mail, never the contract's text (`bridge.delivery`).
     """
 
     name: str
@@ -62,7 +64,7 @@ class Provider:
     connector: str
     customer_id_fields: tuple[str, ...] = ("id",)
     redirect_uri: str | None = None
-    reminder_sends_contract_text: bool = False
+    reminder_email: Delivery | None = None
 
     @property
     def https_redirect_only(self) -> bool:
@@ -162,6 +164,11 @@ def unknown(name: str, found: Mapping[str, Provider], broken: Mapping[str, str])
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listed = ", ".join(repr(n) for n in sorted(found)) or "none"
     return f"unknown provider {name!r}{hint} (installed: {listed})"
+
+
+def reminder_channels() -> dict[str, Delivery]:
+    """What each installed provider's own reminder e-mail carries, by provider (those that say)."""
+    return {name: d.reminder_email for name, d in installed().items() if d.reminder_email is not None}
 
 
 def customer_id_fields() -> tuple[str, ...]:
