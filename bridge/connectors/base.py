@@ -179,7 +179,7 @@ class BaseConnector(ABC):
     tenant_what: str  # what the provider calls the tenant id, in errors ("realm id")
     sandbox_credentials = ("sandbox-client", "sandbox-secret")  # the app credentials an emulator takes
     mapping: RecordMapping  # the provider's record mapping
-    full_reconcile_every: ClassVar[timedelta]  # a full read at least this often (it also finds deletions)
+    full_reconcile_every: ClassVar[timedelta] = timedelta(days=1)  # a full read this often (it finds deletions)
     payments_follow_invoices: ClassVar[bool] = False  # a payment always changes its invoice: no invoice, no read
 
     def __init__(

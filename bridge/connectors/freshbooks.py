@@ -76,7 +76,6 @@ class FreshBooksConnector(BaseConnector):
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
     mapping = fm
-    full_reconcile_every = timedelta(days=1)
     payments_follow_invoices = True  # a payment always changes its invoice
 
     def _api_base(self, emulator: str | None) -> str:

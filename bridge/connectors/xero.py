@@ -128,7 +128,6 @@ class XeroConnector(BaseConnector):
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
     mapping = xm
-    full_reconcile_every = timedelta(days=1)
 
     def __init__(
         self,
