@@ -126,16 +126,12 @@ class FreshBooksConnector(BaseConnector):
 
     def _error(self, exc: FreshBooksError) -> ProviderError:
         messages = fm.error_messages(exc.raw_response) or [str(exc)]
-        if exc.status_code == 403:
-            return FreshBooksHTTPError(
-                f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it",
-                exc.status_code,
-                exc.error_code if isinstance(exc.error_code, int) else None,
-                messages,
-            )
         errno = exc.error_code if isinstance(exc.error_code, int) else None
-        detail = "; ".join(messages)
-        return FreshBooksHTTPError(f"FreshBooks answered {exc.status_code}: {detail}", exc.status_code, errno, messages)
+        if exc.status_code == 403:
+            said = f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it"
+        else:
+            said = f"FreshBooks answered {exc.status_code}: {'; '.join(messages)}"
+        return FreshBooksHTTPError(said, exc.status_code, errno, messages)
 
     def _call(self, fn: Callable[[], T], *, safe: bool = True) -> T:
         """One SDK call under the retry policy; the SDK's own error becomes ours."""

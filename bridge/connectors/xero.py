@@ -436,11 +436,6 @@ class XeroConnector(BaseConnector):
             self._note(invoice_id, action, result.form)
         return result
 
-    def _history(self, invoice_id: str) -> list[Mapping[str, Any]]:
-        reply = self.accounting.get_invoice_history(self.tenant_id, invoice_id, _preload_content=False)
-        records = self._json(reply).get("HistoryRecords") or []
-        return [r for r in records if isinstance(r, Mapping)]
-
     def _fee_evidence(self, action: Action) -> Evidence:
         raw = self._read_raw(action.invoice.id)
         line = xm.fee_line_id(raw, action) if raw is not None else None
@@ -459,8 +454,8 @@ class XeroConnector(BaseConnector):
 
     def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
         since = datetime.fromisoformat(pending_since)
-        for record in self._history(action.invoice.id):
-            if action.key in str(record.get("Details") or ""):
+        for record in self._get(self.accounting.get_invoice_history, action.invoice.id).get("HistoryRecords") or []:
+            if isinstance(record, Mapping) and action.key in str(record.get("Details") or ""):
                 when = xm.moment(record.get("DateUTC"), "DateUTC")
                 if when >= since - timedelta(seconds=1):
                     return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
