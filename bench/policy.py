@@ -62,6 +62,7 @@ from bridge.policies.late_fees import fee_description
 from bridge.policies.reminders import step_at
 from bridge.policies.renegotiation import project_of
 from bridge.policies.terms import Contract, Exclude, Hold, LateFee, Terms
+from bridge.providers import reminder_channels
 
 AS_OF = date(2026, 10, 20)
 SEED = 20261020
@@ -665,6 +666,7 @@ def _generate(n: int, seed: int) -> Dataset:
         ),
         exclude=Exclude(customers=tuple(c.email or c.id for c in held[4:])),
         fee_modes=fee_modes,
+        provider_channels=reminder_channels(),  # what each provider's own e-mail carries, as the config hands it
     )
     return Dataset(invoices, terms, history, requests, len(customers))
 

@@ -48,6 +48,7 @@ from bridge.config_errors import (
 from bridge.errors import ConfigError
 from bridge.notify.settings import NotifySettings
 from bridge.policies.terms import Contract, Exclude, Hold, Terms, known_zone
+from bridge.providers import reminder_channels
 
 __all__ = [
     "CONFIG_ENV",
@@ -496,6 +497,7 @@ def load_settings(path: Path) -> Settings:
                 exclude=config.exclude,
                 fee_modes=fee_modes,
                 firm_name=config.firm.name if config.firm else "",
+                provider_channels=reminder_channels(),
             ),
             notify=config.notify,
         )
@@ -513,7 +515,12 @@ def load_terms(path: Path) -> Terms:
     raw = _read_toml(path)
     data = {key: raw[key] for key in _TERMS_KEYS if key in raw}
     terms_file = validate(_TermsFile, data, raw, path)
-    return Terms(contracts=terms_file.contracts, hold=terms_file.hold, exclude=terms_file.exclude)
+    return Terms(
+        contracts=terms_file.contracts,
+        hold=terms_file.hold,
+        exclude=terms_file.exclude,
+        provider_channels=reminder_channels(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
 """What a reminder's client really receives, per delivery channel (pure: facts, no I/O).
 
-The plan must show exactly what goes out. Through the provider's channel, QuickBooks
-(`POST /invoice/{id}/send`) and Xero (`POST /Invoices/{id}/Email`) send the company's own
-invoice e-mail template: no API parameter carries a subject or a body, so the contract's
-words cannot reach the client that way. FreshBooks' `action_email` sends the subject and
-body it is given. A provider not listed here is assumed to send its own template: the plan
-then never claims that text it shows will be sent.
+The plan must show exactly what goes out. Through the provider's channel, what the client
+gets is a fact of the provider, stated once by its descriptor (`bridge.providers`,
+`Provider.reminder_email`) and handed in by the caller as `provider_channels` (the
+configuration's `Terms.provider_channels`): QuickBooks and Xero send the company's own
+invoice e-mail template (no API parameter carries a subject or a body), FreshBooks'
+`action_email` sends the subject and body it is given. A provider the caller states nothing
+about is assumed to send its own template: the plan then never claims that text it shows
+will be sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 Sends = Literal["contract_text", "provider_invoice_email", "nothing"]
@@ -22,19 +25,6 @@ class Delivery(NamedTuple):
     what: str
 
 
-# The provider channel, per provider: does the provider's send call carry our subject and body?
-_PROVIDER_CHANNEL: dict[str, Delivery] = {
-    "freshbooks": Delivery("contract_text", "FreshBooks e-mails the contract's subject and text with the invoice"),
-    "quickbooks": Delivery(
-        "provider_invoice_email",
-        "QuickBooks sends its own invoice e-mail (the company's template with the invoice), not the contract's text",
-    ),
-    "xero": Delivery(
-        "provider_invoice_email",
-        "Xero sends its own invoice e-mail (the organisation's template with the invoice), not the contract's text",
-    ),
-}
-
 # The SMTP channel, on every provider: the contract's words from the firm's mailbox ([smtp]), with the provider's
 # invoice PDF attached and its pay link in the body where [smtp] asks for them and the provider offers them.
 SMTP = Delivery(
@@ -46,10 +36,11 @@ SMTP = Delivery(
 NOT_SENT = Delivery("nothing", "nothing is sent: the message is for you to pass on")
 
 
-def reminder_delivery(provider: str, channel: str) -> Delivery:
-    """What a reminder through `channel` at `provider` puts in front of the client."""
+def reminder_delivery(provider: str, channel: str, provider_channels: Mapping[str, Delivery]) -> Delivery:
+    """What a reminder through `channel` at `provider` puts in front of the client (`provider_channels`: what
+    each provider's own channel sends, by provider name)."""
     if channel == "provider":
-        return _PROVIDER_CHANNEL.get(
+        return provider_channels.get(
             provider,
             Delivery("provider_invoice_email", f"{provider} sends its own invoice e-mail, not the contract's text"),
         )

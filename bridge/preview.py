@@ -105,7 +105,8 @@ def preview(
                 )
             previews.append(Preview(action, how, composed.message, composed.attachments, composed.pay_link, notes))
         else:
-            how = reminder_delivery(action.provider, action.channel or "provider").what
+            channels = rt.settings.terms.provider_channels
+            how = reminder_delivery(action.provider, action.channel or "provider", channels).what
             if action.sends != "contract_text":
                 how = "not sent: handed to you to pass on" if action.sends == "nothing" else how
             previews.append(Preview(action, how, None))

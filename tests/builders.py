@@ -11,6 +11,7 @@ from bridge.model import Allocation, Customer, HistoryEntry, Invoice, InvoiceSta
 from bridge.plan import Plan
 from bridge.policies.evaluate import evaluate
 from bridge.policies.terms import Contract, Terms
+from bridge.providers import reminder_channels
 
 D = date.fromisoformat
 
@@ -78,8 +79,9 @@ def standard() -> Contract:
 
 
 def terms(*contracts: Contract, **rest: Any) -> Terms:
-    """Terms with the given contracts in order (the §8 contract when none)."""
-    return Terms(contracts=contracts or (standard(),), **rest)
+    """Terms with the given contracts in order (the §8 contract when none), and what each installed provider's
+    own reminder e-mail carries, as the configuration gives it."""
+    return Terms(contracts=contracts or (standard(),), **{"provider_channels": reminder_channels(), **rest})
 
 
 def applied(key: str, on: str, amount: str | None = None) -> HistoryEntry:

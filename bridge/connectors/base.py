@@ -12,19 +12,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, Protocol, Self, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
+from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, shared_limiter
 from bridge.connectors.session import ProviderSession
 from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
-from bridge.incremental import Position, advance
+from bridge.incremental import Position, advance, reconcile_due
 from bridge.model import Invoice, Payment
-from bridge.plan import Action, Warning
+from bridge.plan import Action, ActionKind, Warning
 from bridge.store import Cursor, Quarantined
 
 R = TypeVar("R")
+Raw = Mapping[str, Any]  # a record as the provider sends it
 
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
@@ -91,6 +93,11 @@ class PullResult:
     full: bool = False
 
 
+# What a provider lists in one pull (`BaseConnector._list`): the result so far (customers, deleted ids, cursors
+# after the read, whether it was full) and the raw invoices and payments the template maps into it.
+Listing = tuple[PullResult, list[Raw], list[Raw]]
+
+
 @dataclass(frozen=True)
 class Applied:
     """A carried-out action: the provider's id for what was written, the form it took, and the invoice
@@ -148,17 +155,32 @@ class Connector(Protocol):
         ...
 
 
+class RecordMapping(Protocol):
+    """A provider's pure mapping module (`bridge.mapping.<provider>`), as far as a pull needs it."""
+
+    def map_invoice(self, raw: Raw, connection: str, customers: Mapping[str, Raw], /) -> Invoice: ...
+
+    def map_payment(self, raw: Raw, connection: str, /) -> Payment: ...
+
+
 class BaseConnector(ABC):
     """What every connector shares, written once: the session (limiter, tokens, retries, statistics, wire), the
-    pull within its deadline, the map-or-quarantine loop, the cursors a pull hands back, and the read of one
-    invoice. A provider gives the hooks: `_pull` (its way of listing changes), `_do_refresh` (its token call),
-    `_read_raw`, `_map_invoice`, `_map_payment`, `_record_id` and `_is_deleted`."""
+    pull template, the read of one invoice and the evidence of an action whose outcome is unknown.
+
+    `pull` is a template, as a singer-sdk or dlt stream is: within the pull's deadline it decides whether a full
+    read is due (`_full_due`), lets the provider list what changed (`_list`; by default two keyset streams,
+    "invoices" and "payments", read by `_changed`, with the customers of the changed invoices), maps every record
+    or quarantines it (`mapping`, `_record_id`, `_is_deleted`) and adds what the provider's settings call for
+    (`_notices`). The provider gives the hooks; it never repeats the loop."""
 
     provider: str  # the entry point's name, the wire's name and the key of the shared limiter
     label: str  # the provider as messages name it
-    streams: tuple[str, ...]  # the cursors `pull` reads and hands back
+    streams: tuple[str, ...]  # the cursors `pull` reads and hands back (the first one carries the full read's date)
     tenant_what: str  # what the provider calls the tenant id, in errors ("realm id")
     sandbox_credentials = ("sandbox-client", "sandbox-secret")  # the app credentials an emulator takes
+    mapping: RecordMapping  # the provider's record mapping
+    full_reconcile_every: ClassVar[timedelta] = timedelta(days=1)  # a full read this often (it finds deletions)
+    payments_follow_invoices: ClassVar[bool] = False  # a payment always changes its invoice: no invoice, no read
 
     def __init__(
         self,
@@ -205,7 +227,7 @@ class BaseConnector(ABC):
 
     @classmethod
     def configured(cls, connection: Any, vault: TokenVault, env: Mapping[str, str]) -> Self:
-        """A connector for one configured connection (what every provider's `factory` returns): the app's
+        """A connector for one configured connection (each provider's entry point `factory` is this): the app's
         credentials from BRIDGE_<PROVIDER>_CLIENT_ID / _CLIENT_SECRET (an emulator's `sandbox_credentials`
         without them), and the connection's own `calls_per_minute` as a limiter (`paced`) shared by every
         connector on it."""
@@ -274,7 +296,7 @@ class BaseConnector(ABC):
             return response.content
         return response.json()
 
-    # -- hooks -------------------------------------------------------------------------------
+    # -- hooks: the session ------------------------------------------------------------------
 
     @abstractmethod
     def _api_base(self, emulator: str | None) -> str:
@@ -293,84 +315,111 @@ class BaseConnector(ABC):
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         """The provider's token refresh (the session runs it under the vault's lock, with the app's credentials)."""
 
-    @abstractmethod
-    def _pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """Everything changed since the cursors (everything when `full`)."""
+    # -- hooks: reads ------------------------------------------------------------------------
+
+    def _full_due(self, cursors: Mapping[str, Cursor], now: datetime) -> bool:
+        """A full read is due: never done, or not within `full_reconcile_every` (by the first stream's cursor)."""
+        last = cursors.get(self.streams[0])
+        return reconcile_due(last.full_sync_at if last else None, now, self.full_reconcile_every)
+
+    def _list(self, cursors: Mapping[str, Cursor], now: datetime, *, full: bool) -> Listing:
+        """What changed. By default the "invoices" and "payments" keyset streams, each read by `_changed` from its
+        cursor (from nothing on a full read, whose time the cursors then carry), and the customers of the changed
+        invoices."""
+        invoices, after_invoices = self._changed("invoices", None if full else cursors.get("invoices"), full=full)
+        since = None if full else cursors.get("payments")
+        payments, after_payments = (
+            self._changed("payments", since, full=full)
+            if full or invoices or not self.payments_follow_invoices
+            else ([], since)
+        )
+        result = PullResult(customers=self._customers_of(invoices, full=full), full=full)
+        result.cursors.update(stamped({"invoices": after_invoices, "payments": after_payments}, now if full else None))
+        return result, invoices, payments
+
+    def _changed(self, stream: str, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
+        """The records of `stream` ("invoices", "payments") changed since the cursor, oldest first, and the
+        cursor after them (used by the default `_list`)."""
+        raise NotImplementedError(f"{type(self).__name__} lists no {stream} stream")
+
+    def _customer_of(self, raw_invoice: Raw) -> str | None:
+        """The customer id of a raw invoice (used by the default `_list`)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no customers of invoices")
+
+    def _customers(self, ids: list[str] | None) -> list[Raw]:
+        """Customers, all of them (`None`) or those with these ids (used by the default `_list`)."""
+        raise NotImplementedError(f"{type(self).__name__} lists no customers")
+
+    def _notices(
+        self, cursors: Mapping[str, Cursor], result: PullResult, customers: Mapping[str, Raw], now: datetime
+    ) -> list[Warning]:
+        """What the provider's own settings mean for the accountant (it may keep them in a cursor of `result`)."""
+        return []
 
     @abstractmethod
-    def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
+    def _read_raw(self, invoice_id: str) -> Raw | None:
         """One invoice as the provider sends it (None when there is none by that id)."""
 
     @abstractmethod
-    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
-        """A provider invoice in the model (`DataError` when it cannot be)."""
-
-    @abstractmethod
-    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
-        """A provider payment in the model (`DataError` when it cannot be)."""
-
-    @abstractmethod
-    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
+    def _record_id(self, raw: Raw, stream: str) -> str:
         """The provider's id of a customer, invoice or payment (`stream`: "customers", "invoices", "payments")."""
 
-    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
+    def _is_deleted(self, raw: Raw) -> bool:
         """A record the provider lists as deleted (it leaves the cache instead of being mapped)."""
         return False
+
+    # -- hooks: evidence ---------------------------------------------------------------------
+
+    @abstractmethod
+    def _fee_evidence(self, action: Action) -> Evidence:
+        """The trace of a late fee (a line on the invoice, or a fee invoice of its own)."""
+
+    @abstractmethod
+    def _due_date(self, raw: Raw) -> str | None:
+        """A raw invoice's due date, as an ISO day."""
+
+    @abstractmethod
+    def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
+        """The trace of a reminder e-mail sent since `pending_since`, on the invoice as it is now."""
 
     # -- the template ------------------------------------------------------------------------
 
     def pull(
         self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
     ) -> PullResult:
-        """`_pull`, every call of it within the connection's pull deadline (`sync_deadline_seconds`)."""
+        """Everything changed since the cursors (everything when `full`, or when a full read is due), every call
+        within the connection's pull deadline (`sync_deadline_seconds`)."""
         with self.session.pulling():
-            return self._pull(cursors, customers, full=full)
+            now = clock.now_utc()
+            result, raw_invoices, raw_payments = self._list(cursors, now, full=full or self._full_due(cursors, now))
+            known = {**customers, **{self._record_id(c, "customers"): c for c in result.customers}}
+            for stream, raws in (("invoices", raw_invoices), ("payments", raw_payments)):
+                for raw in raws:
+                    self._map_one(result, stream, raw, known)
+            result.warnings += self._notices(cursors, result, known, now)
+            return result
 
-    def _mapped(
-        self,
-        raw_customers: list[Mapping[str, Any]],
-        raw_invoices: list[Mapping[str, Any]],
-        raw_payments: list[Mapping[str, Any]],
-        known_customers: Mapping[str, Mapping[str, Any]],
-        *,
-        full: bool,
-    ) -> PullResult:
-        """The records pulled, mapped; a deleted one listed as deleted, one that cannot be mapped quarantined."""
-        result = PullResult(customers=list(raw_customers), full=full)
-        customers = {**known_customers, **{self._record_id(c, "customers"): c for c in raw_customers}}
-        for stream, raws, kept, deleted in (
-            ("invoices", raw_invoices, result.invoices, result.deleted_invoices),
-            ("payments", raw_payments, result.payments, result.deleted_payments),
-        ):
-            for raw in raws:
-                record_id = self._record_id(raw, stream)
-                if self._is_deleted(raw):
-                    deleted.append(record_id)
-                    continue
-                try:
-                    record = self._map_invoice(raw, customers) if stream == "invoices" else self._map_payment(raw)
-                except DataError as exc:
-                    result.quarantined.append(Quarantined(stream, record_id, str(exc), dict(raw)))
-                else:
-                    kept.append((record, raw))  # type: ignore[arg-type]
-        return result
+    def _map_one(self, result: PullResult, stream: str, raw: Raw, customers: Mapping[str, Raw]) -> None:
+        """One record into `result`: listed as deleted, mapped, or quarantined when it cannot be mapped."""
+        record_id = self._record_id(raw, stream)
+        if self._is_deleted(raw):
+            (result.deleted_invoices if stream == "invoices" else result.deleted_payments).append(record_id)
+            return
+        try:
+            if stream == "invoices":
+                result.invoices.append((self.mapping.map_invoice(raw, self.name, customers), raw))
+            else:
+                result.payments.append((self.mapping.map_payment(raw, self.name), raw))
+        except DataError as exc:
+            result.quarantined.append(Quarantined(stream, record_id, str(exc), dict(raw)))
 
-    @staticmethod
-    def _customers_of(
-        raw_invoices: list[Mapping[str, Any]],
-        customer_of: Callable[[Mapping[str, Any]], str | None],
-        fetch: Callable[[list[str] | None], list[Mapping[str, Any]]],
-        *,
-        full: bool,
-    ) -> list[Mapping[str, Any]]:
+    def _customers_of(self, raw_invoices: list[Raw], *, full: bool) -> list[Raw]:
         """Every customer on a full read; otherwise those of the changed invoices (customers have no cheap change
         feed worth a call on every sync)."""
         if full:
-            return fetch(None)
-        wanted = sorted({c for c in map(customer_of, raw_invoices) if c})
-        return fetch(wanted) if wanted else []
+            return self._customers(None)
+        wanted = sorted({c for c in map(self._customer_of, raw_invoices) if c})
+        return self._customers(wanted) if wanted else []
 
     def read_invoice(
         self, invoice_id: str, customers: Mapping[str, Mapping[str, Any]]
@@ -379,10 +428,41 @@ class BaseConnector(ABC):
         raw = self._read_raw(invoice_id)
         if raw is None or self._is_deleted(raw):
             return None
-        return self._map_invoice(raw, customers), raw
+        return self.mapping.map_invoice(raw, self.name, customers), raw
+
+    def evidence(self, action: Action, pending_since: str) -> Evidence:
+        """Look at the provider for the trace of an action that was pending when a run stopped (at ISO time
+        `pending_since`): a fee the provider's way; otherwise on the invoice as it is now (gone: unknown)."""
+        if action.kind is ActionKind.LATE_FEE:
+            return self._fee_evidence(action)
+        raw = self._read_raw(action.invoice.id)
+        if raw is None:
+            return Evidence("unknown", detail="the invoice is gone")
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            if self._due_date(raw) == action.new_due_date.isoformat():
+                return Evidence("applied", self._record_id(raw, "invoices"), "due date already moved")
+            return Evidence("absent", detail="due date unchanged")
+        if action.kind is ActionKind.REMINDER:
+            return self._reminder_evidence(action, raw, pending_since)
+        return Evidence("applied", "recorded")
 
     def flush(self) -> None:  # noqa: B027 (a hook with nothing to do by default, not an abstract one)
         """Nothing is batched (Xero batches its history notes)."""
+
+
+def paged(guard: PageGuard, read: Callable[[int], tuple[list[Raw], bool]], id_of: Callable[[Raw], str]) -> list[Raw]:
+    """Every row of a listing read page by page from page 1 (`read(page)`: the page's rows, and whether it was the
+    last one), under `guard`."""
+    found: list[Raw] = []
+    page = 1
+    while True:
+        rows, last = read(page)
+        guard.page(map(id_of, rows))
+        found += rows
+        if last:
+            return found
+        page += 1
 
 
 def stamped(cursors: Mapping[str, Cursor | None], full_at: datetime | None) -> dict[str, Cursor]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -35,8 +35,8 @@ from freshbooks.errors import FreshBooksError
 
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
-from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, stamped, take
+from bridge.auth.vault import TokenSet
+from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, Raw, paged, take
 from bridge.connectors.http import Limiter, WindowLimiter
 from bridge.errors import (
     AuthError,
@@ -46,9 +46,7 @@ from bridge.errors import (
     StalledPull,
     TransportError,
 )
-from bridge.incremental import reconcile_due
 from bridge.mapping import freshbooks as fm
-from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
 from bridge.store import Cursor
 
@@ -56,7 +54,6 @@ T = TypeVar("T")
 PER_PAGE = 100  # FreshBooks' maximum page size
 # FreshBooks publishes no rate limit: a steady pace well under what the API takes, in any 60-second window.
 CALLS_PER_MINUTE = 300
-FULL_RECONCILE_EVERY = timedelta(days=1)
 OVERLAP = timedelta(days=1)  # `search[updated_min]` has day granularity (and its time zone is not documented)
 MAX_PASSES = 3  # offset paging read again from page 1 when a record left the list while paging
 
@@ -80,6 +77,8 @@ class FreshBooksConnector(BaseConnector):
     tenant_what = "account id"
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
+    mapping = fm
+    payments_follow_invoices = True  # a payment always changes its invoice
 
     def _api_base(self, emulator: str | None) -> str:
         return emulator or PRODUCTION_API
@@ -130,16 +129,12 @@ class FreshBooksConnector(BaseConnector):
 
     def _error(self, exc: FreshBooksError) -> ProviderError:
         messages = fm.error_messages(exc.raw_response) or [str(exc)]
-        if exc.status_code == 403:
-            return FreshBooksHTTPError(
-                f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it",
-                exc.status_code,
-                exc.error_code if isinstance(exc.error_code, int) else None,
-                messages,
-            )
         errno = exc.error_code if isinstance(exc.error_code, int) else None
-        detail = "; ".join(messages)
-        return FreshBooksHTTPError(f"FreshBooks answered {exc.status_code}: {detail}", exc.status_code, errno, messages)
+        if exc.status_code == 403:
+            said = f"FreshBooks account {self.tenant_id} is not reachable with {self.name!r}'s tokens: re-link it"
+        else:
+            said = f"FreshBooks answered {exc.status_code}: {'; '.join(messages)}"
+        return FreshBooksHTTPError(said, exc.status_code, errno, messages)
 
     def _call(self, fn: Callable[[], T], *, safe: bool = True) -> T:
         """One SDK call under the retry policy; the SDK's own error becomes ours."""
@@ -218,105 +213,77 @@ class FreshBooksConnector(BaseConnector):
                 break
         return sorted(found.values(), key=lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
-    def _changed(
-        self, resource: AccountingResource, key: str, since: Cursor | None, *, lines: bool = False, deleted: bool
-    ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
+    def _changed(self, stream: str, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
         """Records updated since the cursor: `search[updated_min]` a day before the watermark's Eastern day (day
-        granularity), then de-duplicated on `updated` (older than the watermark, or at it and seen: skipped)."""
+        granularity), then de-duplicated on `updated` (older than the watermark, or at it and seen: skipped).
+        Deleted records are left out of lists unless asked for: an incremental read asks for them too (a full
+        read needs no deleted list: what is missing from it is gone, and the sync removes it)."""
         watermark = int(since.watermark) if since else None
+        resource = self.invoices if stream == "invoices" else self.payments
 
         def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
             def make() -> list[Builder]:
-                out: list[Builder] = []
                 search = FilterBuilder()
                 if watermark is not None:
                     search.between("updated_min", fm.eastern_day(watermark) - OVERLAP)
                 if vis_state is not None:
                     search.equals("vis_state", vis_state)
-                out.append(search)
-                if lines:
-                    out.append(self._lines())
-                return out
+                return [search, self._lines()] if stream == "invoices" else [search]
 
             return make
 
-        rows = self._pages(resource, key, builders(None), watermark)
-        if deleted:  # deleted records are left out of lists unless asked for
-            rows += self._pages(resource, key, builders(fm.DELETED), watermark)
+        rows = self._pages(resource, stream, builders(None), watermark)
+        if not full:
+            rows += self._pages(resource, stream, builders(fm.DELETED), watermark)
         return take(since, rows, lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
-    def _clients(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
+    def _customer_of(self, raw_invoice: Raw) -> str | None:
+        return fm.client_id(raw_invoice)
+
+    def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Clients (all of them, or those with these ids), page by page."""
-        found: list[Mapping[str, Any]] = []
-        page = 1
-        guard = PageGuard("freshbooks", "clients")
-        while True:
+
+        def read(page: int) -> tuple[list[Raw], bool]:
             builders: list[Builder] = [PaginateBuilder(page, PER_PAGE)]
             if ids is not None:
                 search = FilterBuilder()
                 search.in_list("userids", ids)
                 builders.insert(0, search)
-            data = self._call(lambda b=builders: self.clients.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
+            data = self._call(lambda: self.clients.list(self.tenant_id, builders=builders)).data
             rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
-            guard.page(fm.record_id(r) for r in rows)
-            found += rows
             pages = _page_count(data, "clients", page)[0]
             _not_empty_before_the_end(rows, "clients", page, pages)
-            if page >= pages:
-                return found
-            page += 1
+            return rows, page >= pages
 
-    def _late_fee_warnings(self, flagged: Cursor, clients: Mapping[str, Mapping[str, Any]]) -> list[Warning]:
-        out: list[Warning] = []
-        for cid in flagged.ids_at_watermark:
-            name = fm.client_name(clients.get(cid, {})) or f"client {cid}"
-            out.append(
-                Warning(
-                    self.name,
-                    None,
-                    WarningCode.PROVIDER_LATE_FEES,
-                    f"FreshBooks may add its own late fees to invoices of {name} (client {cid}, allow_late_fees "
-                    "is on): such a fee counts as a foreign fee and the bridge charges nothing on top of it; "
-                    "turn late fees off for this client in FreshBooks to leave them to the contract",
-                )
-            )
-        return out
+        return paged(PageGuard("freshbooks", "clients"), read, fm.record_id)
 
-    def _pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """Invoices changed since the cursors (payments only when some invoice changed: a payment always changes
-        its invoice); everything, with the clients, once a day."""
-        now = clock.now_utc()
-        last = cursors.get("invoices")
-        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
-        invoice_cursor = None if full else cursors.get("invoices")
-        payment_cursor = None if full else cursors.get("payments")
-        # A full read needs no deleted list: what is missing from it is gone (the sync removes it).
-        raw_invoices, next_invoices = self._changed(
-            self.invoices, "invoices", invoice_cursor, lines=True, deleted=not full
-        )
-        raw_payments: list[Mapping[str, Any]] = []
-        next_payments = payment_cursor
-        if full or raw_invoices:
-            raw_payments, next_payments = self._changed(self.payments, "payments", payment_cursor, deleted=not full)
-        raw_clients = self._customers_of(raw_invoices, fm.client_id, self._clients, full=full)
-        result = self._mapped(raw_clients, raw_invoices, raw_payments, customers, full=full)
-        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
-        clients = {**customers, **{fm.record_id(c): c for c in raw_clients}}
-        # The clients that let FreshBooks add its own late fees, kept in a cursor so that quiet pulls warn too.
-        flagged = cursors.get("late_fees") if not full else None
+    def _notices(
+        self, cursors: Mapping[str, Cursor], result: PullResult, customers: Mapping[str, Raw], now: datetime
+    ) -> list[Warning]:
+        """The clients that let FreshBooks add its own late fees, kept in the "late_fees" cursor so that quiet
+        pulls warn too."""
+        flagged = cursors.get("late_fees") if not result.full else None
         ids = set(flagged.ids_at_watermark) if flagged else set()
-        for raw in raw_clients:
+        for raw in result.customers:
             cid = fm.record_id(raw)
             ids.discard(cid)
             if fm.late_fees_allowed(raw):
                 ids.add(cid)
-        late_fees = Cursor("clients", tuple(sorted(ids, key=fm_sort)), now if full else None)
-        if flagged is None or late_fees.ids_at_watermark != flagged.ids_at_watermark or full:
+        late_fees = Cursor("clients", tuple(sorted(ids, key=fm_sort)), now if result.full else None)
+        if flagged is None or late_fees.ids_at_watermark != flagged.ids_at_watermark or result.full:
             result.cursors["late_fees"] = late_fees
-        result.warnings += self._late_fee_warnings(late_fees, clients)
-        return result
+        return [
+            Warning(
+                self.name,
+                None,
+                WarningCode.PROVIDER_LATE_FEES,
+                f"FreshBooks may add its own late fees to invoices of {name} (client {cid}, allow_late_fees "
+                "is on): such a fee counts as a foreign fee and the bridge charges nothing on top of it; "
+                "turn late fees off for this client in FreshBooks to leave them to the contract",
+            )
+            for cid in late_fees.ids_at_watermark
+            for name in [fm.client_name(customers.get(cid, {})) or f"client {cid}"]
+        ]
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -328,12 +295,6 @@ class FreshBooksConnector(BaseConnector):
         except ValueError:
             return None  # not a FreshBooks id
         return found.data if isinstance(found.data, Mapping) and found.data else None
-
-    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
-        return fm.map_invoice(raw, self.name, customers)
-
-    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
-        return fm.map_payment(raw, self.name)
 
     def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
         return fm.record_id(raw)
@@ -455,29 +416,24 @@ class FreshBooksConnector(BaseConnector):
     def _invoice_url(self, invoice_id: str) -> str:
         return f"{self.api_base}/accounting/account/{quote(self.tenant_id)}/invoices/invoices/{quote(invoice_id)}"
 
-    def evidence(self, action: Action, pending_since: str) -> Evidence:
-        """Look at the provider for the trace of an action that was pending when a run stopped."""
+    def _fee_evidence(self, action: Action) -> Evidence:
         raw = self._read_raw(action.invoice.id)
-        if action.kind is ActionKind.LATE_FEE:
-            line = fm.fee_line_id(raw, action) if raw is not None else None
-            if line:
-                return Evidence("applied", line, "fee line found")
-            ours = [r for r in self._by_number(fm.fee_invoice_number(action)) if fm.is_fee_invoice_for(r, action)]
-            if ours:
-                return Evidence("applied", fm.record_id(ours[0]), "fee invoice found")
-            return Evidence("absent", detail="no fee line and no fee invoice")
-        if raw is None:
-            return Evidence("unknown", detail="the invoice is gone")
-        if action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            if raw.get("due_date") == action.new_due_date.isoformat():
-                return Evidence("applied", fm.record_id(raw), "due date already moved")
-            return Evidence("absent", detail="due date unchanged")
-        if action.kind is ActionKind.REMINDER:
-            # FreshBooks keeps no record of a sent e-mail that the API shows; the status of an invoice that was
-            # sent already does not change. So the bridge cannot tell, and never guesses.
-            return Evidence("unknown", detail="FreshBooks shows no record of e-mails sent through the API")
-        return Evidence("applied", "recorded")
+        line = fm.fee_line_id(raw, action) if raw is not None else None
+        if line:
+            return Evidence("applied", line, "fee line found")
+        ours = [r for r in self._by_number(fm.fee_invoice_number(action)) if fm.is_fee_invoice_for(r, action)]
+        if ours:
+            return Evidence("applied", fm.record_id(ours[0]), "fee invoice found")
+        return Evidence("absent", detail="no fee line and no fee invoice")
+
+    def _due_date(self, raw: Raw) -> str | None:
+        due = raw.get("due_date")
+        return due if isinstance(due, str) else None
+
+    def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
+        # FreshBooks keeps no record of a sent e-mail that the API shows; the status of an invoice that was
+        # sent already does not change. So the bridge cannot tell, and never guesses.
+        return Evidence("unknown", detail="FreshBooks shows no record of e-mails sent through the API")
 
 
 def _page_count(data: Mapping[str, Any], key: str, page: int) -> tuple[int, int]:
@@ -511,6 +467,4 @@ def fm_sort(value: str) -> tuple[int, str]:
     return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
-def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> FreshBooksConnector:
-    """Entry point `bridge.connectors:freshbooks`: a connector for one configured connection."""
-    return FreshBooksConnector.configured(connection, vault, env)
+factory = FreshBooksConnector.configured  # the entry point's connector factory

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,14 +23,13 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
-from bridge.auth.vault import TokenSet, TokenVault
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult
+from bridge.auth.vault import TokenSet
+from bridge.connectors.base import Applied, BaseConnector, Evidence, Listing, PageGuard, PullResult, Raw
 from bridge.connectors.http import Limiter, RateLimiter
 from bridge.errors import AuthError, DataError, ProviderError, TransportError
-from bridge.incremental import Position, advance, reconcile_due
+from bridge.incremental import Position, advance
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind
 from bridge.store import Cursor
 
@@ -49,7 +48,6 @@ BURST = 2
 # written while we read is picked up next time instead of being skipped.
 SETTLE = timedelta(seconds=5)
 CDC_LIMIT = timedelta(days=29)
-FULL_RECONCILE_EVERY = timedelta(days=7)
 ENTITIES = ("Invoice", "Payment", "Customer")
 
 
@@ -110,6 +108,8 @@ class QuickBooksConnector(BaseConnector):
     tenant_what = "realm id"
     sandbox_credentials = ("sandbox", "sandbox")
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
+    mapping = qbo
+    full_reconcile_every = timedelta(days=7)
 
     def _api_base(self, emulator: str | None) -> str:
         return emulator or (SANDBOX if self.environment == "sandbox" else PRODUCTION)
@@ -191,10 +191,12 @@ class QuickBooksConnector(BaseConnector):
         name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
         return f"QuickBooks company {self.tenant_id}" + (f" ({name})" if name else "")
 
-    def _keyset(self, entity: str, cap: str) -> Iterator[list[Mapping[str, Any]]]:
-        """Pages of `entity` ordered by last update, re-querying from the last timestamp seen (never by offset)."""
+    def _keyset(self, entity: str, cap: str) -> list[Raw]:
+        """Every `entity` record up to `cap`, by last update, re-querying from the last timestamp seen (never by
+        offset)."""
         position: Position[tuple[datetime, str]] | None = None
         guard = PageGuard("quickbooks", f"{entity} records")
+        out: list[Raw] = []
         while True:
             watermark = position.watermark[1] if position is not None else None
             where = [f"Metadata.LastUpdatedTime <= {_stamp_literal(cap)}"]
@@ -217,40 +219,38 @@ class QuickBooksConnector(BaseConnector):
                     break
                 start += PAGE
             fresh, position = advance(position, rows, _order)
-            yield fresh
+            out += fresh
             if len(page) < PAGE:
-                return  # the last query came back short: nothing more up to the cap
+                return out  # the last query came back short: nothing more up to the cap
 
-    def _pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """Changed records since the cursors: one CDC call when recent, keyset queries otherwise."""
-        now = clock.now_utc()
+    def _full_due(self, cursors: Mapping[str, Cursor], now: datetime) -> bool:
+        """Also when the change-data-capture window no longer reaches back to the cursor."""
+        cdc = cursors.get("cdc")
+        return cdc is None or super()._full_due(cursors, now) or now - _as_utc(cdc.watermark) >= CDC_LIMIT
+
+    def _list(self, cursors: Mapping[str, Cursor], now: datetime, *, full: bool) -> Listing:
+        """One CDC call for all three entities when recent; keyset queries of each otherwise (or when truncated)."""
         cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         cdc = cursors.get("cdc")
-        due = reconcile_due(cdc.full_sync_at if cdc else None, now, FULL_RECONCILE_EVERY)
-        if not full and cdc is not None and not due and now - _as_utc(cdc.watermark) < CDC_LIMIT:
-            changed = self._cdc(cdc.watermark)
-            if changed is not None:
-                raw_customers, raw_invoices, raw_payments, deleted = changed
-                result = self._mapped(raw_customers, raw_invoices, raw_payments, customers, full=False)
-                result.deleted_invoices = deleted.get("Invoice", [])
-                result.deleted_payments = deleted.get("Payment", [])
-                result.cursors["cdc"] = Cursor(cap, (), cdc.full_sync_at)
-                return result
-        pulled: dict[str, list[Mapping[str, Any]]] = {}
-        for entity in ("Customer", "Invoice", "Payment"):
-            pulled[entity] = [row for page in self._keyset(entity, cap) for row in page]
-        result = self._mapped(pulled["Customer"], pulled["Invoice"], pulled["Payment"], customers, full=True)
-        result.cursors["cdc"] = Cursor(cap, (), now)
-        return result
+        changed = None if full or cdc is None else self._cdc(cdc.watermark)
+        if changed is None:
+            found = {entity: self._keyset(entity, cap) for entity in ("Customer", "Invoice", "Payment")}
+            result = PullResult(customers=found["Customer"], cursors={"cdc": Cursor(cap, (), now)}, full=True)
+            return result, found["Invoice"], found["Payment"]
+        found, deleted = changed
+        result = PullResult(
+            customers=found["Customer"],
+            deleted_invoices=deleted["Invoice"],
+            deleted_payments=deleted["Payment"],
+            cursors={"cdc": Cursor(cap, (), cdc.full_sync_at if cdc else None)},
+        )
+        return result, found["Invoice"], found["Payment"]
 
-    def _cdc(
-        self, since: str
-    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]], dict[str, list[str]]] | None:
-        """One change-data-capture call for all three entities; None when it was truncated (then keyset reads)."""
+    def _cdc(self, since: str) -> tuple[dict[str, list[Raw]], dict[str, list[str]]] | None:
+        """One change-data-capture call for all three entities (the records and the ids deleted, by entity); None
+        when it was truncated (then keyset reads)."""
         data = self._call(self.qb.change_data_capture, ",".join(ENTITIES), since)
-        found: dict[str, list[Mapping[str, Any]]] = {e: [] for e in ENTITIES}
+        found: dict[str, list[Raw]] = {e: [] for e in ENTITIES}
         deleted: dict[str, list[str]] = {e: [] for e in ENTITIES}
         for block in data.get("CDCResponse", []):
             for response in block.get("QueryResponse", []):
@@ -263,13 +263,7 @@ class QuickBooksConnector(BaseConnector):
                             deleted[entity].append(str(row.get("Id")))
                         else:
                             found[entity].append(row)
-        return found["Customer"], found["Invoice"], found["Payment"], deleted
-
-    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
-        return qbo.map_invoice(raw, self.name, customers)
-
-    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
-        return qbo.map_payment(raw, self.name)
+        return found, deleted
 
     def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
         return str(raw.get("Id", "?"))
@@ -377,9 +371,8 @@ class QuickBooksConnector(BaseConnector):
     def _company(self) -> str:
         return f"{self.api_base}/v3/company/{quote(self.tenant_id)}"
 
-    def evidence(self, action: Action, pending_since: str) -> Evidence:
-        """Look at the provider for the trace of an action that was pending when a run stopped."""
-        if action.kind is ActionKind.LATE_FEE and action.form == "invoice":
+    def _fee_evidence(self, action: Action) -> Evidence:
+        if action.form == "invoice":
             try:
                 literal = query_string(qbo.fee_invoice_number(action), "the fee invoice number")
             except DataError as exc:  # cannot be looked up: in doubt, never sent again blind
@@ -391,22 +384,18 @@ class QuickBooksConnector(BaseConnector):
         raw = self._read_raw(action.invoice.id)
         if raw is None:
             return Evidence("unknown", detail="the invoice is gone")
-        if action.kind is ActionKind.LATE_FEE:
-            line = qbo.fee_line_id(raw, action)
-            return Evidence("applied", line, "fee line found") if line else Evidence("absent", detail="no fee line")
-        if action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            if raw.get("DueDate") == action.new_due_date.isoformat():
-                return Evidence("applied", str(raw["Id"]), "due date already moved")
-            return Evidence("absent", detail="due date unchanged")
-        if action.kind is ActionKind.REMINDER:
-            delivered = qbo.delivery_time(raw)
-            if delivered and _as_utc(delivered) >= _as_utc(pending_since) - timedelta(seconds=1):
-                return Evidence("applied", f"{raw['Id']}@{delivered}", "QuickBooks shows the e-mail was sent")
-            return Evidence("unknown", detail="QuickBooks shows no delivery since the attempt")
-        return Evidence("applied", "recorded")
+        line = qbo.fee_line_id(raw, action)
+        return Evidence("applied", line, "fee line found") if line else Evidence("absent", detail="no fee line")
+
+    def _due_date(self, raw: Raw) -> str | None:
+        due = raw.get("DueDate")
+        return due if isinstance(due, str) else None
+
+    def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
+        delivered = qbo.delivery_time(raw)
+        if delivered and _as_utc(delivered) >= _as_utc(pending_since) - timedelta(seconds=1):
+            return Evidence("applied", f"{raw['Id']}@{delivered}", "QuickBooks shows the e-mail was sent")
+        return Evidence("unknown", detail="QuickBooks shows no delivery since the attempt")
 
 
-def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> QuickBooksConnector:
-    """Entry point `bridge.connectors:quickbooks`: a connector for one configured connection."""
-    return QuickBooksConnector.configured(connection, vault, env)
+factory = QuickBooksConnector.configured  # the entry point's connector factory

@@ -37,8 +37,9 @@ from bridge.connectors.base import (
     Evidence,
     PageGuard,
     PullResult,
+    Raw,
+    paged,
     position_of,
-    stamped,
     take,
 )
 from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter
@@ -49,10 +50,9 @@ from bridge.errors import (
     TransportError,
     XeroHTTPError,
 )
-from bridge.incremental import advance, reconcile_due
+from bridge.incremental import advance
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
-from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning, WarningCode
 from bridge.store import Cursor
 
@@ -62,9 +62,13 @@ PAGE = 1000
 CALLS_PER_MINUTE = 58
 # Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
 DAILY_RESERVE = 50
-FULL_RECONCILE_EVERY = timedelta(days=1)
 KEY_LIMIT = 128  # Xero's Idempotency-Key
 _ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
+# A stream's listing: the AccountingApi method, its `where` (sales only) and the answer's key.
+_LISTS = {
+    "invoices": ("get_invoices", 'Type=="ACCREC"', "Invoices"),
+    "payments": ("get_payments", 'PaymentType=="ACCRECPAYMENT"', "Payments"),
+}
 
 
 class RawJSON:
@@ -124,6 +128,7 @@ class XeroConnector(BaseConnector):
     tenant_what = "tenant id"
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
+    mapping = xm
 
     def __init__(
         self,
@@ -275,23 +280,25 @@ class XeroConnector(BaseConnector):
         name = orgs[0].get("Name") if isinstance(orgs[0], Mapping) else None
         return f"Xero organisation {self.tenant_id}" + (f" ({name})" if name else "")
 
-    def _changed(
-        self, fetch: Callable[..., dict[str, Any]], key: str, id_field: str, since: Cursor | None
-    ) -> tuple[list[Mapping[str, Any]], Cursor | None]:
+    def _changed(self, stream: str, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
         """Everything modified since the cursor, oldest first, by keyset: after a full page the next query
         starts at the last record's timestamp (not at page + 1, which shifts when records change meanwhile)."""
+        method, where, key = _LISTS[stream]
+        fetch = getattr(self.accounting, method)
+        id_field = _ID_FIELDS[stream]
 
-        def order(row: Mapping[str, Any]) -> tuple[int, str]:
+        def order(row: Raw) -> tuple[int, str]:
             return xm.updated_ms(row), str(row.get(id_field))
 
         position = position_of(since)
-        out: list[Mapping[str, Any]] = []
+        out: list[Raw] = []
         page = 1
         guard = PageGuard("xero", key.lower())
         while True:
             watermark = position.watermark if position is not None else None
-            modified = _naive_utc(watermark) if watermark is not None else None
-            rows = [r for r in fetch(modified, page).get(key) or [] if isinstance(r, Mapping)]
+            extra = {"if_modified_since": _naive_utc(watermark)} if watermark is not None else {}
+            listed = self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
+            rows = [r for r in listed.get(key) or [] if isinstance(r, Mapping)]
             guard.page((str(r.get(id_field)) for r in rows), watermark)
             fresh, after = advance(position, rows, order)  # the rest seen already (If-Modified-Since reads seconds)
             out += fresh
@@ -304,65 +311,40 @@ class XeroConnector(BaseConnector):
             position, page = after, 1
         return take(since, out, order)
 
-    def _oldest_first(self, fetch: Callable[..., Any], where: str) -> Callable[[datetime | None, int], dict[str, Any]]:
-        """A page of a listing (invoices, payments) modified since a moment, oldest first."""
+    def _customer_of(self, raw_invoice: Raw) -> str | None:
+        return xm.contact_id(raw_invoice)
 
-        def page_of(modified: datetime | None, page: int) -> dict[str, Any]:
-            extra = {"if_modified_since": modified} if modified is not None else {}
-            return self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
-
-        return page_of
-
-    def _contacts(self, ids: list[str] | None) -> list[Mapping[str, Any]]:
+    def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Contacts (all of them, or those with these ids), page by page."""
-        found: list[Mapping[str, Any]] = []
-        page = 1
-        guard = PageGuard("xero", "contacts")
-        while True:
+
+        def read(page: int) -> tuple[list[Raw], bool]:
             extra = {"i_ds": ids} if ids is not None else {}
             rows = self._get(self.accounting.get_contacts, page=page, page_size=PAGE, **extra).get("Contacts") or []
-            guard.page(str(r.get("ContactID")) for r in rows if isinstance(r, Mapping))
-            found += [r for r in rows if isinstance(r, Mapping)]
-            if len(rows) < PAGE:
-                return found
-            page += 1
+            return [r for r in rows if isinstance(r, Mapping)], len(rows) < PAGE
 
-    def _reminders_enabled(self) -> bool:
-        settings = self._get(self.accounting.get_invoice_reminders).get("InvoiceReminders") or [{}]
-        first = settings[0] if isinstance(settings, list) and settings else {}
-        return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
+        return paged(PageGuard("xero", "contacts"), read, lambda r: str(r.get("ContactID")))
 
-    def _pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
-    ) -> PullResult:
-        """Invoices and payments changed since the cursors; everything (and the contacts) once a day."""
-        now = clock.now_utc()
-        last = cursors.get("invoices")
-        full = full or reconcile_due(last.full_sync_at if last else None, now, FULL_RECONCILE_EVERY)
-        invoice_cursor = None if full else cursors.get("invoices")
-        payment_cursor = None if full else cursors.get("payments")
-        invoices = self._oldest_first(self.accounting.get_invoices, 'Type=="ACCREC"')
-        payments = self._oldest_first(self.accounting.get_payments, 'PaymentType=="ACCRECPAYMENT"')
-        raw_invoices, next_invoices = self._changed(invoices, "Invoices", "InvoiceID", invoice_cursor)
-        raw_payments, next_payments = self._changed(payments, "Payments", "PaymentID", payment_cursor)
-        raw_contacts = self._customers_of(raw_invoices, xm.contact_id, self._contacts, full=full)
-        result = self._mapped(raw_contacts, raw_invoices, raw_payments, customers, full=full)
-        result.cursors.update(stamped({"invoices": next_invoices, "payments": next_payments}, now if full else None))
+    def _notices(
+        self, cursors: Mapping[str, Cursor], result: PullResult, customers: Mapping[str, Raw], now: datetime
+    ) -> list[Warning]:
+        """The organisation's own invoice reminders (read on a full pull, kept in the "reminders" cursor)."""
         reminders = cursors.get("reminders")
-        if full or reminders is None:
-            reminders = Cursor("enabled" if self._reminders_enabled() else "disabled", (), now)
-            result.cursors["reminders"] = reminders
-        if reminders.watermark == "enabled":
-            result.warnings.append(
-                Warning(
-                    self.name,
-                    None,
-                    WarningCode.PROVIDER_REMINDERS,
-                    "the organisation's own Xero invoice reminders are on, so clients may be reminded twice: "
-                    "turn them off in Xero (Invoice settings > Invoice reminders)",
-                )
+        if result.full or reminders is None:
+            settings = self._get(self.accounting.get_invoice_reminders).get("InvoiceReminders") or [{}]
+            first = settings[0] if isinstance(settings, list) and settings else {}
+            enabled = bool(first.get("Enabled")) if isinstance(first, Mapping) else False
+            reminders = result.cursors["reminders"] = Cursor("enabled" if enabled else "disabled", (), now)
+        if reminders.watermark != "enabled":
+            return []
+        return [
+            Warning(
+                self.name,
+                None,
+                WarningCode.PROVIDER_REMINDERS,
+                "the organisation's own Xero invoice reminders are on, so clients may be reminded twice: "
+                "turn them off in Xero (Invoice settings > Invoice reminders)",
             )
-        return result
+        ]
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -372,12 +354,6 @@ class XeroConnector(BaseConnector):
                 return None
             raise
         return found[0] if found and isinstance(found[0], Mapping) else None
-
-    def _map_invoice(self, raw: Mapping[str, Any], customers: Mapping[str, Mapping[str, Any]]) -> Invoice:
-        return xm.map_invoice(raw, self.name, customers)
-
-    def _map_payment(self, raw: Mapping[str, Any]) -> Payment:
-        return xm.map_payment(raw, self.name)
 
     def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
         return str(raw.get(_ID_FIELDS[stream], "?"))
@@ -492,42 +468,30 @@ class XeroConnector(BaseConnector):
     def _tenant(self) -> dict[str, str]:
         return {"xero-tenant-id": self.tenant_id}
 
-    def _history(self, invoice_id: str) -> list[Mapping[str, Any]]:
-        reply = self.accounting.get_invoice_history(self.tenant_id, invoice_id, _preload_content=False)
-        records = self._json(reply).get("HistoryRecords") or []
-        return [r for r in records if isinstance(r, Mapping)]
-
-    def evidence(self, action: Action, pending_since: str) -> Evidence:
-        """Look at the provider for the trace of an action that was pending when a run stopped."""
+    def _fee_evidence(self, action: Action) -> Evidence:
         raw = self._read_raw(action.invoice.id)
-        if action.kind is ActionKind.LATE_FEE:
-            line = xm.fee_line_id(raw, action) if raw is not None else None
-            if line:
-                return Evidence("applied", line, "fee line found", "line")
-            number = xm.fee_invoice_number(action)
-            found = self._get(self.accounting.get_invoices, invoice_numbers=[number]).get("Invoices") or []
-            live = [i for i in found if isinstance(i, Mapping) and not xm.is_deleted(i)]
-            if live:
-                return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found", "invoice")
-            return Evidence("absent", detail="no fee line and no fee invoice")
-        if raw is None:
-            return Evidence("unknown", detail="the invoice is gone")
-        if action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            if xm.day(raw.get("DueDate"), "DueDate", required=False) == action.new_due_date:
-                return Evidence("applied", str(raw.get("InvoiceID")), "due date already moved")
-            return Evidence("absent", detail="due date unchanged")
-        if action.kind is ActionKind.REMINDER:
-            since = datetime.fromisoformat(pending_since)
-            for record in self._history(action.invoice.id):
-                if action.key in str(record.get("Details") or ""):
-                    when = xm.moment(record.get("DateUTC"), "DateUTC")
-                    if when >= since - timedelta(seconds=1):
-                        return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
-            return Evidence("unknown", detail="Xero shows no note of the e-mail since the attempt")
-        return Evidence("applied", "recorded")
+        line = xm.fee_line_id(raw, action) if raw is not None else None
+        if line:
+            return Evidence("applied", line, "fee line found", "line")
+        number = xm.fee_invoice_number(action)
+        found = self._get(self.accounting.get_invoices, invoice_numbers=[number]).get("Invoices") or []
+        live = [i for i in found if isinstance(i, Mapping) and not xm.is_deleted(i)]
+        if live:
+            return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found", "invoice")
+        return Evidence("absent", detail="no fee line and no fee invoice")
+
+    def _due_date(self, raw: Raw) -> str | None:
+        due = xm.day(raw.get("DueDate"), "DueDate", required=False)
+        return due.isoformat() if due else None
+
+    def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
+        since = datetime.fromisoformat(pending_since)
+        for record in self._get(self.accounting.get_invoice_history, action.invoice.id).get("HistoryRecords") or []:
+            if isinstance(record, Mapping) and action.key in str(record.get("Details") or ""):
+                when = xm.moment(record.get("DateUTC"), "DateUTC")
+                if when >= since - timedelta(seconds=1):
+                    return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
+        return Evidence("unknown", detail="Xero shows no note of the e-mail since the attempt")
 
 
-def factory(connection: Any, vault: TokenVault, env: Mapping[str, str]) -> XeroConnector:
-    """Entry point `bridge.connectors:xero`: a connector for one configured connection."""
-    return XeroConnector.configured(connection, vault, env)
+factory = XeroConnector.configured  # the entry point's connector factory

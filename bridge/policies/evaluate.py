@@ -13,7 +13,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, NamedTuple
 
-from bridge.delivery import NOT_SENT, reminder_delivery
+from bridge.delivery import NOT_SENT, SMTP, Delivery, reminder_delivery
 from bridge.messages import MessageContext, RenderedMessage, render_message
 from bridge.model import Customer, HistoryEntry, Invoice, InvoiceStatus, RenegotiationRequest
 from bridge.money import format_amount
@@ -256,7 +256,7 @@ def evaluate(
             continue
         run = per_contract.get(contract.name)
         if run is None:
-            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms.firm_name)
+            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms)
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
         inv_hist = hist.for_invoice(inv.connection, inv.id)
         fee_mode = terms.fee_modes.get(inv.connection)
@@ -272,7 +272,7 @@ def evaluate(
             actions.append(reminder)
             if reminder.sends == "provider_invoice_email":
                 template_mail.setdefault((inv.connection, inv.provider), reminder)
-    warnings += [_template_mail_warning(a) for a in template_mail.values()]
+    warnings += [_template_mail_warning(a, terms.provider_channels) for a in template_mail.values()]
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
@@ -421,9 +421,9 @@ def _reminder(
     return _reminder_action(inv, run, ref, effective_due, step, prefix, inv.amount_due + line_fees), skips
 
 
-def _template_mail_warning(reminder: Action) -> Warning:
+def _template_mail_warning(reminder: Action, channels: Mapping[str, Delivery]) -> Warning:
     """Once per connection whose reminders go out as the provider's own invoice e-mail."""
-    what = reminder_delivery(reminder.provider, reminder.channel or "provider").what
+    what = reminder_delivery(reminder.provider, reminder.channel or "provider", channels).what
     return Warning(
         reminder.connection,
         None,
@@ -439,6 +439,7 @@ class _PerContract:
 
     __slots__ = (
         "_steps",
+        "channels",
         "contract",
         "fee_terms",
         "firm_name",
@@ -448,10 +449,11 @@ class _PerContract:
         "today",
     )
 
-    def __init__(self, contract: Contract, today: date, firm_name: str) -> None:
+    def __init__(self, contract: Contract, today: date, terms: Terms) -> None:
         self.contract = contract
         self.today = today
-        self.firm_name = firm_name
+        self.firm_name = terms.firm_name
+        self.channels = terms.provider_channels
         self.reminders_clause = contract.clause("reminders")
         self.late_fee_clause = contract.clause("late_fee")
         late_fee = contract.late_fee
@@ -482,7 +484,7 @@ def _reminder_action(
     terms = contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    delivery = reminder_delivery(inv.provider, terms.channel)
+    delivery = reminder_delivery(inv.provider, terms.channel, run.channels)
     subject = body = None
     if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
         rendered = render_message(
@@ -667,7 +669,7 @@ def _renegotiation_action(
         to=inv.customer.email,
         # By the SMTP channel the answer goes to the client; otherwise it is handed to you to pass on.
         channel="smtp" if by_smtp else None,
-        sends=reminder_delivery(inv.provider, "smtp").sends if by_smtp else NOT_SENT.sends,
+        sends=SMTP.sends if by_smtp else NOT_SENT.sends,
         subject=rendered.subject,
         body=rendered.body,
     )

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from bridge.delivery import Delivery
 from bridge.messages import template_sets
 from bridge.model import Money
 from bridge.money import is_currency, quantum
@@ -245,7 +246,8 @@ class Terms(_Terms):
     """Everything the policy engine reads from the config: contracts in file order, holds, exclusions.
 
     `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`; `firm_name` (`[firm].name`)
-    signs every message to a client.
+    signs every message to a client; `provider_channels` what each installed provider's own reminder e-mail
+    carries (from the provider descriptors, not from the file).
     """
 
     contracts: tuple[Contract, ...] = ()
@@ -253,6 +255,7 @@ class Terms(_Terms):
     exclude: Exclude = Exclude()
     fee_modes: dict[str, Literal["line", "invoice"]] = Field(default_factory=dict)
     firm_name: str = ""
+    provider_channels: dict[str, Delivery] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Terms:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bridge.delivery import Delivery
+
 if TYPE_CHECKING:
     from bridge.auth.link import Flow
     from bridge.auth.vault import TokenVault
@@ -55,8 +57,8 @@ class Provider:
     `environments` are the real service's environments a connection may name (`environment` in the config), the
     first being the default: QuickBooks has a separate sandbox (Intuit's development companies); the others test
     on ordinary accounts (a Xero demo company, a FreshBooks trial).
-    `reminder_sends_contract_text` tells whether the provider's own reminder e-mail carries the contract's
-    subject and text (bridge.delivery, which is pure, keeps its own table; a test checks they agree).
+    `reminder_email` is what the provider's own reminder e-mail puts in front of the client (does it carry the
+    contract's subject and text?); None: its own invoice e-mail, never the contract's text (`bridge.delivery`).
     """
 
     name: str
@@ -66,7 +68,7 @@ class Provider:
     connector: str
     customer_id_fields: tuple[str, ...] = ("id",)
     redirect_uri: str | None = None
-    reminder_sends_contract_text: bool = False
+    reminder_email: Delivery | None = None
     environments: tuple[str, ...] = ("production",)
 
     @property
@@ -168,6 +170,11 @@ def unknown(name: str, found: Mapping[str, Provider], broken: Mapping[str, str])
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listed = ", ".join(repr(n) for n in sorted(found)) or "none"
     return f"unknown provider {name!r}{hint} (installed: {listed})"
+
+
+def reminder_channels() -> dict[str, Delivery]:
+    """What each installed provider's own reminder e-mail carries, by provider (those that say)."""
+    return {name: d.reminder_email for name, d in installed().items() if d.reminder_email is not None}
 
 
 def customer_id_fields() -> tuple[str, ...]:

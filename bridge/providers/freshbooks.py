@@ -1,5 +1,6 @@
 """FreshBooks, as a provider plugin (entry point `bridge.providers:freshbooks`). Imports no SDK."""
 
+from bridge.delivery import Delivery
 from bridge.providers import Provider
 
 PROVIDER = Provider(
@@ -12,5 +13,5 @@ PROVIDER = Provider(
     # FreshBooks accepts https redirect addresses only.
     redirect_uri="https://127.0.0.1:8719/callback",
     # action_email sends the subject and body it is given.
-    reminder_sends_contract_text=True,
+    reminder_email=Delivery("contract_text", "FreshBooks e-mails the contract's subject and text with the invoice"),
 )

@@ -1,5 +1,6 @@
 """Xero, as a provider plugin (entry point `bridge.providers:xero`). Imports no SDK."""
 
+from bridge.delivery import Delivery
 from bridge.providers import Provider
 
 PROVIDER = Provider(
@@ -10,5 +11,8 @@ PROVIDER = Provider(
     connector="bridge.connectors.xero:factory",
     customer_id_fields=("ContactID",),
     # POST /Invoices/{id}/Email carries no subject or body: the organisation's own invoice e-mail goes out.
-    reminder_sends_contract_text=False,
+    reminder_email=Delivery(
+        "provider_invoice_email",
+        "Xero sends its own invoice e-mail (the organisation's template with the invoice), not the contract's text",
+    ),
 )

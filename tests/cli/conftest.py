@@ -1,10 +1,10 @@
-"""CLI test fixtures: the real `bridge` entry point in-process (tests/runner.py), a linked QuickBooks book."""
+"""CLI test fixtures: the real `bridge` entry point in-process (tests/runner.py), a linked sandbox book."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.cli.qbo import book, module_sandbox  # noqa: F401  (fixtures: a linked QuickBooks sandbox book)
+from tests.cli.books import book, module_sandbox, secret  # noqa: F401  (fixtures: a linked sandbox book)
 from tests.runner import run_bridge
 
 

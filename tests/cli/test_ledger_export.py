@@ -15,7 +15,7 @@ from typing import Any
 from bridge.plan import Action
 from bridge.render import LEDGER_CSV_COLUMNS, ledger_csv
 from bridge.store.rows import LedgerEntry
-from tests.cli.qbo import Book, plan_of
+from tests.cli.books import Book, plan_of
 
 
 def _ledger(bridge: Any, book: Book, *filters: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.store import Store
-from tests.cli.qbo import Book, plan_of
+from tests.cli.books import Book, fresh_book, plan_of
 
 CONN = "acme-qbo"
 
@@ -38,18 +38,6 @@ def _ledger(bridge: Any, book: Book) -> list[dict[str, Any]]:
 def _renegotiate(bridge: Any, book: Book, number: str, new_due: date, *more: str) -> Any:
     args = ["--json", "renegotiate", "--connection", CONN, "--invoice", number, "--new-due-date", new_due.isoformat()]
     return bridge(*book.args(*args, *more))
-
-
-def _linked(link: Any, sandbox: Any, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The demo books, freshly seeded, linked through `link` (a provider's test helper) under a new key."""
-    from cryptography.fernet import Fernet
-
-    from bridge_sandbox import default_seed
-
-    sandbox.reset(default_seed())
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
-    return link(sandbox, folder, key)
 
 
 def _recorded_requests(book: Book) -> list[Any]:
@@ -232,9 +220,7 @@ def test_a_quickbooks_reminder_shows_no_text_because_quickbooks_sends_its_own_in
 def test_a_freshbooks_reminder_states_the_balance_after_the_fees_of_the_same_run(
     bridge, module_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.cli.test_sync_freshbooks import link
-
-    fb = _linked(link, module_sandbox, tmp_path, monkeypatch)
+    fb = fresh_book("freshbooks", module_sandbox, tmp_path, monkeypatch)
     dry = plan_of(bridge(*fb.args("--json", "sync", "--dry-run")))
     fees: dict[str, Decimal] = {}
     for a in dry["actions"]:
@@ -309,9 +295,7 @@ def test_apply_of_a_plan_made_for_a_later_day_charges_nothing_that_is_not_owed_t
 def test_a_usd_contract_charges_nothing_on_the_xero_books_euro_and_pound_invoices(
     bridge, module_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.cli.test_sync_xero import link
-
-    xero = _linked(link, module_sandbox, tmp_path, monkeypatch)
+    xero = fresh_book("xero", module_sandbox, tmp_path, monkeypatch)
     text = xero.config.read_text()
     xero.config.write_text(text[: text.index("\n# Invoices in other currencies")] + "\n")  # the USD contract alone
     plan = plan_of(bridge(*xero.args("--json", "sync")))

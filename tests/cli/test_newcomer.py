@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.qbo import ROOT, Book
+from tests.cli.books import ROOT, Book
 
 LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+")
 

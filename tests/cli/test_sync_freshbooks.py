@@ -4,68 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-from cryptography.fernet import Fernet
+from tests.cli.books import Book, plan_of
 
-from bridge.auth.link import link_sandbox
-from bridge.auth.vault import TokenVault
-from bridge.store import Store
-from bridge_sandbox import Sandbox, default_seed
-
-ROOT = Path(__file__).resolve().parents[2]
-AS_OF = ["--as-of", "2026-10-20"]
-
-
-@dataclass
-class Book:
-    sandbox: Sandbox
-    config: Path
-
-    def args(self, *more: str) -> list[str]:
-        return ["--config", str(self.config), *AS_OF, *more]
-
-    def invoices(self) -> list[dict[str, Any]]:
-        return list(self.sandbox.state()["freshbooks"]["invoices"])  # type: ignore[call-overload,index]
-
-    def invoice(self, number: str) -> dict[str, Any]:
-        return next(i for i in self.invoices() if i["invoice_number"] == number)
-
-
-def link(sandbox: Sandbox, folder: Path, key: str) -> Book:
-    store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
-    account = link_sandbox("freshbooks", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-fb")
-    store.close()
-    config = folder / "bridge.toml"
-    config.write_text(
-        '[store]\nurl = "sqlite:///bridge.db"\n\n'
-        f'[[connections]]\nname = "acme-fb"\nprovider = "freshbooks"\ntenant_id = "{account}"\n'
-        f'base_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n\n' + (ROOT / "config" / "demo.toml").read_text()
-    )
-    return Book(sandbox, config)
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
-    return key
-
-
-@pytest.fixture
-def book(module_sandbox: Sandbox, tmp_path: Path, secret: str) -> Book:
-    module_sandbox.reset(default_seed())
-    return link(module_sandbox, tmp_path, secret)
-
-
-def plan_of(result: Any) -> dict[str, Any]:
-    assert result.code in (0, 3), result.err
-    return dict(json.loads(result.out))
+PROVIDER = "freshbooks"  # the `book` fixture links this provider
 
 
 def fee_lines(book: Book) -> list[dict[str, Any]]:

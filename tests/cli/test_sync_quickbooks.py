@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.qbo import AS_OF, ROOT, Book, plan_of
+from tests.cli.books import AS_OF, ROOT, Book, plan_of
 
 
 def test_a_dry_run_writes_nothing_to_the_provider(bridge, book: Book) -> None:

@@ -4,71 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-from cryptography.fernet import Fernet
-
-from bridge.auth.link import link_sandbox
-from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.mapping.xero import day, wire_date
-from bridge.store import Store
-from bridge_sandbox import Sandbox, default_seed
+from bridge_sandbox import Sandbox
+from tests.cli.books import Book, link, plan_of
 
-ROOT = Path(__file__).resolve().parents[2]
-AS_OF = ["--as-of", "2026-10-20"]
-
-
-@dataclass
-class Book:
-    sandbox: Sandbox
-    config: Path
-
-    def args(self, *more: str) -> list[str]:
-        return ["--config", str(self.config), *AS_OF, *more]
-
-    def invoices(self) -> list[dict[str, Any]]:
-        return list(self.sandbox.state()["xero"]["Invoices"])  # type: ignore[call-overload,index]
-
-    def invoice(self, number: str) -> dict[str, Any]:
-        return next(i for i in self.invoices() if i["InvoiceNumber"] == number)
-
-
-def link(sandbox: Sandbox, folder: Path, key: str, *, extra: str = "") -> Book:
-    store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
-    tenant = link_sandbox("xero", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, "acme-xero")
-    store.close()
-    config = folder / "bridge.toml"
-    config.write_text(
-        '[store]\nurl = "sqlite:///bridge.db"\n\n'
-        f'[[connections]]\nname = "acme-xero"\nprovider = "xero"\ntenant_id = "{tenant}"\n'
-        f'base_url = "{sandbox.base_url}"\ncalls_per_minute = 100000\n{extra}\n'
-        + (ROOT / "config" / "demo.toml").read_text()
-    )
-    return Book(sandbox, config)
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv("BRIDGE_SECRET_KEY", key)
-    return key
-
-
-@pytest.fixture
-def book(module_sandbox: Sandbox, tmp_path: Path, secret: str) -> Book:
-    module_sandbox.reset(default_seed())
-    return link(module_sandbox, tmp_path, secret)
-
-
-def plan_of(result: Any) -> dict[str, Any]:
-    assert result.code in (0, 3), result.err
-    return dict(json.loads(result.out))
+PROVIDER = "xero"  # the `book` fixture links this provider
 
 
 def fee_lines(book: Book) -> list[dict[str, Any]]:
@@ -142,7 +88,7 @@ def test_near_the_daily_limit_the_rest_waits_for_the_next_run(
     clock = [now_utc()]
     # 5,000 calls a day in real life; here few enough that the bridge's reserve of 50 is reached mid-sync.
     with Sandbox(rate_limits=False, clock=lambda: clock[0], options={"xero": {"daily_limit": 80}}) as sandbox:
-        book = link(sandbox, tmp_path, secret)
+        book = link(sandbox, tmp_path, secret, PROVIDER)
         first = bridge(*book.args("--json", "sync"))
         assert first.code == 0, first.err  # deferred is not failed
         plan = json.loads(first.out)

@@ -22,7 +22,7 @@ from bridge.review.service import ReviewService
 from bridge.review.web import review_app
 from bridge.store import Store
 from bridge.sync import Runtime, sync
-from tests.cli.qbo import Book, book, module_sandbox  # noqa: F401  (fixtures)
+from tests.cli.books import Book, book, module_sandbox  # noqa: F401  (fixtures)
 
 AS_OF = date(2026, 10, 20)
 PASSWORD = "correct horse battery"

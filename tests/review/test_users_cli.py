@@ -7,7 +7,7 @@ import pytest
 from bridge.review.auth import check_password
 from bridge.store import Store
 from bridge.store.review import Reviews
-from tests.cli.qbo import Book, book, module_sandbox  # noqa: F401  (fixtures)
+from tests.cli.books import Book, book, module_sandbox  # noqa: F401  (fixtures)
 from tests.runner import run_bridge
 
 

@@ -21,12 +21,12 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.store import Store
 from bridge_sandbox import Sandbox, WebhookSettings
-from tests.cli.qbo import Book
+from tests.cli.books import Book
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_KEY = "sandbox-webhook-key-for-tests"
 WEBHOOK_ENV = "BRIDGE_TEST_QBO_WEBHOOK_KEY"
-NAME = "acme-qbo"  # the name tests.cli.qbo.Book pays into
+NAME = "acme-qbo"  # the name tests.cli.books.Book pays into
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Provider descriptors (bridge/providers): light to load, and the facts they carry agree with the core's."""
+"""Provider descriptors (bridge/providers): light to load, and the facts they carry reach the core."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from bridge.config import load_terms
 from bridge.delivery import reminder_delivery
 from bridge.errors import ConfigError
-from bridge.providers import customer_id_fields, load_providers
+from bridge.providers import customer_id_fields, load_providers, reminder_channels
 
 SDKS = ("quickbooks", "intuitlib", "xero_python", "freshbooks")
 
@@ -44,11 +46,21 @@ def test_each_descriptor_names_its_tenant_and_resolves_its_flow_lazily() -> None
     assert [n for n, d in found.items() if d.https_redirect_only] == ["freshbooks"]
 
 
-def test_the_reminder_fact_agrees_with_bridge_delivery() -> None:
-    # bridge.delivery is pure (it cannot load entry points) and keeps its own table: the two must agree.
+def test_what_a_provider_reminder_carries_is_the_descriptors_fact_handed_to_the_core() -> None:
+    # One fact, in the descriptors: the configuration hands it to the pure core (bridge.delivery cannot load
+    # entry points), and a provider that states nothing is never taken to send the contract's text.
+    channels = reminder_channels()
+    assert {name: delivery.sends for name, delivery in channels.items()} == {
+        "freshbooks": "contract_text",
+        "quickbooks": "provider_invoice_email",
+        "xero": "provider_invoice_email",
+    }
+    contracts = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+    assert load_terms(contracts).provider_channels == channels
     for name, descriptor in load_providers()[0].items():
-        sends = reminder_delivery(name, "provider").sends
-        assert (sends == "contract_text") is descriptor.reminder_sends_contract_text, name
+        assert reminder_delivery(name, "provider", channels) == descriptor.reminder_email, name
+    assert reminder_delivery("fakebooks", "provider", channels).sends == "provider_invoice_email"
+    assert reminder_delivery("freshbooks", "provider", {}).sends == "provider_invoice_email"
 
 
 def test_customer_ids_come_from_the_descriptors() -> None:
