@@ -122,7 +122,7 @@ class Server:
 
     def pay_in_full(self, number: str) -> None:
         """A client pays at QuickBooks: a Payment for the whole balance (the sandbox then sends its webhook)."""
-        Book(self.sandbox, self.config, self.key, self.realm).pay_in_full(number)
+        Book(self.sandbox, self.config, self.key, "quickbooks", self.realm).pay_in_full(number)
 
 
 def write_config(path: Path, name: str, provider: str, base_url: str, tenant: str, *, webhook_env: bool = True) -> None:
