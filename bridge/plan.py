@@ -12,14 +12,15 @@ tuple they compare equal to a plain tuple of the same values.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+import orjson
 
 from bridge.money import format_amount
 
@@ -391,8 +392,34 @@ class Plan:
         return out
 
     def to_json(self) -> str:
-        """Canonical JSON text: same plan, same bytes."""
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        """Canonical JSON text: same plan, same bytes (`json_chunks`, joined)."""
+        return b"".join(self.json_chunks()).decode("utf-8")
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """The canonical JSON (UTF-8) in pieces, so a large plan is never held as one text nor as one dict.
+
+        The bytes are exactly those of `json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"`:
+        orjson writes the same escapes, separators and two-space indentation; the lists are encoded a
+        chunk at a time and indented one level deeper.
+        """
+        members: list[tuple[str, Sequence[Any], Callable[[Any], Any]]] = [
+            ("actions", self.actions, Action.to_dict),
+            ("skipped", self.skipped, Skip.to_dict),
+            ("warnings", self.warnings, Warning.to_dict),
+            ("errors", self.errors, RecordError.to_dict),
+        ]
+        yield b'{\n  "version": %d,\n  "as_of": "%s"' % (PLAN_VERSION, self.as_of.isoformat().encode())
+        for name, items, to_dict in members:
+            yield b",\n"
+            yield from _json_list(name, items, to_dict)
+        tail: list[tuple[str, Any]] = [("summary", self.summary())]
+        if self.applied is not None:
+            tail.append(("applied", [dict(x) for x in self.applied]))
+        if self.failed is not None:
+            tail.append(("failed", [dict(x) for x in self.failed]))
+        for name, value in tail:
+            yield b",\n  " + orjson.dumps(name) + b": " + _indented(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+        yield b"\n}\n"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -419,6 +446,28 @@ class Plan:
             ],
             errors=[RecordError(e["connection"], e["record"], e["error"]) for e in data.get("errors", [])],
         )
+
+
+_CHUNK = 2_000  # list items encoded at a time: large enough for C speed, small enough for little memory
+
+
+def _indented(encoded: bytes) -> bytes:
+    # One level deeper. A raw newline in orjson's output is always layout: newlines in strings are escaped.
+    return encoded.replace(b"\n", b"\n  ")
+
+
+def _json_list(name: str, items: Sequence[Any], to_dict: Callable[[Any], Any]) -> Iterator[bytes]:
+    """`  "name": [...]` as a member of the plan object, its items encoded `_CHUNK` at a time."""
+    head = b"  " + orjson.dumps(name) + b": "
+    if not items:
+        yield head + b"[]"
+        return
+    yield head + b"[\n"
+    for start in range(0, len(items), _CHUNK):
+        encoded = orjson.dumps([to_dict(x) for x in items[start : start + _CHUNK]], option=orjson.OPT_INDENT_2)
+        # b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
+        yield (b",\n  " if start else b"  ") + _indented(encoded[2:-2])
+    yield b"\n  ]"
 
 
 def _iso(value: date | None) -> str | None:
