@@ -171,35 +171,50 @@ class Action(NamedTuple):
     subject: str | None = None
     body: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form; amounts as exact minor-unit strings."""
+    def to_dict(self, invoice: dict[str, Any] | None = None) -> dict[str, Any]:
+        """JSON form; amounts as exact minor-unit strings. `invoice`: `self.invoice.to_dict()`, when already made
+        (the actions of one invoice share it)."""
         currency = self.invoice.currency
         out: dict[str, Any] = {
             "key": self.key,
             "kind": self.kind.value,
             "connection": self.connection,
             "provider": self.provider,
-            "invoice": self.invoice.to_dict(),
+            "invoice": self.invoice.to_dict() if invoice is None else invoice,
         }
-        optional: list[tuple[str, Any]] = [
-            ("occurrence", self.occurrence),
-            ("occurrence_date", _iso(self.occurrence_date)),
-            ("amount", None if self.amount is None else format_amount(self.amount, currency)),
-            ("form", self.form),
-            ("item", self.item),
-            ("description", self.description),
-            ("step", self.step),
-            ("step_date", _iso(self.step_date)),
-            ("message", self.message),
-            ("channel", self.channel),
-            ("to", self.to),
-            ("sends", self.sends),
-            ("balance", None if self.balance is None else format_amount(self.balance, currency)),
-            ("new_due_date", _iso(self.new_due_date)),
-            ("requested_due_date", _iso(self.requested_due_date)),
-            ("refusal_reason", self.refusal_reason),
-        ]
-        out.update((k, v) for k, v in optional if v is not None)
+        # The optional fields in their fixed order, each only when set (one test each: this runs per action).
+        if self.occurrence is not None:
+            out["occurrence"] = self.occurrence
+        if self.occurrence_date is not None:
+            out["occurrence_date"] = self.occurrence_date.isoformat()
+        if self.amount is not None:
+            out["amount"] = format_amount(self.amount, currency)
+        if self.form is not None:
+            out["form"] = self.form
+        if self.item is not None:
+            out["item"] = self.item
+        if self.description is not None:
+            out["description"] = self.description
+        if self.step is not None:
+            out["step"] = self.step
+        if self.step_date is not None:
+            out["step_date"] = self.step_date.isoformat()
+        if self.message is not None:
+            out["message"] = self.message
+        if self.channel is not None:
+            out["channel"] = self.channel
+        if self.to is not None:
+            out["to"] = self.to
+        if self.sends is not None:
+            out["sends"] = self.sends
+        if self.balance is not None:
+            out["balance"] = format_amount(self.balance, currency)
+        if self.new_due_date is not None:
+            out["new_due_date"] = self.new_due_date.isoformat()
+        if self.requested_due_date is not None:
+            out["requested_due_date"] = self.requested_due_date.isoformat()
+        if self.refusal_reason is not None:
+            out["refusal_reason"] = self.refusal_reason
         out["clause"] = self.clause
         out["reason"] = self.reason
         if self.subject is not None:
@@ -402,11 +417,11 @@ class Plan:
         orjson writes the same escapes, separators and two-space indentation; the lists are encoded a
         chunk at a time and indented one level deeper.
         """
-        members: list[tuple[str, Sequence[Any], Callable[[Any], Any]]] = [
-            ("actions", self.actions, Action.to_dict),
-            ("skipped", self.skipped, Skip.to_dict),
-            ("warnings", self.warnings, Warning.to_dict),
-            ("errors", self.errors, RecordError.to_dict),
+        members: list[tuple[str, Sequence[Any], Callable[[Sequence[Any]], list[dict[str, Any]]]]] = [
+            ("actions", self.actions, _action_dicts),
+            ("skipped", self.skipped, _dicts),
+            ("warnings", self.warnings, _dicts),
+            ("errors", self.errors, _dicts),
         ]
         yield b'{\n  "version": %d,\n  "as_of": "%s"' % (PLAN_VERSION, self.as_of.isoformat().encode())
         for name, items, to_dict in members:
@@ -456,7 +471,25 @@ def _indented(encoded: bytes) -> bytes:
     return encoded.replace(b"\n", b"\n  ")
 
 
-def _json_list(name: str, items: Sequence[Any], to_dict: Callable[[Any], Any]) -> Iterator[bytes]:
+def _dicts(items: Sequence[Skip | Warning | RecordError]) -> list[dict[str, Any]]:
+    return [x.to_dict() for x in items]
+
+
+def _action_dicts(actions: Sequence[Action]) -> list[dict[str, Any]]:
+    # An invoice's actions are next to each other in a plan and share its InvoiceRef: make its JSON form once.
+    out: list[dict[str, Any]] = []
+    ref: InvoiceRef | None = None
+    invoice: dict[str, Any] = {}
+    for a in actions:
+        if a.invoice is not ref:
+            ref, invoice = a.invoice, a.invoice.to_dict()
+        out.append(a.to_dict(invoice))
+    return out
+
+
+def _json_list(
+    name: str, items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]
+) -> Iterator[bytes]:
     """`  "name": [...]` as a member of the plan object, its items encoded `_CHUNK` at a time."""
     head = b"  " + orjson.dumps(name) + b": "
     if not items:
@@ -464,7 +497,7 @@ def _json_list(name: str, items: Sequence[Any], to_dict: Callable[[Any], Any]) -
         return
     yield head + b"[\n"
     for start in range(0, len(items), _CHUNK):
-        encoded = orjson.dumps([to_dict(x) for x in items[start : start + _CHUNK]], option=orjson.OPT_INDENT_2)
+        encoded = orjson.dumps(to_dicts(items[start : start + _CHUNK]), option=orjson.OPT_INDENT_2)
         # b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
         yield (b",\n  " if start else b"  ") + _indented(encoded[2:-2])
     yield b"\n  ]"
