@@ -13,11 +13,13 @@ tuple they compare equal to a plain tuple of the same values.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -177,7 +179,7 @@ class Action(NamedTuple):
         currency = self.invoice.currency
         out: dict[str, Any] = {
             "key": self.key,
-            "kind": self.kind.value,
+            "kind": self.kind._value_,  # `.value` is a property: the slot is read per action
             "connection": self.connection,
             "provider": self.provider,
             "invoice": self.invoice.to_dict() if invoice is None else invoice,
@@ -271,7 +273,7 @@ class Skip(NamedTuple):
         out: dict[str, Any] = {"connection": self.connection, "invoice": self.invoice}
         if self.key is not None:
             out["key"] = self.key
-        out["code"] = self.code.value
+        out["code"] = self.code._value_
         out["detail"] = self.detail
         if self.clause is not None:
             out["clause"] = self.clause
@@ -371,19 +373,19 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         """Counts per kind and the late-fee total per currency."""
         fee_totals: dict[str, Decimal] = {}
-        counts: dict[str, int] = {}
+        counts = Counter(map(attrgetter("kind"), self.actions))
+        late_fee = ActionKind.LATE_FEE
         for action in self.actions:
-            counts[action.kind.value] = counts.get(action.kind.value, 0) + 1
-            if action.kind is ActionKind.LATE_FEE and action.amount is not None:
+            if action.kind is late_fee and action.amount is not None:
                 cur = action.invoice.currency
                 fee_totals[cur] = fee_totals.get(cur, Decimal(0)) + action.amount
         return {
             "actions": len(self.actions),
             "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
-            "reminders": counts.get(ActionKind.REMINDER.value, 0),
-            "late_fees": counts.get(ActionKind.LATE_FEE.value, 0),
-            "due_date_updates": counts.get(ActionKind.UPDATE_DUE_DATE.value, 0),
-            "renegotiations_refused": counts.get(ActionKind.RENEGOTIATION_REFUSED.value, 0),
+            "reminders": counts[ActionKind.REMINDER],
+            "late_fees": counts[late_fee],
+            "due_date_updates": counts[ActionKind.UPDATE_DUE_DATE],
+            "renegotiations_refused": counts[ActionKind.RENEGOTIATION_REFUSED],
             "skipped": len(self.skipped),
             "warnings": len(self.warnings),
             "errors": len(self.errors),
