@@ -351,14 +351,7 @@ def _reminder(
     prefix = f"reminder:{inv.connection}:{inv.id}:"
     step = decision.step
     skips = [
-        Skip(
-            inv.connection,
-            inv.number,
-            SkipCode.SUPERSEDED,
-            f"step {n} was never sent; step {step.number} replaces it",
-            clause,
-            f"{prefix}{n}",
-        )
+        Skip(inv.connection, inv.number, SkipCode.SUPERSEDED, run.superseded(n, step.number), clause, f"{prefix}{n}")
         for n in decision.superseded
     ]
     if decision.blocked is not None:
@@ -401,7 +394,16 @@ def _template_mail_warning(reminder: Action) -> Warning:
 class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
-    __slots__ = ("_clause_texts", "_steps", "contract", "late_fee", "late_fee_clause", "reminders_clause", "today")
+    __slots__ = (
+        "_clause_texts",
+        "_steps",
+        "_superseded",
+        "contract",
+        "late_fee",
+        "late_fee_clause",
+        "reminders_clause",
+        "today",
+    )
 
     def __init__(self, contract: Contract, today: date) -> None:
         self.contract = contract
@@ -412,6 +414,15 @@ class _PerContract:
         self.late_fee: LateFee | None = late_fee if late_fee is not None and late_fee.charges_anything else None
         self._steps: dict[date, Step | None] = {}
         self._clause_texts: dict[str, str] = {}
+        self._superseded: dict[tuple[int, int], str] = {}
+
+    def superseded(self, number: int, latest: int) -> str:
+        """Why step `number` is skipped: `latest` replaces it. One text per pair, shared by every invoice (a
+        large plan holds several such skips per invoice)."""
+        text = self._superseded.get((number, latest))
+        if text is None:
+            text = self._superseded[(number, latest)] = f"step {number} was never sent; step {latest} replaces it"
+        return text
 
     def latest_step(self, effective_due: date) -> Step | None:
         """The latest reminder step due today for an invoice due on `effective_due` (invoices share due dates)."""
