@@ -9,16 +9,16 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from rich.console import Console
 
 from bridge import clock
 from bridge.errors import BridgeError, ConfigError
-from bridge.plan import Plan
+from bridge.plan import ActionKind, Plan
 from bridge.render import console, printable, safe
 
 
@@ -432,23 +432,72 @@ def apply(c: Context, plan_path: Path, yes: bool) -> None:
 @cli.command()
 @click.option("--connection", help="Only this connection.")
 @click.option("--invoice", "invoice_number", metavar="NUMBER", help="Only this invoice number.")
+@click.option("--state", "states", multiple=True, help="Only entries in this state (pending, applied, in_doubt, ...).")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice([k.value for k in ActionKind]), help="Only this kind."
+)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only entries dated on or after this day.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only entries dated on or before this day.")
+@click.option("--customer", metavar="TEXT", help="Only customers whose name contains TEXT (any case).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Write the rows as CSV to this file ('-': stdout) for a spreadsheet.",
+)
 @click.pass_obj
-def ledger(c: Context, connection: str | None, invoice_number: str | None) -> None:
-    """The audit trail: every action planned, applied, dropped or failed."""
+def ledger(
+    c: Context,
+    connection: str | None,
+    invoice_number: str | None,
+    states: tuple[str, ...],
+    kinds: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    customer: str | None,
+    csv_path: Path | None,
+) -> None:
+    """The audit trail: every action planned, applied, dropped or failed, with totals per currency.
+
+    An entry's date is the day it was applied at the provider, else the day it was planned (UTC).
+    """
     import json as jsonlib
 
-    from bridge.render import render_ledger
+    from bridge.files import write_private
+    from bridge.render import ledger_csv, ledger_customer, ledger_date, render_ledger
+    from bridge.store.rows import LEDGER_STATES
 
+    unknown = sorted(set(states) - set(LEDGER_STATES))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} (states: {', '.join(LEDGER_STATES)})", param_hint="--state")
     rt = _runtime(c, decrypts=False)
     try:
         configured = {x.name for x in rt.settings.connections}
         if connection is not None and connection not in configured and not rt.store.ledger(connection=connection):
             # Neither configured nor in the ledger (a removed connection keeps its history): a typo, not "empty".
             rt.settings.connection(connection)  # ConfigError (exit 2) naming it and the configured ones
-        entries = rt.store.ledger(connection=connection, invoice_number=invoice_number)
+        entries = rt.store.ledger(
+            connection=connection, invoice_number=invoice_number, states=states or None, kinds=kinds or None
+        )
+        wanted = (customer or "").casefold()
+        entries = [
+            e
+            for e in entries
+            if (since is None or ledger_date(e) >= since.date())
+            and (until is None or ledger_date(e) <= until.date())
+            and wanted in ledger_customer(e).casefold()
+        ]
         events = {e.key: rt.store.ledger_events(e.key) for e in entries} if c.verbose else {}
     finally:
         rt.store.close()
+    if csv_path is not None:
+        text = ledger_csv(entries)
+        if str(csv_path) == "-":
+            click.echo(text, nl=False)
+        else:
+            write_private(csv_path, text)
+            c.err.print(safe(f"{len(entries)} ledger rows written to {csv_path}."))
+        return
     if c.json:
         rows = [
             {
@@ -456,6 +505,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
                 "connection": e.connection,
                 "kind": e.kind,
                 "invoice": e.invoice_number,
+                "customer": ledger_customer(e),
+                "date": ledger_date(e).isoformat(),
                 "state": e.state,
                 "amount": None if e.amount is None else f"{e.amount:f}",
                 "currency": e.currency,
@@ -473,7 +524,8 @@ def ledger(c: Context, connection: str | None, invoice_number: str | None) -> No
         ]
         click.echo(jsonlib.dumps(rows, indent=2))
     else:
-        render_ledger(entries, events, c.out)
+        filtered = bool(states or kinds or since or until or customer)
+        render_ledger(entries, events, c.out, filtered=filtered)
         if not entries and not rt.settings.connections:
             c.out.print(NO_CONNECTIONS)
 
@@ -592,6 +644,13 @@ class _InstalledProviders(click.Choice[str]):
 @click.option("--name", help="The connection's name in the config (default: the provider's name).")
 @click.option("--manual", is_flag=True, help="Headless: print the consent URL, then paste the URL it sends you to.")
 @click.option("--base-url", help="An emulator instead of the real provider (`bridge sandbox serve` prints it).")
+@click.option(
+    "--environment",
+    type=click.Choice(["production", "sandbox"]),
+    default="production",
+    show_default=True,
+    help="Which of the real service's environments (QuickBooks: sandbox = Intuit's development companies).",
+)
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
 @click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
@@ -602,6 +661,7 @@ def link(
     name: str | None,
     manual: bool,
     base_url: str | None,
+    environment: str,
     client_id: str | None,
     tenant: str | None,
 ) -> None:
@@ -622,11 +682,13 @@ def link(
     descriptor = provider_named(provider)
     name = name or provider
     try:
-        ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url)
+        ConnectionSettings(name=name, provider=provider, tenant_id="-", base_url=base_url, environment=environment)
     except ValidationError as exc:
         problem = exc.errors()[0]
-        option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
-        raise ConfigError(f"{option}: {problem['msg']}") from None
+        where = str(problem["loc"][0]) if problem["loc"] else "environment"
+        option = {"name": "--name", "base_url": "--base-url"}.get(where, f"--{where}")
+        message = str(problem["msg"]).removeprefix("Value error, ").removeprefix("environment: ")
+        raise ConfigError(f"{option}: {message}") from None
     path, settings = _config_for_link(c)
     if not manual and base_url is None and descriptor.https_redirect_only:
         raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
@@ -657,7 +719,15 @@ def link(
     created = _absent_files(path, settings.store.url)
     try:
         described, entry, tenant_name = _link_into_store(
-            settings, fernet, provider, name, app, base_url, receive, linking.pick(tenant, ask_tenant), path
+            settings,
+            fernet,
+            provider,
+            name,
+            app,
+            (base_url, environment),
+            receive,
+            linking.pick(tenant, ask_tenant),
+            path,
         )
     except BaseException:
         _remove_created(created)  # a failed link leaves no store or config file it made behind
@@ -702,12 +772,15 @@ def _link_into_store(
     provider: str,
     name: str,
     app: Any,
-    base_url: str | None,
+    where: tuple[str | None, str],
     receive: Any,
     choose: Any,
     path: Path,
 ) -> tuple[str, dict[str, Any], str | None]:
-    """The OAuth dance, the tokens into the store, one check call, then the connection into the config."""
+    """The OAuth dance, the tokens into the store, one check call, then the connection into the config.
+
+    `where`: the emulator's base URL (None: the real service) and the real service's environment."""
+    base_url, environment = where
     from bridge.auth import link as linking
     from bridge.auth.vault import TokenVault
     from bridge.config import ConnectionSettings
@@ -727,12 +800,10 @@ def _link_into_store(
             base_url=base_url,
             receive=receive,
             choose=choose,
+            environment=environment,
         )
         conn = ConnectionSettings(
-            name=name,
-            provider=provider,
-            tenant_id=linked.tenant.id,
-            base_url=base_url,
+            name=name, provider=provider, tenant_id=linked.tenant.id, base_url=base_url, environment=environment
         )
         env = {**os.environ, f"BRIDGE_{provider.upper()}_CLIENT_ID": app.client_id}
         env[f"BRIDGE_{provider.upper()}_CLIENT_SECRET"] = app.client_secret
@@ -741,7 +812,13 @@ def _link_into_store(
         except BridgeError:
             store.remove_connection(name)  # nothing half-linked stays behind
             raise
-        entry = {"name": name, "provider": provider, "tenant_id": linked.tenant.id, "base_url": base_url}
+        entry = {
+            "name": name,
+            "provider": provider,
+            "tenant_id": linked.tenant.id,
+            "base_url": base_url,
+            "environment": None if environment == "production" else environment,  # None: the key is left out
+        }
         upsert_connection(path, entry)
     return str(described), entry, linked.tenant.name
 
@@ -841,7 +918,7 @@ def connections_remove(c: Context, name: str, yes: bool) -> None:
                 revoked = f"{conn.provider} has no revocation here"
             else:
                 app = linking.app_for(conn.provider, os.environ, None, None, sandbox=conn.base_url is not None)
-                descriptor.link_flow(conn.base_url).revoke(app, tokens)
+                descriptor.link_flow(conn.base_url, conn.environment).revoke(app, tokens)
                 revoked = "tokens revoked at the provider"
         rt.store.remove_connection(name)
     remove_connection(rt.settings.source, name)
@@ -907,8 +984,33 @@ def sandbox() -> None:
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
 )
+@click.option(
+    "--rate-limits",
+    "rate_limits",
+    type=click.Choice(["published", "strict", "off"]),
+    default="published",
+    show_default=True,
+    help="Each provider's published API limits, half of each (strict), or none.",
+)
+@click.option("--no-rate-limits", "no_rate_limits", is_flag=True, help="Same as --rate-limits off.")
+@click.option(
+    "--smtp-port",
+    "smtp_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also run an SMTP server on this port (0: any free one); its messages appear in /_sandbox/outbox.",
+)
 @click.pass_obj
-def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+def sandbox_serve(
+    c: Context,
+    seed_path: Path | None,
+    port: int,
+    latency_ms: int,
+    faults: str | None,
+    rate_limits: Literal["published", "strict", "off"],
+    no_rate_limits: bool,
+    smtp_port: int | None,
+) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
 
@@ -923,26 +1025,70 @@ def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int
 
     def announce(sandbox: Sandbox) -> None:
         # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
-        click.echo(json.dumps({"base_url": sandbox.base_url, "providers": sandbox.describe()}))
+        smtp = sandbox.smtp_address
+        described: dict[str, Any] = {"base_url": sandbox.base_url, "providers": sandbox.describe()}
+        if smtp is not None:
+            described["smtp"] = {"host": smtp[0], "port": smtp[1]}
+        click.echo(json.dumps(described))
         sys.stdout.flush()
 
     def to_stderr(line: str) -> None:
         click.echo(line, err=True)
 
     try:
+        limits: Literal["published", "strict", "off"] = "off" if no_rate_limits else rate_limits
         if c.json:  # the human lines go to stderr
             serve(
                 seed_path=seed_path,
                 port=port,
                 latency_ms=latency_ms,
                 faults_spec=faults,
+                rate_limits=limits,
                 echo=to_stderr,
                 ready=announce,
+                smtp_port=smtp_port,
             )
         else:
-            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+            serve(
+                seed_path=seed_path,
+                port=port,
+                latency_ms=latency_ms,
+                faults_spec=faults,
+                rate_limits=limits,
+                smtp_port=smtp_port,
+            )
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--connection", "connections", multiple=True, metavar="NAME", help="Only this connection (repeatable).")
+@click.option("--invoice", "invoice_number", metavar="NUMBER", help="Only the messages about this invoice number.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Write one .eml file per e-mail here."
+)
+@click.pass_obj
+def preview(c: Context, connections: tuple[str, ...], invoice_number: str | None, out_dir: Path | None) -> None:
+    """The e-mails the next sync would send, exactly as the client will receive them (nothing is sent)."""
+    from bridge.preview import preview as run_preview
+    from bridge.preview import write_eml
+
+    rt = _runtime(c, connections)
+    try:
+        with _Progress(c) as progress:
+            previews, code = run_preview(rt, connections, as_of=c.as_of, invoice=invoice_number, progress=progress)
+    finally:
+        rt.store.close()
+    written = write_eml(out_dir, previews) if out_dir is not None else []
+    if c.json:
+        click.echo(json.dumps([p.to_dict() for p in previews], indent=2, ensure_ascii=False))
+    else:
+        from bridge.render import render_previews
+
+        render_previews(previews, c.out)
+    if written and not c.quiet:
+        c.err.print(f"{len(written)} .eml file(s) written to {out_dir}", markup=False)
+    raise SystemExit(code)
 
 
 @cli.command()

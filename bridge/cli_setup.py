@@ -127,11 +127,16 @@ def config_check(c: Context) -> None:
         settings = load_settings(path)
     except ConfigError as exc:
         problems, summary = [f"{exc.source or path}: {p}" for p in exc.problems], ""
+        warnings = []
     else:
         problems = [f"{settings.source}: {p}" for p in check(settings, os.environ)]
+        warnings = [f"{settings.source}: {w}" for w in warn(settings)]
         summary = f"config OK: {len(settings.connections)} connections, {len(settings.terms.contracts)} contracts"
     if c.json:
-        click.echo(json.dumps({"ok": not problems, "problems": problems}))
+        click.echo(json.dumps({"ok": not problems, "problems": problems, "warnings": warnings}))
+    elif warnings:
+        for warning in warnings:
+            c.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if problems:
         if not c.json:
             for problem in problems:
@@ -143,7 +148,27 @@ def config_check(c: Context) -> None:
 
 def check(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     """What loading does not catch, each as `key: problem`, in file order (store, secrets, connections, contracts)."""
-    return [*_store(settings), *_secrets(settings, env), *_connections(settings), *_templates(settings)]
+    return [*_store(settings), *_secrets(settings, env), *_connections(settings, env), *_templates(settings)]
+
+
+def warn(settings: Settings) -> list[str]:
+    """What is allowed but probably not meant, each as `key: warning`: a contract whose locale's language has
+    no messages in its template set (its clients then get the English words, formatted for the locale)."""
+    from babel import Locale
+
+    from bridge.messages import template_language, template_languages
+
+    warnings = []
+    for contract in settings.terms.contracts:
+        template_set = contract.reminders.template
+        locale = Locale.parse(contract.locale)  # the config has checked that Babel knows it
+        if template_language(template_set, contract.locale) != locale.language:
+            warnings.append(
+                f"contracts.{contract.name}.locale: {contract.locale!r}: the {template_set!r} messages are not written "
+                f"in {locale.english_name or locale.language}; clients get them in English "
+                f"(written in: {', '.join(template_languages(template_set))})"
+            )
+    return warnings
 
 
 def _store(settings: Settings) -> list[str]:
@@ -178,7 +203,7 @@ def _secrets(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list
     return []
 
 
-def _connections(settings: Settings) -> list[str]:
+def _connections(settings: Settings, env: dict[str, str] | os._Environ[str]) -> list[str]:
     from bridge.providers import load_providers
 
     found, broken = load_providers()
@@ -193,12 +218,22 @@ def _connections(settings: Settings) -> list[str]:
                 f"{where}.tenant_id: missing (the {label}); link it with "
                 f"`bridge link {conn.provider} --name {conn.name}`"
             )
+        if conn.base_url is None:  # a real service: refreshing the tokens needs the app's credentials
+            prefix = f"BRIDGE_{conn.provider.upper()}_CLIENT_"
+            unset = [prefix + part for part in ("ID", "SECRET") if not env.get(prefix + part)]
+            if unset:
+                problems.append(
+                    f"{where} ({conn.name}): {' and '.join(unset)} not set in the environment: the access token "
+                    "cannot be refreshed without your app's client id and secret, so syncs fail once it expires"
+                )
     return problems
 
 
 def _templates(settings: Settings) -> list[str]:
     """Render every message of each contract's template set, in its locale and currency, with sample values."""
-    from bridge.messages import MESSAGE_NAMES, MessageContext, render_message
+    from bridge.messages import MESSAGE_NAMES, MessageContext, render_message, template_language
+    from bridge.policies.late_fees import fee_terms
+    from bridge.policies.renegotiation import renegotiation_terms
 
     problems = []
     day = date(2026, 1, 15)
@@ -221,13 +256,17 @@ def _templates(settings: Settings) -> list[str]:
                 new_due_date=day,
                 requested_due_date=day,
                 refusal_reason="extension_too_long",
-                max_extension_days=contract.renegotiation.max_extension_days,
-                max_per_project=contract.renegotiation.max_per_project,
+                firm_name=settings.terms.firm_name,
+                late_fee=fee_terms(contract.late_fee),
+                renegotiation=renegotiation_terms(contract),
             )
             try:
                 render_message(sample, template_set=template_set, locale=contract.locale)
             except Exception as exc:  # a template or locale that cannot render: say which, go on
-                problems.append(f"{where}.reminders.template: {template_set}/{message}.txt does not render: {exc}")
+                language = template_language(template_set, contract.locale)
+                problems.append(
+                    f"{where}.reminders.template: {template_set}/{language}/{message}.txt does not render: {exc}"
+                )
                 break
     return problems
 

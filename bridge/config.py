@@ -20,11 +20,22 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.config_errors import (
     SECRET_ADVICE,
@@ -41,8 +52,10 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "ConnectionSettings",
+    "FirmSettings",
     "SecretsSettings",
     "Settings",
+    "SmtpSettings",
     "StoreSettings",
     "load_settings",
     "load_terms",
@@ -108,6 +121,102 @@ class SecretsSettings(_Settings):
         )
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mailbox(value: str, *, named: bool) -> tuple[Address, ...]:
+    """The addresses of a header value like `Name <user@example.com>`; ValueError when it is not one."""
+    try:
+        header = email_policy.header_factory("From" if named else "Reply-To", value)
+        addresses = tuple(header.addresses)
+    except (HeaderParseError, IndexError, ValueError):
+        addresses = ()
+    if len(addresses) != 1 or not addresses[0].username or "@" not in addresses[0].addr_spec or header.defects:
+        example = "Maple & Finch Accounts <accounts@example.com>" if named else "accounts@example.com"
+        raise ValueError(f"must be one e-mail address, like {toml_text(example)} (got {toml_text(value)})")
+    return addresses
+
+
+class FirmSettings(_Settings):
+    """`[firm]`: who the messages come from: `name` signs every message, `reply_to` receives the answers."""
+
+    name: str = Field(min_length=1)
+    reply_to: str | None = None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _mailbox(value, named=False)
+        return value
+
+
+SmtpSecurity = Literal["starttls", "ssl", "none"]
+_DEFAULT_SMTP_PORT: dict[str, int] = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpSettings(_Settings):
+    """`[smtp]`: the firm's mailbox, through which `channel = "smtp"` reminders go.
+
+    `security = "none"` (no TLS at all) is accepted only for a loopback host: a password or a
+    client's invoice never crosses a network in clear. The password is read at send time from
+    the environment variable `password_env`, never from this file.
+    """
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65_535)  # None: 587 for starttls, 465 for ssl, 25 for none
+    security: SmtpSecurity = "starttls"
+    username: str | None = Field(None, min_length=1)
+    password_env: str = "BRIDGE_SMTP_PASSWORD"
+    from_: str = Field(alias="from")
+    attach_pdf: bool = True
+    include_pay_link: bool = True
+    timeout_seconds: int = Field(30, ge=1, le=600)
+
+    @field_validator("password_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                "must be the name of an environment variable holding the password, "
+                f"e.g. BRIDGE_SMTP_PASSWORD; secrets never go in the config file (got {toml_text(value)})"
+            )
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _one_sender(cls, value: str) -> str:
+        _mailbox(value, named=True)
+        return value
+
+    @field_validator("security")
+    @classmethod
+    def _plain_only_on_loopback(cls, value: SmtpSecurity, info: ValidationInfo) -> SmtpSecurity:
+        host = info.data.get("host")
+        if value == "none" and isinstance(host, str) and not _is_loopback(host):
+            raise ValueError(
+                f'"none" sends the password and the messages in clear: it is accepted only for a loopback '
+                f'host (127.0.0.1, ::1, localhost), not {toml_text(host)}; use "starttls" or "ssl"'
+            )
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        """`port`, else the usual port of `security`."""
+        return self.port if self.port is not None else _DEFAULT_SMTP_PORT[self.security]
+
+    @property
+    def sender(self) -> Address:
+        """`from` as an address (display name and mailbox)."""
+        return _mailbox(self.from_, named=True)[0]
+
+
 class ConnectionSettings(_Settings):
     """`[[connections]]`: one linked company at one accounting provider."""
 
@@ -115,6 +224,8 @@ class ConnectionSettings(_Settings):
     provider: str  # an installed provider plugin (bridge.providers), checked below
     tenant_id: str | None = Field(None, min_length=1)
     base_url: str | None = None
+    # Which of the real service's environments (QuickBooks: "sandbox" for Intuit's development companies).
+    environment: str = "production"
     fee_mode: FeeMode | None = None
     history_notes: bool = True  # Xero: leave a note in the invoice's history for every action
     # The client-side pace; None = the provider's published limit. Only an emulator allows more.
@@ -158,18 +269,30 @@ class ConnectionSettings(_Settings):
             raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
         return value
 
+    @model_validator(mode="after")
+    def _known_environment(self) -> ConnectionSettings:
+        from bridge.providers import load_providers
+
+        descriptor = load_providers()[0].get(self.provider)
+        offered = descriptor.environments if descriptor is not None else ("production",)
+        if self.environment not in offered:
+            raise ValueError(
+                f"environment: {self.provider} offers {', '.join(repr(e) for e in offered)} "
+                f"(got {toml_text(self.environment)})"
+            )
+        if self.base_url is not None and self.environment != offered[0]:
+            raise ValueError(
+                "environment: names one of the real service's environments; base_url points at an emulator: "
+                "give one or the other"
+            )
+        return self
+
     @property
     def is_emulator(self) -> bool:
         """True when `base_url` is a loopback address: an emulator, whose books are nobody's money."""
         if self.base_url is None:
             return False
-        host = urlsplit(self.base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(urlsplit(self.base_url).hostname or "")
 
 
 class Settings(_Settings):
@@ -180,6 +303,8 @@ class Settings(_Settings):
     secrets: SecretsSettings = SecretsSettings()
     connections: tuple[ConnectionSettings, ...] = ()
     terms: Terms = Terms()
+    firm: FirmSettings | None = None
+    smtp: SmtpSettings | None = None
 
     @model_validator(mode="after")
     def _unique_connection_names(self) -> Settings:
@@ -205,6 +330,8 @@ class _ConfigFile(_Settings):
 
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
+    firm: FirmSettings | None = None
+    smtp: SmtpSettings | None = None
     connections: tuple[ConnectionSettings, ...] = ()
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
@@ -267,6 +394,16 @@ def load_settings(path: Path) -> Settings:
     """
     raw = _read_toml(path)
     config = validate(_ConfigFile, raw, raw, path)
+    if config.smtp is None:
+        by_smtp = [c.name for c in config.contracts if c.reminders.channel == "smtp"]
+        if by_smtp:
+            raise ConfigError(
+                [
+                    f"contracts.{name}.reminders.channel: 'smtp' needs an [smtp] section (host, from, ...)"
+                    for name in by_smtp
+                ],
+                str(path),
+            )
     source = Path(os.path.abspath(path))
     store = config.store.model_copy(update={"url": _resolve_sqlite(config.store.url, source.parent)})
     fee_modes = {c.name: c.fee_mode for c in config.connections if c.fee_mode is not None}
@@ -276,11 +413,14 @@ def load_settings(path: Path) -> Settings:
             store=store,
             secrets=config.secrets,
             connections=config.connections,
+            firm=config.firm,
+            smtp=config.smtp,
             terms=Terms(
                 contracts=config.contracts,
                 hold=config.hold,
                 exclude=config.exclude,
                 fee_modes=fee_modes,
+                firm_name=config.firm.name if config.firm else "",
             ),
         )
     except ValidationError as exc:  # the checks above make this unreachable; stay readable anyway

@@ -224,8 +224,9 @@ def _models(members: list[Any]) -> list[type[BaseModel]]:
 def _field(members: list[Any], key: str) -> list[Any] | None:
     """The member types of field `key` in the first model among `members` that has it."""
     for model in _models(members):
-        if key in model.model_fields:
-            return _members(model.model_fields[key].annotation)
+        for name, field in model.model_fields.items():
+            if key == (field.alias or name):  # `from` is the field `from_`
+                return _members(field.annotation)
     return None
 
 

@@ -35,6 +35,14 @@ _PROVIDER_CHANNEL: dict[str, Delivery] = {
     ),
 }
 
+# The SMTP channel, on every provider: the contract's words from the firm's mailbox ([smtp]), with the provider's
+# invoice PDF attached and its pay link in the body where [smtp] asks for them and the provider offers them.
+SMTP = Delivery(
+    "contract_text",
+    "the contract's subject and text, from the firm's mailbox by SMTP, to the client's e-mail at the provider "
+    "(with the provider's invoice PDF and pay link when [smtp] asks for them and the provider has them)",
+)
+
 NOT_SENT = Delivery("nothing", "nothing is sent: the message is for you to pass on")
 
 
@@ -45,4 +53,6 @@ def reminder_delivery(provider: str, channel: str) -> Delivery:
             provider,
             Delivery("provider_invoice_email", f"{provider} sends its own invoice e-mail, not the contract's text"),
         )
+    if channel == "smtp":
+        return SMTP
     return Delivery("contract_text", f"the contract's subject and text, by {channel}")

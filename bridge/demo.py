@@ -25,7 +25,7 @@ from rich.text import Text
 
 from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.config import ConnectionSettings, Settings, StoreSettings, load_terms
+from bridge.config import ConnectionSettings, FirmSettings, Settings, SmtpSettings, StoreSettings, load_terms
 from bridge.errors import ConfigError
 from bridge.files import write_private
 from bridge.render import echo_json, safe
@@ -33,6 +33,9 @@ from bridge.store import Store
 from bridge.sync import Runtime, days_by_zone, sync
 
 DEMO_CONTRACTS = Path("config/demo.toml")
+# The demo's firm, whose mailbox is the sandbox's SMTP server: the contract's own words arrive there.
+DEMO_FIRM = FirmSettings(name="Maple & Finch Design", reply_to="accounts@mapleandfinch.example")
+DEMO_SENDER = "Maple & Finch Accounts <accounts@mapleandfinch.example>"
 NAMES = {"quickbooks": "demo-qbo", "xero": "demo-xero", "freshbooks": "demo-freshbooks"}
 EMULATORS_MISSING = (
     "the emulators are not installed: pip install --no-deps -e ./sandbox in the project folder"
@@ -114,7 +117,11 @@ def _sandbox_changes(before: Mapping[str, Any], after: Mapping[str, Any], outbox
     lines += _xero_changes(before.get("xero", {}), after.get("xero", {}))
     lines += _freshbooks_changes(before.get("freshbooks", {}), after.get("freshbooks", {}))
     for mail in outbox:
-        lines.append(f"{mail.get('provider')}: e-mail to {mail.get('to')}: {mail.get('subject')}")
+        if mail.get("channel") == "smtp":
+            attached = ", ".join(mail.get("attachments") or []) or "no attachment"
+            lines.append(f"SMTP (the firm's mailbox): e-mail to {mail.get('to')}: {mail.get('subject')} ({attached})")
+        else:
+            lines.append(f"{mail.get('provider')}: e-mail to {mail.get('to')}: {mail.get('subject')}")
     return lines
 
 
@@ -138,8 +145,15 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
     env = {**os.environ, "BRIDGE_SECRET_KEY": key}
     store = Store.open(f"sqlite:///{folder / 'bridge.db'}")
     try:
-        with Sandbox(seed) as sandbox:
+        with Sandbox(seed, smtp_port=0) as sandbox:
             base = sandbox.base_url
+            smtp_address = sandbox.smtp_address
+            assert smtp_address is not None
+            smtp = SmtpSettings.model_validate(
+                {"host": smtp_address[0], "port": smtp_address[1], "security": "none", "from": DEMO_SENDER}
+            )
+            if contracts_path is None:  # the demo's own contracts: reminders by SMTP, so the contract's words arrive
+                terms = _by_smtp(terms)
             vault = TokenVault(store, Fernet(key.encode()))
             connections = []
             for provider, name in NAMES.items():
@@ -155,6 +169,8 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
                 store=StoreSettings(url=f"sqlite:///{folder / 'bridge.db'}"),
                 connections=tuple(connections),
                 terms=terms,
+                firm=DEMO_FIRM,
+                smtp=smtp,
             )
             rt = Runtime(settings, store, vault, env)
             if not c.quiet:
@@ -193,6 +209,15 @@ def run_demo(c: Any, *, seed_path: Path | None, contracts_path: Path | None, dry
         store.close()
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _by_smtp(terms: Any) -> Any:
+    """The demo's contracts with every reminder (and renegotiation answer) sent by SMTP from the firm's mailbox:
+    QuickBooks and Xero would otherwise send only their own invoice e-mail, not the contract's words."""
+    contracts = tuple(
+        c.model_copy(update={"reminders": c.reminders.model_copy(update={"channel": "smtp"})}) for c in terms.contracts
+    )
+    return terms.model_copy(update={"contracts": contracts})
 
 
 def _write_config(folder: Path, settings: Settings, contracts: Path, key: str) -> None:

@@ -28,6 +28,10 @@ above the connectors sees a `requests` exception.
     │   ├── CallTooSlow          no full answer within the call's wall-clock bound (outcome unknown)
     │   └── ConnectionDropped    the connection failed or dropped mid-call (outcome unknown)
     │       └── Unreachable      connection refused: never sent (outcome known), tried a few times quickly
+    ├── MailError                an SMTP hand-over failed (the mail server answered, or the line broke)
+    │   ├── MailDeferred         4xx, or the line broke before the message was handed over: retriable
+    │   ├── MailRejected         5xx: the server refused it for good (its words kept); nothing was sent
+    │   └── MailLost             the line broke after the whole message was sent: outcome unknown
     ├── ConflictError            a planned action's premise changed (paid, voided, edited)
     └── StoreBusyError           another process held a store lock too long (retriable)
 """
@@ -173,6 +177,28 @@ class Unreachable(ConnectionDropped):
     def __init__(self, message: str) -> None:
         super().__init__(message, outcome_unknown=False)
         self.retriable = True
+
+
+class MailError(BridgeError):
+    """An e-mail could not be handed over to the firm's mail server."""
+
+
+class MailDeferred(MailError):
+    """A 4xx answer, or a connection that failed before the message was handed over: nothing was accepted,
+    so trying again within the retry budget is safe."""
+
+    retriable = True
+
+
+class MailRejected(MailError):
+    """A 5xx answer: the server refused the message (or the login) for good; nothing was sent."""
+
+
+class MailLost(MailError):
+    """The whole message was sent but the server's answer never came: it may have been accepted.
+    Never sent again (the reminder is `in_doubt`)."""
+
+    outcome_unknown = True
 
 
 class ConflictError(BridgeError):

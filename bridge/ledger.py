@@ -37,6 +37,8 @@ _ORDER = {
     ActionKind.RENEGOTIATION_REFUSED: 3,
 }
 DONE = ("applied", "in_doubt")
+# Actions whose whole effect is a message to the client: an unknown outcome is `in_doubt`, never tried again.
+_MESSAGES = (ActionKind.REMINDER, ActionKind.RENEGOTIATION_REFUSED)
 # What a new plan must treat as carried out: done, or pending until reconciliation settles it.
 PLANNING_HISTORY = ("applied", "in_doubt", "pending")
 
@@ -180,6 +182,10 @@ class _Applier:
         if connector is None:
             self._fail(action, f"connection {action.connection!r} is not available")
             return
+        if action.kind is ActionKind.RENEGOTIATION_REFUSED and action.sends == "contract_text":
+            # Nothing is written at the provider, but the answer is sent (the SMTP channel): exactly once.
+            self._write(action, connector, {})
+            return
         if action.kind is ActionKind.RENEGOTIATION_REFUSED:
             # Nothing is written at the provider: the refusal is recorded and its message handed over.
             self.store.ledger_begin(action)
@@ -272,7 +278,7 @@ class _Applier:
 
     def _write_failed(self, action: Action, exc: Exception) -> None:
         unknown, why = _outcome_unknown(exc), _describe(exc)
-        if action.kind is ActionKind.REMINDER and unknown:
+        if action.kind in _MESSAGES and unknown:
             self.store.ledger_finish(action.key, "in_doubt", error=why, applied_on=self.today(action))
             self.report.in_doubt.append({"key": action.key, "error": why})
             self.progress(action, "in doubt")
@@ -361,7 +367,7 @@ def reconcile(store: Store, connectors: Mapping[str, Connector], today: date) ->
                 applied_on=today,
             )
             settled.append((entry, f"applied ({evidence.detail})"))
-        elif evidence.found == "absent" and action.kind is not ActionKind.REMINDER:
+        elif evidence.found == "absent" and action.kind not in _MESSAGES:
             store.ledger_finish(
                 entry.key, "failed", error=f"not found at the provider ({evidence.detail}); retried next"
             )

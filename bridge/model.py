@@ -100,6 +100,15 @@ class Payment(_Frozen):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class Estimate:
+    """The accepted estimate (quote) an invoice was made from: what the client agreed to pay, in the
+    invoice's currency (QuickBooks' linked Estimate, Xero's quote, FreshBooks' estimate)."""
+
+    number: str
+    total: Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
 class Invoice:
     """A sales invoice, normalized.
 
@@ -126,6 +135,7 @@ class Invoice:
     is_sale: bool = True
     editable: bool = True
     fee_for: str | None = None
+    estimate: Estimate | None = None  # docs/policy.md §2: an invoice well over it is not chased
 
     @field_validator("currency")
     @classmethod

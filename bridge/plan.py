@@ -59,6 +59,7 @@ class SkipCode(StrEnum):
     CAP_REACHED = "cap_reached"
     NOT_OPEN = "not_open"
     NO_EMAIL = "no_email"  # a reminder is due but there is no address to send it to
+    EXCEEDS_ESTIMATE = "exceeds_estimate"  # the invoice bills more than its estimate's tolerance allows
 
 
 class WarningCode(StrEnum):
@@ -70,6 +71,7 @@ class WarningCode(StrEnum):
     DEFERRED = "deferred_daily_limit"  # the provider's daily call limit is near: the action waits for the next run
     PROVIDER_LATE_FEES = "provider_late_fees_possible"  # the provider may add its own late fee (FreshBooks client)
     PROVIDER_EMAIL = "provider_email_template"  # reminders go out as the provider's own invoice e-mail, not our text
+    EXCEEDS_ESTIMATE = "exceeds_estimate"  # someone should talk to the client before it is chased
 
 
 _DIGITS = re.compile(r"(\d+)")

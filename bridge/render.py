@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import IO, Any
 
 import click
@@ -91,6 +92,8 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
                 safe(a.reason),
             )
         console.print(table)
+        if verbose:
+            _render_messages(plan, console)
     # An empty plan is said once, by the summary line at the end ("Nothing to do; …").
 
     if plan.skipped:
@@ -111,6 +114,23 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False, days: Ma
     for e in plan.errors:
         console.print(Text.assemble(("error", "red"), " ", safe(f"{e.connection} {e.record}: {e.error}")))
     console.print(safe(summary_line(plan)))
+
+
+_FIRST_LINES = 3
+"""How many lines of each message's body `-v` shows under its subject."""
+
+
+def _render_messages(plan: Plan, console: Console) -> None:
+    """Each e-mail the plan would send in the contract's words: recipient, subject and the body's first lines."""
+    messages = [a for a in plan.actions if a.kind is ActionKind.REMINDER and a.subject is not None]
+    if not messages:
+        return
+    console.print(Text("Messages", style="bold"))
+    for a in messages:
+        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}: ")
+        console.print(Text.assemble("  ", who, ("Subject: ", "bold"), safe(a.subject)))
+        for line in [line for line in (a.body or "").splitlines() if line.strip()][:_FIRST_LINES]:
+            console.print(Text.assemble("    ", safe(line)))
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -197,23 +217,112 @@ def render_outcome(outcome: Any, console: Console) -> None:
         console.print(Text.assemble(("in doubt", "red"), " ", detail))
 
 
-def render_ledger(entries: Sequence[Any], events: Mapping[str, Sequence[Any]], console: Console) -> None:
-    """The audit trail as a table (with each entry's state changes when `events` is given)."""
+def ledger_date(entry: Any) -> date:
+    """The day an entry stands for: the day it was applied at the provider, else the (UTC) day it was planned."""
+    day: date = entry.applied_on or entry.created_at.date()
+    return day
+
+
+def ledger_customer(entry: Any) -> str:
+    """The customer of the invoice an entry is about, as the plan named it."""
+    return str(entry.action().invoice.customer)
+
+
+LEDGER_CSV_COLUMNS = (
+    "date",
+    "connection",
+    "invoice",
+    "customer",
+    "kind",
+    "amount",
+    "currency",
+    "state",
+    "clause",
+    "provider_id",
+    "key",
+)
+
+
+def _cell(value: object) -> str:
+    # A spreadsheet runs a cell that starts with = + - @ (or a tab/CR before one) as a formula: provider text
+    # (customer names, invoice numbers) is data, so such a cell is kept as text with a leading apostrophe.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def ledger_csv(entries: Sequence[Any]) -> str:
+    """One row per entry, spreadsheet-ready (RFC 4180, CRLF line ends, amounts as plain decimals)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(LEDGER_CSV_COLUMNS)
+    for e in entries:
+        text = (
+            e.connection,
+            e.invoice_number,
+            ledger_customer(e),
+            e.kind,
+        )
+        writer.writerow(
+            [
+                ledger_date(e).isoformat(),
+                *(_cell(v) for v in text),
+                "" if e.amount is None else f"{e.amount:f}",
+                e.currency,
+                e.state,
+                _cell(e.clause),
+                _cell(e.response_id),
+                e.key,
+            ]
+        )
+    return out.getvalue()
+
+
+def ledger_totals(entries: Sequence[Any]) -> list[tuple[str, str, Decimal]]:
+    """(currency, state, sum of amounts) over the entries that carry an amount, by currency then state."""
+    sums: dict[tuple[str, str], Decimal] = {}
+    for e in entries:
+        if e.amount is not None:
+            sums[(e.currency, e.state)] = sums.get((e.currency, e.state), Decimal(0)) + e.amount
+    return [(cur, state, total) for (cur, state), total in sorted(sums.items())]
+
+
+def render_ledger(
+    entries: Sequence[Any], events: Mapping[str, Sequence[Any]], console: Console, *, filtered: bool = False
+) -> None:
+    """The audit trail as a table (with each entry's state changes when `events` is given), then the totals per
+    currency and state of the amounts shown."""
     if not entries:
-        console.print("The ledger is empty.")
+        console.print("No ledger entries match." if filtered else "The ledger is empty.")
         return
     table = Table(header_style="bold")
-    for col in ("updated", "key", "state", "invoice", "amount", "clause", "response id", "note"):
+    for col in ("date", "key", "state", "invoice", "customer", "amount", "clause", "response id", "note"):
         table.add_column(col, overflow="fold")
     for e in entries:
-        amount = "" if e.amount is None else f"{e.amount:f} {e.currency}"
+        amount = "" if e.amount is None else f"{format_amount(e.amount, e.currency)} {e.currency}"
         table.add_row(
-            clock.local_text(e.updated_at),
-            *(safe(v) for v in (e.key, e.state, e.invoice_number, amount, e.clause, e.response_id, e.error)),
+            ledger_date(e).isoformat(),
+            *(
+                safe(v)
+                for v in (
+                    e.key,
+                    e.state,
+                    e.invoice_number,
+                    ledger_customer(e),
+                    amount,
+                    e.clause,
+                    e.response_id,
+                    e.error,
+                )
+            ),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", safe(ev.detail))
+            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", "", safe(ev.detail))
     console.print(table)
+    for currency, state, total in ledger_totals(entries):
+        console.print(safe(f"total {state}: {format_amount(total, currency)} {currency}"))
 
 
 def render_decision(decision: Any, console: Console, *, outcome_only: bool = False) -> None:
@@ -249,3 +358,33 @@ def _render_decision_outcome(decision: Any, console: Console) -> None:
         for item in [*decision.report.failed, *decision.report.dropped]:
             detail = safe(item.get("error") or item.get("reason"))
             console.print(Text.assemble(("not written back", "red"), ": ", detail))
+
+
+def render_previews(previews: Sequence[Any], console: Console) -> None:
+    """`bridge preview`: each message as received (headers, both bodies, attachments), or what the provider sends."""
+    if not previews:
+        console.print("No messages: the next sync sends nothing.")
+        return
+    for item in previews:
+        action = item.action
+        console.print(safe(f"── {action.key} ({action.connection}, invoice {action.invoice.number})", "bold"))
+        console.print(safe(f"   how: {item.how}"))
+        if item.message is None:
+            console.print(safe(f"   To: {action.to}"))
+            console.print(safe(f"   Subject: {action.subject}"))
+            console.print(safe(action.body or "", multiline=True))
+            console.print()
+            continue
+        for name in ("From", "Reply-To", "To", "Subject", "Message-ID"):
+            if item.message[name] is not None:
+                console.print(safe(f"   {name}: {item.message[name]}"))
+        attached = ", ".join(item.attachments) if item.attachments else "none"
+        console.print(safe(f"   Attachments: {attached}"))
+        for note in item.notes:
+            console.print(safe(f"   note: {note}", "yellow"))
+        for subtype in ("plain", "html"):
+            part = item.message.get_body(preferencelist=(subtype,))
+            if part is not None:
+                console.print(safe(f"   ── text/{subtype}", "dim"))
+                console.print(safe(part.get_content(), multiline=True))
+        console.print()

@@ -122,10 +122,29 @@ class Runtime:
                 failed[conn.name] = broken.get(conn.provider, f"no provider plugin installed for {conn.provider!r}")
                 continue
             try:
-                built[conn.name] = factory(conn, self.vault, self.env)
+                built[conn.name] = self._delivering(factory(conn, self.vault, self.env))
             except Exception as exc:  # one connection's surprise must not stop the others
                 failed[conn.name] = describe(exc)
         return built, failed
+
+    def _delivering(self, connector: Connector) -> Connector:
+        """`connector`, with its smtp-channel messages sent through `[smtp]` (when there is one)."""
+        smtp = self.settings.smtp
+        if smtp is None:
+            return connector
+        from bridge.smtp import SmtpChannel, SmtpTransport
+
+        channel = SmtpChannel(connector, SmtpTransport(smtp, self.env), self.settings.firm, self.locale_of)
+        return channel
+
+    def locale_of(self, action: Action) -> str:
+        """The locale of the contract whose clause `action` cites (`contracts.NAME....`)."""
+        parts = action.clause.split(".")
+        name = parts[1] if len(parts) > 1 and parts[0] == "contracts" else ""
+        for contract in self.settings.terms.contracts:
+            if contract.name == name:
+                return contract.locale
+        return "en_US"
 
 
 def today_for(terms: Terms, as_of: date | None) -> date | dict[str, date]:
@@ -519,8 +538,14 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     failed += [{**d, "error": f"outcome unknown, not sent again: {d['error']}"} for d in report.in_doubt]
     deferred = [Warning(d["connection"], d["invoice"], WarningCode.DEFERRED, d["reason"]) for d in report.deferred]
     plan = with_warnings(plan, deferred) if deferred else plan
-    if report.broken:
-        broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+    broken = [RecordError(name, "*", f"apply failed: {why}") for name, why in sorted(report.broken.items())]
+    # Stopped by a signal: what was not started says so, per connection, in the plan file too.
+    waiting = Counter(d["connection"] for d in report.not_started)
+    broken += [
+        RecordError(name, "*", f"interrupted: {count} planned actions not started; the next run does them")
+        for name, count in sorted(waiting.items())
+    ]
+    if broken:
         plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
     return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
 

@@ -109,13 +109,16 @@ class QuickBooksFlow:
     provider = "quickbooks"
     pkce = False
 
-    def __init__(self, base_url: str | None) -> None:
+    def __init__(self, base_url: str | None, environment: str = "production") -> None:
         self.base_url = base_url
+        self.environment = environment
 
     def _client(self, app: App) -> object:
         from bridge.auth.quickbooks import auth_client
 
-        return auth_client(self.base_url, app.client_id, app.client_secret, app.redirect_uri)
+        return auth_client(
+            self.base_url, app.client_id, app.client_secret, app.redirect_uri, environment=self.environment
+        )
 
     def authorize_url(self, app: App, state: str, challenge: str | None) -> str:
         from intuitlib.enums import Scopes  # type: ignore[import-untyped]
@@ -425,9 +428,10 @@ def link(
     base_url: str | None,
     receive: Callable[[str], Mapping[str, str]],
     choose: Callable[[list[Tenant]], Tenant],
+    environment: str = "production",
 ) -> Linked:
     """Consent, callback (state checked), code exchange, tenant choice; the tokens are stored encrypted."""
-    flow = providers.get(provider).link_flow(base_url)  # a ConfigError naming the installed ones
+    flow = providers.get(provider).link_flow(base_url, environment)  # a ConfigError naming the installed ones
     state = secrets.token_urlsafe(24)
     verifier, challenge = _pkce() if flow.pkce else (None, None)
     params = receive(flow.authorize_url(app, state, challenge))

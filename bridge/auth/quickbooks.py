@@ -21,10 +21,13 @@ def auth_client(
     redirect_uri: str,
     timeout: float = 30.0,
     bound: str | None = None,
+    *,
+    environment: str = "production",
 ) -> Any:
     """An intuit-oauth AuthClient whose every call (discovery, code exchange, refresh, revoke) ends within
     `timeout` seconds (`bound` says what that limit is, in errors); an emulator is reached through its
-    discovery document.
+    discovery document, Intuit through the discovery document of `environment` ("production", or "sandbox"
+    for its development companies: intuit-oauth's own switch).
 
     intuit-oauth passes no timeout to requests, so a token endpoint that never answers would hang the caller
     (and whatever lock it holds). The AuthClient is itself the `requests.Session` all its calls go through
@@ -44,8 +47,8 @@ def auth_client(
 
     if base_url and base_url.startswith("http://"):
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-    environment = f"{base_url.rstrip('/')}/.well-known/openid_configuration" if base_url else "production"
-    return TimedAuthClient(client_id, client_secret, redirect_uri, environment)
+    discovery = f"{base_url.rstrip('/')}/.well-known/openid_configuration" if base_url else environment
+    return TimedAuthClient(client_id, client_secret, redirect_uri, discovery)
 
 
 class _Plain:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, Self, TypeVar
 from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, shared_limiter
 from bridge.connectors.session import ProviderSession
-from bridge.errors import ConfigError, DataError, StalledPull
+from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
 from bridge.incremental import Position, advance
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, Warning
@@ -167,6 +167,7 @@ class BaseConnector(ABC):
         vault: TokenVault,
         *,
         base_url: str | None = None,
+        environment: str = "production",
         client_id: str | None = None,
         client_secret: str | None = None,
         policy: RetryPolicy | None = None,
@@ -174,9 +175,11 @@ class BaseConnector(ABC):
         timeout: float = 30.0,
         sync_deadline: float | None = None,
     ) -> None:
-        """A connector for one linked tenant (`base_url`: an emulator's). Every connector on the same account
-        (API root and tenant) in this process shares one limiter, made by `_make_limiter` unless one is given."""
+        """A connector for one linked tenant (`base_url`: an emulator's; `environment`: which of the real
+        service's, see the provider descriptor). Every connector on the same account (API root and tenant) in
+        this process shares one limiter, made by `_make_limiter` unless one is given."""
         self.name = name
+        self.environment = environment
         self.tenant_id = tenant_id
         self.vault = vault
         self.client_id = client_id
@@ -218,6 +221,7 @@ class BaseConnector(ABC):
             connection.tenant_id,
             vault,
             base_url=connection.base_url,
+            environment=connection.environment,
             timeout=connection.timeout_seconds,
             sync_deadline=connection.sync_deadline_seconds,
             client_id=env.get(f"{prefix}_CLIENT_ID") or (cls.sandbox_credentials[0] if emulator else None),
@@ -241,11 +245,41 @@ class BaseConnector(ABC):
         """The provider's own constructor options from a configured connection."""
         return {}
 
+    # -- what an SMTP reminder carries (bridge.smtp) ------------------------------------------
+
+    @property
+    def keeps_history(self) -> bool:
+        """True where the provider keeps an invoice history the bridge notes its SMTP e-mails in."""
+        return False
+
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """The provider's PDF of the invoice; None when the provider offers none."""
+        return None
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """The provider's online invoice / pay link; None when the provider (or this invoice) has none."""
+        return None
+
+    def _fetch(self, url: str, *, accept: str, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+        """One read for an e-mail's attachment or link, under the session (limiter, tokens, retries): the
+        bytes for `application/pdf` (a `ProviderError` unless it is a PDF), the decoded JSON otherwise."""
+        response = self.session.send(
+            "GET", url, safe_to_repeat=True, headers={"Accept": accept, **(headers or {})}, **kwargs
+        )
+        if response.status_code >= 400:
+            raise ProviderError(f"{self.label} answered {response.status_code} to GET {url.split('?', 1)[0]}")
+        if accept == "application/pdf":
+            if not response.content.startswith(b"%PDF-"):
+                raise ProviderError(f"{self.label} answered GET {url.split('?', 1)[0]} with something not a PDF")
+            return response.content
+        return response.json()
+
     # -- hooks -------------------------------------------------------------------------------
 
     @abstractmethod
     def _api_base(self, emulator: str | None) -> str:
-        """The root of the provider's API (under the emulator's address when there is one)."""
+        """The root of the provider's API (under the emulator's address when there is one, else in
+        `self.environment`)."""
 
     @abstractmethod
     def _make_limiter(self) -> Limiter:

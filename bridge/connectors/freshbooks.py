@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from freshbooks.api.accounting import AccountingResource
@@ -418,6 +419,32 @@ class FreshBooksConnector(BaseConnector):
             digest = hashlib.sha256(action.key.encode()).hexdigest()[:16]
             return Applied(f"{invoice_id}@email:{digest}")
         return Applied("recorded")  # a refusal writes nothing at the provider
+
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """`GET /accounting/account/{account_id}/invoices/invoices/{id}/pdf` (`Accept: application/pdf`)."""
+        pdf: bytes = self._fetch(f"{self._invoice_url(invoice_id)}/pdf", accept="application/pdf")
+        return pdf
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """`GET …/invoices/invoices/{id}/share_link?share_method=share_link` -> `result.share_link.share_link`
+        (FreshBooks answers 422 for an invoice not yet sent: then there is none)."""
+        try:
+            found = self._fetch(
+                f"{self._invoice_url(invoice_id)}/share_link",
+                accept="application/json",
+                params={"share_method": "share_link"},
+            )
+        except ProviderError as exc:
+            if " 422 " in f" {exc} ":
+                return None
+            raise
+        result = found.get("response", {}).get("result", {}) if isinstance(found, Mapping) else {}
+        share = result.get("share_link") if isinstance(result, Mapping) else None
+        link = share.get("share_link") if isinstance(share, Mapping) else None
+        return link if isinstance(link, str) and link else None
+
+    def _invoice_url(self, invoice_id: str) -> str:
+        return f"{self.api_base}/accounting/account/{quote(self.tenant_id)}/invoices/invoices/{quote(invoice_id)}"
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""

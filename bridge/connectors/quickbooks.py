@@ -35,6 +35,7 @@ from bridge.plan import Action, ActionKind
 from bridge.store import Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
+SANDBOX = "https://sandbox-quickbooks.api.intuit.com"  # Intuit's development companies (environment = "sandbox")
 MINOR_VERSION = 75
 PAGE = 1000
 STALE_OBJECT = 5010
@@ -111,7 +112,7 @@ class QuickBooksConnector(BaseConnector):
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
 
     def _api_base(self, emulator: str | None) -> str:
-        return emulator or PRODUCTION
+        return emulator or (SANDBOX if self.environment == "sandbox" else PRODUCTION)
 
     def _make_limiter(self) -> Limiter:
         return RateLimiter(RATE_PER_SECOND, BURST)  # per company (the session shares it)
@@ -147,11 +148,11 @@ class QuickBooksConnector(BaseConnector):
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]
 
-        emulator = None if self.api_base == PRODUCTION else self.api_base
         timeout, bound = self.session.refresh_timeout()
         # The session runs this only with both credentials set.
         app_id, secret = self.client_id or "", self.client_secret or ""
-        auth = auth_client(emulator, app_id, secret, "http://127.0.0.1/callback", timeout, bound)
+        redirect = "http://127.0.0.1/callback"
+        auth = auth_client(self.emulator, app_id, secret, redirect, timeout, bound, environment=self.environment)
         try:
             auth.refresh(refresh_token=current.refresh_token)
         except TransportError as exc:
@@ -351,6 +352,29 @@ class QuickBooksConnector(BaseConnector):
             return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
         # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
         return Applied("recorded")
+
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """`GET /v3/company/{realm}/invoice/{id}/pdf` (python-quickbooks' `download_pdf`)."""
+        pdf: bytes = self._fetch(
+            f"{self._company()}/invoice/{quote(invoice_id)}/pdf",
+            accept="application/pdf",
+            params={"minorversion": MINOR_VERSION},
+        )
+        return pdf
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """`InvoiceLink` of the invoice read with `include=invoiceLink`: present only when online payment is on."""
+        found = self._fetch(
+            f"{self._company()}/invoice/{quote(invoice_id)}",
+            accept="application/json",
+            params={"include": "invoiceLink", "minorversion": MINOR_VERSION},
+        )
+        invoice = found.get("Invoice") if isinstance(found, Mapping) else None
+        link = invoice.get("InvoiceLink") if isinstance(invoice, Mapping) else None
+        return link if isinstance(link, str) and link else None
+
+    def _company(self) -> str:
+        return f"{self.api_base}/v3/company/{quote(self.tenant_id)}"
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import simplejson
@@ -459,6 +460,37 @@ class XeroConnector(BaseConnector):
         if self.history_notes:
             self._note(invoice_id, action, result.form)
         return result
+
+    @property
+    def keeps_history(self) -> bool:
+        """Xero keeps an invoice history: with `history_notes`, every e-mail sent by SMTP is noted there."""
+        return self.history_notes
+
+    def note_sent(self, action: Action) -> None:
+        """Queue the note of a reminder the firm's mailbox sent (written by `flush`, like every note)."""
+        self._note(action.invoice.id, action, None)
+
+    def invoice_pdf(self, invoice_id: str) -> bytes | None:
+        """`GET /Invoices/{id}` with `Accept: application/pdf`."""
+        pdf: bytes = self._fetch(
+            f"{self.api_base}/Invoices/{quote(invoice_id)}", accept="application/pdf", headers=self._tenant()
+        )
+        return pdf
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """`GET /Invoices/{id}/OnlineInvoice` -> `OnlineInvoices[0].OnlineInvoiceUrl` (None when Xero has none)."""
+        found = self._fetch(
+            f"{self.api_base}/Invoices/{quote(invoice_id)}/OnlineInvoice",
+            accept="application/json",
+            headers=self._tenant(),
+        )
+        online = found.get("OnlineInvoices") if isinstance(found, Mapping) else None
+        first = online[0] if isinstance(online, list) and online and isinstance(online[0], Mapping) else {}
+        url = first.get("OnlineInvoiceUrl")
+        return url if isinstance(url, str) and url else None
+
+    def _tenant(self) -> dict[str, str]:
+        return {"xero-tenant-id": self.tenant_id}
 
     def _history(self, invoice_id: str) -> list[Mapping[str, Any]]:
         reply = self.accounting.get_invoice_history(self.tenant_id, invoice_id, _preload_content=False)

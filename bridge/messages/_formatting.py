@@ -26,6 +26,7 @@ from functools import lru_cache
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import NumberPattern, format_currency, get_decimal_symbol, get_group_symbol
+from babel.numbers import format_percent as _babel_percent
 
 from bridge.money import minor_units
 
@@ -52,8 +53,14 @@ def get_locale(name: str) -> Locale:
 
 @lru_cache(maxsize=4096)
 def format_long_date(day: date, locale: str) -> str:
-    """`day` in the locale's long form: 'September 7, 2026' (en_US), '7. September 2026' (de_DE)."""
-    return format_date(day, format="long", locale=get_locale(locale))
+    """`day` in the locale's long form: 'September 7, 2026' (en_US), '7. September 2026' (de_DE).
+
+    French writes the first of the month as an ordinal, '1er octobre 2026', where CLDR has '1 octobre 2026'."""
+    loc = get_locale(locale)
+    text = format_date(day, format="long", locale=loc)
+    if day.day == 1 and loc.language == "fr" and text.startswith("1 "):
+        text = "1er " + text[2:]
+    return text
 
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
@@ -115,3 +122,13 @@ class _AmountFormatter:
 
     def _babel(self, amount: Decimal) -> str:
         return format_currency(amount, self._currency, format=self._pattern, locale=self._locale, currency_digits=False)
+
+
+@lru_cache(maxsize=256)
+def format_percent(percent: Decimal, locale: str) -> str:
+    """`percent` (1.5 means 1.5%) as the locale writes a percentage, every given decimal kept: '1.5%', '1,5 %'."""
+    loc = get_locale(locale)
+    pattern: NumberPattern = copy.copy(loc.percent_formats[None])
+    places = max(0, -int(percent.normalize().as_tuple().exponent))
+    pattern.frac_prec = (places, places)
+    return _babel_percent(percent / 100, format=pattern, locale=loc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, NamedTuple
 
 from bridge.delivery import NOT_SENT, reminder_delivery
@@ -29,9 +29,9 @@ from bridge.plan import (
     WarningCode,
 )
 from bridge.policies.history import History, InvoiceHistory
-from bridge.policies.late_fees import FeeOutcome, decide_late_fees, describe_late_fee, fee_description
+from bridge.policies.late_fees import FeeOutcome, decide_late_fees, fee_description, fee_terms
 from bridge.policies.reminders import Step, decide_step, latest_due_step
-from bridge.policies.renegotiation import decide, describe_renegotiation, project_of
+from bridge.policies.renegotiation import decide, project_of, renegotiation_terms
 from bridge.policies.terms import Contract, LateFee, Terms
 
 _CLOSED = {
@@ -152,6 +152,37 @@ class _Scope:
         return contract, None
 
 
+def over_estimate(invoice: Invoice, contract: Contract) -> tuple[Skip, Warning] | None:
+    """docs/policy.md §2.1: the skip and the warning of an invoice that bills more than its accepted estimate
+    plus the contract's `estimate_tolerance_percent`; None when it does not (or either is absent)."""
+    tolerance, estimate = contract.estimate_tolerance_percent, invoice.estimate
+    if tolerance is None or estimate is None:
+        return None
+    allowed = estimate.total * (1 + tolerance / 100)
+    if invoice.total <= allowed:
+        return None
+    cur = invoice.currency
+    billed, agreed = f"{format_amount(invoice.total, cur)} {cur}", f"{format_amount(estimate.total, cur)} {cur}"
+    over = (
+        f"{((invoice.total - estimate.total) * 100 / estimate.total).quantize(Decimal('0.1'), ROUND_HALF_UP)}% over"
+        if estimate.total > 0
+        else "over"
+    )
+    detail = (
+        f"invoice total {billed} is {over} estimate {estimate.number} ({agreed}); "
+        f"the contract tolerates {tolerance.normalize():f}%"
+    )
+    clause = contract.clause("estimate_tolerance_percent")
+    talk = (
+        f"talk to the client before chasing invoice {invoice.number}: it bills {billed} against the accepted "
+        f"estimate {estimate.number} of {agreed}; no reminder or fee goes out until the difference is agreed"
+    )
+    return (
+        Skip(invoice.connection, invoice.number, SkipCode.EXCEEDS_ESTIMATE, detail, clause),
+        Warning(invoice.connection, invoice.number, WarningCode.EXCEEDS_ESTIMATE, talk),
+    )
+
+
 def _ref(invoice: Invoice, effective_due: date | None) -> InvoiceRef:
     return InvoiceRef(
         id=invoice.id,
@@ -218,9 +249,14 @@ def evaluate(
             skips.append(skip)
             continue
         assert contract is not None and inv.due_date is not None
+        over = over_estimate(inv, contract)
+        if over is not None:
+            skips.append(over[0])
+            warnings.append(over[1])
+            continue
         run = per_contract.get(contract.name)
         if run is None:
-            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract))
+            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms.firm_name)
         effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
         inv_hist = hist.for_invoice(inv.connection, inv.id)
         fee_mode = terms.fee_modes.get(inv.connection)
@@ -386,8 +422,8 @@ def _template_mail_warning(reminder: Action) -> Warning:
         None,
         WarningCode.PROVIDER_EMAIL,
         f"reminders through this connection: {what}; the plan shows no message text for them because none of it "
-        "is sent. To send the contract's own words, a reminder needs the SMTP channel (the firm's own mailbox), "
-        "which is not available yet.",
+        "is sent. To send the contract's own words, set the contract's reminders.channel = \"smtp\" "
+        "(the firm's own mailbox, [smtp]).",
     )
 
 
@@ -395,25 +431,27 @@ class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
     __slots__ = (
-        "_clause_texts",
         "_steps",
         "_superseded",
         "contract",
+        "fee_terms",
+        "firm_name",
         "late_fee",
         "late_fee_clause",
         "reminders_clause",
         "today",
     )
 
-    def __init__(self, contract: Contract, today: date) -> None:
+    def __init__(self, contract: Contract, today: date, firm_name: str) -> None:
         self.contract = contract
         self.today = today
+        self.firm_name = firm_name
         self.reminders_clause = contract.clause("reminders")
         self.late_fee_clause = contract.clause("late_fee")
         late_fee = contract.late_fee
         self.late_fee: LateFee | None = late_fee if late_fee is not None and late_fee.charges_anything else None
         self._steps: dict[date, Step | None] = {}
-        self._clause_texts: dict[str, str] = {}
+        self.fee_terms = fee_terms(late_fee)  # what reminders restate
         self._superseded: dict[tuple[int, int], str] = {}
 
     def superseded(self, number: int, latest: int) -> str:
@@ -431,15 +469,6 @@ class _PerContract:
         except KeyError:
             step = self._steps[effective_due] = latest_due_step(effective_due, self.contract.reminders, self.today)
             return step
-
-    def clause_text(self, currency: str) -> str:
-        """The late-fee clause restated for reminder messages, in the invoice's currency."""
-        text = self._clause_texts.get(currency)
-        if text is None:
-            text = self._clause_texts[currency] = (
-                "" if self.late_fee is None else describe_late_fee(self.late_fee, currency)
-            )
-        return text
 
 
 def _reminder_action(
@@ -471,7 +500,9 @@ def _reminder_action(
                 today=today,
                 days_overdue=days_overdue,
                 clause=run.reminders_clause,
-                clause_text=run.clause_text(inv.currency),
+                firm_name=run.firm_name,
+                fee_added=balance - inv.amount_due,
+                late_fee=run.fee_terms,
                 step=step.number,
             ),
             template_set=terms.template,
@@ -547,7 +578,9 @@ def _plan_renegotiations(
         kind = ActionKind.UPDATE_DUE_DATE if record.status == "accepted" else ActionKind.RENEGOTIATION_REFUSED
         key = request.key or _renegotiation_key(kind, inv.connection, inv.id, ordinal)
         if key not in hist:
-            out.actions.append(_renegotiation_action(inv, contract, record, kind, key, why, earlier, day))
+            out.actions.append(
+                _renegotiation_action(inv, contract, record, kind, key, why, earlier, day, scope.terms.firm_name)
+            )
     return out
 
 
@@ -609,12 +642,15 @@ def _renegotiation_action(
     why: str,
     earlier: RenegotiationRequest | None,
     today: date,
+    firm_name: str,
 ) -> Action:
-    """The action a decided request calls for, with the message for the client (handed to you, not sent)."""
+    """The action a decided request calls for, with the message for the client (sent by the SMTP channel when the
+    contract's reminders use it; otherwise handed to you, not sent)."""
     accepted = kind is ActionKind.UPDATE_DUE_DATE
     effective = record.new_due_date if accepted else (record.previous_due_date or inv.due_date)
     assert effective is not None or not accepted
-    rendered = _renegotiation_message(inv, contract, record, accepted, effective, earlier, today)
+    rendered = _renegotiation_message(inv, contract, record, accepted, effective, earlier, today, firm_name)
+    by_smtp = contract.reminders.channel == "smtp" and bool(inv.customer.email)
     clause = contract.clause("renegotiation")
     if record.reason == "limit_reached":
         clause += ".max_per_project"
@@ -632,7 +668,9 @@ def _renegotiation_action(
         requested_due_date=None if accepted else record.new_due_date,
         refusal_reason=record.reason,
         to=inv.customer.email,
-        sends=NOT_SENT.sends,
+        # By the SMTP channel the answer goes to the client; otherwise it is handed to you to pass on.
+        channel="smtp" if by_smtp else None,
+        sends=reminder_delivery(inv.provider, "smtp").sends if by_smtp else NOT_SENT.sends,
         subject=rendered.subject,
         body=rendered.body,
     )
@@ -646,9 +684,9 @@ def _renegotiation_message(
     effective: date | None,
     earlier: RenegotiationRequest | None,
     today: date,
+    firm_name: str,
 ) -> RenderedMessage:
     """The accepted or refused message, restating the clause (and the earlier renegotiation on limit_reached)."""
-    terms = contract.renegotiation
     limit = earlier is not None and record.reason == "limit_reached"
     return render_message(
         MessageContext(
@@ -662,14 +700,13 @@ def _renegotiation_message(
             today=today,
             days_overdue=(today - effective).days if effective else 0,
             clause=contract.clause("renegotiation"),
-            clause_text=describe_renegotiation(contract),
+            firm_name=firm_name,
+            renegotiation=renegotiation_terms(contract),
             new_due_date=record.new_due_date if accepted else None,
             requested_due_date=record.new_due_date,
             refusal_reason=record.reason,
             earlier_invoice=(earlier.invoice_number or earlier.invoice_id) if limit and earlier else None,
             earlier_date=(earlier.decided_on or earlier.requested_on) if limit and earlier else None,
-            max_extension_days=terms.max_extension_days,
-            max_per_project=terms.max_per_project,
         ),
         template_set=contract.reminders.template,
         locale=contract.locale,
@@ -707,7 +744,9 @@ def decide_request(
     key = _renegotiation_key(kind, invoice.connection, invoice.id, ordinal)
     record = record.model_copy(update={"key": key})
     earlier_one = in_project[-1] if in_project else None
-    action = _renegotiation_action(invoice, contract, record, kind, key, why, earlier_one, request.requested_on)
+    action = _renegotiation_action(
+        invoice, contract, record, kind, key, why, earlier_one, request.requested_on, terms.firm_name
+    )
     return record, action
 
 

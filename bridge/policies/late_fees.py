@@ -10,6 +10,7 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate
 
+from bridge.messages import FeeTerms
 from bridge.model import Invoice, LineItem
 from bridge.money import format_amount, quantum, round_down, round_half_up
 from bridge.policies.history import InvoiceHistory
@@ -254,21 +255,17 @@ def _explain(k: int, on: date, terms: LateFee, base: Decimal, flat: Decimal, cur
     return f"occurrence {k} fell on {on.isoformat()}: {how}"
 
 
-def describe_late_fee(terms: LateFee, currency: str) -> str:
-    """The late-fee clause in one plain sentence, for messages that restate the contract."""
-    parts: list[str] = []
-    if terms.percent > 0:
-        parts.append(f"{terms.percent.normalize():f}% of the unpaid balance")
-    if terms.flat > 0:
-        parts.append(f"{format_amount(terms.flat, currency)} {currency}")
-    joiner = " plus " if terms.combine == "sum" else " or, if larger, "
-    what = joiner.join(parts) if parts else "a late fee"
-    grace = f"{terms.grace_days} day{'s' if terms.grace_days != 1 else ''} after the due date"
-    when = f"once, {grace}" if terms.every_days == 0 else f"{grace} and every {terms.every_days} days after that"
-    caps: list[str] = []
-    if terms.max_total is not None:
-        caps.append(f"{format_amount(terms.max_total, currency)} {currency} in total")
-    if terms.max_percent_of_total is not None:
-        caps.append(f"{terms.max_percent_of_total.normalize():f}% of the invoice total")
-    cap = f", up to {' and '.join(caps)}" if caps else ""
-    return f"A late fee of {what} applies {when}{cap}."
+def fee_terms(terms: LateFee | None) -> FeeTerms | None:
+    """The late-fee clause as messages restate it (in the client's language and currency), or None when it
+    charges nothing."""
+    if terms is None or not terms.charges_anything:
+        return None
+    return FeeTerms(
+        percent=terms.percent,
+        flat=terms.flat,
+        combine=terms.combine,
+        grace_days=terms.grace_days,
+        every_days=terms.every_days,
+        max_total=terms.max_total,
+        max_percent_of_total=terms.max_percent_of_total,
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Literal
 
+from bridge.messages import RenegotiationTerms
 from bridge.model import Invoice, RenegotiationRequest
 from bridge.policies.terms import Contract, ProjectKey
 
@@ -85,14 +87,15 @@ def _refusal(
     return None, f"due date moved from {current} to {new} ({nth} of {terms.max_per_project} allowed per project)"
 
 
-def describe_renegotiation(contract: Contract) -> str:
-    """The renegotiation clause in one plain sentence."""
+def renegotiation_terms(contract: Contract) -> RenegotiationTerms:
+    """The renegotiation clause as the answers restate it (in the client's language)."""
     terms = contract.renegotiation
-    times = "once" if terms.max_per_project == 1 else f"{terms.max_per_project} times"
-    scope = {ProjectKey.CUSTOMER: "per client", ProjectKey.INVOICE: "per invoice", ProjectKey.PROVIDER: "per project"}[
-        contract.project_key
-    ]
-    return (
-        f"Our agreement allows a due date to be moved {times} {scope}, "
-        f"to a date no more than {terms.max_extension_days} days after the original due date."
-    )
+    scope = _SCOPES[contract.project_key]
+    return RenegotiationTerms(terms.max_per_project, terms.max_extension_days, scope)
+
+
+_SCOPES: dict[ProjectKey, Literal["customer", "invoice", "provider"]] = {
+    ProjectKey.CUSTOMER: "customer",
+    ProjectKey.INVOICE: "invoice",
+    ProjectKey.PROVIDER: "provider",
+}

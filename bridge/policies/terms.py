@@ -65,8 +65,8 @@ class Reminders(_Terms):
     min_gap_days: int = Field(3, ge=0)
     business_days: bool = True
     holidays: str | None = None
-    # Only the accounting provider's own e-mail for now; "smtp" is refused by name until it exists.
-    channel: Literal["provider"] = "provider"
+    # provider: the accounting package's own send; smtp: the contract's message from the firm's mailbox ([smtp]).
+    channel: Literal["provider", "smtp"] = "provider"
     template: str = Field("polite", pattern=r"^[a-z][a-z0-9_-]*$")
     # None: the smallest unit of the currency (the contract's, else the invoice's).
     min_balance: NonNegativeMoney | None = None
@@ -74,14 +74,9 @@ class Reminders(_Terms):
     @field_validator("channel", mode="before")
     @classmethod
     def _available_channel(cls, value: Any) -> Any:
-        # Refused here, at config load, rather than planned and then failing at apply.
-        if value == "smtp":
-            raise ValueError(
-                "'smtp' is not available yet (SMTP delivery does not exist); "
-                "only 'provider' is accepted: the accounting provider e-mails the reminder"
-            )
-        if isinstance(value, str) and value != "provider":
-            raise ValueError(f"unknown channel {value!r}; available: provider{_did_you_mean(value, ['provider'])}")
+        channels = ["provider", "smtp"]
+        if isinstance(value, str) and value not in channels:
+            raise ValueError(f"unknown channel {value!r}; available: provider, smtp{_did_you_mean(value, channels)}")
         return value
 
     @field_validator("template", mode="before")
@@ -165,6 +160,8 @@ class Contract(_Terms):
     timezone: str = "UTC"
     locale: str = "en_US"
     project_key: ProjectKey = ProjectKey.CUSTOMER
+    # Off when None: an invoice more than this percent over its accepted estimate gets no reminder and no fee.
+    estimate_tolerance_percent: Percent | None = None
     reminders: Reminders = Reminders()
     late_fee: LateFee | None = None
     renegotiation: Renegotiation = Renegotiation()
@@ -242,13 +239,15 @@ class Exclude(_Terms):
 class Terms(_Terms):
     """Everything the policy engine reads from the config: contracts in file order, holds, exclusions.
 
-    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`.
+    `fee_modes` holds each connection's `fee_mode` override of `late_fee.mode`; `firm_name` (`[firm].name`)
+    signs every message to a client.
     """
 
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
     exclude: Exclude = Exclude()
     fee_modes: dict[str, Literal["line", "invoice"]] = Field(default_factory=dict)
+    firm_name: str = ""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Terms:

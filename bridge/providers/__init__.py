@@ -39,9 +39,10 @@ class ConnectorFactory(Protocol):
 
 
 class FlowFactory(Protocol):
-    """Builds the OAuth flow of one link attempt (the `flow` a descriptor names), given the emulator's base URL."""
+    """Builds the OAuth flow of one link attempt (the `flow` a descriptor names), given the emulator's base URL
+    (None: the real service) and, for a provider with more than one, which of the real service's environments."""
 
-    def __call__(self, base_url: str | None) -> Flow: ...
+    def __call__(self, base_url: str | None, environment: str = "production") -> Flow: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Provider:
     `flow` and `connector` are `"module:attribute"` references, imported on first use.
     `redirect_uri` is set when the provider accepts only that redirect address (FreshBooks: https).
     `customer_id_fields` are the keys of the id in the provider's raw customer payloads, first found wins.
+    `environments` are the real service's environments a connection may name (`environment` in the config), the
+    first being the default: QuickBooks has a separate sandbox (Intuit's development companies); the others test
+    on ordinary accounts (a Xero demo company, a FreshBooks trial).
     `reminder_sends_contract_text` tells whether the provider's own reminder e-mail carries the contract's
     subject and text (bridge.delivery, which is pure, keeps its own table; a test checks they agree).
     """
@@ -63,16 +67,18 @@ class Provider:
     customer_id_fields: tuple[str, ...] = ("id",)
     redirect_uri: str | None = None
     reminder_sends_contract_text: bool = False
+    environments: tuple[str, ...] = ("production",)
 
     @property
     def https_redirect_only(self) -> bool:
         """True when the provider redirects to https addresses only (a loopback callback cannot receive it)."""
         return bool(self.redirect_uri and self.redirect_uri.startswith("https://"))
 
-    def link_flow(self, base_url: str | None) -> Flow:
+    def link_flow(self, base_url: str | None, environment: str = "production") -> Flow:
         """The OAuth flow for one link attempt (imports the flow's module now)."""
         make: FlowFactory = _resolve(self.flow, f"the {self.name} link flow")
-        return make(base_url)
+        # A flow of a provider with one environment may take the base URL alone (plugins written before).
+        return make(base_url) if environment == self.environments[0] else make(base_url, environment)
 
     def connector_factory(self) -> ConnectorFactory:
         """The connector factory (imports the connector, and with it the provider's SDK, now)."""

@@ -11,4 +11,6 @@ PROVIDER = Provider(
     customer_id_fields=("Id",),
     # POST /invoice/{id}/send carries no subject or body: the company's own invoice e-mail goes out.
     reminder_sends_contract_text=False,
+    # Intuit's development apps reach only its sandbox companies, on their own API host and discovery document.
+    environments=("production", "sandbox"),
 )

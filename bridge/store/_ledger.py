@@ -163,9 +163,12 @@ def entries(
     connections: Collection[str] | None = None,
     invoice_number: str | None = None,
     states: Collection[str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> list[LedgerEntry]:
     """Entries matching every given filter, by creation time then key."""
     stmt = select(t.ledger)
+    if kinds is not None:
+        stmt = stmt.where(t.ledger.c.kind.in_(sorted(set(kinds))))
     if connections is not None:
         stmt = stmt.where(t.ledger.c.connection.in_(sorted(set(connections))))
     if invoice_number is not None:

@@ -497,6 +497,7 @@ class Store:
         connection: str | None = None,
         invoice_number: str | None = None,
         states: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[LedgerEntry]:
         """Ledger entries matching every given filter, by creation time then key."""
         with self._tx() as conn:
@@ -505,6 +506,7 @@ class Store:
                 connections=None if connection is None else [connection],
                 invoice_number=invoice_number,
                 states=states,
+                kinds=kinds,
             )
 
     def ledger_events(self, key: str | None = None, *, connection: str | None = None) -> list[LedgerEvent]:

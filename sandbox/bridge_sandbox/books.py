@@ -471,7 +471,7 @@ def _generate_book(
         )
     book.add_items()
     span = max(1, (end - start).days)
-    for index in range(n_invoices):
+    for _ in range(n_invoices):
         day = start + timedelta(days=rng.randrange(span))
         customer = book.customers[rng.randrange(count)]
         book.invoices.append(
@@ -480,7 +480,8 @@ def _generate_book(
                 txn_date=day,
                 due_date=day + timedelta(days=30),
                 lines=_lines(rng, book.items),
-                created=_local(day, 8 + index % 10, index % 60),
+                # Any second of the working day, as a real office writes them.
+                created=_local(day, 8, 0) + timedelta(seconds=rng.randrange(10 * 3600)),
                 email=str(customer["PrimaryEmailAddr"]["Address"]),
             )
         )
@@ -497,11 +498,16 @@ def _generate_book(
             open_invoices[pick] = open_invoices[-1]
             open_invoices.pop()
         else:
-            when = _local(end - timedelta(days=rng.randrange(30)), 12, 0)
+            when = _local(end - timedelta(days=rng.randrange(30)), 9, 0) + timedelta(seconds=rng.randrange(28_800))
             unapplied.append(_Payment(book.customers[rng.randrange(count)], when, []))
             continue
         amount = balance if rng.random() < 0.7 else _money(balance * Decimal("0.5"))
-        when = min(invoice.created + timedelta(days=rng.randint(1, 45), minutes=rng.randint(0, 600)), latest)
+        when = invoice.created + timedelta(days=rng.randint(1, 45), seconds=rng.randrange(36_000))
+        if when > latest:
+            # Not yet paid by `end` at that pace: paid at some second between the invoice and `end` instead
+            # (capping at `end` would stamp hundreds of payments with one last-updated second).
+            room = int((latest - invoice.created).total_seconds())
+            when = invoice.created + timedelta(seconds=rng.randrange(60, max(61, room)))
         book.pay(max(when, invoice.created + timedelta(minutes=1)), [(invoice, amount)])
     book.payments.extend(unapplied)
     section = book.finish()

@@ -56,7 +56,44 @@ existing seed replays the same faults). All but `lost_response` answer without d
 `lost_response` does it and then drops the connection, as when the answer is lost on the way back."""
 
 FLAG_FAULTS: tuple[str, ...] = ("stale_synctoken",)
+# The SMTP server's faults (`{"smtp": {...}}`): an answer to the end of DATA, or a dropped line once it is accepted.
+SMTP_FAULT_KINDS: tuple[str, ...] = ("421", "450", "554", "drop_after_data")
 """Faults that only change how a handler behaves (drawn on every API request, used by writes)."""
+
+
+def invoice_pdf(*lines: str) -> bytes:
+    """A small valid one-page PDF (header, four objects, exact cross-reference table) showing `lines`:
+    what an emulator answers for an invoice's PDF."""
+
+    def literal(text: str) -> str:
+        ascii_text = text.encode("ascii", "replace").decode("ascii")
+        return "(" + ascii_text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+    shown = "".join(f"{literal(line)} Tj 0 -18 Td " for line in lines)
+    stream = f"BT /F1 12 Tf 72 720 Td {shown}ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("ascii")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode("ascii")
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode("ascii")
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode("ascii")
+    return out
+
+
+def pdf_response(pdf: bytes) -> Response:
+    """An `application/pdf` answer."""
+    return Response(200, pdf, [("Content-Type", "application/pdf")])
 
 
 class SandboxError(ValueError):

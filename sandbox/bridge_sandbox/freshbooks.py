@@ -39,7 +39,9 @@ from bridge_sandbox.core import (
     Route,
     SandboxContext,
     consent,
+    invoice_pdf,
     oauth_error,
+    pdf_response,
     register_provider,
     route,
     settings_from,
@@ -497,6 +499,8 @@ class FreshBooksProvider(Provider):
             route("GET", r"/auth/api/v1/users/me/?", self._me, api=False, name="me"),
             route("GET", inv + r"/?", self._api(self._list_invoices), name="invoices"),
             route("POST", inv + r"/?", self._api(self._create_invoice), name="invoices.create"),
+            route("GET", inv + r"/(?P<id>[^/]+)/pdf/?", self._api(self._invoice_pdf), name="invoice.pdf"),
+            route("GET", inv + r"/(?P<id>[^/]+)/share_link/?", self._api(self._share_link), name="invoice.share_link"),
             route("GET", inv + one, self._api(self._get_invoice), name="invoice"),
             route("PUT", inv + one, self._api(self._put_invoice), name="invoice.update"),
             route("DELETE", inv + one, self._api(self._delete_invoice), name="invoice.delete"),
@@ -661,6 +665,32 @@ class FreshBooksProvider(Provider):
     def _get_invoice(self, request: Request, account: Account) -> Response:
         invoice = self._find(account.invoices, request, "Invoice")
         return self._result({"invoice": self._invoice_out(request, invoice)})
+
+    def _invoice_pdf(self, request: Request, account: Account) -> Response:
+        invoice = self._find(account.invoices, request, "Invoice")
+        outstanding = invoice.get("outstanding") or {}
+        return pdf_response(
+            invoice_pdf(
+                f"Invoice {invoice.get('invoice_number', '')}",
+                f"Outstanding {outstanding.get('amount', '')} {outstanding.get('code', '')}",
+            )
+        )
+
+    def _share_link(self, request: Request, account: Account) -> Response:
+        """The client's link to the invoice; FreshBooks answers 422 for an invoice not sent yet (a draft)."""
+        invoice = self._find(account.invoices, request, "Invoice")
+        if invoice.get("status") == 1:
+            raise FBError(
+                422, "The invoice must be sent before it can be shared.", 7001, "invoiceid", str(invoice["id"])
+            )
+        link = {
+            "clientid": invoice.get("customerid"),
+            "resource_type": "invoice",
+            "resourceid": str(invoice["id"]),
+            "share_link": f"{self.ctx.base_url}/_sandbox/pay/freshbooks/{invoice['id']}",
+            "share_method": request.arg("share_method") or "share_link",
+        }
+        return self._result({"share_link": link})
 
     def _create_invoice(self, request: Request, account: Account) -> Response:
         body = self._body(request, "invoice")

@@ -47,9 +47,11 @@ from bridge_sandbox.core import (
     SandboxContext,
     clone,
     consent,
+    invoice_pdf,
     loads,
     oauth_client_id,
     oauth_error,
+    pdf_response,
     register_provider,
     route,
     settings_from,
@@ -124,6 +126,11 @@ class QuickBooksSettings:
     query_max_results: int = 1000
     query_default_max_results: int = 100
     batch_max_items: int = 30
+    # Intuit's published throttles, per realm: 500 requests a minute, 10 in flight at once, and 40 batch
+    # requests a minute (developer.intuit.com, "API call limits and throttles").
+    minute_limit: int = 500
+    concurrent_limit: int = 10
+    batch_minute_limit: int = 40
     requestid_max_length: int = 50  # unsure: whether the service refuses or ignores longer ids
     replay_faults: bool = False  # unsure: whether a Fault answer is replayed for a repeated requestid
     payment_bumps_invoice: bool = True  # unsure: whether applying a payment bumps the invoice's SyncToken
@@ -894,13 +901,19 @@ class QuickBooksProvider(Provider):
     """The QuickBooks Online emulator."""
 
     name = "quickbooks"
-    # The published limits: 500 requests a minute and 10 at once per realm (emulated as 10 a second),
-    # batch calls 40 a minute.
-    default_rate_limits = (RateLimit(10, 1.0), RateLimit(500, 60.0), RateLimit(40, 60.0, bucket="batch"))
+    # The published limits per realm: 500 requests a minute and 40 batch requests a minute; the third,
+    # 10 requests in flight at once, is `concurrent_limit` (a sequential client is never refused for speed).
+    default_rate_limits = (RateLimit(500, 60.0), RateLimit(40, 60.0, bucket="batch"))
 
     def __init__(self, ctx: SandboxContext, options: Mapping[str, Json] | None = None) -> None:
         super().__init__(ctx, options)
         self.settings = QuickBooksSettings.from_options(self.options)
+        # The server reads the instance's limits, so the settings decide them.
+        limits = (
+            RateLimit(self.settings.minute_limit, 60.0),
+            RateLimit(self.settings.batch_minute_limit, 60.0, bucket="batch"),
+        )
+        self.__dict__["default_rate_limits"] = limits
         self.tz = ZoneInfo(self.settings.company_timezone)
         self.companies: dict[str, Company] = {}
         self._as_list = False
@@ -983,6 +996,14 @@ class QuickBooksProvider(Provider):
     def throttle_response(self, limit: RateLimit, retry_after: int) -> Response:
         """A published rate limit was exceeded."""
         return self._throttled(retry_after)
+
+    def concurrent_limit(self) -> int | None:
+        """Intuit throttles a realm beyond 10 requests in flight at once."""
+        return self.settings.concurrent_limit
+
+    def concurrency_response(self) -> Response:
+        """The same ThrottleExceeded fault as the per-minute limit, retried a second later."""
+        return self._throttled(1)
 
     # -------------------------------------------------------------------------------- helpers
 
@@ -1128,7 +1149,11 @@ class QuickBooksProvider(Provider):
 
     def _read(self, request: Request, company: Company) -> Response:
         entity = _ENTITY_BY_LOWER[request.params["entity"].lower()]
-        return self._ok({entity: company.get(entity, request.params["id"])})
+        found = company.get(entity, request.params["id"])
+        if entity == "Invoice" and request.arg("include") == "invoiceLink" and _dec(found.get("Balance")) > 0:
+            # Present only while something is owed (as with online payment on): the customer's pay page.
+            found = {**found, "InvoiceLink": f"{self.ctx.base_url}/_sandbox/pay/quickbooks/{found.get('Id')}"}
+        return self._ok({entity: found})
 
     def _write(self, request: Request, company: Company) -> Response:
         entity = _ENTITY_BY_LOWER[request.params["entity"].lower()]
@@ -1165,9 +1190,12 @@ class QuickBooksProvider(Provider):
 
     def _pdf(self, request: Request, company: Company) -> Response:
         invoice = company.get("Invoice", request.params["id"])
-        text = f"Invoice {invoice.get('DocNumber', '')} {company.company_name}"
-        pdf = b"%PDF-1.4\n% bridge sandbox\n1 0 obj<<>>endobj\n% " + text.encode("utf-8") + b"\ntrailer<<>>\n%%EOF\n"
-        return Response(200, pdf, [("Content-Type", "application/pdf")])
+        return pdf_response(
+            invoice_pdf(
+                f"{company.company_name}: invoice {invoice.get('DocNumber', '')}",
+                f"Due {invoice.get('DueDate', '')}, balance {invoice.get('Balance', '')}",
+            )
+        )
 
     def _company_info(self, request: Request, company: Company) -> Response:
         if request.params["id"] != company.realm_id or company.company_info is None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import importlib
 import math
@@ -42,13 +43,14 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge import clock as wall_clock
 from bridge_sandbox.core import (
     FAULT_KINDS,
     FLAG_FAULTS,
+    SMTP_FAULT_KINDS,
     Json,
     Provider,
     RateLimit,
@@ -73,7 +75,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 """How long a `timeout` fault stalls before dropping the connection (python-quickbooks sets no timeout at all)."""
 
 Clock = Callable[[], datetime]
-RateLimitSetting = bool | Mapping[str, Sequence[RateLimit]]
+RateLimitSetting = bool | Literal["published", "strict", "off"] | Mapping[str, Sequence[RateLimit]]
+RATE_LIMIT_MODES: tuple[str, ...] = ("published", "strict", "off")
+"""`published`: each provider's published limits (the default); `strict`: half of each, at least 1, to see a
+client's back-off sooner; `off`: none (bulk loads, benchmarks)."""
 
 
 def load_builtin_providers() -> dict[str, type[Provider]]:
@@ -96,6 +101,8 @@ class FaultSettings:
     """Fault injection for one provider: rates 0..1 per kind, a seeded RNG, and how faults behave."""
 
     rates: dict[str, float] = field(default_factory=dict)
+    kinds: tuple[str, ...] = FAULT_KINDS  # the faults drawn (one at most per request)
+    flag_kinds: tuple[str, ...] = FLAG_FAULTS  # the flags drawn independently
     seed: int | None = None
     retry_after: int = 1
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
@@ -104,15 +111,15 @@ class FaultSettings:
 
     @classmethod
     def parse(cls, provider: str, spec: Json) -> FaultSettings:
-        """Validate one provider's entry of a faults spec."""
+        """Validate one provider's entry of a faults spec (`smtp`: the SMTP server's, with its own kinds)."""
         if not isinstance(spec, Mapping):
             raise SandboxError(f"faults.{provider}: expected an object, got {type(spec).__name__}")
-        settings = cls()
-        known = {*FAULT_KINDS, *FLAG_FAULTS, "seed", "retry_after", "timeout_seconds", "include_oauth"}
+        settings = cls(kinds=SMTP_FAULT_KINDS, flag_kinds=()) if provider == "smtp" else cls()
+        known = {*settings.kinds, *settings.flag_kinds, "seed", "retry_after", "timeout_seconds", "include_oauth"}
         for key, value in spec.items():
             if key not in known:
                 raise SandboxError(f"faults.{provider}.{key}: unknown key (known: {', '.join(sorted(known))})")
-            if key in FAULT_KINDS or key in FLAG_FAULTS:
+            if key in settings.kinds or key in settings.flag_kinds:
                 rate = _number(provider, key, value)
                 if not 0.0 <= rate <= 1.0:
                     raise SandboxError(f"faults.{provider}.{key}: a rate must be between 0 and 1, got {value}")
@@ -129,8 +136,8 @@ class FaultSettings:
                 settings.timeout_seconds = _number(provider, key, value)
             else:
                 settings.include_oauth = bool(value)
-        if sum(settings.rates.get(kind, 0.0) for kind in FAULT_KINDS) > 1.0 + 1e-9:
-            raise SandboxError(f"faults.{provider}: the rates of {', '.join(FAULT_KINDS)} add up to more than 1")
+        if sum(settings.rates.get(kind, 0.0) for kind in settings.kinds) > 1.0 + 1e-9:
+            raise SandboxError(f"faults.{provider}: the rates of {', '.join(settings.kinds)} add up to more than 1")
         settings.rng = random.Random(settings.seed)
         return settings
 
@@ -150,12 +157,12 @@ class FaultSettings:
         draw, flag_draw = self.rng.random(), self.rng.random()
         fault: str | None = None
         threshold = 0.0
-        for kind in FAULT_KINDS:
+        for kind in self.kinds:
             threshold += self.rates.get(kind, 0.0)
             if draw < threshold:
                 fault = kind
                 break
-        flags = frozenset(f for f in FLAG_FAULTS if flag_draw < self.rates.get(f, 0.0))
+        flags = frozenset(f for f in self.flag_kinds if flag_draw < self.rates.get(f, 0.0))
         return fault, flags
 
 
@@ -174,8 +181,8 @@ def parse_faults(spec: Json, providers: Sequence[str]) -> dict[str, FaultSetting
         raise SandboxError("faults: expected a JSON object keyed by provider")
     out: dict[str, FaultSettings] = {}
     for name, entry in spec.items():
-        if name not in providers:
-            raise SandboxError(f"faults.{name}: unknown provider (known: {', '.join(providers)})")
+        if name not in providers and name != "smtp":
+            raise SandboxError(f"faults.{name}: unknown provider (known: {', '.join(providers)}, smtp)")
         out[name] = FaultSettings.parse(name, entry)
     return out
 
@@ -235,6 +242,9 @@ class RateLimiter:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 makes a sixth simultaneous connect wait a second for a SYN retry:
+    # many clients (a server's workers, a concurrency test) must reach the handlers at once, as at a provider.
+    request_queue_size = 128
     sandbox: Sandbox
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -278,8 +288,8 @@ class Sandbox:
     `seed`: a seed-file dict (`{"quickbooks": {...}, "xero": {...}, ...}`); None loads the
     default book shipped with the package, `{}` starts every provider empty. Sections for
     providers not emulated yet are kept as given and returned by `state()`.
-    `rate_limits`: True for each provider's published limits, False for none, or a mapping
-    provider → list of `RateLimit` replacing that provider's limits.
+    `rate_limits`: True or "published" for each provider's published limits, "strict" for half of each,
+    False or "off" for none, or a mapping provider → list of `RateLimit` replacing that provider's limits.
     `clock`: the sandbox's wall clock (timestamps, token expiry, CDC windows); default the real one.
     `options`: per provider settings, e.g. `{"quickbooks": {"access_token_ttl": 60}}`.
     `faults`: a faults spec applied at start (same shape as `POST /_sandbox/faults`).
@@ -296,6 +306,7 @@ class Sandbox:
         clock: Clock | None = None,
         options: Mapping[str, Mapping[str, Json]] | None = None,
         faults: Json | None = None,
+        smtp_port: int | None = None,
     ) -> None:
         if seed is None:
             from bridge_sandbox.seed import default_seed
@@ -316,6 +327,8 @@ class Sandbox:
         self._base_url = ""
         self._outbox: list[dict[str, Json]] = []
         self._requests: list[dict[str, Json]] = []
+        self._smtp_port = smtp_port  # None: no SMTP server; 0: any free port
+        self._smtp: Any = None
         # Shared, not copied: providers never mutate seed objects (see bridge_sandbox.core).
         self._seed: dict[str, Json] = dict(seed)
 
@@ -347,6 +360,11 @@ class Sandbox:
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="bridge-sandbox", daemon=True
         )
         self._thread.start()
+        if self._smtp_port is not None:
+            from bridge_sandbox.smtp import SandboxSmtp
+
+            self._smtp = SandboxSmtp(self._deliver_smtp, self._roll_smtp, host=self.host, port=self._smtp_port)
+            self._smtp.start()
         return self._base_url
 
     def stop(self) -> None:
@@ -354,6 +372,9 @@ class Sandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.stop()
         self._stopping.set()
         server.shutdown()
         with self._lock:
@@ -382,6 +403,23 @@ class Sandbox:
             raise RuntimeError("the sandbox is not started")
         return self._base_url
 
+    @property
+    def smtp_address(self) -> tuple[str, int] | None:
+        """(host, port) of the SMTP server, when it runs."""
+        return None if self._smtp is None else (self._smtp.host, self._smtp.port)
+
+    def _roll_smtp(self) -> str | None:
+        with self._lock:
+            settings = self._faults.get("smtp")
+            return settings.roll()[0] if settings is not None else None
+
+    def _deliver_smtp(self, received: dict[str, Any]) -> None:
+        from bridge_sandbox.smtp import outbox_entry
+
+        entry = outbox_entry(received["from"], received["to"], received["raw"], self.now().isoformat())
+        with self._lock:
+            self._outbox.append(entry)
+
     def describe(self) -> dict[str, dict[str, str]]:
         """Entry points per provider (what `bridge sandbox serve` prints)."""
         return {name: p.describe(self.base_url) for name, p in self.providers.items()}
@@ -396,6 +434,7 @@ class Sandbox:
         """Append an e-mail to the outbox (called by providers, under the lock)."""
         self._outbox.append(
             {
+                "channel": "provider",
                 "provider": provider,
                 "tenant": tenant,
                 "invoice_id": invoice_id,
@@ -467,9 +506,14 @@ class Sandbox:
                 raise SandboxError(f"seed.{name}: {exc}") from exc
 
     def _limits(self, setting: RateLimitSetting) -> dict[str, Sequence[RateLimit]]:
-        if setting is False:
+        if setting is False or setting == "off":
             return {}
         limits: dict[str, Sequence[RateLimit]] = {n: p.default_rate_limits for n, p in self.providers.items()}
+        if setting == "strict":
+            return {
+                n: tuple(dataclasses.replace(lim, max_requests=max(1, lim.max_requests // 2)) for lim in values)
+                for n, values in limits.items()
+            }
         if isinstance(setting, Mapping):
             for name, values in setting.items():
                 if name not in self.providers:
@@ -671,10 +715,11 @@ def serve(
     faults_spec: str | None = None,
     *,
     host: str = "127.0.0.1",
-    rate_limits: bool = True,
+    rate_limits: RateLimitSetting = True,
     echo: Callable[[str], None] = print,
     ready: Callable[[Sandbox], None] | None = None,
     stop_event: threading.Event | None = None,
+    smtp_port: int | None = None,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C / SIGTERM (or `stop_event` is set).
 
@@ -687,7 +732,13 @@ def serve(
 
     seed = read_seed(seed_path) if seed_path is not None else default_seed()
     sandbox = Sandbox(
-        seed, latency_ms=latency_ms, rate_limits=rate_limits, host=host, port=port, faults=read_faults_spec(faults_spec)
+        seed,
+        latency_ms=latency_ms,
+        rate_limits=rate_limits,
+        host=host,
+        port=port,
+        faults=read_faults_spec(faults_spec),
+        smtp_port=smtp_port,
     )
     stop = stop_event or threading.Event()
     previous: Any = None
@@ -709,6 +760,9 @@ def serve(
         echo(f"sandbox listening on {sandbox.base_url}")
         for name, info in sandbox.describe().items():
             echo(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        if sandbox.smtp_address is not None:
+            smtp_host, smtp_port_bound = sandbox.smtp_address
+            echo(f"  smtp: {smtp_host}:{smtp_port_bound} (security none; messages in /_sandbox/outbox)")
         echo(f"  control: {sandbox.base_url}/_sandbox/ (state, outbox, requests, faults, reset)")
         if ready is not None:
             ready(sandbox)

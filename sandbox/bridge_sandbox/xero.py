@@ -36,12 +36,15 @@ from bridge_sandbox.core import (
     Route,
     SandboxContext,
     consent,
+    invoice_pdf,
     oauth_client_id,
     oauth_error,
+    pdf_response,
     register_provider,
     route,
     settings_from,
 )
+from bridge_sandbox.xero_reference import REFERENCE_LISTS, reference_lists
 from bridge_sandbox.xero_where import WhereError, ms_date, parse_ms_date, parse_where, sort_objects
 
 Obj = dict[str, Any]
@@ -69,7 +72,11 @@ class XeroSettings:
     page_size_max: int = 1000
     idempotency_key_max_length: int = 128
     replay_errors: bool = False  # unsure: whether a 4xx answer is replayed for a repeated Idempotency-Key
-    if_modified_since_inclusive: bool = True  # unsure: `UpdatedDateUTC >= since` (True) or `>` (False)
+    # `UpdatedDateUTC >= since` at one-second precision (True) or `>` (False). Xero's spec says "created or
+    # modified since this timestamp"; the header carries no milliseconds, and a client handing back the newest
+    # UpdatedDateUTC it saw gets that record again (xero-gateway/xero_gateway#145, where users round up to the
+    # next second to avoid it). Clients must de-duplicate by id either way; the bridge does.
+    if_modified_since_inclusive: bool = True
     # unsure: which fields may change once a payment or credit is allocated (real Xero refuses most edits)
     allocated_editable_fields: tuple[str, ...] = ("DueDate", "Reference", "SentToContact", "ExpectedPaymentDate")
     email_subject: str = "Invoice {number} from {org}"
@@ -137,6 +144,8 @@ class Org:
         self.payments: dict[str, Obj] = {p["PaymentID"]: p for p in section.get("Payments") or []}
         self.history: dict[str, list[Obj]] = {}
         self.replay: dict[str, Response] = {}
+        base = str((self.organisation or {}).get("BaseCurrency") or "USD")
+        self.reference = reference_lists(section, self.tenant_id, base)
 
     @property
     def name(self) -> str:
@@ -153,6 +162,7 @@ class Org:
         out["Invoices"] = list(self.invoices.values())
         out["Payments"] = list(self.payments.values())
         out["Contacts"] = list(self.contacts.values())
+        out.update({name: self.reference[name] for name in REFERENCE_LISTS if name in self.section_keys})
         order = {key: i for i, key in enumerate(self.section_keys)}
         return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
 
@@ -552,6 +562,7 @@ class XeroProvider(Provider):
             route("POST", inv + r"/email/?", self._api(self._email), name="invoice.email"),
             route("GET", inv + r"/history/?", self._api(self._get_history), name="invoice.history"),
             route("PUT", inv + r"/history/?", self._api(self._put_history), name="invoice.history.create"),
+            route("GET", inv + r"/onlineinvoice/?", self._api(self._online_invoice), name="invoice.online"),
             route("GET", inv + r"/?", self._api(self._get_invoice), name="invoice"),
             route("POST", inv + r"/?", self._api(self._post_invoices), name="invoice.update"),
             route("GET", api + r"/payments/?", self._api(self._list_payments), name="payments"),
@@ -563,6 +574,10 @@ class XeroProvider(Provider):
             route("GET", api + r"/contacts/(?P<id>[^/]+)/?", self._api(self._get_contact), name="contact"),
             route("GET", api + r"/invoicereminders/settings/?", self._api(self._reminders), name="reminders"),
             route("GET", api + r"/organisation/?", self._api(self._organisation), name="organisation"),
+            *(
+                route("GET", api + f"/{name.lower()}/?", self._api(self._reference(name)), name=name.lower())
+                for name in REFERENCE_LISTS
+            ),
             route("*", api + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
         ]
 
@@ -815,7 +830,23 @@ class XeroProvider(Provider):
         return self._envelope("Invoices", selected, extra)
 
     def _get_invoice(self, request: Request, org: Org) -> Response:
-        return self._envelope("Invoices", [self._invoice_for(org, request.params["id"])])
+        invoice = self._invoice_for(org, request.params["id"])
+        if "application/pdf" in (request.header("Accept") or ""):
+            return pdf_response(
+                invoice_pdf(
+                    f"{org.name}: invoice {invoice.get('InvoiceNumber', '')}",
+                    f"Amount due {invoice.get('AmountDue', '')} {invoice.get('CurrencyCode', '')}",
+                )
+            )
+        return self._envelope("Invoices", [invoice])
+
+    def _online_invoice(self, request: Request, org: Org) -> Response:
+        """`OnlineInvoices[0].OnlineInvoiceUrl`: sales invoices that were approved (not drafts, not voided)."""
+        invoice = self._invoice_for(org, request.params["id"])
+        if invoice.get("Type") != "ACCREC" or invoice.get("Status") not in ("AUTHORISED", "PAID"):
+            return self._validation([], "An online invoice is only available for approved sales invoices")
+        url = f"{self.ctx.base_url}/_sandbox/pay/xero/{invoice.get('InvoiceID')}"
+        return self._envelope("OnlineInvoices", [{"OnlineInvoiceUrl": url}])
 
     def _put_invoices(self, request: Request, org: Org) -> Response:
         return self._write_invoices(request, org, create=True)
@@ -957,6 +988,15 @@ class XeroProvider(Provider):
     def _organisation(self, request: Request, org: Org) -> Response:
         body = {"OrganisationID": org.tenant_id, "Name": org.name, "BaseCurrency": "USD", **(org.organisation or {})}
         return self._envelope("Organisations", [body])
+
+    def _reference(self, name: str) -> Callable[[Request, Org], Response]:
+        """A read-only reference list, with If-Modified-Since, where and order like the other lists."""
+
+        def answer(request: Request, org: Org) -> Response:
+            selected, extra = self._select(request, org.reference[name], {})
+            return self._envelope(name, selected, extra)
+
+        return answer
 
     def _unsupported(self, request: Request, org: Org) -> Response:
         return self._not_found()

@@ -41,7 +41,7 @@ def test_init_writes_a_private_starter_that_config_check_accepts(
     checked = bridge("config", "check")
     assert (checked.code, checked.out.strip()) == (0, "config OK: 0 connections, 1 contracts"), checked.err
     as_json = bridge("--json", "config", "check")
-    assert (as_json.code, json.loads(as_json.out)) == (0, {"ok": True, "problems": []})
+    assert (as_json.code, json.loads(as_json.out)) == (0, {"ok": True, "problems": [], "warnings": []})
 
 
 def test_init_never_overwrites_and_dir_puts_the_config_elsewhere(bridge: Callable[..., Any], tmp_path: Path) -> None:
@@ -61,6 +61,8 @@ def test_config_check_lists_every_problem(
     bridge: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    monkeypatch.setenv("BRIDGE_XERO_CLIENT_ID", "app-id")
+    monkeypatch.delenv("BRIDGE_XERO_CLIENT_SECRET", raising=False)
     (tmp_path / "db").mkdir()
     config = tmp_path / "bridge.toml"
     config.write_text(
@@ -75,12 +77,15 @@ def test_config_check_lists_every_problem(
         [str(config), "store.url"],
         [str(config), "secrets.key_env"],
         [str(config), "connections[0].tenant_id"],
+        [str(config), "connections[0] (acme)"],
     ]
     assert "is a folder" in lines[0] and "$NO_SUCH_KEY_VAR is not set" in lines[1]
     assert "the tenant id" in lines[2] and "bridge link xero --name acme" in lines[2]
+    # A real service's tokens are refreshed with the app's credentials: the missing one is named.
+    assert "BRIDGE_XERO_CLIENT_SECRET not set" in lines[3] and "BRIDGE_XERO_CLIENT_ID" not in lines[3]
     as_json = bridge("--config", str(config), "--json", "config", "check")
     assert as_json.code == 2
-    assert json.loads(as_json.out) == {"ok": False, "problems": lines}
+    assert json.loads(as_json.out) == {"ok": False, "problems": lines, "warnings": []}
 
 
 def test_config_check_reports_what_loading_refuses(bridge: Callable[..., Any], tmp_path: Path, key: str) -> None:
@@ -92,6 +97,25 @@ def test_config_check_reports_what_loading_refuses(bridge: Callable[..., Any], t
     assert len(problems) == 2 and all(p.startswith(f"{config}: contracts.standard.") for p in problems)
     missing = bridge("--config", str(tmp_path / "nope.toml"), "config", "check")
     assert missing.code == 2 and "config file not found" in missing.err
+
+
+def test_config_check_warns_of_a_locale_whose_language_has_no_messages(
+    bridge: Callable[..., Any], tmp_path: Path, key: str
+) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        '[store]\nurl = "sqlite:///bridge.db"\n\n'
+        '[contracts.tokyo]\napplies_to = ["*"]\ncurrency = "JPY"\nlocale = "ja_JP"\n\n'
+        '[contracts.seoul]\napplies_to = ["*"]\ncurrency = "KRW"\nlocale = "ko_KR"\n'
+    )
+    checked = bridge("--config", str(config), "config", "check")
+    assert checked.code == 0, checked.err  # a warning, not a problem: the English words still go out
+    assert checked.out.startswith("config OK: ")
+    (warning,) = checked.err.splitlines()
+    assert warning.startswith(f"warning: {config}: contracts.tokyo.locale: 'ja_JP': ")
+    assert "not written in Japanese" in warning and "in English" in warning and "ko" in warning
+    as_json = json.loads(bridge("--config", str(config), "--json", "config", "check").out)
+    assert as_json["ok"] and as_json["problems"] == [] and len(as_json["warnings"]) == 1
 
 
 def test_the_example_config_passes(bridge: Callable[..., Any], key: str) -> None:

@@ -87,6 +87,54 @@ def test_a_dry_run_writes_nothing_to_freshbooks(bridge: Callable[..., Any], book
     assert json.loads(bridge(*book.args("--json", "ledger")).out) == []
 
 
+def test_a_verbose_dry_run_shows_each_message_subject_and_first_lines(bridge: Callable[..., Any], book: Book) -> None:
+    plan = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
+    reminders = [a for a in plan["actions"] if a["kind"] == "reminder" and a.get("subject")]
+    assert reminders, "FreshBooks sends the contract's own words"
+    shown = bridge(*book.args("-v", "sync", "--dry-run"))
+    assert shown.code in (0, 3), shown.err
+    text = " ".join(shown.out.split())  # the table may wrap; the words stay in order
+    assert "Messages" in shown.out
+    for action in reminders:
+        first = [line for line in action["body"].splitlines() if line.strip()][:3]
+        assert " ".join(f"Subject: {action['subject']}".split()) in text
+        assert all(" ".join(line.split()) in text for line in first)
+    quiet = bridge(*book.args("sync", "--dry-run"))
+    assert "Messages" not in quiet.out
+
+
+def test_preview_writes_the_contract_language_signed_by_the_firm_with_the_same_words_in_html(
+    bridge: Callable[..., Any], book: Book, tmp_path: Path
+) -> None:
+    import email
+    import email.policy
+    import re
+
+    from bridge.messages import html_body
+
+    config = book.config.read_text().replace("[contracts.standard]\n", '[contracts.standard]\nlocale = "ko_KR"\n', 1)
+    config = config.replace('channel = "provider"', 'channel = "smtp"')
+    firm = '[firm]\nname = "메이플 & 핀치 <디자인>"\n\n[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\n'
+    firm += 'from = "Accounts <accounts@mapleandfinch.example>"\nattach_pdf = false\ninclude_pay_link = false\n\n'
+    book.config.write_text(firm + config)
+    out = tmp_path / "eml"
+    shown = bridge(*book.args("preview", "--out", str(out)))
+    assert shown.code in (0, 3), shown.err
+    files = sorted(out.glob("*.eml"))
+    assert files
+    for path in files:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        assert "담당자님께" in text and "청구서" in text, text
+        assert text.rstrip().endswith("메이플 & 핀치 <디자인> 드림")
+        assert re.search(r"US\$[\d,]+\.\d\d", text)  # the locale's way with dollars
+        assert "메이플 &amp; 핀치 &lt;디자인&gt; 드림" in html and "<디자인>" not in html
+        assert html.replace("\r\n", "\n") == html_body(
+            text.replace("\r\n", "\n"), subject=str(message["Subject"]), lang="ko"
+        )
+
+
 def test_a_real_sync_carries_out_exactly_the_dry_run_plan_and_a_second_plans_nothing(
     bridge: Callable[..., Any], book: Book
 ) -> None:

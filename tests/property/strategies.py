@@ -115,7 +115,7 @@ def reminders_from(seed: int) -> Reminders:
         min_gap_days=rng.randint(0, 10),
         business_days=rng.random() < 0.6,
         holidays=rng.choice([None, "US", "GB"]),
-        channel="provider",  # the only channel there is: "smtp" is refused until it exists
+        channel="provider",  # what a channel sends is bridge.delivery's (tested there), not the policy's
         template=rng.choice(["polite", "firm"]),
         min_balance=Decimal(rng.choice(["0.01"] * 6 + ["0", "1.00", "50"])),
     )

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
 from bridge.money import minor_units, round_down
 from bridge.plan import Action, ActionKind, Plan, SkipCode
+from bridge.policies.evaluate import evaluate
 from bridge.policies.terms import Contract, Terms
 from tests.builders import record
 from tests.property.strategies import CLOSED_STATUSES, Scenario, customer_tokens, scenarios
@@ -372,3 +373,48 @@ def _interleaved(requests: list[RenegotiationRequest], invoices: tuple[Invoice, 
         if not lane:
             lanes.remove(lane)
     return out
+
+
+# --------------------------------------------------------------------------- the estimate check (docs/policy.md §2.1)
+
+
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_never_a_reminder_or_fee_on_an_invoice_over_its_estimate_tolerance(s: Scenario, rnd: random.Random) -> None:
+    """Estimates somewhere below, at and above each invoice's total, and tolerances on some contracts: no
+    reminder or fee ever goes out on an invoice that bills more than its estimate plus the governing contract's
+    tolerance; with the check off everywhere the plan is what it was without estimates."""
+    from dataclasses import replace
+
+    from bridge.model import Estimate
+
+    invoices = []
+    for inv in s.invoices:
+        if rnd.random() < 0.7:
+            factor = Decimal(rnd.choice(["0", "0.5", "0.8", "0.9", "0.95", "1", "1.2"]))
+            agreed = (inv.total * factor).quantize(Decimal("0.01"))
+            inv = replace(inv, estimate=Estimate(number=f"EST-{inv.id}", total=agreed))
+        invoices.append(inv)
+    plain = Terms(
+        contracts=s.terms.contracts, hold=s.terms.hold, exclude=s.terms.exclude, fee_modes=s.terms.fee_modes
+    )
+    checked = plain.model_copy(
+        update={
+            "contracts": tuple(
+                c.model_copy(update={"estimate_tolerance_percent": Decimal(rnd.choice(["0", "5", "10", "25"]))})
+                if rnd.random() < 0.7
+                else c
+                for c in plain.contracts
+            )
+        }
+    )
+    plan = evaluate(invoices, checked, list(s.history), list(s.renegotiations), s.today)
+    by_key = {inv_key(inv): inv for inv in invoices}
+    for a in plan.actions:
+        if a.kind not in (ActionKind.REMINDER, ActionKind.LATE_FEE):
+            continue
+        inv, contract = by_key[action_inv_key(a)], contract_named(checked, a.clause)
+        tolerance = contract.estimate_tolerance_percent
+        if tolerance is not None and inv.estimate is not None:
+            assert inv.total <= inv.estimate.total * (1 + tolerance / 100), (a.key, inv.total, inv.estimate, tolerance)
+    unchecked = evaluate(invoices, plain, list(s.history), list(s.renegotiations), s.today)
+    assert unchecked.to_json() == s.evaluate().to_json()

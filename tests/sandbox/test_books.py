@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -77,5 +78,10 @@ def test_generate_book_builds_ten_thousand_of_each_and_a_sandbox_serves_them() -
     assert len(section["Invoice"]) == 10_000 and len(section["Payment"]) == 10_000
     assert_consistent(section)
     assert generate_book(50, 60, seed=7) == generate_book(50, 60, seed=7)
+    # Spread like real books: a client re-reading from its last timestamp must not meet hundreds of records
+    # sharing one last-updated second.
+    for kind in ("Invoice", "Payment"):
+        per_second = Counter(o["MetaData"]["LastUpdatedTime"] for o in section[kind])
+        assert max(per_second.values()) <= 5, (kind, per_second.most_common(3))
     with Sandbox(book, rate_limits=False) as sandbox:
         assert sandbox.base_url

@@ -43,7 +43,20 @@ def specs_present() -> bool:
 # The spec's spelling of each fixed path segment the connector uses (xero-python and Xero mix cases).
 _SEGMENTS = {
     name.lower(): name
-    for name in ("Invoices", "Payments", "Contacts", "History", "InvoiceReminders", "Settings", "Organisation")
+    for name in (
+        "Invoices",
+        "Payments",
+        "Contacts",
+        "History",
+        "InvoiceReminders",
+        "Settings",
+        "Organisation",
+        "Currencies",
+        "Accounts",
+        "TaxRates",
+        "BrandingThemes",
+        "Users",
+    )
 }
 
 
@@ -102,6 +115,13 @@ def test_default_seed_conforms_to_the_official_spec() -> None:
             base + "/api.xro/2.0/Payments",
             base + "/api.xro/2.0/Payments?page=1",
             base + "/api.xro/2.0/Contacts",
+            # What clients nobody here wrote read first (tap-xero's access check is Currencies).
+            base + "/api.xro/2.0/Organisation",
+            base + "/api.xro/2.0/Currencies",
+            base + "/api.xro/2.0/Accounts",
+            base + "/api.xro/2.0/TaxRates",
+            base + "/api.xro/2.0/BrandingThemes",
+            base + "/api.xro/2.0/Users",
         ]
         state = sandbox.state()["xero"]
         urls += [base + "/api.xro/2.0/Invoices/" + inv["InvoiceID"] for inv in state["Invoices"]]
@@ -111,3 +131,34 @@ def test_default_seed_conforms_to_the_official_spec() -> None:
             assert validate_xero("GET", url, 200, answer.content, answer.headers["Content-Type"])
             checked += 1
         assert checked == len(urls)
+
+
+def test_reference_lists_take_if_modified_since_and_where_and_round_trip_through_the_state() -> None:
+    from bridge_sandbox.xero_reference import default_lists
+
+    accounts = default_lists(TENANT, "USD")["Accounts"]
+    accounts[1] = {**accounts[1], "UpdatedDateUTC": "/Date(1767225600000+0000)/"}  # 2026-01-01
+    seed = {"xero": {"tenant_id": TENANT, "Accounts": accounts}}
+    with Sandbox(seed, rate_limits=False) as sandbox:
+        base = sandbox.base_url
+        code_url = requests.get(
+            base + "/identity/connect/authorize",
+            params={"response_type": "code", "client_id": "c", "redirect_uri": "http://localhost/cb", "scope": "x"},
+            allow_redirects=False,
+            timeout=5,
+        ).headers["Location"]
+        code = code_url.split("code=")[1].split("&")[0]
+        token = requests.post(
+            base + "/connect/token",
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"},
+            auth=("c", "s"),
+            timeout=5,
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+        url = base + "/api.xro/2.0/Accounts"
+        since = {**headers, "If-Modified-Since": "2026-01-01T00:00:00"}
+        assert [a["Code"] for a in requests.get(url, headers=since, timeout=5).json()["Accounts"]] == ["200"]
+        where = requests.get(url, headers=headers, params={"where": 'Type=="BANK"'}, timeout=5).json()
+        assert [a["Code"] for a in where["Accounts"]] == ["090"]
+        assert sandbox.state()["xero"]["Accounts"] == accounts
+        assert "Currencies" not in sandbox.state()["xero"]  # not seeded, not written back

@@ -153,3 +153,16 @@ def test_renegotiate_prints_the_decision_and_the_message_as_text(bridge, book: B
         assert result.code == 0, result.err
         assert "Subject:" in result.out and "\\x1b[2J" in result.out
         assert_shown_as_text(result.both)
+
+
+def test_a_verbose_dry_run_shows_the_messages_in_the_contracts_words_as_text(bridge, book: Book) -> None:  # type: ignore[no-untyped-def]
+    # By SMTP the contract's own words go out, so the plan carries them and -v shows each one's first lines.
+    text = book.config.read_text().replace('channel = "provider"', 'channel = "smtp"')
+    smtp = '[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\nfrom = "Accounts <a@firm.example>"\n\n'
+    book.config.write_text('[firm]\nname = "Firm [bold]\\u001b[31m"\n\n' + smtp + text)  # TOML escape: ESC
+    dry = bridge(*book.args("-v", "sync", "--dry-run"))
+    assert dry.code in (0, 3), dry.err
+    assert "Messages" in dry.out and "Subject: " in dry.out
+    assert "Dear Evil [/bold] [link=https://evil.example/pay]pay here[/link]" in dry.out  # the name, as text
+    assert "\\x1b]0;pwned\\x07\\x1b[2J" in dry.out
+    assert_shown_as_text(dry.both)

@@ -59,6 +59,7 @@ def test_the_example_loads_with_every_section() -> None:
     assert standard.late_fee.max_total == Decimal("500.00")
     assert settings.terms.fee_modes == {"acme-qbo": "line", "acme-xero": "invoice"}
     assert settings.store.url == f"sqlite:///{EXAMPLE.parent / 'bridge.db'}"
+    assert settings.firm is not None and settings.terms.firm_name == settings.firm.name  # it signs every message
 
 
 def test_the_example_also_loads_as_terms_only() -> None:
@@ -96,6 +97,7 @@ def test_a_contract_cites_its_clauses_by_table_name(tmp_path: Path) -> None:
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""))
+    assert settings.terms.firm_name == ""  # no [firm]: messages end with the closing alone
 
     assert settings.connections == ()
     assert settings.terms.contracts == ()

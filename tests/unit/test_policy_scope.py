@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from bridge.model import Customer, InvoiceStatus, RenegotiationRequest
 from bridge.policies.terms import Exclude, Hold
 from tests.builders import D, by_key, contract, invoice, invoice_skips, keys, run, skip_codes, standard, terms
@@ -146,3 +148,46 @@ def test_3_an_accepted_renegotiation_moves_the_dates_reminders_and_fees_run_from
     assert actions["reminder:acme:1:2"].step_date == D("2026-10-02")
     assert actions["late_fee:acme:1:1"].occurrence_date == D("2026-10-06")
     assert actions["late_fee:acme:1:1"].invoice.effective_due_date == D("2026-10-01")
+
+
+# §2.1 — the estimate check
+
+
+def _estimated(total: str, estimate: str, **extra: object) -> object:
+    from bridge.model import Estimate
+
+    return invoice("INV-1", total=total, estimate=Estimate(number="EST-7", total=Decimal(estimate)), **extra)
+
+
+def test_2_1_an_invoice_over_its_estimate_tolerance_gets_no_reminder_or_fee_and_a_warning_names_both_amounts():
+    t = terms(standard().model_copy(update={"estimate_tolerance_percent": Decimal("10")}))
+    plan = run(_estimated("1200.00", "1000.00"), "2026-10-20", terms_=t)
+    assert not plan.actions
+    assert invoice_skips(plan) == {"INV-1": "exceeds_estimate"}
+    skip = plan.skipped[0]
+    assert skip.clause == "contracts.standard.estimate_tolerance_percent"
+    assert skip.detail == (
+        "invoice total 1200.00 USD is 20.0% over estimate EST-7 (1000.00 USD); the contract tolerates 10%"
+    )
+    [warning] = [w for w in plan.warnings if w.code == "exceeds_estimate"]
+    assert "1200.00 USD" in warning.detail and "1000.00 USD" in warning.detail
+    assert "talk to the client" in warning.detail
+
+
+def test_2_1_within_tolerance_without_an_estimate_or_with_the_check_off_it_is_chased_as_usual():
+    on = terms(standard().model_copy(update={"estimate_tolerance_percent": Decimal("10")}))
+    usual = keys(run(invoice("INV-1", total="1100.00"), "2026-10-20"))
+    assert usual, "the §8 contract chases this invoice"
+    assert keys(run(_estimated("1100.00", "1000.00"), "2026-10-20", terms_=on)) == usual  # exactly +10%: within
+    assert keys(run(invoice("INV-1", total="1100.00"), "2026-10-20", terms_=on)) == usual  # no estimate
+    assert keys(run(_estimated("1100.00", "900.00"), "2026-10-20")) == usual  # the check is off by default
+
+
+def test_2_1_a_renegotiation_request_is_still_decided_on_an_invoice_over_its_estimate():
+    on = terms(standard().model_copy(update={"estimate_tolerance_percent": Decimal("0")}))
+    request = RenegotiationRequest(
+        connection="acme", invoice_number="INV-1", requested_on=D("2026-09-01"), new_due_date=D("2026-09-20")
+    )
+    plan = run(_estimated("1001.00", "1000.00", due="2026-09-07"), "2026-09-02", terms_=on, renegotiations=[request])
+    assert [a.kind.value for a in plan.actions] == ["update_due_date"]
+    assert invoice_skips(plan)["INV-1"] == "exceeds_estimate"
