@@ -208,6 +208,7 @@ def bench_dry_run(sizes: Sequence[int], tmp: Path) -> bool:
 
 def bench_demo(tmp: Path) -> bool:
     """Section 3; True when the demo takes at most TARGET_DEMO times its slowest connection alone."""
+    from bridge.store import jsontext
     from bridge_sandbox import default_seed
 
     print("3. bridge demo (dry run, then apply) vs the demo with one provider's book alone")
@@ -217,7 +218,7 @@ def bench_demo(tmp: Path) -> bool:
         if not isinstance(seed[provider], dict):
             continue
         path = tmp / f"seed-{provider}.json"
-        path.write_text(json.dumps({provider: seed[provider]}), encoding="utf-8")
+        path.write_text(jsontext.dumps({provider: seed[provider]}), encoding="utf-8")  # Decimal amounts as numbers
         wall, _, _, code = run_child([*BRIDGE, "demo", "--seed", str(path)])
         alone[provider] = wall
         print(f"   {provider + ' alone':<22} {wall:>7.2f} s (exit {code})")
