@@ -827,8 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checked = check_sample(data)
     times, plan = measure_time(data, args.runs)
     if args.dump_plan:
-        with open(args.dump_plan, "w", encoding="utf-8") as out:
-            out.write(plan.to_json())
+        with open(args.dump_plan, "wb") as out:
+            out.writelines(plan.json_chunks())
     peak, retained = measure_memory(data)
     ok = report(data, times, plan, peak, retained, checked)
     if args.profile:

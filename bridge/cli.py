@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -105,10 +105,10 @@ def cli(
 
 def _emit_plan(c: Context, plan: Plan, terms: Any = None) -> None:
     """The plan as JSON on stdout (--json, with a one-line summary on stderr), else as tables."""
-    from bridge.render import render_plan, summary_line
+    from bridge.render import echo_json, render_plan, summary_line
 
     if c.json:
-        click.echo(plan.to_json(), nl=False)
+        echo_json(plan)
         if not c.quiet:
             c.err.print(summary_line(plan))
     elif c.quiet:
@@ -211,7 +211,7 @@ def evaluate(
         today = clock.today_in("UTC")
     plan = run_policies(invoices, terms, history, renegotiations, today, errors)
     if out_path is not None:
-        _write_atomically(out_path, plan.to_json())
+        _write_atomically(out_path, plan.json_chunks())
     _emit_plan(c, plan, terms if c.as_of is None else None)
     if plan.errors:
         raise SystemExit(3)
@@ -332,7 +332,7 @@ def _report_outcome(
     if outcome.cancelled:
         _cancelled(c)
     if out_path is not None:
-        _write_atomically(out_path, outcome.plan.to_json())
+        _write_atomically(out_path, outcome.plan.json_chunks())
     if shown:
         c.out.print(summary_line(outcome.plan))
     else:
@@ -581,7 +581,9 @@ def renegotiate(
     if decision.cancelled:
         _cancelled(c)
     if c.json:
-        click.echo(decision.plan.to_json(), nl=False)
+        from bridge.render import echo_json
+
+        echo_json(decision.plan)
     render_decision(decision, c.err if c.json else c.out, outcome_only=bool(shown))
     _report_interruption(c, decision.report, "bridge sync")
     raise SystemExit(decision.exit_code)
@@ -1189,7 +1191,7 @@ def demo(
     raise SystemExit(code)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str | Iterable[bytes]) -> None:
     # Never leave a half-written plan behind, nor one others can read: see bridge.files.
     from bridge.files import write_private
 

@@ -29,7 +29,7 @@ from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, FirmSettings, Settings, SmtpSettings, StoreSettings, load_terms
 from bridge.errors import ConfigError
 from bridge.files import write_private
-from bridge.render import safe
+from bridge.render import echo_json, safe
 from bridge.store import Store
 from bridge.sync import Runtime, days_by_zone, sync
 
@@ -189,7 +189,7 @@ def run_demo(
                 render_plan(preview.plan, out, verbose=c.verbose, days=days_by_zone(terms, c.as_of))
             if dry_run:
                 if c.json:  # the plan alone on stdout, exactly as `sync --dry-run --json` prints it
-                    click.echo(preview.plan.to_json(), nl=False)
+                    echo_json(preview.plan)
                 return preview.exit_code
             if review:
                 return _reviewed(c, rt, preview.plan, base, key, before)
@@ -197,7 +197,7 @@ def run_demo(
             after = requests.get(f"{base}/_sandbox/state", timeout=30).json(parse_float=Decimal)
             outbox = requests.get(f"{base}/_sandbox/outbox", timeout=30).json()
             if c.json:
-                click.echo(outcome.plan.to_json(), nl=False)
+                echo_json(outcome.plan)
             else:
                 from bridge.render import render_outcome
 

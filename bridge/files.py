@@ -11,22 +11,24 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 PRIVATE = 0o600
 
 
-def write_private(path: Path, text: str, check: Callable[[Path], object] | None = None) -> None:
-    """Write `text` to `path` (mode 0600) all at once; `check(tmp)` may refuse it by raising first."""
+def write_private(path: Path, text: str | Iterable[bytes], check: Callable[[Path], object] | None = None) -> None:
+    """Write `text` to `path` (mode 0600) all at once; `check(tmp)` may refuse it by raising first.
+
+    `text` may come in UTF-8 pieces (a large plan's `json_chunks`), written one after the other."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), PRIVATE)  # mkstemp's mode already, whatever the umask: say it
-            handle.write(text)
+            handle.writelines([text.encode("utf-8")] if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         if check is not None:

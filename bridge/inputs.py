@@ -7,26 +7,42 @@ single malformed invoice is quarantined as a plan error; the others are evaluate
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from bridge.errors import ConfigError
 from bridge.model import INVOICE_JSON, HistoryEntry, Invoice, RenegotiationRequest
 from bridge.plan import RecordError
 
+# Where a JSON number with a fraction or an exponent may start (a value after `:`, `[` or `,`). Text inside
+# strings can match too ("rate: 1.5"): that only costs the slower reading, never a float.
+_MAYBE_FRACTION = re.compile(rb"[:\[,]\s*-?\d+(?:\.|[eE])")
+
 
 def read_json(path: Path, what: str) -> Any:
-    """A JSON file parsed with Decimal for every non-integer number; unreadable or invalid JSON is a usage error."""
+    """A JSON file parsed with Decimal for every non-integer number; unreadable or invalid JSON is a usage error.
+
+    orjson reads it (C speed) when it holds no number with a fraction: such a number would come back a float.
+    Otherwise the standard parser reads it with `parse_float=Decimal` (a float never touches an amount).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file: {exc.strerror or exc}", str(path)) from None
+    if _MAYBE_FRACTION.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # the standard parser says where and why, in its own words
     try:
-        # Decimal from the wire on: a float never touches an amount.
-        return json.loads(text, parse_float=Decimal)
+        return json.loads(data.decode("utf-8"), parse_float=Decimal)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", str(path)) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}", str(path)) from None
 

@@ -12,14 +12,17 @@ tuple they compare equal to a plain tuple of the same values.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, NamedTuple
+
+import orjson
 
 from bridge.money import format_amount
 
@@ -173,35 +176,50 @@ class Action(NamedTuple):
     subject: str | None = None
     body: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form; amounts as exact minor-unit strings."""
+    def to_dict(self, invoice: dict[str, Any] | None = None) -> dict[str, Any]:
+        """JSON form; amounts as exact minor-unit strings. `invoice`: `self.invoice.to_dict()`, when already made
+        (the actions of one invoice share it)."""
         currency = self.invoice.currency
         out: dict[str, Any] = {
             "key": self.key,
-            "kind": self.kind.value,
+            "kind": self.kind._value_,  # `.value` is a property: the slot is read per action
             "connection": self.connection,
             "provider": self.provider,
-            "invoice": self.invoice.to_dict(),
+            "invoice": self.invoice.to_dict() if invoice is None else invoice,
         }
-        optional: list[tuple[str, Any]] = [
-            ("occurrence", self.occurrence),
-            ("occurrence_date", _iso(self.occurrence_date)),
-            ("amount", None if self.amount is None else format_amount(self.amount, currency)),
-            ("form", self.form),
-            ("item", self.item),
-            ("description", self.description),
-            ("step", self.step),
-            ("step_date", _iso(self.step_date)),
-            ("message", self.message),
-            ("channel", self.channel),
-            ("to", self.to),
-            ("sends", self.sends),
-            ("balance", None if self.balance is None else format_amount(self.balance, currency)),
-            ("new_due_date", _iso(self.new_due_date)),
-            ("requested_due_date", _iso(self.requested_due_date)),
-            ("refusal_reason", self.refusal_reason),
-        ]
-        out.update((k, v) for k, v in optional if v is not None)
+        # The optional fields in their fixed order, each only when set (one test each: this runs per action).
+        if self.occurrence is not None:
+            out["occurrence"] = self.occurrence
+        if self.occurrence_date is not None:
+            out["occurrence_date"] = self.occurrence_date.isoformat()
+        if self.amount is not None:
+            out["amount"] = format_amount(self.amount, currency)
+        if self.form is not None:
+            out["form"] = self.form
+        if self.item is not None:
+            out["item"] = self.item
+        if self.description is not None:
+            out["description"] = self.description
+        if self.step is not None:
+            out["step"] = self.step
+        if self.step_date is not None:
+            out["step_date"] = self.step_date.isoformat()
+        if self.message is not None:
+            out["message"] = self.message
+        if self.channel is not None:
+            out["channel"] = self.channel
+        if self.to is not None:
+            out["to"] = self.to
+        if self.sends is not None:
+            out["sends"] = self.sends
+        if self.balance is not None:
+            out["balance"] = format_amount(self.balance, currency)
+        if self.new_due_date is not None:
+            out["new_due_date"] = self.new_due_date.isoformat()
+        if self.requested_due_date is not None:
+            out["requested_due_date"] = self.requested_due_date.isoformat()
+        if self.refusal_reason is not None:
+            out["refusal_reason"] = self.refusal_reason
         out["clause"] = self.clause
         out["reason"] = self.reason
         if self.subject is not None:
@@ -258,7 +276,7 @@ class Skip(NamedTuple):
         out: dict[str, Any] = {"connection": self.connection, "invoice": self.invoice}
         if self.key is not None:
             out["key"] = self.key
-        out["code"] = self.code.value
+        out["code"] = self.code._value_
         out["detail"] = self.detail
         if self.clause is not None:
             out["clause"] = self.clause
@@ -358,19 +376,19 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         """Counts per kind and the late-fee total per currency."""
         fee_totals: dict[str, Decimal] = {}
-        counts: dict[str, int] = {}
+        counts = Counter(map(attrgetter("kind"), self.actions))
+        late_fee = ActionKind.LATE_FEE
         for action in self.actions:
-            counts[action.kind.value] = counts.get(action.kind.value, 0) + 1
-            if action.kind is ActionKind.LATE_FEE and action.amount is not None:
+            if action.kind is late_fee and action.amount is not None:
                 cur = action.invoice.currency
                 fee_totals[cur] = fee_totals.get(cur, Decimal(0)) + action.amount
         return {
             "actions": len(self.actions),
             "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
-            "reminders": counts.get(ActionKind.REMINDER.value, 0),
-            "late_fees": counts.get(ActionKind.LATE_FEE.value, 0),
-            "due_date_updates": counts.get(ActionKind.UPDATE_DUE_DATE.value, 0),
-            "renegotiations_refused": counts.get(ActionKind.RENEGOTIATION_REFUSED.value, 0),
+            "reminders": counts[ActionKind.REMINDER],
+            "late_fees": counts[late_fee],
+            "due_date_updates": counts[ActionKind.UPDATE_DUE_DATE],
+            "renegotiations_refused": counts[ActionKind.RENEGOTIATION_REFUSED],
             "skipped": len(self.skipped),
             "warnings": len(self.warnings),
             "errors": len(self.errors),
@@ -394,8 +412,34 @@ class Plan:
         return out
 
     def to_json(self) -> str:
-        """Canonical JSON text: same plan, same bytes."""
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        """Canonical JSON text: same plan, same bytes (`json_chunks`, joined)."""
+        return b"".join(self.json_chunks()).decode("utf-8")
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """The canonical JSON (UTF-8) in pieces, so a large plan is never held as one text nor as one dict.
+
+        The bytes are exactly those of `json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"`:
+        orjson writes the same escapes, separators and two-space indentation; the lists are encoded a
+        chunk at a time and indented one level deeper.
+        """
+        members: list[tuple[str, Sequence[Any], Callable[[Sequence[Any]], list[dict[str, Any]]]]] = [
+            ("actions", self.actions, _action_dicts),
+            ("skipped", self.skipped, _dicts),
+            ("warnings", self.warnings, _dicts),
+            ("errors", self.errors, _dicts),
+        ]
+        yield b'{\n  "version": %d,\n  "as_of": "%s"' % (PLAN_VERSION, self.as_of.isoformat().encode())
+        for name, items, to_dict in members:
+            yield b",\n"
+            yield from _json_list(name, items, to_dict)
+        tail: list[tuple[str, Any]] = [("summary", self.summary())]
+        if self.applied is not None:
+            tail.append(("applied", [dict(x) for x in self.applied]))
+        if self.failed is not None:
+            tail.append(("failed", [dict(x) for x in self.failed]))
+        for name, value in tail:
+            yield b",\n  " + orjson.dumps(name) + b": " + _indented(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+        yield b"\n}\n"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -422,6 +466,46 @@ class Plan:
             ],
             errors=[RecordError(e["connection"], e["record"], e["error"]) for e in data.get("errors", [])],
         )
+
+
+_CHUNK = 2_000  # list items encoded at a time: large enough for C speed, small enough for little memory
+
+
+def _indented(encoded: bytes) -> bytes:
+    # One level deeper. A raw newline in orjson's output is always layout: newlines in strings are escaped.
+    return encoded.replace(b"\n", b"\n  ")
+
+
+def _dicts(items: Sequence[Skip | Warning | RecordError]) -> list[dict[str, Any]]:
+    return [x.to_dict() for x in items]
+
+
+def _action_dicts(actions: Sequence[Action]) -> list[dict[str, Any]]:
+    # An invoice's actions are next to each other in a plan and share its InvoiceRef: make its JSON form once.
+    out: list[dict[str, Any]] = []
+    ref: InvoiceRef | None = None
+    invoice: dict[str, Any] = {}
+    for a in actions:
+        if a.invoice is not ref:
+            ref, invoice = a.invoice, a.invoice.to_dict()
+        out.append(a.to_dict(invoice))
+    return out
+
+
+def _json_list(
+    name: str, items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]
+) -> Iterator[bytes]:
+    """`  "name": [...]` as a member of the plan object, its items encoded `_CHUNK` at a time."""
+    head = b"  " + orjson.dumps(name) + b": "
+    if not items:
+        yield head + b"[]"
+        return
+    yield head + b"[\n"
+    for start in range(0, len(items), _CHUNK):
+        encoded = orjson.dumps(to_dicts(items[start : start + _CHUNK]), option=orjson.OPT_INDENT_2)
+        # b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
+        yield (b",\n  " if start else b"  ") + _indented(encoded[2:-2])
+    yield b"\n  ]"
 
 
 def _iso(value: date | None) -> str | None:

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import IO, Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -42,6 +43,12 @@ def safe(value: object, style: str = "", *, multiline: bool = False) -> Text:
 def console(*, stderr: bool = False, width: int | None = None, file: IO[str] | None = None) -> Console:
     """A Console that prints data as it is: no markup, no emoji codes, no highlighting."""
     return Console(stderr=stderr, file=file, width=width, markup=False, emoji=False, highlight=False, soft_wrap=False)
+
+
+def echo_json(plan: Plan) -> None:
+    """The plan's canonical JSON on stdout, written a piece at a time (a large plan is never one text)."""
+    for chunk in plan.json_chunks():
+        click.echo(chunk, nl=False)
 
 
 def _what(a: Action) -> str:

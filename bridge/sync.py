@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bridge import clock
 from bridge.auth.vault import TokenVault
@@ -34,6 +36,23 @@ from bridge.store import Store
 
 log = logging.getLogger("bridge.sync")
 PROGRESS_EVERY = 3.0  # seconds: how often a long apply logs how far it got
+# Connections pulled (and applied) at once. Each keeps its own provider's limits: its session's limiter, shared
+# per provider account (bridge.connectors.session), paces it whatever the others do; so a run takes about as long
+# as its slowest connection instead of the sum of them all.
+MAX_PARALLEL = 4
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _each(store: Store, items: Sequence[_T], work: Callable[[_T], _R]) -> list[_R]:
+    """`work` on every item, up to MAX_PARALLEL at once (one at a time on a store that is a single connection);
+    the results in the items' order, so the output does not depend on which connection finished first."""
+    workers = min(len(items), MAX_PARALLEL) if store.shared_by_threads else 1
+    if workers <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-connection") as pool:
+        return list(pool.map(work, items))
 
 
 class Progress(Protocol):
@@ -308,19 +327,18 @@ def _pull_all(
     rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress, spent: dict[str, float]
 ) -> tuple[dict[str, Connector], list[ConnectionRun], list[RecordError]]:
     connectors, unavailable = rt.connectors(selected)
-    runs: list[ConnectionRun] = []
-    errors: list[RecordError] = []
-    for conn in selected:
+    pulling = [c for c in selected if c.name not in unavailable]
+    if pulling:
+        progress.phase(f"pulling {', '.join(c.name for c in pulling)}")
+
+    def pull(conn: ConnectionSettings) -> tuple[ConnectionRun, float]:
         if conn.name in unavailable:
-            runs.append(ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]))
-            continue
-        progress.phase(f"pulling {conn.name}")
+            return ConnectionRun(conn.name, conn.provider, error=unavailable[conn.name]), 0.0
         log.info("%s: pulling from %s", conn.name, conn.base_url or conn.provider)
         began = clock.monotonic()
         try:
             with speaking_for(conn.name):
                 run = pull_connection(rt.store, connectors[conn.name], full=full)
-            runs.append(run)
             log.info(
                 "%s: pulled %d invoice(s), %d payment(s) in %.1f s (%d API calls)",
                 conn.name,
@@ -332,12 +350,16 @@ def _pull_all(
         except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
             stats = connectors[conn.name].stats
             refused = isinstance(exc, AuthError)
-            runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=stats, refused=refused))
+            run = ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=stats, refused=refused)
             log.warning("%s: pull failed: %s", conn.name, describe(exc))
-        spent[conn.name] = clock.monotonic() - began
-    for run in runs:
-        if run.error:
-            errors.append(RecordError(run.name, "*", f"pull failed: {run.error}"))
+        return run, clock.monotonic() - began
+
+    runs: list[ConnectionRun] = []
+    for conn, (run, seconds) in zip(selected, _each(rt.store, selected, pull), strict=True):
+        runs.append(run)
+        if conn.name not in unavailable:
+            spent[conn.name] = seconds
+    errors = [RecordError(run.name, "*", f"pull failed: {run.error}") for run in runs if run.error]
     return connectors, runs, errors
 
 
@@ -407,65 +429,97 @@ def _apply(
     stop: StopOnSignal | None,
     deadlines: Mapping[str, tuple[float, str]],
 ) -> ApplyReport:
-    """Apply `actions` exactly once, logging each connection's progress, with the stop signal armed."""
+    """Apply `actions` exactly once, the connections side by side (each at its own provider's pace), logging
+    each connection's progress, with the stop signal armed (in this thread; every connection asks it)."""
     progress.actions(len(actions))
     applying = _ApplyLog(actions, progress)
-    with armed(stop), applying:
-        return apply_actions(
-            actions,
-            rt.store,
-            connectors,
-            {n: rt.store.customers(n) for n in pulled},
-            _action_day(today),
-            applying.step,
-            stop,
-            deadlines=deadlines,
-            starting=applying.starting,
-        )
+    customers = {n: rt.store.customers(n) for n in pulled}
+    groups: dict[str, list[Action]] = {}
+    for action in actions:
+        groups.setdefault(action.connection, []).append(action)
+
+    def apply_some(some: Sequence[Action]) -> ApplyReport:
+        try:
+            return apply_actions(
+                some,
+                rt.store,
+                connectors,
+                customers,
+                _action_day(today),
+                applying.step,
+                stop,
+                deadlines=deadlines,
+                starting=applying.starting,
+            )
+        finally:
+            applying.done()
+
+    with armed(stop):
+        if len(groups) <= 1:
+            return apply_some(actions)
+        return merged([*_each(rt.store, [groups[n] for n in sorted(groups)], apply_some)])
+
+
+def merged(reports: Sequence[ApplyReport]) -> ApplyReport:
+    """One report of several connections' (in the order given)."""
+    out = ApplyReport()
+    for report in reports:
+        for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
+            getattr(out, part).extend(getattr(report, part))
+        out.broken.update(report.broken)
+        out.interrupted = out.interrupted or report.interrupted
+    return out
 
 
 class _ApplyLog:
     """Logs each connection's applying: its start (how many actions) and its end (what became of them, how long);
-    the wire names that connection in its lines meanwhile."""
+    the wire names that connection in its lines meanwhile. Connections may be applied on threads of their own."""
 
     def __init__(self, actions: Sequence[Action], progress: Progress) -> None:
         self._counts = Counter(a.connection for a in actions)
         self._progress = progress
-        self._current: str | None = None
-        self._began = 0.0
-        self._outcomes: Counter[str] = Counter()
-        self._said = 0.0
-
-    def __enter__(self) -> _ApplyLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._finish()
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[float, Counter[str]]] = {}  # connection -> (began, outcomes so far)
+        self._said: dict[str, float] = {}
+        self._thread = threading.local()  # the connection this thread is applying
 
     def starting(self, connection: str) -> None:
-        """The first action of `connection` is next."""
-        self._finish()
-        self._current, self._began, self._outcomes = connection, clock.monotonic(), Counter()
-        self._said = self._began
+        """The first action of `connection` is next (on this thread)."""
+        self.done()
+        now = clock.monotonic()
+        with self._lock:
+            self._open[connection] = (now, Counter())
+            self._said[connection] = now
+        self._thread.current = connection
         set_speaking_for(connection)
         log.info("%s: applying %d action(s)", connection, self._counts[connection])
 
     def step(self, action: Action, outcome: str) -> None:
         """One action done (passed on to the progress display; logged every few seconds: how far it got)."""
-        self._outcomes[outcome] += 1
         self._progress.step(action, outcome)
+        name = action.connection
         now = clock.monotonic()
-        if now - self._said >= PROGRESS_EVERY and self._current is not None:
-            self._said = now
-            done, total = sum(self._outcomes.values()), self._counts[self._current]
-            log.info("%s: %d of %d action(s) done", self._current, done, total)
+        with self._lock:
+            state = self._open.get(name)
+            if state is None:
+                return
+            state[1][outcome] += 1
+            if now - self._said[name] < PROGRESS_EVERY:
+                return
+            self._said[name] = now
+            done = sum(state[1].values())
+        log.info("%s: %d of %d action(s) done", name, done, self._counts[name])
 
-    def _finish(self) -> None:
-        if self._current is None:
+    def done(self) -> None:
+        """This thread's connection is done applying: say what became of its actions and how long it took."""
+        current: str | None = getattr(self._thread, "current", None)
+        if current is None:
             return
-        said = ", ".join(f"{n} {what}" for what, n in sorted(self._outcomes.items())) or "nothing done"
-        log.info("%s: applying done in %.1f s: %s", self._current, clock.monotonic() - self._began, said)
-        self._current = None
+        self._thread.current = None
+        with self._lock:
+            began, outcomes = self._open.pop(current)
+        said = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "nothing done"
+        log.info("%s: applying done in %.1f s: %s", current, clock.monotonic() - began, said)
         set_speaking_for(None)
 
 
@@ -603,10 +657,7 @@ def _apply_plan(
         report.dropped.append({"key": action.key, "reason": reason})
         progress.step(action, "dropped")
     applied = _apply(rt, approved, healthy, pulled, today, progress, stop, _deadlines(selected, spent))
-    for part in ("applied", "failed", "dropped", "in_doubt", "skipped", "deferred", "not_started"):
-        getattr(report, part).extend(getattr(applied, part))
-    report.interrupted = applied.interrupted
-    report.broken.update(applied.broken)
+    report = merged([report, applied])
     return SyncOutcome(with_report(plan, report), runs, report, reconciled)
 
 

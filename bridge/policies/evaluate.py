@@ -387,14 +387,7 @@ def _reminder(
     prefix = f"reminder:{inv.connection}:{inv.id}:"
     step = decision.step
     skips = [
-        Skip(
-            inv.connection,
-            inv.number,
-            SkipCode.SUPERSEDED,
-            f"step {n} was never sent; step {step.number} replaces it",
-            clause,
-            f"{prefix}{n}",
-        )
+        Skip(inv.connection, inv.number, SkipCode.SUPERSEDED, run.superseded(n, step.number), clause, f"{prefix}{n}")
         for n in decision.superseded
     ]
     if decision.blocked is not None:
@@ -439,6 +432,7 @@ class _PerContract:
 
     __slots__ = (
         "_steps",
+        "_superseded",
         "channels",
         "contract",
         "fee_terms",
@@ -460,6 +454,15 @@ class _PerContract:
         self.late_fee: LateFee | None = late_fee if late_fee is not None and late_fee.charges_anything else None
         self._steps: dict[date, Step | None] = {}
         self.fee_terms = fee_terms(late_fee)  # what reminders restate
+        self._superseded: dict[tuple[int, int], str] = {}
+
+    def superseded(self, number: int, latest: int) -> str:
+        """Why step `number` is skipped: `latest` replaces it. One text per pair, shared by every invoice (a
+        large plan holds several such skips per invoice)."""
+        text = self._superseded.get((number, latest))
+        if text is None:
+            text = self._superseded[(number, latest)] = f"step {number} was never sent; step {latest} replaces it"
+        return text
 
     def latest_step(self, effective_due: date) -> Step | None:
         """The latest reminder step due today for an invoice due on `effective_due` (invoices share due dates)."""

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
 
 from bridge.clock import now_utc
 from bridge.errors import StoreBusyError
@@ -83,6 +84,12 @@ class Store:
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for tools and tests; the methods below are the API)."""
         return self._engine
+
+    @property
+    def shared_by_threads(self) -> bool:
+        """Whether threads may use the store at once: each takes a pooled connection of its own. Not so for an
+        in-memory SQLite database, which is one connection (tests, experiments)."""
+        return not isinstance(self._engine.pool, StaticPool)
 
     def close(self) -> None:
         """Close every pooled database connection."""
