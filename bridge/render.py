@@ -298,12 +298,13 @@ def render_ledger(
         console.print("No ledger entries match." if filtered else "The ledger is empty.")
         return
     table = Table(header_style="bold")
-    for col in ("date", "key", "state", "invoice", "customer", "amount", "clause", "response id", "note"):
+    table.add_column("updated", no_wrap=True)  # a local time to the second, with its zone: kept whole
+    for col in ("key", "state", "invoice", "customer", "amount", "clause", "response id", "note"):
         table.add_column(col, overflow="fold")
     for e in entries:
         amount = "" if e.amount is None else f"{format_amount(e.amount, e.currency)} {e.currency}"
         table.add_row(
-            ledger_date(e).isoformat(),
+            clock.local_text(e.updated_at),
             *(
                 safe(v)
                 for v in (
