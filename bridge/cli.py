@@ -593,6 +593,12 @@ class _InstalledProviders(click.Choice[str]):
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
 @click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
+@click.option(
+    "--via-server",
+    metavar="URL",
+    help="Receive the provider's redirect on a running `bridge serve` at URL (its public_url), for providers that "
+    "redirect only to https addresses; register URL/oauth/PROVIDER/callback with the provider's app.",
+)
 @click.pass_obj
 def link(
     c: Context,
@@ -602,6 +608,7 @@ def link(
     base_url: str | None,
     client_id: str | None,
     tenant: str | None,
+    via_server: str | None,
 ) -> None:
     """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store.
 
@@ -626,20 +633,33 @@ def link(
         option = {"name": "--name", "base_url": "--base-url"}.get(str(problem["loc"][0]), str(problem["loc"][0]))
         raise ConfigError(f"{option}: {problem['msg']}") from None
     path, settings = _config_for_link(c)
-    if not manual and base_url is None and descriptor.https_redirect_only:
-        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
+    if not manual and not via_server and base_url is None and descriptor.https_redirect_only:
+        raise ConfigError(f"{provider} redirects to https addresses only: link with --via-server URL or --manual")
+    if via_server:
+        _check_via_server(via_server, provider, manual=manual, emulator=base_url is not None)
     app = linking.app_for(
         provider, os.environ, client_id, _client_secret(provider, client_id, base_url), sandbox=base_url is not None
     )
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
-    if manual:
+    if via_server:
+        import dataclasses
+
+        app = dataclasses.replace(app, redirect_uri=linking.ServerCallback.redirect_uri(via_server, provider))
+
+        def browse(url: str) -> None:
+            c.err.print("Open this page in a browser (on any machine), consent, and come back here:")
+            c.err.print(safe(url), soft_wrap=True)
+            webbrowser.open(url)
+
+        receive: Any = linking.ServerCallback(via_server, provider, linking.browse_sandbox if base_url else browse)
+    elif manual:
 
         def ask(url: str) -> str:
             c.err.print("Open this page in a browser, consent, then paste the address it sends you to:")
             c.err.print(safe(url), soft_wrap=True)
             return str(click.prompt("redirect URL", err=True))
 
-        receive: Any = linking.paste(ask)
+        receive = linking.paste(ask)
     elif base_url is not None:
         receive = linking.follow_redirect  # the sandbox consents at once: no browser
     else:
@@ -663,6 +683,23 @@ def link(
     c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
     if c.json:
         print(json.dumps({**entry, "tenant_name": tenant_name, "check": described}))
+
+
+def _check_via_server(url: str, provider: str, *, manual: bool, emulator: bool) -> None:
+    """`--via-server URL`: an http(s) address without a query; https unless it is a loopback address (which only
+    development apps and the sandbox accept)."""
+    from urllib.parse import urlsplit
+
+    if manual:
+        raise ConfigError("--via-server and --manual: choose one way to receive the redirect")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"--via-server: expected the server's public address (https://host[/path]), got {url!r}")
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not loopback and not emulator:
+        raise ConfigError(
+            f"--via-server: {provider} redirects only to https addresses (loopback aside): {url!r} is not one"
+        )
 
 
 def _absent_files(config: Path, store_url: str) -> list[Path]:
