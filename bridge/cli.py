@@ -685,6 +685,31 @@ def link(
         print(json.dumps({**entry, "tenant_name": tenant_name, "check": described}))
 
 
+@cli.command("worker")
+@click.option("--broker", metavar="URL", help="redis://HOST:PORT/DB (default [server] broker).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Syncs run at once (default [server] workers, 2).")
+@click.pass_obj
+def worker_command(c: Context, broker: str | None, concurrency: int | None) -> None:
+    """Run the syncs a `bridge serve --broker` schedules (a Celery worker on Redis; any number, on any machine).
+
+    Each provider account's rate budget is shared with every other process through the broker's Redis. Logs are
+    JSON lines on stderr. SIGTERM: no new run is taken, the runs in flight stop after their current action, exit 0.
+    """
+    from bridge import logs
+    from bridge.server.distributed import check_broker, run_worker
+
+    logs.switch_to_json(quiet=c.quiet, also=("celery",))
+    rt = _runtime(c)
+    try:
+        url = broker if broker is not None else rt.settings.server.broker
+        if not url:
+            raise ConfigError("bridge worker needs a broker: --broker redis://HOST:PORT/DB or [server] broker")
+        code = run_worker(lambda: rt, check_broker(url), concurrency=concurrency or rt.settings.server.workers)
+    finally:
+        rt.store.close()
+    raise SystemExit(code)
+
+
 def _check_via_server(url: str, provider: str, *, manual: bool, emulator: bool) -> None:
     """`--via-server URL`: an http(s) address without a query; https unless it is a loopback address (which only
     development apps and the sandbox accept)."""

@@ -1,0 +1,167 @@
+"""Distributed mode: `bridge serve --broker redis://…` schedules, receives webhooks and serves HTTP; `bridge worker`
+processes (Celery on Redis) run the syncs, on any number of machines, against one PostgreSQL store.
+
+    serve:   Dispatcher(store, settings, CeleryExecutor(celery_app(broker)))   claims due runs, sends them
+    worker:  run_worker(rt, broker, concurrency=4)                              runs them with `run_connection`
+
+A task carries a claimed job (connection, trigger, when it was due, the claim) and is run by the same
+`bridge.server.jobs.run_connection` as the embedded worker threads: no second copy of the sync. Tasks are
+acknowledged late (after the run), one prefetched per worker slot, and given back when a worker is lost; a worker
+killed mid-sync (SIGKILL, a machine gone) leaves its message unacknowledged, and Redis hands it to another worker
+once the visibility timeout has passed. Running a sync twice is harmless by construction: the run lock keeps one
+sync per connection at a time, and the ledger makes every action exactly-once (an action left `pending` by the
+killed worker is reconciled against the provider, never repeated blind).
+
+SIGTERM on a worker is Celery's warm shutdown: no new task is taken, the sync in flight is told to stop after
+the action it is applying (nothing left `pending`), and the process exits 0.
+
+Every process of a distributed server shares each provider account's rate budget in the broker's Redis
+(`bridge.connectors.budget`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import datetime
+from typing import Any
+
+import redis
+from celery import Celery, signals
+
+from bridge.connectors.budget import share_budgets
+from bridge.errors import ConfigError
+from bridge.interrupt import StopOnSignal
+from bridge.server.dispatcher import Job
+from bridge.server.jobs import RuntimeFactory, run_connection
+
+log = logging.getLogger("bridge.server")
+
+TASK = "bridge.run_connection"
+QUEUE = "bridge.runs"
+BACKLOG = 200  # runs waiting in the broker at most: the dispatcher claims no more until workers take some
+# How long a task taken by a worker may stay unacknowledged before Redis gives it to another worker (a worker
+# lost mid-run). Longer than a sync should take; a sync that outlasts it runs a second time, which the run lock
+# serialises and the ledger makes harmless. BRIDGE_REDELIVER_AFTER_SECONDS overrides it.
+REDELIVER_AFTER = 900.0
+
+
+def redeliver_after(env: dict[str, str] | None = None) -> float:
+    """The visibility timeout in seconds (`REDELIVER_AFTER`, or BRIDGE_REDELIVER_AFTER_SECONDS)."""
+    value = (env if env is not None else os.environ).get("BRIDGE_REDELIVER_AFTER_SECONDS")
+    if not value:
+        return REDELIVER_AFTER
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(f"BRIDGE_REDELIVER_AFTER_SECONDS: expected a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+def check_broker(url: str) -> str:
+    """The broker URL if it is a Redis one (the only broker the bridge runs on); a ConfigError otherwise."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"server.broker: {url!r} is not a Redis URL (redis://host:6379/0)")
+    return url
+
+
+def celery_app(broker: str) -> Celery:
+    """The Celery app both sides use: late acks, one prefetched task per slot, tasks given back on a lost worker."""
+    app = Celery("bridge", broker=check_broker(broker), set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": redeliver_after()},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+class CeleryExecutor:
+    """The dispatcher's executor in distributed mode: each claimed job becomes a task for `bridge worker`."""
+
+    def __init__(self, app: Celery, *, backlog: int = BACKLOG) -> None:
+        self.app = app
+        self.backlog = backlog
+        self._redis = redis.Redis.from_url(str(app.conf.broker_url), socket_timeout=5, socket_connect_timeout=5)
+        self._closed = False
+
+    def room(self) -> int:
+        """How many more runs the broker takes now: the backlog less the tasks waiting in the queue."""
+        if self._closed:
+            return 0
+        return max(0, self.backlog - int(self._redis.llen(QUEUE)))
+
+    def submit(self, job: Job) -> None:
+        """Send the job as a task (returns at once)."""
+        self.app.send_task(TASK, args=[job.connection, job.trigger, job.due_at.isoformat(), job.claim], queue=QUEUE)
+
+    def drain(self, timeout: float | None = None) -> list[Job]:
+        """Send no more; the tasks already sent are the workers' (nothing here was accepted and not started)."""
+        self._closed = True
+        return []
+
+    def problem(self) -> str | None:
+        """For /readyz: the broker reachable, or why not."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            return f"broker not reachable: {type(exc).__name__}: {exc}"
+        return None
+
+
+def define_task(app: Celery, runtime_factory: RuntimeFactory, stop: StopOnSignal) -> Any:
+    """The task a worker runs: one claimed job through `run_connection`, stopping after the action in flight on a
+    warm shutdown."""
+
+    @app.task(name=TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run(connection: str, trigger: str, due_at: str, claim: str) -> str:
+        result = run_connection(
+            runtime_factory,
+            connection,
+            trigger=trigger,
+            stop=stop,
+            claim=claim,
+            due_at=datetime.fromisoformat(due_at),
+        )
+        return result.outcome
+
+    return run
+
+
+def run_worker(runtime_factory: RuntimeFactory, broker: str, *, concurrency: int) -> int:
+    """Run a Celery worker in this process (`concurrency` threads) until SIGTERM or SIGINT; returns the exit code."""
+    share_budgets(broker)
+    app = celery_app(broker)
+    stop = StopOnSignal()
+    define_task(app, runtime_factory, stop)
+
+    def shutting_down(sig: str = "", how: str = "", exitcode: int = 0, **_: object) -> None:
+        log.info("worker: %s, %s shutdown: the runs in flight stop after their current action", sig, how)
+        stop.request(signal.SIGTERM)
+
+    signals.worker_shutting_down.connect(shutting_down, weak=False)
+    worker = app.Worker(
+        pool="threads",
+        concurrency=concurrency,
+        queues=[QUEUE],
+        loglevel="INFO",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
