@@ -947,6 +947,52 @@ def secrets_rotate(c: Context) -> None:
         raise SystemExit(1)
 
 
+NO_CONNECTIONS_TO_SERVE = (
+    "No connections to serve: link one first (`bridge link quickbooks|xero|freshbooks`), give it a `schedule` "
+    "in the config if 07:00 UTC every day does not suit, then start `bridge serve` again."
+)
+
+
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (default [server] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default [server] port, 8720; 0: any free port).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Worker threads (default [server] workers, 2).")
+@click.option("--broker", metavar="URL", help="redis://HOST:PORT/DB: run syncs on `bridge worker` processes.")
+@click.pass_obj
+def serve_command(c: Context, host: str | None, port: int | None, workers: int | None, broker: str | None) -> None:
+    """Schedule every connection's sync, receive provider webhooks, serve /healthz, /readyz and /metrics.
+
+    Logs are JSON lines on stderr. SIGTERM drains: the runs in flight finish their current action, then exit 0."""
+    from bridge import logs
+    from bridge.server.serve import serve
+
+    logs.switch_to_json(quiet=c.quiet, also=("uvicorn",))
+    rt = _runtime(c)
+    server = rt.settings.server
+    broker = server.broker if broker is None else broker
+    if broker:
+        rt.store.close()
+        raise ConfigError(
+            f"--broker {broker}: the distributed mode (Celery workers) is not in this build; "
+            "leave broker empty to run the syncs in this process"
+        )
+    if not rt.settings.connections:
+        rt.store.close()
+        c.err.print(NO_CONNECTIONS_TO_SERVE)
+        raise SystemExit(2)
+    try:
+        code = serve(
+            rt,
+            host=host or server.host,
+            port=server.port if port is None else port,
+            workers=workers or server.workers,
+            ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
+        )
+    finally:
+        rt.store.close()
+    raise SystemExit(code)
+
+
 @cli.group()
 def sandbox() -> None:
     """The local emulators of the three providers."""
@@ -967,19 +1013,43 @@ def sandbox() -> None:
 @click.option(
     "--faults", "faults", metavar="SPEC", help="Fault rates: JSON text or a JSON file (as POST /_sandbox/faults)."
 )
+@click.option(
+    "--webhook-url",
+    metavar="URL",
+    help="Send a signed webhook for every change to URL/PROVIDER (e.g. http://127.0.0.1:8720/webhooks).",
+)
+@click.option(
+    "--webhook-key",
+    metavar="KEY",
+    help="The key that signs them: the emulator's test key, which the bridge's webhook_secret_env must hold too.",
+)
 @click.pass_obj
-def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int, faults: str | None) -> None:
+def sandbox_serve(
+    c: Context,
+    seed_path: Path | None,
+    port: int,
+    latency_ms: int,
+    faults: str | None,
+    webhook_url: str | None,
+    webhook_key: str | None,
+) -> None:
     """Run the emulators until interrupted; prints the base URLs (with --json: one JSON line on stdout)."""
     from bridge.errors import ConfigError
 
     try:  # the emulators are a distribution of their own (sandbox/), never in bridge's wheel
-        from bridge_sandbox import Sandbox, SandboxError, serve
+        from bridge_sandbox import Sandbox, SandboxError, WebhookSettings, serve
     except ModuleNotFoundError as exc:
         if exc.name != "bridge_sandbox":
             raise
         from bridge.demo import EMULATORS_MISSING
 
         raise ConfigError(EMULATORS_MISSING) from None
+
+    webhooks = None
+    if webhook_url or webhook_key:
+        if not (webhook_url and webhook_key):
+            raise ConfigError("--webhook-url and --webhook-key go together")
+        webhooks = WebhookSettings(webhook_url, webhook_key)
 
     def announce(sandbox: Sandbox) -> None:
         # The one JSON document of --json: the base URL and each provider's endpoints, on one line.
@@ -998,9 +1068,10 @@ def sandbox_serve(c: Context, seed_path: Path | None, port: int, latency_ms: int
                 faults_spec=faults,
                 echo=to_stderr,
                 ready=announce,
+                webhooks=webhooks,
             )
         else:
-            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults)
+            serve(seed_path=seed_path, port=port, latency_ms=latency_ms, faults_spec=faults, webhooks=webhooks)
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
 

@@ -35,13 +35,14 @@ from bridge.config_errors import (
     validate,
 )
 from bridge.errors import ConfigError
-from bridge.policies.terms import Contract, Exclude, Hold, Terms
+from bridge.policies.terms import Contract, Exclude, Hold, Terms, known_zone
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "ConnectionSettings",
     "SecretsSettings",
+    "ServerSettings",
     "Settings",
     "StoreSettings",
     "load_settings",
@@ -53,6 +54,7 @@ CONFIG_ENV = "BRIDGE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/bridge.toml")
 
 FeeMode = Literal["line", "invoice"]
+Review = Literal["auto", "required"]
 
 # Colons separate the parts of an action key (`late_fee:{connection}:...`), so a
 # connection name must never contain one.
@@ -125,6 +127,36 @@ class ConnectionSettings(_Settings):
     # Past it the pull stops, or no further action starts (the rest waits for the next run); that connection
     # is listed in the plan's errors and the others go on.
     sync_deadline_seconds: int = Field(900, ge=1, le=86_400)
+    # Server mode (`bridge serve`): when this connection syncs (cron in `timezone`), whether a plan waits for
+    # approval, and the environment variable holding the provider's webhook key / verifier token.
+    schedule: str = "0 7 * * *"
+    timezone: str = "UTC"
+    review: Review = "auto"
+    webhook_secret_env: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f'must be a cron expression of five fields, e.g. "0 7 * * 1-5" (got {toml_text(value)})')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    @field_validator("webhook_secret_env")
+    @classmethod
+    def _secret_variable(cls, value: str | None) -> str | None:
+        if value is None or _ENV_NAME.match(value):
+            return value
+        raise ValueError(
+            "must be the name of an environment variable holding the webhook key, e.g. "
+            f"BRIDGE_ACME_QBO_WEBHOOK_KEY; {SECRET_ADVICE} (got a value that is not a variable name)"
+        )
 
     @field_validator("name")
     @classmethod
@@ -172,12 +204,47 @@ class ConnectionSettings(_Settings):
             return False
 
 
+class ServerSettings(_Settings):
+    """`[server]`: where `bridge serve` listens, the address people reach it at, the broker, the worker threads."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8720, ge=0, le=65_535)
+    public_url: str | None = None
+    broker: str = ""  # "" = embedded worker threads; "redis://HOST:PORT/DB" = Celery workers (`bridge worker`)
+    workers: int = Field(2, ge=1, le=256)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
+        if parts.username or parts.password or parts.query:
+            raise ValueError(f"must be a plain base address, without credentials or a query (got {toml_text(value)})")
+        return value.rstrip("/")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if value == "":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(f'must be "" (embedded) or a redis://HOST:PORT/DB URL (got {toml_text(value)})')
+        if parts.password:
+            raise ValueError(f"the URL holds a password; {SECRET_ADVICE}")
+        return value
+
+
 class Settings(_Settings):
     """The whole configuration file, validated. `source` is the absolute path it came from."""
 
     source: Path
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
+    server: ServerSettings = ServerSettings()
     connections: tuple[ConnectionSettings, ...] = ()
     terms: Terms = Terms()
 
@@ -205,6 +272,7 @@ class _ConfigFile(_Settings):
 
     store: StoreSettings = StoreSettings()
     secrets: SecretsSettings = SecretsSettings()
+    server: ServerSettings = ServerSettings()
     connections: tuple[ConnectionSettings, ...] = ()
     contracts: tuple[Contract, ...] = ()
     hold: Hold = Hold()
@@ -275,6 +343,7 @@ def load_settings(path: Path) -> Settings:
             source=source,
             store=store,
             secrets=config.secrets,
+            server=config.server,
             connections=config.connections,
             terms=Terms(
                 contracts=config.contracts,

@@ -49,6 +49,10 @@ class StopOnSignal:
             signal.signal(signum, previous)
         self._previous.clear()
 
+    def request(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        """Raise the flag from elsewhere (a server's own signal handler, for runs on worker threads)."""
+        self.received = signum
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
             raise KeyboardInterrupt  # the second one: abort now

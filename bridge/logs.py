@@ -8,6 +8,7 @@ warnings and errors. Nothing is logged anywhere until a handler is installed: th
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -50,13 +51,35 @@ class StatusHandler(logging.Handler):
         self.console.print(Text(text, style="yellow" if record.levelno == logging.WARNING else "red"))
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (a server's log): time (UTC, ISO 8601), level, logger, message, and the
+    exception's text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 _installed: list[logging.Handler] = []
 
 
-def install(*, terminal: bool, quiet: bool, console: Console | None = None) -> Callable[[], None]:
-    """Send the `bridge` logger's lines to stderr (see the module); returns what undoes it."""
+def install(
+    *, terminal: bool, quiet: bool, console: Console | None = None, json_lines: bool = False
+) -> Callable[[], None]:
+    """Send the `bridge` logger's lines to stderr (see the module; `json_lines`: one JSON object per line, as
+    `bridge serve` logs); returns what undoes it."""
     handler: logging.Handler
-    if terminal:
+    if json_lines:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif terminal:
         handler = StatusHandler(console or Console(stderr=True, markup=False, emoji=False, highlight=False))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -82,3 +105,20 @@ def status_handler() -> StatusHandler | None:
     """The terminal handler in force, if any (a progress display attaches its status line to it)."""
     found = [h for h in _installed if isinstance(h, StatusHandler)]
     return found[-1] if found else None
+
+
+def switch_to_json(*, quiet: bool, also: tuple[str, ...] = ()) -> Callable[[], None]:
+    """From now on, one JSON object per line on stderr (a server): the handlers installed so far are replaced.
+
+    `also` names other loggers (e.g. "uvicorn") whose lines go the same way. Returns what undoes it.
+    """
+    for handler in list(_installed):
+        LOGGER.removeHandler(handler)
+        _installed.remove(handler)
+    remove = install(terminal=False, quiet=quiet, json_lines=True)
+    handler = _installed[-1]
+    for name in also:
+        other = logging.getLogger(name)
+        other.handlers = [handler]
+        other.propagate = False
+    return remove

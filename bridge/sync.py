@@ -21,7 +21,7 @@ from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
 from bridge.connectors.http import CallStats, set_speaking_for, speaking_for
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import AuthError, BridgeError, ConfigError
 from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_payments
@@ -148,6 +148,7 @@ class ConnectionRun:
     error: str | None = None
     stats: CallStats = field(default_factory=CallStats)
     warnings: list[Warning] = field(default_factory=list)
+    refused: bool = False  # the provider refused the credentials (even after a refresh): the link is dead
 
 
 @dataclass
@@ -310,7 +311,9 @@ def _pull_all(
                 run.stats.calls,
             )
         except Exception as exc:  # anything, not only our errors: one provider's surprise stops only its connection
-            runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=connectors[conn.name].stats))
+            stats = connectors[conn.name].stats
+            refused = isinstance(exc, AuthError)
+            runs.append(ConnectionRun(conn.name, conn.provider, error=describe(exc), stats=stats, refused=refused))
             log.warning("%s: pull failed: %s", conn.name, describe(exc))
         spent[conn.name] = clock.monotonic() - began
     for run in runs:

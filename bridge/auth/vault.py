@@ -7,6 +7,7 @@ only valid refresh token. Tokens never appear in reprs, logs or errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ class TokenVault:
                     continue
                 self._store.save_token(connection.name, ciphertext, row.access_expires_at, row.refresh_expires_at)
                 rotated.append(connection.name)
+                kept = self._store.webhook_key(connection.name)
+                if kept is not None:
+                    with contextlib.suppress(InvalidToken):  # unreadable: the provider sends a new one on request
+                        self._store.save_webhook_key(connection.name, self._fernet.rotate(kept))
         return Rotation(tuple(rotated), tuple(unreadable))
 
     def save(self, connection: str, tokens: TokenSet) -> None:
@@ -128,6 +133,20 @@ class TokenVault:
         self._store.save_token(
             connection, self._fernet.encrypt(tokens.to_json()), tokens.access_expires_at, tokens.refresh_expires_at
         )
+
+    def save_webhook_key(self, connection: str, key: str) -> None:
+        """Keep, encrypted, a webhook key the provider handed over (FreshBooks' verifier)."""
+        self._store.save_webhook_key(connection, self._fernet.encrypt(key.encode("utf-8")))
+
+    def webhook_key(self, connection: str) -> str | None:
+        """The webhook key kept for a connection; None when there is none (or this key cannot read it)."""
+        ciphertext = self._store.webhook_key(connection)
+        if ciphertext is None:
+            return None
+        try:
+            return self._fernet.decrypt(ciphertext).decode("utf-8")
+        except InvalidToken:
+            return None
 
     def load(self, connection: str) -> tuple[TokenSet, int]:
         """The stored tokens and their version; AuthError when the connection was never linked."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import requests
 from freshbooks.api.accounting import AccountingResource
 from freshbooks.api.auth import AuthResource
+from freshbooks.api.events import EventsResource
 from freshbooks.builders import Builder
 from freshbooks.builders.filter import FilterBuilder
 from freshbooks.builders.includes import IncludesBuilder
@@ -100,7 +101,8 @@ class FreshBooksConnector(BaseConnector):
         self.payments = AccountingResource(config, "payments/payments", "payment", "payments")
         self.clients = AccountingResource(config, "users/clients", "client", "clients")
         self.identity = AuthResource(config)
-        for resource in (self.invoices, self.payments, self.clients, self.identity):
+        self.callbacks = EventsResource(config, "events/callbacks", "callback", "callbacks")
+        for resource in (self.invoices, self.payments, self.clients, self.identity, self.callbacks):
             resource.session = session
 
     # -- tokens ------------------------------------------------------------------------------
@@ -154,6 +156,13 @@ class FreshBooksConnector(BaseConnector):
         includes = IncludesBuilder()
         includes.include("lines")
         return includes
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    def confirm_webhook(self, callback_id: str, verifier: str) -> None:
+        """Confirm a webhook callback with the verifier FreshBooks sent to its address (the registration's last
+        step: FreshBooks sends events to it only once confirmed). Safe to repeat."""
+        self._call(lambda: self.callbacks.verify(self.tenant_id or "", int(callback_id), verifier))
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -156,6 +156,15 @@ class Renegotiation(_Terms):
     max_extension_days: int = Field(30, ge=0)
 
 
+def known_zone(value: str) -> str:
+    """`value` when it names an IANA time zone; a ValueError saying so otherwise (contracts and connections)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'America/New_York')") from None
+    return value
+
+
 class Contract(_Terms):
     """`[contracts.NAME]`: a named set of terms and the customers it applies to."""
 
@@ -172,11 +181,7 @@ class Contract(_Terms):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'America/New_York')") from None
-        return value
+        return known_zone(value)
 
     @field_validator("currency")
     @classmethod

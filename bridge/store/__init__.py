@@ -23,6 +23,7 @@ from bridge.store.rows import (
     LedgerEvent,
     LedgerState,
     Quarantined,
+    ScheduleRow,
     TokenRow,
 )
 from bridge.store.store import Store
@@ -39,6 +40,7 @@ __all__ = [
     "LedgerEvent",
     "LedgerState",
     "Quarantined",
+    "ScheduleRow",
     "Store",
     "StoreBusyError",
     "TokenRow",

@@ -124,3 +124,19 @@ class LedgerEvent:
     state: LedgerState
     at: datetime
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A connection's place in the server's schedule: when it runs next (and why), who holds it, how it last went."""
+
+    connection: str
+    next_run_at: datetime
+    trigger: str  # what set next_run_at: "start", "schedule" or "webhook"
+    forward_due: datetime | None  # a webhook that came while it was running: the run after this one
+    claimed_by: str | None
+    claimed_until: datetime | None
+    last_run_at: datetime | None
+    last_success_at: datetime | None
+    last_outcome: str | None
+    last_detail: str | None

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -26,7 +26,7 @@ from bridge.clock import now_utc
 from bridge.errors import StoreBusyError
 from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action
-from bridge.store import _ledger, _records
+from bridge.store import _ledger, _records, _schedule
 from bridge.store import engine as _engine_settings
 from bridge.store import tables as t
 from bridge.store._sql import upsert
@@ -41,6 +41,7 @@ from bridge.store.rows import (
     LedgerEntry,
     LedgerEvent,
     Quarantined,
+    ScheduleRow,
     TokenRow,
 )
 
@@ -156,12 +157,23 @@ class Store:
         return None if row is None else _connection_row(row)
 
     def remove_connection(self, name: str) -> None:
-        """Forget a connection with its token, cursors, cached records (invoices, payments, customers) and quarantine.
+        """Forget a connection with its token, cursors, cached records (invoices, payments, customers), quarantine,
+        place in the server's schedule and webhook key.
 
         The ledger and the renegotiations stay: they are the audit trail.
         """
         with self._tx(write=True) as conn:
-            for table in (t.tokens, t.cursors, t.invoices, t.payments, t.customers, t.quarantine):
+            tables = (
+                t.tokens,
+                t.cursors,
+                t.invoices,
+                t.payments,
+                t.customers,
+                t.quarantine,
+                t.schedule,
+                t.webhook_keys,
+            )
+            for table in tables:
                 conn.execute(delete(table).where(table.c.connection == name))
             conn.execute(delete(t.connections).where(t.connections.c.name == name))
 
@@ -513,6 +525,55 @@ class Store:
         """
         with self._tx() as conn:
             return _ledger.history(conn, connections, states)
+
+    # -- the server's schedule ------------------------------------------------------------------
+
+    def schedule_ensure(self, first_runs: Mapping[str, datetime]) -> None:
+        """Schedule every named connection not scheduled yet, at its first run; forget the others' rows."""
+        with self._tx(write=True) as conn:
+            _schedule.ensure(conn, first_runs, now_utc())
+
+    def schedule_claim(
+        self, worker: str, *, lease: timedelta, limit: int, now: datetime | None = None
+    ) -> list[ScheduleRow]:
+        """Claim up to `limit` due connections for `worker`, for `lease` (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+        with self._tx(write=True) as conn:
+            return _schedule.claim(conn, worker, now or now_utc(), lease, limit)
+
+    def schedule_bring_forward(self, connection: str, due: datetime) -> bool | None:
+        """Bring the connection's next run forward to `due` (see `_schedule.bring_forward`); None: not scheduled."""
+        with self._tx(write=True) as conn:
+            return _schedule.bring_forward(conn, connection, due, now_utc())
+
+    def schedule_finish(
+        self, connection: str, worker: str, *, next_run_at: datetime, outcome: str, detail: str = "", ok: bool
+    ) -> None:
+        """Record how the claimed run went and when the connection runs next; releases the claim."""
+        with self._tx(write=True) as conn:
+            _schedule.finish(conn, connection, worker, next_run_at, outcome, detail, ok, now_utc())
+
+    def schedule_release(self, connections: Collection[str], worker: str) -> None:
+        """Give back claims `worker` holds but will not run (a draining server)."""
+        with self._tx(write=True) as conn:
+            _schedule.release(conn, connections, worker, now_utc())
+
+    def schedule(self, connections: Collection[str] | None = None) -> list[ScheduleRow]:
+        """The schedule, by connection name."""
+        with self._tx() as conn:
+            return _schedule.rows(conn, connections)
+
+    def save_webhook_key(self, connection: str, ciphertext: bytes) -> None:
+        """Keep a webhook key a provider handed over (the caller encrypts it), replacing any earlier one."""
+        row = {"connection": connection, "ciphertext": bytes(ciphertext), "updated_at": now_utc()}
+        with self._tx(write=True) as conn:
+            upsert(conn, t.webhook_keys, [row], keys=("connection",), update=("ciphertext", "updated_at"))
+
+    def webhook_key(self, connection: str) -> bytes | None:
+        """The encrypted webhook key kept for a connection, or None."""
+        with self._tx() as conn:
+            stmt = select(t.webhook_keys.c.ciphertext).where(t.webhook_keys.c.connection == connection)
+            found = conn.execute(stmt).scalar()
+        return None if found is None else bytes(found)
 
     # -- renegotiations -------------------------------------------------------------------------
 

@@ -194,3 +194,34 @@ renegotiations = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "connection"),
 )
+
+# The server's schedule (`bridge serve`): when each configured connection syncs next, who holds its run.
+# A row is claimed by setting `claimed_until` (a lease: a worker that dies frees it when it runs out);
+# `forward_due` keeps a webhook that arrived while the connection was running, for the run after it.
+schedule = Table(
+    "schedule",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("next_run_at", UTCDateTime, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("forward_due", UTCDateTime, nullable=True),
+    Column("claimed_by", String(NAME), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("last_success_at", UTCDateTime, nullable=True),
+    Column("last_outcome", String(32), nullable=True),
+    Column("last_detail", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "next_run_at"),
+)
+
+# Webhook keys a provider handed over itself (FreshBooks' verifier, sent to the callback address when the
+# callback is registered), encrypted like the tokens; a key in the environment (`webhook_secret_env`) wins.
+webhook_keys = Table(
+    "webhook_keys",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

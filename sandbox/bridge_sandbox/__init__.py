@@ -14,11 +14,13 @@ from bridge_sandbox.books import build_default_book, generate_book
 from bridge_sandbox.core import RateLimit, SandboxError
 from bridge_sandbox.seed import default_seed, read_seed, write_seed
 from bridge_sandbox.server import Sandbox, serve
+from bridge_sandbox.webhooks import WebhookSettings
 
 __all__ = [
     "RateLimit",
     "Sandbox",
     "SandboxError",
+    "WebhookSettings",
     "build_default_book",
     "default_seed",
     "generate_book",

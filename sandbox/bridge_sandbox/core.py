@@ -292,6 +292,10 @@ class SandboxContext(Protocol):
         """Add one e-mail to the outbox."""
         ...
 
+    def deliver_form(self, provider: str, url: str, fields: Sequence[tuple[str, str]]) -> None:
+        """POST form fields to `url` soon, from another thread (never under the sandbox lock)."""
+        ...
+
 
 class Provider(ABC):
     """One emulated provider. Subclasses set `name` and `default_rate_limits`."""
@@ -340,6 +344,11 @@ class Provider(ABC):
     def describe(self, base_url: str) -> dict[str, str]:
         """Human-readable entry points (printed by `bridge sandbox serve`)."""
         return {"base_url": base_url}
+
+    def webhook_targets(self, change: Any) -> list[tuple[str, str]]:
+        """Where the provider itself sends a change (a `bridge_sandbox.webhooks.Change`), beyond `--webhook-url`:
+        (address, signing key) pairs registered through its API. None by default."""
+        return []
 
 
 P = TypeVar("P", bound=type[Provider])

@@ -451,6 +451,8 @@ class FreshBooksProvider(Provider):
         self.tokens = _Tokens()  # not part of the seed: a reset keeps linked connections working
         self.collide_next_creates = 0
         self.fail_next_emails_after_sending = 0
+        # Webhook callbacks per account (not part of the seed, like tokens): id → callback, with its verifier.
+        self.callbacks: dict[str, dict[int, Obj]] = {}
 
     # -------------------------------------------------------------------------------- Provider
 
@@ -491,6 +493,7 @@ class FreshBooksProvider(Provider):
         acct = r"/accounting/account/(?P<account>[^/]+)"
         inv, pay, cli = acct + r"/invoices/invoices", acct + r"/payments/payments", acct + r"/users/clients"
         one = r"/(?P<id>[^/]+)/?"
+        events = r"/events/account/(?P<account>[^/]+)/events/callbacks"
         return [
             route("GET", r"/(?:service/auth/)?oauth/authorize/?", self._authorize, api=False),
             route("POST", r"/auth/oauth/token/?", self._token, api=False),
@@ -508,6 +511,9 @@ class FreshBooksProvider(Provider):
             route("GET", cli + one, self._api(self._get_client), name="client"),
             route("PUT", cli + one, self._api(self._put_client), name="client.update"),
             route("*", acct + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
+            route("POST", events + r"/?", self._api(self._create_callback), name="callbacks.create"),
+            route("GET", events + r"/?", self._api(self._list_callbacks), name="callbacks"),
+            route("PUT", events + one, self._api(self._verify_callback), name="callback.verify"),
         ]
 
     def fault_response(self, kind: str, retry_after: int | None) -> Response:
@@ -808,6 +814,69 @@ class FreshBooksProvider(Provider):
             "direct_buy_tokens": {},
         }
         return Response.json(200, body)
+
+    # -------------------------------------------------------------------------------- webhook callbacks
+
+    def webhook_targets(self, change: Any) -> list[tuple[str, str]]:
+        """Verified callbacks of the change's account whose event names it (`invoice.update`, or `invoice`)."""
+        wanted = {change.entity, f"{change.entity}.{change.operation}"}
+        return [
+            (str(cb["uri"]), str(cb["_verifier"]))
+            for cb in self.callbacks.get(change.tenant, {}).values()
+            if cb["verified"] and cb["event"] in wanted
+        ]
+
+    @staticmethod
+    def _callback_json(cb: Obj) -> Obj:
+        return {k: v for k, v in cb.items() if not k.startswith("_")}
+
+    def _create_callback(self, request: Request, account: Account) -> Response:
+        """Register a callback; FreshBooks then POSTs a verifier to its address, to be sent back (PUT)."""
+        body = self._body(request, "callback")
+        event, uri = body.get("event"), body.get("uri")
+        if not isinstance(event, str) or not event or not isinstance(uri, str) or not uri.startswith("http"):
+            raise FBError(400, "a callback needs an event and an http(s) uri", 2001, "callback")
+        mine = self.callbacks.setdefault(account.account_id, {})
+        callback_id = max((*mine, 2000)) + 1
+        cb: Obj = {
+            "callbackid": callback_id,
+            "id": callback_id,
+            "event": event,
+            "uri": uri,
+            "verified": False,
+            "_verifier": secrets.token_urlsafe(24),
+        }
+        mine[callback_id] = cb
+        self._send_verifier(account, cb)
+        return self._result({"callback": self._callback_json(cb)})
+
+    def _send_verifier(self, account: Account, cb: Obj) -> None:
+        fields = [
+            ("name", "callback.verify"),
+            ("object_id", str(cb["callbackid"])),
+            ("account_id", account.account_id),
+            ("verifier", str(cb["_verifier"])),
+        ]
+        self.ctx.deliver_form(self.name, str(cb["uri"]), fields)
+
+    def _list_callbacks(self, request: Request, account: Account) -> Response:
+        found = [self._callback_json(cb) for cb in self.callbacks.get(account.account_id, {}).values()]
+        return self._result({"callbacks": found, "page": 1, "pages": 1, "per_page": 100, "total": len(found)})
+
+    def _verify_callback(self, request: Request, account: Account) -> Response:
+        """`{"callback": {"verifier": ...}}` confirms it; `{"callback": {"resend": true}}` sends the verifier again."""
+        body = self._body(request, "callback")
+        try:
+            cb = self.callbacks.get(account.account_id, {})[int(request.params["id"])]
+        except (KeyError, ValueError):
+            raise FBError(404, "Callback not found", 1012, "callback") from None
+        if body.get("resend") is True:
+            self._send_verifier(account, cb)
+        elif body.get("verifier") == cb["_verifier"]:
+            cb["verified"] = True
+        else:
+            raise FBError(400, "The verifier is not the one sent to the callback's uri", 2002, "verifier")
+        return self._result({"callback": self._callback_json(cb)})
 
     def _me(self, request: Request) -> Response:
         grant = self._grant_for(request)

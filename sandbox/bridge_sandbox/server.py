@@ -9,6 +9,7 @@ Control endpoints (never faulted, never rate-limited, never delayed):
     GET  /_sandbox/state      every object now, in the seed file's shape
     GET  /_sandbox/outbox     e-mails the emulated providers were asked to send
     GET  /_sandbox/requests   request log: provider, tenant, method, path, query, status, time, ...
+    GET  /_sandbox/webhooks   webhook deliveries so far (with `webhooks=`: every change is sent, signed)
     GET  /_sandbox/faults     the fault settings in force
     POST /_sandbox/faults     {"quickbooks": {"429": 0.2, "seed": 7, "retry_after": 1}, ...}
                               kinds: drop, timeout, 429, 500, 503, expired_token, 429_no_retry_after,
@@ -62,6 +63,7 @@ from bridge_sandbox.core import (
     paused_gc,
     registered_providers,
 )
+from bridge_sandbox.webhooks import WebhookSender, WebhookSettings, changes_of
 
 BUILTIN_PROVIDER_MODULES: tuple[str, ...] = (
     "bridge_sandbox.quickbooks",
@@ -283,6 +285,7 @@ class Sandbox:
     `clock`: the sandbox's wall clock (timestamps, token expiry, CDC windows); default the real one.
     `options`: per provider settings, e.g. `{"quickbooks": {"access_token_ttl": 60}}`.
     `faults`: a faults spec applied at start (same shape as `POST /_sandbox/faults`).
+    `webhooks`: where to send a signed webhook for every change to the books (see `bridge_sandbox.webhooks`).
     """
 
     def __init__(
@@ -296,6 +299,7 @@ class Sandbox:
         clock: Clock | None = None,
         options: Mapping[str, Mapping[str, Json]] | None = None,
         faults: Json | None = None,
+        webhooks: WebhookSettings | None = None,
     ) -> None:
         if seed is None:
             from bridge_sandbox.seed import default_seed
@@ -329,6 +333,8 @@ class Sandbox:
         self._limiter = RateLimiter(self._limits(rate_limits))
         self._initial_faults: Json = faults or {}
         self._faults: dict[str, FaultSettings] = parse_faults(self._initial_faults, list(self.providers))
+        self._webhook_settings = webhooks
+        self._webhooks: WebhookSender | None = None
         self._load_seed()
 
     # -------------------------------------------------------------------------------- lifecycle
@@ -341,6 +347,7 @@ class Sandbox:
         server.sandbox = self
         self._server = server
         self._stopping.clear()
+        self._webhooks = WebhookSender()
         host, port = server.server_address[:2]
         self._base_url = f"http://{host if isinstance(host, str) else host.decode()}:{port}"
         self._thread = threading.Thread(
@@ -365,6 +372,9 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._thread = None
+        if self._webhooks is not None:
+            self._webhooks.close()
+            self._webhooks = None
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -549,7 +559,34 @@ class Sandbox:
         if response is None:  # a drop, timeout or lost_response fault: close without answering
             handler.close_connection = True
             return
+        self._announce(matched, request, response, entry)
         self._write(handler, response)
+
+    def _announce(
+        self, matched: tuple[Provider, Route] | None, request: Request, response: Response, entry: dict[str, Json]
+    ) -> None:
+        """A webhook for what a successful API write changed (when webhooks are on)."""
+        sender = self._webhooks
+        if sender is None or matched is None or request.method in ("GET", "HEAD") or response.status >= 400:
+            return
+        provider, rte = matched
+        if not rte.api or response.log.get("replayed") or entry["tenant"] is None:
+            return
+        settings = self._webhook_settings
+        for change in changes_of(provider.name, rte.name, request, response, str(entry["tenant"]), self.now()):
+            if settings is not None:
+                sender.add(change, f"{settings.url.rstrip('/')}/{provider.name}", settings.key_for(provider.name))
+            for url, key in provider.webhook_targets(change):
+                sender.add(change, url, key)
+
+    def deliver_form(self, provider: str, url: str, fields: Sequence[tuple[str, str]]) -> None:
+        """POST form fields to `url` from the webhook thread (a provider's registration message)."""
+        if self._webhooks is not None:
+            self._webhooks.add_form(provider, url, fields)
+
+    def webhook_deliveries(self) -> list[dict[str, Json]]:
+        """Every webhook delivery attempt so far (empty when webhooks are off)."""
+        return self._webhooks.deliveries() if self._webhooks is not None else []
 
     def _enter(self, provider: Provider, rte: Route, entry: dict[str, Json]) -> tuple[str, str] | None:
         """Count an API request in flight; None when its tenant already has the provider's maximum in flight."""
@@ -631,6 +668,8 @@ class Sandbox:
                 return Response.json(200, self.outbox())
             if request.method == "GET" and what == "requests":
                 return Response.json(200, self.requests())
+            if request.method == "GET" and what == "webhooks":
+                return Response.json(200, self.webhook_deliveries())
             if what == "faults" and request.method in ("GET", "POST"):
                 if request.method == "POST":
                     self.set_faults(request.json() or {})
@@ -675,6 +714,7 @@ def serve(
     echo: Callable[[str], None] = print,
     ready: Callable[[Sandbox], None] | None = None,
     stop_event: threading.Event | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C / SIGTERM (or `stop_event` is set).
 
@@ -687,7 +727,13 @@ def serve(
 
     seed = read_seed(seed_path) if seed_path is not None else default_seed()
     sandbox = Sandbox(
-        seed, latency_ms=latency_ms, rate_limits=rate_limits, host=host, port=port, faults=read_faults_spec(faults_spec)
+        seed,
+        latency_ms=latency_ms,
+        rate_limits=rate_limits,
+        host=host,
+        port=port,
+        faults=read_faults_spec(faults_spec),
+        webhooks=webhooks,
     )
     stop = stop_event or threading.Event()
     previous: Any = None
@@ -709,7 +755,9 @@ def serve(
         echo(f"sandbox listening on {sandbox.base_url}")
         for name, info in sandbox.describe().items():
             echo(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-        echo(f"  control: {sandbox.base_url}/_sandbox/ (state, outbox, requests, faults, reset)")
+        echo(f"  control: {sandbox.base_url}/_sandbox/ (state, outbox, requests, webhooks, faults, reset)")
+        if webhooks is not None:
+            echo(f"  webhooks: every change is sent, signed, to {webhooks.url.rstrip('/')}/{{provider}}")
         if ready is not None:
             ready(sandbox)
         with contextlib.suppress(KeyboardInterrupt):
