@@ -35,7 +35,7 @@ from bridge_sandbox import Sandbox, default_seed
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_REALM = 9130000000000000
 WEBHOOK_ENV = "BRIDGE_FLEET_QBO_WEBHOOK_KEY"
-INVOICES = 6  # per company: a sync of a few seconds (each company's calls are paced at 8 a second)
+INVOICES = 3  # per company (one of them open and overdue): a sync of a second or two, its calls paced at 8 a second
 FEE_TEXT = "Late fee ("  # config/demo.toml's fee line description, "Late fee ({period}) on invoice {number}"
 
 

@@ -696,7 +696,7 @@ def worker_command(c: Context, broker: str | None, concurrency: int | None) -> N
     JSON lines on stderr. SIGTERM: no new run is taken, the runs in flight stop after their current action, exit 0.
     """
     from bridge import logs
-    from bridge.server.distributed import check_broker, run_worker
+    from bridge.server.distributed import check_broker, check_store, run_worker
 
     logs.switch_to_json(quiet=c.quiet, also=("celery",))
     rt = _runtime(c)
@@ -704,6 +704,7 @@ def worker_command(c: Context, broker: str | None, concurrency: int | None) -> N
         url = broker if broker is not None else rt.settings.server.broker
         if not url:
             raise ConfigError("bridge worker needs a broker: --broker redis://HOST:PORT/DB or [server] broker")
+        check_store(rt.settings.store.url)
         code = run_worker(lambda: rt, check_broker(url), concurrency=concurrency or rt.settings.server.workers)
     finally:
         rt.store.close()
@@ -964,18 +965,23 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
 
     Logs are JSON lines on stderr. SIGTERM drains: the runs in flight finish their current action, then exit 0."""
     from bridge import logs
+    from bridge.server.oauth import oauth_routes
     from bridge.server.serve import serve
 
     logs.switch_to_json(quiet=c.quiet, also=("uvicorn",))
     rt = _runtime(c)
     server = rt.settings.server
     broker = server.broker if broker is None else broker
+    executor = None
     if broker:
-        rt.store.close()
-        raise ConfigError(
-            f"--broker {broker}: the distributed mode (Celery workers) is not in this build; "
-            "leave broker empty to run the syncs in this process"
-        )
+        from bridge.server.distributed import CeleryExecutor, celery_app, check_broker, check_store
+
+        try:
+            check_store(rt.settings.store.url)
+            executor = CeleryExecutor(celery_app(check_broker(broker)))
+        except BaseException:
+            rt.store.close()
+            raise
     if not rt.settings.connections:
         rt.store.close()
         c.err.print(NO_CONNECTIONS_TO_SERVE)
@@ -986,6 +992,8 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
             host=host or server.host,
             port=server.port if port is None else port,
             workers=workers or server.workers,
+            executor=executor,
+            routes=oauth_routes(),
             ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
         )
     finally:

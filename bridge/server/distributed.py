@@ -25,10 +25,10 @@ import logging
 import os
 import signal
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
-from celery import Celery, signals
+from celery import Celery, signals  # type: ignore[import-untyped]
 
 from bridge.connectors.budget import share_budgets
 from bridge.errors import ConfigError
@@ -68,6 +68,18 @@ def check_broker(url: str) -> str:
     return url
 
 
+def check_store(url: str) -> None:
+    """The distributed mode runs on PostgreSQL: workers on other machines cannot share a SQLite file, and the
+    schedule is claimed with FOR UPDATE SKIP LOCKED."""
+    from bridge.store.engine import parse_url
+
+    if not parse_url(url).drivername.startswith("postgresql"):
+        raise ConfigError(
+            "store.url: with a broker (bridge serve --broker, bridge worker) the store must be PostgreSQL "
+            "(postgresql://USER@HOST/DB): workers on other machines cannot share a SQLite file"
+        )
+
+
 def celery_app(broker: str) -> Celery:
     """The Celery app both sides use: late acks, one prefetched task per slot, tasks given back on a lost worker."""
     app = Celery("bridge", broker=check_broker(broker), set_as_current=False)
@@ -102,7 +114,8 @@ class CeleryExecutor:
         """How many more runs the broker takes now: the backlog less the tasks waiting in the queue."""
         if self._closed:
             return 0
-        return max(0, self.backlog - int(self._redis.llen(QUEUE)))
+        waiting = cast(int, self._redis.llen(QUEUE))
+        return max(0, self.backlog - waiting)
 
     def submit(self, job: Job) -> None:
         """Send the job as a task (returns at once)."""

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 
 from bridge.interrupt import StopOnSignal
 from bridge.server.app import ServerContext, create_app
-from bridge.server.dispatcher import Dispatcher, Job, ThreadExecutor
+from bridge.server.dispatcher import Dispatcher, Executor, Job, ThreadExecutor
 from bridge.server.jobs import HeldForReview, LogNotices, NoticeSink, ReviewSink, run_connection
 from bridge.server.metrics import Metrics
 from bridge.sync import Runtime
@@ -38,9 +38,11 @@ class Embedded:
     notices: NoticeSink = field(default_factory=LogNotices)
     metrics: Metrics = field(default_factory=Metrics)
     stop: StopOnSignal = field(default_factory=StopOnSignal)
+    # Where the runs go: None, `workers` threads here; else another executor (the Celery one: `bridge worker`s).
+    remote: Executor | None = None
 
     def __post_init__(self) -> None:
-        self.executor = ThreadExecutor(self.run, self.workers)
+        self.executor: Executor = self.remote or ThreadExecutor(self.run, self.workers)
         self.dispatcher = Dispatcher(self.rt.store, self.rt.settings, self.executor, tick=self.tick)
 
     def run(self, job: Job) -> object:
@@ -59,7 +61,8 @@ class Embedded:
 
     def context(self) -> ServerContext:
         """What the HTTP routes need."""
-        return ServerContext(self.rt, self.dispatcher, self.metrics)
+        problem = getattr(self.remote, "problem", None)  # a remote executor's own readiness (the broker)
+        return ServerContext(self.rt, self.dispatcher, self.metrics, checks=[problem] if callable(problem) else [])
 
 
 def serve(
@@ -70,11 +73,12 @@ def serve(
     workers: int,
     routes: Sequence[BaseRoute] = (),
     ready: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain)."""
     import uvicorn
 
-    embedded = Embedded(rt, workers)
+    embedded = Embedded(rt, workers, remote=executor)
     for conn in rt.settings.connections:
         if conn.webhook_secret_env and not rt.env.get(conn.webhook_secret_env):
             log.warning("%s: $%s is not set: its webhooks will be refused (401)", conn.name, conn.webhook_secret_env)

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from bench.fleet import Fleet, fleet_sandbox
+from bridge import clock
 
 COMPANIES = 50
 BROKER_DB = 14
@@ -63,12 +64,12 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
     with fleet_sandbox(COMPANIES, latency_ms=20) as sandbox:
         fleet = Fleet(sandbox, tmp_path, postgres_url, COMPANIES, broker=broker)
         env = fleet.env(BRIDGE_REDELIVER_AFTER_SECONDS="10")
-        started_at = time.time()
+        started_at = clock.now_utc()
         try:
             fleet.start("serve", "serve", env=env)
             url = fleet.server_url()
-            fleet.start("worker-a", "worker", "--concurrency", "2", env=env)
-            fleet.start("worker-b", "worker", "--concurrency", "2", env=env)
+            fleet.start("worker-a", "worker", "--concurrency", "4", env=env)
+            fleet.start("worker-b", "worker", "--concurrency", "4", env=env)
             assert fleet.webhook(url, range(COMPANIES)).status_code == 200
 
             def a_is_mid_sync() -> bool:
@@ -86,7 +87,7 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
             def all_synced() -> bool:
                 rows = fleet.schedule()
                 return len(rows) == COMPANIES and all(
-                    r.last_success_at is not None and r.last_success_at.timestamp() >= started_at for r in rows.values()
+                    r.last_success_at is not None and r.last_success_at >= started_at for r in rows.values()
                 )
 
             _until(fleet, all_synced, "every connection to be synced", alive=("serve", "worker-b"))
