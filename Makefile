@@ -56,6 +56,7 @@ test: lint unit
 bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/serve.py
 
 # Full-size torture: 200 kill -9 trials and 10 syncs under 30% injected faults per provider
 # (`make test` runs 30 trials and 1 faulted sync per provider).
