@@ -704,8 +704,9 @@ def worker_command(c: Context, broker: str | None, concurrency: int | None) -> N
         url = broker if broker is not None else rt.settings.server.broker
         if not url:
             raise ConfigError("bridge worker needs a broker: --broker redis://HOST:PORT/DB or [server] broker")
+        check_broker(url, "--broker" if broker is not None else "server.broker")
         check_store(rt.settings.store.url)
-        code = run_worker(lambda: rt, check_broker(url), concurrency=concurrency or rt.settings.server.workers)
+        code = run_worker(lambda: rt, url, concurrency=concurrency or rt.settings.server.workers)
     finally:
         rt.store.close()
     raise SystemExit(code)
@@ -971,14 +972,16 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
     logs.switch_to_json(quiet=c.quiet, also=("uvicorn",))
     rt = _runtime(c)
     server = rt.settings.server
+    source = "server.broker" if broker is None else "--broker"
     broker = server.broker if broker is None else broker
     executor = None
     if broker:
         from bridge.server.distributed import CeleryExecutor, celery_app, check_broker, check_store
 
         try:
+            check_broker(broker, source)
             check_store(rt.settings.store.url)
-            executor = CeleryExecutor(celery_app(check_broker(broker)))
+            executor = CeleryExecutor(celery_app(broker))
         except BaseException:
             rt.store.close()
             raise

@@ -61,10 +61,11 @@ def redeliver_after(env: dict[str, str] | None = None) -> float:
     return seconds
 
 
-def check_broker(url: str) -> str:
-    """The broker URL if it is a Redis one (the only broker the bridge runs on); a ConfigError otherwise."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"server.broker: {url!r} is not a Redis URL (redis://host:6379/0)")
+def check_broker(url: str, source: str = "server.broker") -> str:
+    """The broker URL if it is a Redis one (the only broker the bridge runs on); a ConfigError naming `source`
+    (the option or the key it came from) otherwise."""
+    if not url.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"{source}: {url!r} is not a Redis URL (redis://HOST:6379/0)")
     return url
 
 
