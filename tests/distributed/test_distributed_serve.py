@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from bench.fleet import Fleet, fleet_sandbox
 from bridge import clock
+from bridge.store import Store
+from tests.distributed.conftest import redis_database
 
 COMPANIES = 50
 BROKER_DB = 14
@@ -26,11 +27,8 @@ WAIT = 300.0  # seconds for the whole fleet to be synced (it takes well under a 
 
 @pytest.fixture
 def broker(redis_url: str) -> Iterator[str]:
-    url = f"{redis_url.rsplit('/', 1)[0]}/{BROKER_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
+    with redis_database(redis_url, BROKER_DB) as url:
+        yield url
 
 
 def _runs(fleet: Fleet, label: str) -> tuple[set[str], set[str]]:
@@ -104,6 +102,8 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
         assert fleet.duplicate_emails() == 0
         assert fleet.throttled() == 0
         assert codes["serve"] == 0 and codes["worker-b"] == 0, codes
+        with Store.open(postgres_url) as store:  # what the killed worker left pending was reconciled
+            assert store.ledger(states=["pending"]) == []
         # The connections worker-a held when it died were finished by the other worker.
         _, finished_by_b = _runs(fleet, "worker-b")
         assert killed_during <= finished_by_b

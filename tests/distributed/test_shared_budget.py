@@ -22,10 +22,11 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.store import Store
 from bridge_sandbox import Sandbox
+from tests.distributed.conftest import redis_database
 
 CALLS = 15  # per process
 PROCESSES = 3
-BUDGET_DB = 13  # a Redis database of its own (keys are per sandbox address, so parallel runs do not meet)
+BUDGET_DB = 13
 
 
 def _hammer(store_url: str, key: str, base_url: str, tenant: str, redis_url: str | None, go: object) -> None:
@@ -47,11 +48,8 @@ def _hammer(store_url: str, key: str, base_url: str, tenant: str, redis_url: str
 
 @pytest.fixture
 def budget_url(redis_url: str) -> Iterator[str]:
-    url = f"{redis_url.rsplit('/', 1)[0]}/{BUDGET_DB}"
-    yield url
-    client = redis.Redis.from_url(url)
-    for found in client.scan_iter("bridge:budget:*"):
-        client.delete(found)
+    with redis_database(redis_url, BUDGET_DB) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 
 from bridge.server.dispatcher import Job
 from bridge.server.distributed import QUEUE, CeleryExecutor, celery_app, redeliver_after
+from tests.distributed.conftest import redis_database
 
 EXECUTOR_DB = 12
 
@@ -60,11 +61,8 @@ def test_the_redelivery_delay_can_be_set_and_is_checked() -> None:
 
 @pytest.fixture
 def broker(redis_url: str) -> Iterator[str]:
-    url = f"{redis_url.rsplit('/', 1)[0]}/{EXECUTOR_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
+    with redis_database(redis_url, EXECUTOR_DB) as url:
+        yield url
 
 
 def test_the_executor_sends_jobs_as_late_acked_tasks_and_its_room_shrinks_with_the_queue(broker: str) -> None:
