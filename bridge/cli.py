@@ -974,14 +974,15 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
     server = rt.settings.server
     source = "server.broker" if broker is None else "--broker"
     broker = server.broker if broker is None else broker
-    executor = None
+    executor = metrics = None
     if broker:
-        from bridge.server.distributed import CeleryExecutor, celery_app, check_broker, check_store
+        from bridge.server.distributed import CeleryExecutor, FleetMetrics, celery_app, check_broker, check_store
 
         try:
             check_broker(broker, source)
             check_store(rt.settings.store.url)
             executor = CeleryExecutor(celery_app(broker))
+            metrics = FleetMetrics(broker)
         except BaseException:
             rt.store.close()
             raise
@@ -996,6 +997,7 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
             port=server.port if port is None else port,
             workers=workers or server.workers,
             executor=executor,
+            metrics=metrics,
             routes=oauth_routes(),
             ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
         )

@@ -29,12 +29,16 @@ from typing import Any, cast
 
 import redis
 from celery import Celery, signals  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.connectors.budget import share_budgets
 from bridge.errors import ConfigError
 from bridge.interrupt import StopOnSignal
-from bridge.server.dispatcher import Job
+from bridge.server.dispatcher import Job, worker_id
 from bridge.server.jobs import RuntimeFactory, run_connection
+from bridge.server.metrics import Metrics
 
 log = logging.getLogger("bridge.server")
 
@@ -45,6 +49,8 @@ BACKLOG = 200  # runs waiting in the broker at most: the dispatcher claims no mo
 # lost mid-run). Longer than a sync should take; a sync that outlasts it runs a second time, which the run lock
 # serialises and the ledger makes harmless. BRIDGE_REDELIVER_AFTER_SECONDS overrides it.
 REDELIVER_AFTER = 900.0
+METRICS_KEY = "bridge:metrics:"  # + a worker's id: its metrics, as Prometheus text, for the server's /metrics
+METRICS_KEPT = 7 * 86_400  # seconds a stopped worker's counts stay in the sum
 
 
 def redeliver_after(env: dict[str, str] | None = None) -> float:
@@ -136,20 +142,88 @@ class CeleryExecutor:
         return None
 
 
-def define_task(app: Celery, runtime_factory: RuntimeFactory, stop: StopOnSignal) -> Any:
+class FleetMetrics(Metrics):
+    """The server's own metrics plus those every worker published in Redis: counters summed over the processes,
+    gauges the largest value any reports (the latest success, the longest queue lag). So `/metrics` on
+    `bridge serve --broker` shows the syncs, actions and calls the workers made."""
+
+    def __init__(self, broker: str) -> None:
+        super().__init__()
+        self._redis = redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5)
+
+    def render(self) -> bytes:
+        """The merged exposition (the server's own alone when Redis cannot be read)."""
+        texts = [super().render()]
+        try:
+            keys = list(self._redis.scan_iter(f"{METRICS_KEY}*", count=500))
+            texts += [t for t in cast(list[bytes | None], self._redis.mget(keys)) if t] if keys else []
+        except redis.RedisError:
+            log.warning("the workers' metrics could not be read from the broker; /metrics shows the server's own")
+        return merged(texts)
+
+
+def merged(texts: list[bytes]) -> bytes:
+    """Several processes' Prometheus texts as one: counters summed, gauges the largest (`_created` dropped)."""
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text.decode("utf-8")):
+            if family.name.endswith("_created"):
+                continue
+            kind, _, samples = families.setdefault(family.name, (family.type, family.documentation, {}))
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                before = samples.get(key)
+                if before is None:
+                    samples[key] = sample.value
+                else:
+                    samples[key] = before + sample.value if kind == "counter" else max(before, sample.value)
+
+    class Collected:
+        def collect(self) -> list[Metric]:
+            out = []
+            for name, (kind, doc, samples) in families.items():
+                metric = Metric(name, doc, kind)
+                for (sample, labels), value in samples.items():
+                    metric.add_sample(sample, dict(labels), value)
+                out.append(metric)
+            return out
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collected())
+    return generate_latest(registry)
+
+
+def publish(client: redis.Redis, worker: str, metrics: Metrics) -> None:
+    """A worker's metrics into Redis for the server's /metrics (never fails a run)."""
+    try:
+        client.set(f"{METRICS_KEY}{worker}", metrics.render(), ex=METRICS_KEPT)
+    except redis.RedisError as exc:
+        log.warning("worker: could not publish metrics to the broker: %s", exc)
+
+
+def define_task(app: Celery, runtime_factory: RuntimeFactory, stop: StopOnSignal, metrics: Metrics) -> Any:
     """The task a worker runs: one claimed job through `run_connection`, stopping after the action in flight on a
-    warm shutdown."""
+    warm shutdown; the worker's metrics published after each."""
+    client = redis.Redis.from_url(str(app.conf.broker_url), socket_timeout=5, socket_connect_timeout=5)
+    worker = worker_id()
+    publish(client, worker, metrics)
 
     @app.task(name=TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run(connection: str, trigger: str, due_at: str, claim: str) -> str:
-        result = run_connection(
-            runtime_factory,
-            connection,
-            trigger=trigger,
-            stop=stop,
-            claim=claim,
-            due_at=datetime.fromisoformat(due_at),
-        )
+        try:
+            result = run_connection(
+                runtime_factory,
+                connection,
+                trigger=trigger,
+                stop=stop,
+                claim=claim,
+                due_at=datetime.fromisoformat(due_at),
+                metrics=metrics,
+            )
+        finally:
+            publish(client, worker, metrics)
         return result.outcome
 
     return run
@@ -160,7 +234,7 @@ def run_worker(runtime_factory: RuntimeFactory, broker: str, *, concurrency: int
     share_budgets(broker)
     app = celery_app(broker)
     stop = StopOnSignal()
-    define_task(app, runtime_factory, stop)
+    define_task(app, runtime_factory, stop, Metrics())
 
     def shutting_down(sig: str = "", how: str = "", exitcode: int = 0, **_: object) -> None:
         log.info("worker: %s, %s shutdown: the runs in flight stop after their current action", sig, how)

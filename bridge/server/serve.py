@@ -74,11 +74,12 @@ def serve(
     routes: Sequence[BaseRoute] = (),
     ready: Callable[[str], None] | None = None,
     executor: Executor | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain)."""
     import uvicorn
 
-    embedded = Embedded(rt, workers, remote=executor)
+    embedded = Embedded(rt, workers, metrics=metrics or Metrics(), remote=executor)
     for conn in rt.settings.connections:
         if conn.webhook_secret_env and not rt.env.get(conn.webhook_secret_env):
             log.warning("%s: $%s is not set: its webhooks will be refused (401)", conn.name, conn.webhook_secret_env)

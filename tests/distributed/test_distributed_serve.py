@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from bench.fleet import Fleet, fleet_sandbox
 from bridge import clock
@@ -89,6 +90,7 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
                 )
 
             _until(fleet, all_synced, "every connection to be synced", alive=("serve", "worker-b"))
+            metrics = requests.get(f"{url}/metrics", timeout=30).text  # the workers' counts, on the server's page
         finally:
             codes = fleet.stop_all()
         rows = fleet.schedule()
@@ -104,6 +106,12 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
         assert codes["serve"] == 0 and codes["worker-b"] == 0, codes
         with Store.open(postgres_url) as store:  # what the killed worker left pending was reconciled
             assert store.ledger(states=["pending"]) == []
+        synced = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("bridge_syncs_total{") and 'outcome="ok"' in line
+        )
+        assert synced >= COMPANIES, metrics
         # The connections worker-a held when it died were finished by the other worker.
         _, finished_by_b = _runs(fleet, "worker-b")
         assert killed_during <= finished_by_b

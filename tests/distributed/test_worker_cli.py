@@ -84,3 +84,32 @@ def test_an_unreachable_broker_is_named_for_readyz() -> None:
     executor = CeleryExecutor(celery_app("redis://127.0.0.1:1/0"))
     problem = executor.problem()
     assert problem is not None and problem.startswith("broker not reachable")
+
+
+def test_the_servers_metrics_add_up_what_every_worker_published(broker: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bridge.server.distributed import FleetMetrics, publish
+    from bridge.server.metrics import Metrics
+
+    client = redis.Redis.from_url(broker)
+    first, second = Metrics(), Metrics()
+    first.syncs.labels("acme-qbo", "ok").inc()
+    second.syncs.labels("acme-qbo", "ok").inc(2)
+    second.syncs.labels("acme-xero", "failed").inc()
+    first.last_success.labels("acme-qbo").set(1_700_000_000)
+    second.last_success.labels("acme-qbo").set(1_700_000_500)
+    publish(client, "host:1:a", first)
+    publish(client, "host:2:b", second)
+    server = FleetMetrics(broker)
+    server.webhooks.labels("quickbooks", "accepted").inc()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(server.render().decode())
+        for s in family.samples
+    }
+    assert samples[("bridge_syncs_total", (("connection", "acme-qbo"), ("outcome", "ok")))] == 3
+    assert samples[("bridge_syncs_total", (("connection", "acme-xero"), ("outcome", "failed")))] == 1
+    assert samples[("bridge_last_success_timestamp_seconds", (("connection", "acme-qbo"),))] == 1_700_000_500
+    assert samples[("bridge_webhooks_total", (("outcome", "accepted"), ("provider", "quickbooks")))] == 1
+    assert not any(name.endswith("_created") for name, _ in samples)
