@@ -974,7 +974,8 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
     server = rt.settings.server
     source = "server.broker" if broker is None else "--broker"
     broker = server.broker if broker is None else broker
-    executor = metrics = None
+    executor: Any = None  # the Celery executor and the metrics that add up the workers', with a broker
+    metrics: Any = None
     if broker:
         from bridge.server.distributed import CeleryExecutor, FleetMetrics, celery_app, check_broker, check_store
 
@@ -996,7 +997,8 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
             host=host or server.host,
             port=server.port if port is None else port,
             workers=workers or server.workers,
-            executor=executor,
+            executor_factory=None if executor is None else (lambda run: executor),
+            checks=[] if executor is None else [executor.problem],
             metrics=metrics,
             routes=oauth_routes(),
             ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -62,6 +62,16 @@ CONNECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TERMS_KEYS = ("contracts", "hold", "exclude")
+
+
+def http_address(value: str) -> SplitResult:
+    """`value` split, when it is an http(s) URL without credentials; a ValueError saying what is wrong otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
+    if parts.username or parts.password:
+        raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
+    return parts
 
 
 class _Settings(BaseModel):
@@ -181,13 +191,8 @@ class ConnectionSettings(_Settings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
-        if parts.username or parts.password:
-            raise ValueError(f"must not hold credentials; {SECRET_ADVICE}")
+        if value is not None:
+            http_address(value)
         return value
 
     @property
@@ -218,11 +223,8 @@ class ServerSettings(_Settings):
     def _public(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL (got {toml_text(value)})")
-        if parts.username or parts.password or parts.query:
-            raise ValueError(f"must be a plain base address, without credentials or a query (got {toml_text(value)})")
+        if http_address(value).query:
+            raise ValueError(f"must be a plain base address, without a query (got {toml_text(value)})")
         return value.rstrip("/")
 
     @field_validator("broker")

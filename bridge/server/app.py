@@ -137,12 +137,13 @@ def _register(ctx: ServerContext, callback_id: str, verifier: str, account: str 
             confirm = getattr(connectors[conn.name], "confirm_webhook", None)
             if confirm is None:
                 raise RuntimeError("this connector cannot confirm webhook callbacks")
+            # Kept before confirming: FreshBooks may send the first event the moment the callback is confirmed.
+            ctx.rt.vault.save_webhook_key(conn.name, verifier)
             confirm(callback_id, verifier)
         except Exception as exc:  # answer FreshBooks anyway; the operator asks it to send the verifier again
             ctx.metrics.webhooks.labels("freshbooks", "registration_failed").inc()
             log.warning("%s: confirming webhook callback %s failed: %s", conn.name, callback_id, describe(exc))
             continue
-        ctx.rt.vault.save_webhook_key(conn.name, verifier)
         ctx.metrics.webhooks.labels("freshbooks", "registration").inc()
         log.info("%s: webhook callback %s confirmed; its verifier is kept as the webhook key", conn.name, callback_id)
     return PlainTextResponse("ok\n")

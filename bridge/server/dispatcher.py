@@ -124,6 +124,16 @@ class ThreadExecutor:
                     self._busy -= 1
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
 def worker_id() -> str:
     """Who holds a claim: host, process and a random part (unique across restarts and machines)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -147,9 +157,27 @@ class Dispatcher:
         now = clock.now_utc()
         self.store.schedule_ensure({c.name: next_run(c, now) for c in self.settings.connections})
 
+    def free_orphans(self) -> list[str]:
+        """Give back the claims of earlier processes on this host that are gone (killed, crashed): their runs are
+        due again now rather than when their lease ends. Claims of live processes and other hosts stay."""
+        host = socket.gethostname()
+        orphans: dict[str, list[str]] = {}
+        for row in self.store.schedule():
+            holder = (row.claimed_by or "").split(":")
+            if len(holder) != 3 or holder[0] != host or not holder[1].isdigit() or row.claimed_by == self.worker:
+                continue
+            # Our own pid under another id: an earlier life of this process's pid (a restarted container's pid 1).
+            if int(holder[1]) == os.getpid() or not _alive(int(holder[1])):
+                orphans.setdefault(row.claimed_by or "", []).append(row.connection)
+        for gone, held in orphans.items():
+            self.store.schedule_release(held, gone)
+            log.info("gave back %d run(s) claimed by %s, a process that is gone", len(held), gone)
+        return sorted(n for held in orphans.values() for n in held)
+
     def start(self) -> None:
-        """Schedule the configured connections and start claiming in a thread."""
+        """Schedule the configured connections, free what dead local processes held, and claim in a thread."""
         self.schedule_all()
+        self.free_orphans()
         self._thread = threading.Thread(target=self._loop, name="bridge-dispatcher", daemon=True)
         self._thread.start()
 

@@ -35,7 +35,8 @@ RELINK_SKIP = timedelta(days=1)
 # Within this, it still runs, and a notice says to re-link it soon.
 RELINK_WARN = timedelta(days=14)
 
-DEAD_LINK = "dead_link"  # the outcome of the run that found the provider refusing the credentials
+DEAD_LINK = "dead_link"  # the outcome of a run whose provider refuses the credentials (and of those skipped after)
+REFUSED = "the provider refused its credentials"
 OUTCOMES = ("ok", "partial", "failed", "interrupted", "pending_review", "skipped", DEAD_LINK)
 
 
@@ -93,7 +94,8 @@ class LogNotices:
 
 
 def link_problem(rt: Runtime, connection: ConnectionSettings) -> tuple[str | None, str | None]:
-    """(why the connection must be skipped, or None; a warning to re-link soon, or None).
+    """(why the connection must be skipped, or None; a warning to re-link soon, or None). A reason that starts
+    with `REFUSED` means the provider refused the credentials before (the run is then a `dead_link` too).
 
     Dead: never linked (no tokens), the provider refused its credentials on an earlier run and it has not
     been re-linked since (its tokens are no newer than that run), or its refresh token dies within a day.
@@ -107,7 +109,7 @@ def link_problem(rt: Runtime, connection: ConnectionSettings) -> tuple[str | Non
     saved = rt.store.load_token(connection.name)
     refused_at = row.last_run_at if row is not None and row.last_outcome == DEAD_LINK else None
     if refused_at is not None and saved is not None and saved.updated_at <= refused_at:
-        return f"the provider refused its credentials on {refused_at:%Y-%m-%d %H:%M} UTC: {relink}", None
+        return f"{REFUSED} on {refused_at:%Y-%m-%d %H:%M} UTC: {relink}", None
     now = clock.now_utc()
     ends = [t for t in (tokens.refresh_expires_at, _hard_expiry(tokens.extra.get("refresh_hard_expires_at"))) if t]
     if not ends:
@@ -183,7 +185,7 @@ def _run(
     if dead:
         log.warning("%s: skipped: %s", conn.name, dead)
         notices.notice("relink", conn.name, dead)
-        return JobResult(conn.name, trigger, "skipped", dead)
+        return JobResult(conn.name, trigger, DEAD_LINK if dead.startswith(REFUSED) else "skipped", dead)
     if soon:
         notices.notice("relink", conn.name, soon)
     log.info("%s: run (%s)", conn.name, trigger)
@@ -207,6 +209,10 @@ def _run(
 
 def _outcome(outcome: SyncOutcome) -> str:
     code = outcome.exit_code
+    report = outcome.report
+    if code == INTERRUPTED_EXIT and report is not None and not report.not_started:
+        # Stopped with nothing left undone (the signal came after the last action): the run is complete.
+        code = 3 if report.failed or report.in_doubt or report.broken or outcome.plan.errors else 0
     return {0: "ok", 3: "partial", INTERRUPTED_EXIT: "interrupted"}.get(code, "failed")
 
 

@@ -27,9 +27,15 @@ from bridge.sync import Runtime
 log = logging.getLogger("bridge.server")
 
 
+ExecutorFactory = Callable[[Callable[[Job], object]], Executor]
+"""Builds the executor from the function that runs one job here (the embedded threads use it; a Celery
+executor sends the job to a worker instead, which runs it with `run_connection` there)."""
+
+
 @dataclass
 class Embedded:
-    """Everything an embedded server runs, built from one runtime (its store is shared by every thread)."""
+    """Everything a server runs, built from one runtime (its store is shared by every thread): the dispatcher
+    and its executor (`workers` threads here unless `executor` builds another), the metrics, the seams."""
 
     rt: Runtime
     workers: int
@@ -38,11 +44,11 @@ class Embedded:
     notices: NoticeSink = field(default_factory=LogNotices)
     metrics: Metrics = field(default_factory=Metrics)
     stop: StopOnSignal = field(default_factory=StopOnSignal)
-    # Where the runs go: None, `workers` threads here; else another executor (the Celery one: `bridge worker`s).
-    remote: Executor | None = None
+    executor_factory: ExecutorFactory | None = None
 
     def __post_init__(self) -> None:
-        self.executor: Executor = self.remote or ThreadExecutor(self.run, self.workers)
+        make = self.executor_factory or (lambda run: ThreadExecutor(run, self.workers))
+        self.executor = make(self.run)
         self.dispatcher = Dispatcher(self.rt.store, self.rt.settings, self.executor, tick=self.tick)
 
     def run(self, job: Job) -> object:
@@ -61,8 +67,7 @@ class Embedded:
 
     def context(self) -> ServerContext:
         """What the HTTP routes need."""
-        problem = getattr(self.remote, "problem", None)  # a remote executor's own readiness (the broker)
-        return ServerContext(self.rt, self.dispatcher, self.metrics, checks=[problem] if callable(problem) else [])
+        return ServerContext(self.rt, self.dispatcher, self.metrics)
 
 
 def serve(
@@ -73,17 +78,24 @@ def serve(
     workers: int,
     routes: Sequence[BaseRoute] = (),
     ready: Callable[[str], None] | None = None,
-    executor: Executor | None = None,
+    executor_factory: ExecutorFactory | None = None,
+    checks: Sequence[Callable[[], str | None]] = (),
     metrics: Metrics | None = None,
 ) -> int:
-    """Run the embedded server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain)."""
+    """Run the server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
+
+    `routes` are mounted beside the server's own; `executor_factory` replaces the worker threads (a broker);
+    `checks` are more readiness checks for /readyz (e.g. the broker answers); `metrics` replaces the server's own
+    (a broker's adds up what the workers publish)."""
     import uvicorn
 
-    embedded = Embedded(rt, workers, metrics=metrics or Metrics(), remote=executor)
+    embedded = Embedded(rt, workers, metrics=metrics or Metrics(), executor_factory=executor_factory)
     for conn in rt.settings.connections:
         if conn.webhook_secret_env and not rt.env.get(conn.webhook_secret_env):
             log.warning("%s: $%s is not set: its webhooks will be refused (401)", conn.name, conn.webhook_secret_env)
-    app = create_app(embedded.context(), routes)
+    context = embedded.context()
+    context.checks = checks
+    app = create_app(context, routes)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
     stopping = threading.Event()

@@ -56,3 +56,42 @@ def test_a_bad_fault_spec_is_a_usage_error() -> None:
     )
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "500" in proc.stderr
+
+
+def test_webhook_url_and_key_go_together_and_are_announced(tmp_path) -> None:
+    alone = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert alone.returncode == 2 and "--webhook-key" in alone.stderr
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bridge", "sandbox", "serve", "--port", "0"),
+            *("--webhook-url", "http://127.0.0.1:9/hooks", "--webhook-key", "test-key"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(6)]
+        assert any("webhooks: every change is sent, signed, to http://127.0.0.1:9/hooks/{provider}" in x for x in lines)
+        base = re.search(r"http://127\.0\.0\.1:\d+", lines[0])
+        assert base and requests.get(f"{base.group(0)}/_sandbox/webhooks", timeout=10).json() == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,12 @@ from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
 from bridge.store import Store
 from bridge_sandbox import Sandbox, WebhookSettings
+from tests.cli.qbo import Book
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_KEY = "sandbox-webhook-key-for-tests"
 WEBHOOK_ENV = "BRIDGE_TEST_QBO_WEBHOOK_KEY"
-NAME = "acme-qbo"
+NAME = "acme-qbo"  # the name tests.cli.qbo.Book pays into
 
 
 def free_port() -> int:
@@ -120,54 +120,33 @@ class Server:
     def store(self) -> Store:
         return Store.open(f"sqlite:///{self.dir / 'bridge.db'}")
 
-    def pay_in_full(self, number: str) -> str:
+    def pay_in_full(self, number: str) -> None:
         """A client pays at QuickBooks: a Payment for the whole balance (the sandbox then sends its webhook)."""
-        state = self.sandbox.state()["quickbooks"]
-        inv = next(i for i in state["Invoice"] if i["DocNumber"] == number)
-        with self.store() as store:
-            tokens, _ = TokenVault(store, Fernet(self.key.encode())).load(NAME)
-        body = {
-            "CustomerRef": inv["CustomerRef"],
-            "TotalAmt": str(inv["Balance"]),
-            "TxnDate": "2026-10-20",
-            "Line": [{"Amount": str(inv["Balance"]), "LinkedTxn": [{"TxnId": inv["Id"], "TxnType": "Invoice"}]}],
-        }
-        answer = requests.post(
-            f"{self.sandbox.base_url}/v3/company/{self.realm}/payment",
-            headers={"Authorization": f"Bearer {tokens.access_token}", "Accept": "application/json"},
-            json=json.loads(json.dumps(body)),
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        assert (
-            Decimal(
-                str(next(i for i in self.sandbox.state()["quickbooks"]["Invoice"] if i["Id"] == inv["Id"])["Balance"])
-            )
-            == 0
-        )
-        return str(inv["Id"])
+        Book(self.sandbox, self.config, self.key, self.realm).pay_in_full(number)
 
 
-def write_config(path: Path, base_url: str, realm: str, *, review: str = "auto", extra: str = "") -> None:
+def write_config(path: Path, name: str, provider: str, base_url: str, tenant: str, *, webhook_env: bool = True) -> None:
+    keys = f'webhook_secret_env = "{WEBHOOK_ENV}"\n' if webhook_env else ""
     path.write_text(
-        '[store]\nurl = "sqlite:///bridge.db"\n\n'
-        "[server]\nworkers = 2\n\n"
-        f'[[connections]]\nname = "{NAME}"\nprovider = "quickbooks"\ntenant_id = "{realm}"\n'
-        f'base_url = "{base_url}"\nschedule = "0 7 * * *"\ntimezone = "America/New_York"\n'
-        f'review = "{review}"\nwebhook_secret_env = "{WEBHOOK_ENV}"\n{extra}\n'
+        '[store]\nurl = "sqlite:///bridge.db"\n\n[server]\nworkers = 2\n\n'
+        f'[[connections]]\nname = "{name}"\nprovider = "{provider}"\ntenant_id = "{tenant}"\n'
+        f'base_url = "{base_url}"\nschedule = "0 7 * * *"\ntimezone = "America/New_York"\n{keys}\n'
         + (ROOT / "config" / "demo.toml").read_text()
     )
 
 
-def make_server(tmp_path: Path, *, latency_ms: int = 0, review: str = "auto") -> Iterator[Server]:
+def make_server(
+    tmp_path: Path, *, provider: str = "quickbooks", name: str = NAME, latency_ms: int = 0, webhooks: bool = True
+) -> Iterator[Server]:
+    """A sandbox (sending webhooks to the server unless `webhooks` is false), one linked connection, its config."""
     port = free_port()
-    webhooks = WebhookSettings(f"http://127.0.0.1:{port}/webhooks", WEBHOOK_KEY)
-    with Sandbox(rate_limits=False, latency_ms=latency_ms, webhooks=webhooks) as sandbox:
+    settings = WebhookSettings(f"http://127.0.0.1:{port}/webhooks", WEBHOOK_KEY) if webhooks else None
+    with Sandbox(rate_limits=False, latency_ms=latency_ms, webhooks=settings) as sandbox:
         key = Fernet.generate_key().decode()
         with Store.open(f"sqlite:///{tmp_path / 'bridge.db'}") as store:
-            realm = link_sandbox("quickbooks", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, NAME)
-        write_config(tmp_path / "bridge.toml", sandbox.base_url, realm, review=review)
-        server = Server(sandbox, tmp_path, key, realm, port)
+            tenant = link_sandbox(provider, store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, name)
+        write_config(tmp_path / "bridge.toml", name, provider, sandbox.base_url, tenant, webhook_env=webhooks)
+        server = Server(sandbox, tmp_path, key, tenant, port)
         try:
             yield server
         finally:

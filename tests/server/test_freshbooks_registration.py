@@ -12,34 +12,16 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from bridge.auth.link import link_sandbox
 from bridge.auth.vault import TokenVault
-from bridge.store import Store
-from bridge_sandbox import Sandbox
-from tests.server.conftest import ROOT, Server, free_port, wait_until
+from tests.server.conftest import Server, make_server, wait_until
 
 NAME = "acme-fb"
 
 
 @pytest.fixture
 def fb_server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    with Sandbox(rate_limits=False) as sandbox:  # no --webhook-url: only callbacks registered through the API
-        key = Fernet.generate_key().decode()
-        with Store.open(f"sqlite:///{tmp_path / 'bridge.db'}") as store:
-            account = link_sandbox("freshbooks", store, TokenVault(store, Fernet(key.encode())), sandbox.base_url, NAME)
-        (tmp_path / "bridge.toml").write_text(
-            '[store]\nurl = "sqlite:///bridge.db"\n\n'
-            f'[[connections]]\nname = "{NAME}"\nprovider = "freshbooks"\ntenant_id = "{account}"\n'
-            f'base_url = "{sandbox.base_url}"\nschedule = "0 7 * * *"\n\n' + (ROOT / "config" / "demo.toml").read_text()
-        )
-        server = Server(sandbox, tmp_path, key, account, port)
-        try:
-            yield server
-        finally:
-            if server.proc is not None and server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait(timeout=30)
+    # No --webhook-url: only the callbacks registered through FreshBooks' API get webhooks.
+    yield from make_server(tmp_path, provider="freshbooks", name=NAME, webhooks=False)
 
 
 def _api(server: Server, method: str, path: str, body: object | None = None) -> requests.Response:

@@ -74,12 +74,13 @@ def test_a_dead_link_is_skipped_until_relinked_and_the_others_go_on(books) -> No
     assert first.outcome == DEAD_LINK and "re-link" in first.detail
     assert _run(rt, "alive", metrics, notices).outcome in ("ok", "partial")
     calls_before = len(sandbox.requests())
-    second = _run(rt, "doomed", metrics, notices)
-    assert second.outcome == "skipped" and "re-link" in second.detail
+    for _ in range(2):  # skipped, and skipped again: until it is re-linked
+        again = _run(rt, "doomed", metrics, notices)
+        assert again.outcome == DEAD_LINK and "re-link" in again.detail
     assert len(sandbox.requests()) == calls_before  # skipped: not a single call to the provider
     assert metrics.link_dead.labels("doomed")._value.get() == 1
-    assert [k for k, name, _ in notices.said if name == "doomed"] == ["relink", "relink"]
-    assert rt.store.schedule(["doomed"])[0].last_outcome == "skipped"
+    assert metrics.syncs.labels("doomed", DEAD_LINK)._value.get() == 3
+    assert [k for k, name, _ in notices.said if name == "doomed"] == ["relink"] * 3
 
     link_sandbox("quickbooks", rt.store, rt.vault, sandbox.base_url, "doomed")  # re-linked
     third = _run(rt, "doomed", metrics, notices)

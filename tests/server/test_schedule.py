@@ -3,13 +3,17 @@ coalesce), released with the next run from the cron in the connection's time zon
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from bridge.clock import now_utc
-from bridge.config import ConnectionSettings
+from bridge.config import ConnectionSettings, Settings
+from bridge.server.dispatcher import Dispatcher, ThreadExecutor
 from bridge.server.scheduler import next_run
 from bridge.store import Store
 
@@ -104,3 +108,21 @@ def test_the_cron_is_read_in_the_connections_own_time_zone() -> None:
     assert next_run(conn, friday_evening) == datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # Monday, 07:00 GMT
     summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
     assert next_run(conn, summer) == datetime(2026, 7, 2, 6, 0, tzinfo=UTC)  # 07:00 BST
+
+
+def test_a_restarted_server_frees_the_claims_of_a_dead_process_on_its_host_and_no_other(store: Store) -> None:
+    host = socket.gethostname()
+    gone = f"{host}:{2**22 + 12345}:dead"  # above Linux's largest pid: no such process
+    alive = f"{host}:{os.getppid()}:alive"  # the process that started the tests: alive
+    store.schedule_ensure({"a": _now() - timedelta(seconds=1), "b": _now() - timedelta(seconds=1), "c": _now()})
+    store.schedule_claim(gone, lease=LEASE, limit=1)  # a
+    store.schedule_claim(alive, lease=LEASE, limit=1)  # b
+    store.schedule_claim("elsewhere:1:x", lease=LEASE, limit=1)  # c
+    executor = ThreadExecutor(lambda job: None, workers=1)
+    dispatcher = Dispatcher(store, Settings(source=Path(__file__)), executor)
+    store.schedule_ensure({"a": _now(), "b": _now(), "c": _now(), "d": _now()})
+    store.schedule_claim(f"{host}:{os.getpid()}:earlier-life", lease=LEASE, limit=1)  # d: this pid, another id
+    assert dispatcher.free_orphans() == ["a", "d"]
+    rows = {r.connection: r.claimed_by for r in store.schedule()}
+    assert rows == {"a": None, "b": alive, "c": "elsewhere:1:x", "d": None}
+    executor.drain()
