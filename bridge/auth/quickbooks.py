@@ -12,6 +12,17 @@ from bridge import clock
 from bridge.auth.vault import TokenSet
 
 SCOPE = "com.intuit.quickbooks.accounting"
+# Asks the token endpoint for `x_refresh_token_hard_expires_in`: since 2025 a refresh token ends for good after
+# at most five years, whatever the rolling 100 days say; the server warns well before (docs/server.md).
+HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+
+
+def _hard_expiry_in(response: Any) -> int | None:
+    try:
+        value = response.json().get("x_refresh_token_hard_expires_in")
+    except (ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
 def auth_client(
@@ -39,8 +50,14 @@ def auth_client(
             if args:  # requests.Session.request's positional order: params, data, headers, ...
                 raise TypeError("TimedAuthClient.request takes keyword arguments only")
             kwargs.pop("timeout", None)
+            token_call = method.upper() == "POST" and url == getattr(self, "token_endpoint", None)
+            if token_call:  # ask for the refresh token's hard expiry too (intuit-oauth does not)
+                kwargs["headers"] = {**(kwargs.get("headers") or {}), HARD_EXPIRY_HEADER: "true"}
             wire = Wire("QuickBooks' token service", timeout, session=_Plain(self), bound=bound)
-            return wire.request(method, url, **kwargs)
+            response = wire.request(method, url, **kwargs)
+            if token_call:
+                self.x_refresh_token_hard_expires_in = _hard_expiry_in(response)
+            return response
 
     if base_url and base_url.startswith("http://"):
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
@@ -65,10 +82,14 @@ def tokens_from(client: Any) -> TokenSet:
     """The TokenSet an AuthClient holds after an exchange or a refresh."""
     now = clock.now_utc()
     refresh_life = getattr(client, "x_refresh_token_expires_in", None)
+    hard_life = getattr(client, "x_refresh_token_hard_expires_in", None)
+    extra: dict[str, str] = {"realm_id": client.realm_id} if getattr(client, "realm_id", None) else {}
+    if hard_life:
+        extra["refresh_hard_expires_at"] = (now + timedelta(seconds=int(hard_life))).isoformat()
     return TokenSet(
         access_token=client.access_token,
         refresh_token=client.refresh_token,
         access_expires_at=now + timedelta(seconds=int(client.expires_in or 3600)),
         refresh_expires_at=now + timedelta(seconds=int(refresh_life)) if refresh_life else None,
-        extra={"realm_id": client.realm_id} if getattr(client, "realm_id", None) else {},
+        extra=extra,
     )

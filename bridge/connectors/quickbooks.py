@@ -161,7 +161,8 @@ class QuickBooksConnector(BaseConnector):
                 f"QuickBooks refused to refresh the tokens of {self.name!r} (status {exc.status_code}): re-link it"
             ) from None
         killpoints.reached("token-refreshed")
-        return dataclasses.replace(tokens_from(auth), extra=dict(current.extra))
+        fresh = tokens_from(auth)
+        return dataclasses.replace(fresh, extra={**current.extra, **fresh.extra})
 
     def _error(self, exc: QuickbooksException) -> Exception:
         if isinstance(exc, AuthorizationException):

@@ -113,6 +113,8 @@ class QuickBooksSettings:
 
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 8_726_400  # x_refresh_token_expires_in as the service reports it (~101 days)
+    # x_refresh_token_hard_expires_in, sent when the token call asks for it: five years from consent (2025 policy)
+    refresh_token_hard_ttl: int = 157_680_000
     rotate_refresh_tokens: bool = True  # unsure: the real service may hand back the same value within ~24 h
     auth_code_ttl: int = 600
     auth_fault_style: str = "lowercase"  # "lowercase" (the gateway's {"fault":{"error":[…]}}) or "Fault"
@@ -867,6 +869,7 @@ class _Grant:
     refresh_token: str
     refresh_expires: datetime
     revoked: bool = False
+    hard_expires: datetime | None = None  # the refresh token ends for good then, whatever it rolls to
 
 
 @dataclass
@@ -887,6 +890,10 @@ class _Tokens:
 
 
 # ---------------------------------------------------------------------------------------------------- the provider
+
+
+def _asks_hard_expiry(request: Request) -> bool:
+    return (request.header("x-include-refresh-token-hard-expires-in") or "").lower() == "true"
 
 
 @register_provider
@@ -1240,18 +1247,21 @@ class QuickBooksProvider(Provider):
                 return oauth_error(400, "invalid_grant", "the authorization code is unknown, used or expired")
             if (form.get("redirect_uri") or [""])[0] != code.redirect_uri:
                 return oauth_error(400, "invalid_grant", "redirect_uri does not match the authorization")
-            grant = _Grant(code.realm_id, client_id, code.scope, "", now)
+            hard = now + timedelta(seconds=self.settings.refresh_token_hard_ttl)
+            grant = _Grant(code.realm_id, client_id, code.scope, "", now, hard_expires=hard)
             self.tokens.grants.append(grant)
-            return self._issue(grant, now, rotate=True)
+            return self._issue(grant, now, rotate=True, hard=_asks_hard_expiry(request))
         if grant_type == "refresh_token":
             old = (form.get("refresh_token") or [""])[0]
             found = self.tokens.by_refresh.get(old)
             if found is None or found.revoked or now >= found.refresh_expires:
                 return oauth_error(400, "invalid_grant", "the refresh token is invalid, expired or used")
-            return self._issue(found, now, rotate=self.settings.rotate_refresh_tokens)
+            if found.hard_expires is not None and now >= found.hard_expires:
+                return oauth_error(400, "invalid_grant", "the refresh token has reached its maximum lifetime")
+            return self._issue(found, now, rotate=self.settings.rotate_refresh_tokens, hard=_asks_hard_expiry(request))
         return oauth_error(400, "unsupported_grant_type")
 
-    def _issue(self, grant: _Grant, now: datetime, *, rotate: bool) -> Response:
+    def _issue(self, grant: _Grant, now: datetime, *, rotate: bool, hard: bool = False) -> Response:
         if rotate:
             # The previous refresh token stops working the moment a new one is issued.
             self.tokens.by_refresh.pop(grant.refresh_token, None)
@@ -1261,16 +1271,16 @@ class QuickBooksProvider(Provider):
         access = "eyJ" + secrets.token_urlsafe(96)
         self.tokens.by_access[access] = (grant, now + timedelta(seconds=self.settings.access_token_ttl))
         remaining = max(0, int((grant.refresh_expires - now).total_seconds()))
-        return Response.json(
-            200,
-            {
-                "token_type": "bearer",
-                "expires_in": self.settings.access_token_ttl,
-                "refresh_token": grant.refresh_token,
-                "x_refresh_token_expires_in": remaining,
-                "access_token": access,
-            },
-        )
+        body: Obj = {
+            "token_type": "bearer",
+            "expires_in": self.settings.access_token_ttl,
+            "refresh_token": grant.refresh_token,
+            "x_refresh_token_expires_in": remaining,
+            "access_token": access,
+        }
+        if hard and grant.hard_expires is not None:
+            body["x_refresh_token_hard_expires_in"] = max(0, int((grant.hard_expires - now).total_seconds()))
+        return Response.json(200, body)
 
     def _revoke(self, request: Request) -> Response:
         token = ""

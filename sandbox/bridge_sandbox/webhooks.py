@@ -245,6 +245,7 @@ class WebhookSender:
         self._log: list[dict[str, Json]] = []
         self._lock = threading.Lock()
         self._xero = _XeroSequence()
+        self._closing = threading.Event()  # set by close(): what is queued goes out once, without retries
         self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
         self._thread.start()
 
@@ -262,7 +263,8 @@ class WebhookSender:
             return [dict(d) for d in self._log]
 
     def close(self) -> None:
-        """Send what is queued, then stop."""
+        """Send what is queued (once each, no retries), then stop."""
+        self._closing.set()
         self._queue.put(None)
         self._thread.join(timeout=10)
 
@@ -315,8 +317,8 @@ class WebhookSender:
 
     def _post(self, provider: str, url: str, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         for attempt, pause in enumerate((0.0, *RETRY_SECONDS), start=1):
-            if pause:
-                threading.Event().wait(pause)
+            if pause and self._closing.wait(pause):
+                return  # closing: no more tries
             request = urllib.request.Request(url, data=body, method="POST")
             request.add_header("Content-Type", content_type)
             for name, value in headers.items():

@@ -97,3 +97,34 @@ def test_review_required_ends_in_a_plan_pending_review_and_applies_nothing(books
     assert rt.store.ledger(connection="careful") == [] and sandbox.outbox() == []
     assert ("review", "careful") in [(k, n) for k, n, _ in notices.said]
     assert metrics.syncs.labels("careful", "pending_review")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("hard_ttl", "outcome", "said"), [(10 * 86_400, "ok", "before then"), (3_600, "skipped", "expires")]
+)
+def test_quickbooks_hard_expiry_warns_two_weeks_ahead_and_skips_the_last_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_ttl: int, outcome: str, said: str
+) -> None:
+    key = Fernet.generate_key()
+    monkeypatch.setenv("BRIDGE_SECRET_KEY", key.decode())
+    options = {"quickbooks": {"refresh_token_hard_ttl": hard_ttl}}
+    with (
+        Sandbox(rate_limits=False, options=options) as sandbox,
+        Store.open(f"sqlite:///{tmp_path / 'bridge.db'}") as store,
+    ):
+        vault = TokenVault(store, Fernet(key))
+        realm = link_sandbox("quickbooks", store, vault, sandbox.base_url, "acme-qbo")
+        tokens, _ = vault.load("acme-qbo")
+        assert tokens.extra["refresh_hard_expires_at"]  # asked for at the code exchange, kept
+        config = tmp_path / "bridge.toml"
+        config.write_text(
+            '[store]\nurl = "sqlite:///bridge.db"\n\n'
+            f'[[connections]]\nname = "acme-qbo"\nprovider = "quickbooks"\ntenant_id = "{realm}"\n'
+            f'base_url = "{sandbox.base_url}"\n\n' + (ROOT / "config" / "demo.toml").read_text()
+        )
+        rt = Runtime(load_settings(config), store, vault)
+        store.schedule_ensure({"acme-qbo": now_utc() + timedelta(days=1)})
+        notices = Notices()
+        result = _run(rt, "acme-qbo", Metrics(), notices)
+    assert result.outcome == outcome
+    assert [(k, n) for k, n, _ in notices.said][:1] == [("relink", "acme-qbo")] and said in notices.said[0][2]
