@@ -654,6 +654,12 @@ class _InstalledProviders(click.Choice[str]):
 @click.option("--client-id", help="Your app's client id (or BRIDGE_<PROVIDER>_CLIENT_ID).")
 @click.option("--client-secret", hidden=True, expose_value=False, callback=_refuse_secret_option)
 @click.option("--tenant", help="The company / organisation / account id to link, without a prompt.")
+@click.option(
+    "--via-server",
+    metavar="URL",
+    help="Receive the provider's redirect on a running `bridge serve` at URL (its public_url), for providers that "
+    "redirect only to https addresses; register URL/oauth/PROVIDER/callback with the provider's app.",
+)
 @click.pass_obj
 def link(
     c: Context,
@@ -664,6 +670,7 @@ def link(
     environment: str,
     client_id: str | None,
     tenant: str | None,
+    via_server: str | None,
 ) -> None:
     """Link a company through OAuth; the connection goes into the config, its tokens (encrypted) into the store.
 
@@ -690,20 +697,33 @@ def link(
         message = str(problem["msg"]).removeprefix("Value error, ").removeprefix("environment: ")
         raise ConfigError(f"{option}: {message}") from None
     path, settings = _config_for_link(c)
-    if not manual and base_url is None and descriptor.https_redirect_only:
-        raise ConfigError(f"{provider} redirects to https addresses only: link with --manual")
+    if not manual and not via_server and base_url is None and descriptor.https_redirect_only:
+        raise ConfigError(f"{provider} redirects to https addresses only: link with --via-server URL or --manual")
+    if via_server:
+        _check_via_server(via_server, provider, manual=manual, emulator=base_url is not None)
     app = linking.app_for(
         provider, os.environ, client_id, _client_secret(provider, client_id, base_url), sandbox=base_url is not None
     )
     fernet = fernet_from_env(os.environ, settings.secrets.key_env)
-    if manual:
+    if via_server:
+        import dataclasses
+
+        app = dataclasses.replace(app, redirect_uri=linking.ServerCallback.redirect_uri(via_server, provider))
+
+        def browse(url: str) -> None:
+            c.err.print("Open this page in a browser (on any machine), consent, and come back here:")
+            c.err.print(safe(url), soft_wrap=True)
+            webbrowser.open(url)
+
+        receive: Any = linking.ServerCallback(via_server, provider, linking.browse_sandbox if base_url else browse)
+    elif manual:
 
         def ask(url: str) -> str:
             c.err.print("Open this page in a browser, consent, then paste the address it sends you to:")
             c.err.print(safe(url), soft_wrap=True)
             return str(click.prompt("redirect URL", err=True))
 
-        receive: Any = linking.paste(ask)
+        receive = linking.paste(ask)
     elif base_url is not None:
         receive = linking.follow_redirect  # the sandbox consents at once: no browser
     else:
@@ -735,6 +755,64 @@ def link(
     c.err.print(safe(f"Linked {name}: {described}; written to {path}."))
     if c.json:
         print(json.dumps({**entry, "tenant_name": tenant_name, "check": described}))
+
+
+@cli.command("worker")
+@click.option("--broker", metavar="URL", help="redis://HOST:PORT/DB (default [server] broker).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Syncs run at once (default [server] workers, 2).")
+@click.pass_obj
+def worker_command(c: Context, broker: str | None, concurrency: int | None) -> None:
+    """Run the syncs a `bridge serve --broker` schedules (a Celery worker on Redis; any number, on any machine).
+
+    Each provider account's rate budget is shared with every other process through the broker's Redis. Logs are
+    JSON lines on stderr. SIGTERM: no new run is taken, the runs in flight stop after their current action, exit 0.
+    """
+    from bridge import logs
+    from bridge.server.distributed import check_broker, check_store, run_worker
+
+    logs.switch_to_json(quiet=c.quiet, also=("celery",))
+    rt = _runtime(c)
+    try:
+        url = broker if broker is not None else rt.settings.server.broker
+        if not url:
+            raise ConfigError("bridge worker needs a broker: --broker redis://HOST:PORT/DB or [server] broker")
+        check_broker(url, "--broker" if broker is not None else "server.broker")
+        check_store(rt.settings.store.url)
+        from bridge.review.service import for_runtime
+
+        server = rt.settings.server
+        # Plans held for review go to the store, and notices to [notify], as on `bridge serve`.
+        reviews = for_runtime(rt, server.public_url or f"http://{server.host}:{server.port}")
+        try:
+            code = run_worker(
+                lambda: rt,
+                url,
+                concurrency=concurrency or server.workers,
+                review=reviews,
+                notices=reviews,
+            )
+        finally:
+            reviews.close()
+    finally:
+        rt.store.close()
+    raise SystemExit(code)
+
+
+def _check_via_server(url: str, provider: str, *, manual: bool, emulator: bool) -> None:
+    """`--via-server URL`: an http(s) address without a query; https unless it is a loopback address (which only
+    development apps and the sandbox accept)."""
+    from urllib.parse import urlsplit
+
+    if manual:
+        raise ConfigError("--via-server and --manual: choose one way to receive the redirect")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"--via-server: expected the server's public address (https://host[/path]), got {url!r}")
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not loopback and not emulator:
+        raise ConfigError(
+            f"--via-server: {provider} redirects only to https addresses (loopback aside): {url!r} is not one"
+        )
 
 
 def _absent_files(config: Path, store_url: str) -> list[Path]:
@@ -981,18 +1059,27 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
 
     Logs are JSON lines on stderr. SIGTERM drains: the runs in flight finish their current action, then exit 0."""
     from bridge import logs
+    from bridge.server.oauth import oauth_routes
     from bridge.server.serve import serve
 
     logs.switch_to_json(quiet=c.quiet, also=("uvicorn",))
     rt = _runtime(c)
     server = rt.settings.server
+    source = "server.broker" if broker is None else "--broker"
     broker = server.broker if broker is None else broker
+    executor: Any = None  # the Celery executor and the metrics that add up the workers', with a broker
+    metrics: Any = None
     if broker:
-        rt.store.close()
-        raise ConfigError(
-            f"--broker {broker}: the distributed mode (Celery workers) is not in this build; "
-            "leave broker empty to run the syncs in this process"
-        )
+        from bridge.server.distributed import CeleryExecutor, FleetMetrics, celery_app, check_broker, check_store
+
+        try:
+            check_broker(broker, source)
+            check_store(rt.settings.store.url)
+            executor = CeleryExecutor(celery_app(broker))
+            metrics = FleetMetrics(broker)
+        except BaseException:
+            rt.store.close()
+            raise
     if not rt.settings.connections:
         rt.store.close()
         c.err.print(NO_CONNECTIONS_TO_SERVE)
@@ -1008,8 +1095,11 @@ def serve_command(c: Context, host: str | None, port: int | None, workers: int |
             host=host or server.host,
             port=port,
             workers=workers or server.workers,
+            executor_factory=None if executor is None else (lambda run: executor),
+            checks=[] if executor is None else [executor.problem],
+            metrics=metrics,
+            routes=[*oauth_routes(), *review_routes(reviews)],
             ready=lambda url: logging.getLogger("bridge.server").info("listening on %s", url),
-            routes=review_routes(reviews),
             review=reviews,
             notices=reviews,
         )

@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -411,6 +412,58 @@ class LoopbackCallback:
         if not done.is_set():
             raise AuthError(f"no answer from the browser within {self.timeout:g} s; try again, or use --manual")
         return received
+
+
+class ServerCallback:
+    """The redirect received by a `bridge serve` at `server` (its `public_url`), for providers that redirect only to
+    https addresses: the state is announced to the server, the browser is sent to the consent page, and the
+    redirect's parameters are collected from the server once they arrive (see `bridge.server.oauth`). The state
+    and PKCE checks, the exchange and the storage stay `link`'s."""
+
+    POLL = 1.0  # seconds between two asks
+
+    def __init__(
+        self,
+        server: str,
+        provider: str,
+        open_browser: Callable[[str], object],
+        *,
+        timeout: float = 300.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.base = f"{server.rstrip('/')}/oauth/{provider}"
+        self.open_browser, self.timeout = open_browser, timeout
+        self._sleep = sleep or time.sleep
+
+    @staticmethod
+    def redirect_uri(server: str, provider: str) -> str:
+        """The redirect address to register with the provider's app for linking through `server`."""
+        return f"{server.rstrip('/')}/oauth/{provider}/callback"
+
+    def __call__(self, url: str) -> dict[str, str]:
+        state = query_of(url).get("state", "")
+        if not state:
+            raise AuthError("the consent URL carries no state: refusing to wait for an unverifiable answer")
+        _check(_http("POST", f"{self.base}/start", "the server's link endpoint", json={"state": state}), "the server")
+        self.open_browser(url)
+        waited = 0.0
+        while waited <= self.timeout:
+            answer = _http("POST", f"{self.base}/result", "the server's link endpoint", json={"state": state})
+            if answer.status_code == 200:
+                params = answer.json().get("params")
+                if isinstance(params, dict):
+                    return {str(k): str(v) for k, v in params.items()}
+            elif answer.status_code != 202:
+                _check(answer, "the server")
+                raise AuthError(f"the server answered HTTP {answer.status_code} while waiting for the redirect")
+            self._sleep(self.POLL)
+            waited += self.POLL
+        raise AuthError(f"no answer reached the server within {self.timeout:g} s; try again, or use --manual")
+
+
+def browse_sandbox(url: str) -> None:
+    """Sandbox only: the browser's part, without a browser (the consent page redirects at once; follow it home)."""
+    _http("GET", url, "the sandbox's consent page", allow_redirects=True)
 
 
 def states_match(got: str, expected: str) -> bool:

@@ -438,14 +438,28 @@ class WindowLimiter:
 
 _SHARED: dict[tuple[str, ...], Limiter] = {}
 _SHARED_LOCK = threading.Lock()
+# How an account's limiter is shared beyond this process (`bridge.connectors.budget`: in Redis when a broker is
+# set): given the account's key and the in-process limiter it would have had, the limiter to use instead.
+_BUDGET: list[Callable[[tuple[str, ...], Limiter], Limiter]] = []
+
+
+def set_budget(share: Callable[[tuple[str, ...], Limiter], Limiter] | None) -> None:
+    """Share every account's limiter through `share` from now on (None: in this process only, the default)."""
+    with _SHARED_LOCK:
+        _BUDGET[:] = [share] if share else []
+        _SHARED.clear()
 
 
 def shared_limiter(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
-    """One limiter per provider account in this process (a provider counts per account, not per client object)."""
+    """One limiter per provider account in this process (a provider counts per account, not per client object),
+    itself shared by every process when a budget is set (`set_budget`)."""
     with _SHARED_LOCK:
         found = _SHARED.get(key)
         if found is None:
-            found = _SHARED[key] = make()
+            found = make()
+            for share in _BUDGET:
+                found = share(key, found)
+            found = _SHARED[key] = found
         return found
 
 

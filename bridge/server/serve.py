@@ -82,15 +82,17 @@ def serve(
     checks: Sequence[Callable[[], str | None]] = (),
     review: ReviewSink | None = None,
     notices: NoticeSink | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Run the server until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
 
     `routes` are mounted beside the server's own; `executor_factory` replaces the worker threads (a broker);
     `checks` are more readiness checks for /readyz (e.g. the broker answers); `review` and `notices` replace
-    the defaults (plans held in memory, notices in the log)."""
+    the defaults (plans held in memory, notices in the log); `metrics` replaces the server's own (a broker's
+    adds up what the workers publish)."""
     import uvicorn
 
-    embedded = Embedded(rt, workers, executor_factory=executor_factory)
+    embedded = Embedded(rt, workers, metrics=metrics or Metrics(), executor_factory=executor_factory)
     if review is not None:
         embedded.review = review
     if notices is not None:

@@ -1,0 +1,127 @@
+"""A provider account's rate budget is shared by every process when a broker is set (the limiter in Redis).
+
+Three processes check the same QuickBooks company at once, each as fast as its connector lets it, against
+the sandbox's published QuickBooks limit (10 requests per second per company). Each connector on its own
+paces at 8 per second, so three of them together go at 24 and the sandbox answers 429; with the budget in
+Redis they share the 8 per second and the sandbox never throttles. Both halves run: the first shows the test
+can fail.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from bridge.auth.link import link_sandbox
+from bridge.auth.vault import TokenVault
+from bridge.store import Store
+from bridge_sandbox import Sandbox
+from tests.distributed.conftest import redis_database
+
+CALLS = 15  # per process
+PROCESSES = 3
+BUDGET_DB = 13
+
+
+def _hammer(store_url: str, key: str, base_url: str, tenant: str, redis_url: str | None, go: object) -> None:
+    """One worker process: `CALLS` checks of the company, through the connector the configuration builds."""
+    from bridge.auth.vault import TokenVault
+    from bridge.config import ConnectionSettings
+    from bridge.connectors.budget import share_budgets
+    from bridge.providers import get
+    from bridge.store import Store
+
+    share_budgets(redis_url)
+    connection = ConnectionSettings(name="acme", provider="quickbooks", tenant_id=tenant, base_url=base_url)
+    with Store.open(store_url) as store:
+        connector = get("quickbooks").build_connector(connection, TokenVault(store, Fernet(key.encode())), {})
+        go.wait()  # type: ignore[attr-defined]
+        for _ in range(CALLS):
+            connector.check()
+
+
+@pytest.fixture
+def budget_url(redis_url: str) -> Iterator[str]:
+    with redis_database(redis_url, BUDGET_DB) as url:
+        yield url
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> Iterator[tuple[Sandbox, str, str, str]]:
+    """A sandbox with its published limits, and one QuickBooks company linked in a store."""
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    with Sandbox() as sandbox:
+        with Store.open(url) as store:
+            vault = TokenVault(store, Fernet(key.encode()))
+            tenant = link_sandbox("quickbooks", store, vault, sandbox.base_url, "acme")
+        yield sandbox, url, key, tenant
+
+
+def _run_together(linked: tuple[Sandbox, str, str, str], redis_url: str | None) -> list[int]:
+    """The three processes at once; the statuses the sandbox gave to their API calls."""
+    sandbox, url, key, tenant = linked
+    sandbox.reset()  # request log and rate windows cleared; the tokens stay valid
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    workers = [
+        context.Process(target=_hammer, args=(url, key, sandbox.base_url, tenant, redis_url, go))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    go.set()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0, f"a worker process failed (exit {worker.exitcode})"
+    return [
+        int(str(r["status"]))
+        for r in sandbox.requests()
+        if r["provider"] == "quickbooks" and "/companyinfo/" in str(r["path"]).lower()
+    ]
+
+
+def test_processes_without_a_shared_budget_are_throttled(linked: tuple[Sandbox, str, str, str]) -> None:
+    statuses = _run_together(linked, None)
+    assert statuses.count(429) > 0, "three in-process limiters together stayed under the company's limit"
+
+
+def test_processes_sharing_the_budget_in_redis_are_never_throttled(
+    linked: tuple[Sandbox, str, str, str], budget_url: str
+) -> None:
+    statuses = _run_together(linked, budget_url)
+    assert statuses.count(200) == PROCESSES * CALLS
+    assert statuses.count(429) == 0, statuses
+
+
+class _Waited(Exception):
+    pass
+
+
+def test_the_budget_is_one_window_per_account(budget_url: str) -> None:
+    """Two limiters on one account share a window; another account has its own; a full window says how long
+    until the oldest call leaves it."""
+    from bridge.connectors.budget import RedisLimiter, account_key
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise _Waited  # no real minute in a test: the wait asked for is what is checked
+
+    client = redis.Redis.from_url(budget_url)
+    account = ("quickbooks", f"http://test-{uuid.uuid4().hex}", "1")
+    first, second = (RedisLimiter(client, account_key(account), 3, 60.0, sleep=sleep) for _ in range(2))
+    other = RedisLimiter(client, account_key((*account[:2], "2")), 3, 60.0, sleep=sleep)
+    for limiter in (first, second, first, other):
+        assert limiter.acquire() == 0.0
+    assert slept == []
+    with pytest.raises(_Waited):
+        second.acquire()
+    assert 55 < slept[0] <= 60
