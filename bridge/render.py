@@ -299,7 +299,8 @@ def render_ledger(
         return
     table = Table(header_style="bold")
     table.add_column("updated", no_wrap=True)  # a local time to the second, with its zone: kept whole
-    for col in ("key", "state", "invoice", "customer", "amount", "clause", "response id", "note"):
+    # The customer is in --json and --csv; nine columns would fold every cell in a terminal of 80.
+    for col in ("key", "state", "invoice", "amount", "clause", "response id", "note"):
         table.add_column(col, overflow="fold")
     for e in entries:
         amount = "" if e.amount is None else f"{format_amount(e.amount, e.currency)} {e.currency}"
@@ -311,7 +312,6 @@ def render_ledger(
                     e.key,
                     e.state,
                     e.invoice_number,
-                    ledger_customer(e),
                     amount,
                     e.clause,
                     e.response_id,
@@ -320,7 +320,7 @@ def render_ledger(
             ),
         )
         for ev in events.get(e.key, ()):
-            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", "", safe(ev.detail))
+            table.add_row("", f"  {clock.local_text(ev.at)}", safe(ev.state), "", "", "", "", safe(ev.detail))
     console.print(table)
     for currency, state, total in ledger_totals(entries):
         console.print(safe(f"total {state}: {format_amount(total, currency)} {currency}"))

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import pytest
 import redis
 
-from tests.cli.qbo import module_sandbox  # noqa: F401  (fixture)
+from tests.cli.books import module_sandbox  # noqa: F401  (fixture)
 from tests.runner import run_bridge
 
 

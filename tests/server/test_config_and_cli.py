@@ -29,6 +29,8 @@ def test_every_server_key_is_accepted(bridge, tmp_path: Path, monkeypatch) -> No
     from cryptography.fernet import Fernet
 
     monkeypatch.setenv("BRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("BRIDGE_QUICKBOOKS_CLIENT_ID", "app-id")  # a real service's connection refreshes with these
+    monkeypatch.setenv("BRIDGE_QUICKBOOKS_CLIENT_SECRET", "app-secret")
     config = _config(
         tmp_path,
         'host = "0.0.0.0"\nport = 8720\npublic_url = "https://bridge.example.com/"\nbroker = ""\nworkers = 4',
