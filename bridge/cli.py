@@ -1200,28 +1200,18 @@ def sandbox_serve(
 
     try:
         limits: Literal["published", "strict", "off"] = "off" if no_rate_limits else rate_limits
-        if c.json:  # the human lines go to stderr
-            serve(
-                seed_path=seed_path,
-                port=port,
-                latency_ms=latency_ms,
-                faults_spec=faults,
-                rate_limits=limits,
-                echo=to_stderr,
-                ready=announce,
-                webhooks=webhooks,
-                smtp_port=smtp_port,
-            )
-        else:
-            serve(
-                seed_path=seed_path,
-                port=port,
-                latency_ms=latency_ms,
-                faults_spec=faults,
-                rate_limits=limits,
-                webhooks=webhooks,
-                smtp_port=smtp_port,
-            )
+        # With --json the human lines go to stderr and the one JSON document to stdout.
+        shown: dict[str, Any] = {"echo": to_stderr, "ready": announce} if c.json else {}
+        serve(
+            seed_path=seed_path,
+            port=port,
+            latency_ms=latency_ms,
+            faults_spec=faults,
+            rate_limits=limits,
+            webhooks=webhooks,
+            smtp_port=smtp_port,
+            **shown,
+        )
     except SandboxError as exc:  # a bad seed or fault spec: nothing is listening yet
         raise ConfigError(str(exc)) from None
 
