@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 from bridge import clock
@@ -20,9 +20,10 @@ from bridge.auth.vault import TokenSet, TokenVault
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimiter, shared_limiter
 from bridge.connectors.session import ProviderSession
 from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
-from bridge.incremental import Position, advance, reconcile_due
+from bridge.incremental import Position, S, advance, reconcile_due
 from bridge.model import Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning
+from bridge.providers import Provider
 from bridge.store import Cursor, Quarantined
 
 R = TypeVar("R")
@@ -62,6 +63,26 @@ class PageGuard:
             )
         if len(self._seen) > self.max_listed:
             raise StalledPull(f"{self.provider} listed more than {self.max_listed:,} {self.what} in one pull: stopped")
+
+    def stated(self, answer: Mapping[str, Any], page: int, rows: int, *, per_page: int) -> tuple[int, int]:
+        """(pages, total) of a listing whose answer states them, checked against each other and the page size: a
+        count that is not a whole number, more pages than the stated total fills (a provider saying `"pages":
+        1000000000` would otherwise be read for ever), or an empty page before the last is refused."""
+        where = f"{self.provider} answered {self.what} page {page} with"
+        stated = {"pages": 1, "total": 0, "per_page": per_page}
+        for name, default in stated.items():
+            value = default if answer.get(name) is None else answer.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ProviderError(f"{where} {name} = {str(value)[:40]!r}, not a whole number: stopped")
+            stated[name] = value
+        pages, total, per_page = stated["pages"], stated["total"], stated["per_page"]
+        if per_page < 1 or pages > max(1, -(-total // per_page)):
+            raise ProviderError(
+                f"{where} pages = {pages}, more than {total} {self.what} at {per_page} a page fill: stopped"
+            )
+        if not rows and page < pages:
+            raise StalledPull(f"{self.provider} page {page} of {pages} ({self.what}) was empty: stopped")
+        return pages, total
 
 
 def position_of(cursor: Cursor | None) -> Position[int] | None:
@@ -156,11 +177,29 @@ class Connector(Protocol):
 
 
 class RecordMapping(Protocol):
-    """A provider's pure mapping module (`bridge.mapping.<provider>`), as far as a pull needs it."""
+    """A provider's pure mapping module (`bridge.mapping.<provider>`), as far as the templates need it."""
 
     def map_invoice(self, raw: Raw, connection: str, customers: Mapping[str, Raw], /) -> Invoice: ...
 
     def map_payment(self, raw: Raw, connection: str, /) -> Payment: ...
+
+    def record_id(self, raw: Raw, stream: str, /) -> str:
+        """The provider's id of a customer, invoice or payment (`stream`: "customers", "invoices", "payments")."""
+        ...
+
+    def is_deleted(self, raw: Raw, /) -> bool:
+        """A record the provider lists as deleted (it leaves the cache instead of being mapped)."""
+        ...
+
+    def customer_id(self, raw_invoice: Raw, /) -> str | None: ...
+
+    def due_date(self, raw_invoice: Raw, /) -> str | None:
+        """A raw invoice's due date, as an ISO day."""
+        ...
+
+    def fee_line_id(self, raw_invoice: Raw, action: Action, /) -> str | None:
+        """The id of the line a fee action wrote, when it is on the invoice."""
+        ...
 
 
 class BaseConnector(ABC):
@@ -170,17 +209,27 @@ class BaseConnector(ABC):
     `pull` is a template, as a singer-sdk or dlt stream is: within the pull's deadline it decides whether a full
     read is due (`_full_due`), lets the provider list what changed (`_list`; by default two keyset streams,
     "invoices" and "payments", read by `_changed`, with the customers of the changed invoices), maps every record
-    or quarantines it (`mapping`, `_record_id`, `_is_deleted`) and adds what the provider's settings call for
-    (`_notices`). The provider gives the hooks; it never repeats the loop."""
+    or quarantines it (`mapping`) and adds what the provider's settings call for (`_notices`). `apply` and
+    `evidence` are templates too, over one hook per kind of write and `_fee_invoice_id`. The provider gives the
+    hooks; it never repeats the loop."""
 
+    descriptor: ClassVar[Provider]  # the plugin's descriptor, which names the provider (below) once
     provider: str  # the entry point's name, the wire's name and the key of the shared limiter
     label: str  # the provider as messages name it
     streams: tuple[str, ...]  # the cursors `pull` reads and hands back (the first one carries the full read's date)
     tenant_what: str  # what the provider calls the tenant id, in errors ("realm id")
     sandbox_credentials = ("sandbox-client", "sandbox-secret")  # the app credentials an emulator takes
     mapping: RecordMapping  # the provider's record mapping
+    production_api: ClassVar[str]  # the real service's API root (`api_path` below it)
+    api_path: ClassVar[str] = ""
+    pace_per_minute: ClassVar[int]  # the provider's pace for one account, by default (`_make_limiter`)
     full_reconcile_every: ClassVar[timedelta] = timedelta(days=1)  # a full read this often (it finds deletions)
     payments_follow_invoices: ClassVar[bool] = False  # a payment always changes its invoice: no invoice, no read
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        d = cls.descriptor
+        cls.provider, cls.label, cls.tenant_what = d.name, d.display_name, d.tenant_label
 
     def __init__(
         self,
@@ -298,14 +347,14 @@ class BaseConnector(ABC):
 
     # -- hooks: the session ------------------------------------------------------------------
 
-    @abstractmethod
     def _api_base(self, emulator: str | None) -> str:
         """The root of the provider's API (under the emulator's address when there is one, else in
         `self.environment`)."""
+        return (emulator or self.production_api) + self.api_path
 
-    @abstractmethod
     def _make_limiter(self) -> Limiter:
-        """The provider's pace for one account."""
+        """The provider's pace for one account (the session shares it)."""
+        return self.paced(self.pace_per_minute)
 
     @abstractmethod
     def _connect(self, timeout: float) -> None:
@@ -342,10 +391,6 @@ class BaseConnector(ABC):
         cursor after them (used by the default `_list`)."""
         raise NotImplementedError(f"{type(self).__name__} lists no {stream} stream")
 
-    def _customer_of(self, raw_invoice: Raw) -> str | None:
-        """The customer id of a raw invoice (used by the default `_list`)."""
-        raise NotImplementedError(f"{type(self).__name__} reads no customers of invoices")
-
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Customers, all of them (`None`) or those with these ids (used by the default `_list`)."""
         raise NotImplementedError(f"{type(self).__name__} lists no customers")
@@ -360,23 +405,24 @@ class BaseConnector(ABC):
     def _read_raw(self, invoice_id: str) -> Raw | None:
         """One invoice as the provider sends it (None when there is none by that id)."""
 
-    @abstractmethod
-    def _record_id(self, raw: Raw, stream: str) -> str:
-        """The provider's id of a customer, invoice or payment (`stream`: "customers", "invoices", "payments")."""
-
-    def _is_deleted(self, raw: Raw) -> bool:
-        """A record the provider lists as deleted (it leaves the cache instead of being mapped)."""
-        return False
-
-    # -- hooks: evidence ---------------------------------------------------------------------
+    # -- hooks: writes and evidence ----------------------------------------------------------
 
     @abstractmethod
-    def _fee_evidence(self, action: Action) -> Evidence:
-        """The trace of a late fee (a line on the invoice, or a fee invoice of its own)."""
+    def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
+        """Write a late fee (a line on the invoice, or a fee invoice of its own: `action.form`)."""
 
     @abstractmethod
-    def _due_date(self, raw: Raw) -> str | None:
-        """A raw invoice's due date, as an ISO day."""
+    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
+        """Write the invoice's new due date."""
+
+    @abstractmethod
+    def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
+        """Have the provider e-mail the invoice."""
+
+    @abstractmethod
+    def _fee_invoice_id(self, action: Action) -> str | None:
+        """The id of the fee invoice this fee action created, if there is one (a `DataError`: it cannot be
+        looked up)."""
 
     @abstractmethod
     def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
@@ -392,7 +438,7 @@ class BaseConnector(ABC):
         with self.session.pulling():
             now = clock.now_utc()
             result, raw_invoices, raw_payments = self._list(cursors, now, full=full or self._full_due(cursors, now))
-            known = {**customers, **{self._record_id(c, "customers"): c for c in result.customers}}
+            known = {**customers, **{self.mapping.record_id(c, "customers"): c for c in result.customers}}
             for stream, raws in (("invoices", raw_invoices), ("payments", raw_payments)):
                 for raw in raws:
                     self._map_one(result, stream, raw, known)
@@ -401,8 +447,8 @@ class BaseConnector(ABC):
 
     def _map_one(self, result: PullResult, stream: str, raw: Raw, customers: Mapping[str, Raw]) -> None:
         """One record into `result`: listed as deleted, mapped, or quarantined when it cannot be mapped."""
-        record_id = self._record_id(raw, stream)
-        if self._is_deleted(raw):
+        record_id = self.mapping.record_id(raw, stream)
+        if self.mapping.is_deleted(raw):
             (result.deleted_invoices if stream == "invoices" else result.deleted_payments).append(record_id)
             return
         try:
@@ -418,7 +464,7 @@ class BaseConnector(ABC):
         feed worth a call on every sync)."""
         if full:
             return self._customers(None)
-        wanted = sorted({c for c in map(self._customer_of, raw_invoices) if c})
+        wanted = sorted({c for c in map(self.mapping.customer_id, raw_invoices) if c})
         return self._customers(wanted) if wanted else []
 
     def read_invoice(
@@ -426,22 +472,46 @@ class BaseConnector(ABC):
     ) -> tuple[Invoice, Mapping[str, Any]] | None:
         """The invoice now, mapped, with its raw payload (None when it is gone)."""
         raw = self._read_raw(invoice_id)
-        if raw is None or self._is_deleted(raw):
+        if raw is None or self.mapping.is_deleted(raw):
             return None
         return self.mapping.map_invoice(raw, self.name, customers), raw
 
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action, each write keyed by the action (an idempotency key where the provider has one).
+        A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant."""
+        if action.kind is ActionKind.LATE_FEE:
+            return self._add_fee(action, raw_invoice)
+        if action.kind is ActionKind.UPDATE_DUE_DATE:
+            assert action.new_due_date is not None
+            return self._move_due_date(action, raw_invoice, action.new_due_date)
+        if action.kind is ActionKind.REMINDER:
+            if action.channel != "provider":  # an SMTP reminder goes through bridge.smtp, never here
+                raise ProviderError(f"reminder channel {action.channel!r} is not available for {self.label} yet")
+            return self._send_reminder(action, raw_invoice)
+        return Applied("recorded")
+
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped (at ISO time
-        `pending_since`): a fee the provider's way; otherwise on the invoice as it is now (gone: unknown)."""
-        if action.kind is ActionKind.LATE_FEE:
-            return self._fee_evidence(action)
+        `pending_since`): a fee line on the invoice or a fee invoice of its own; otherwise on the invoice as it is
+        now (gone: unknown)."""
         raw = self._read_raw(action.invoice.id)
+        if action.kind is ActionKind.LATE_FEE:
+            line = self.mapping.fee_line_id(raw, action) if raw is not None else None
+            if line:
+                return Evidence("applied", line, "fee line found", "line")
+            try:
+                invoice = self._fee_invoice_id(action)
+            except DataError as exc:  # cannot be looked up: in doubt, never written again blind
+                return Evidence("unknown", detail=str(exc))
+            if invoice:
+                return Evidence("applied", invoice, "fee invoice found", "invoice")
+            return Evidence("absent", detail="no fee line and no fee invoice")
         if raw is None:
             return Evidence("unknown", detail="the invoice is gone")
         if action.kind is ActionKind.UPDATE_DUE_DATE:
             assert action.new_due_date is not None
-            if self._due_date(raw) == action.new_due_date.isoformat():
-                return Evidence("applied", self._record_id(raw, "invoices"), "due date already moved")
+            if self.mapping.due_date(raw) == action.new_due_date.isoformat():
+                return Evidence("applied", self.mapping.record_id(raw, "invoices"), "due date already moved")
             return Evidence("absent", detail="due date unchanged")
         if action.kind is ActionKind.REMINDER:
             return self._reminder_evidence(action, raw, pending_since)
@@ -463,6 +533,36 @@ def paged(guard: PageGuard, read: Callable[[int], tuple[list[Raw], bool]], id_of
         if last:
             return found
         page += 1
+
+
+def keyset(
+    guard: PageGuard,
+    read: Callable[[S | None, int], list[Raw]],
+    order: Callable[[Raw], tuple[S, str]],
+    *,
+    page_size: int,
+    same: Callable[[S, S], bool],
+    since: Position[S] | None = None,
+) -> list[Raw]:
+    """Every row from `since` on (the rest taken already), oldest first, read by keyset: `read(watermark, page)`
+    lists the rows at or after the watermark (everything when None), `page_size` at a time. After a full page
+    the next read starts again at page 1 from the newest row's watermark (never at an offset, which shifts when
+    records change meanwhile); a full page wholly at one watermark (`same`), the one it was read from or the first
+    read's, can only be followed by its next page. A short page ends the read."""
+    position, page, out = since, 1, []
+    while True:
+        watermark = position.watermark if position is not None else None
+        rows = read(watermark, page)
+        guard.page((order(r)[1] for r in rows), watermark)
+        fresh, after = advance(position, rows, order)
+        out += fresh
+        if len(rows) < page_size:
+            return out
+        first, last = order(rows[0])[0], order(rows[-1])[0]
+        if same(first, last) and (watermark is None or same(first, watermark)):
+            page += 1
+        else:
+            position, page = after, 1
 
 
 def stamped(cursors: Mapping[str, Cursor | None], full_at: datetime | None) -> dict[str, Cursor]:

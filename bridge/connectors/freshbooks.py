@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import requests
@@ -37,17 +37,16 @@ from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet
 from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, Raw, paged, take
-from bridge.connectors.http import Limiter, WindowLimiter
 from bridge.errors import (
     AuthError,
     FreshBooksHTTPError,
     NumberCollision,
     ProviderError,
-    StalledPull,
     TransportError,
 )
 from bridge.mapping import freshbooks as fm
-from bridge.plan import Action, ActionKind, Warning, WarningCode
+from bridge.plan import Action, Warning
+from bridge.providers.freshbooks import PROVIDER
 from bridge.store import Cursor
 
 T = TypeVar("T")
@@ -72,19 +71,13 @@ class _Session(requests.Session):
 class FreshBooksConnector(BaseConnector):
     """One linked FreshBooks business (account)."""
 
-    provider = "freshbooks"
-    label = "FreshBooks"
-    tenant_what = "account id"
+    descriptor = PROVIDER
     # invoices/payments: keyset watermarks (seconds of `updated`, UTC); late_fees: clients allowing FreshBooks' fees
     streams = ("invoices", "payments", "late_fees")
     mapping = fm
     payments_follow_invoices = True  # a payment always changes its invoice
-
-    def _api_base(self, emulator: str | None) -> str:
-        return emulator or PRODUCTION_API
-
-    def _make_limiter(self) -> Limiter:
-        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per account (the session shares it)
+    production_api = PRODUCTION_API
+    pace_per_minute = CALLS_PER_MINUTE
 
     def _connect(self, timeout: float) -> None:
         self.sdk = sdk_client(self.emulator, self.client_id or "", self.client_secret, timeout=int(timeout))
@@ -201,8 +194,7 @@ class FreshBooksConnector(BaseConnector):
                     row_id = fm.record_id(row)
                     if row_id not in found or fm.updated_seconds(row) >= fm.updated_seconds(found[row_id]):
                         found[row_id] = row
-                pages, total = _page_count(data, key, page)
-                _not_empty_before_the_end(rows, key, page, pages)
+                pages, total = guard.stated(data, page, len(rows), per_page=PER_PAGE)
                 totals.add(total)
                 if older_than is not None and rows and fm.updated_seconds(rows[-1]) < older_than:
                     break
@@ -237,9 +229,6 @@ class FreshBooksConnector(BaseConnector):
             rows += self._pages(resource, stream, builders(fm.DELETED), watermark)
         return take(since, rows, lambda r: (fm.updated_seconds(r), fm.record_id(r)))
 
-    def _customer_of(self, raw_invoice: Raw) -> str | None:
-        return fm.client_id(raw_invoice)
-
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Clients (all of them, or those with these ids), page by page."""
 
@@ -251,11 +240,10 @@ class FreshBooksConnector(BaseConnector):
                 builders.insert(0, search)
             data = self._call(lambda: self.clients.list(self.tenant_id, builders=builders)).data
             rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
-            pages = _page_count(data, "clients", page)[0]
-            _not_empty_before_the_end(rows, "clients", page, pages)
-            return rows, page >= pages
+            return rows, page >= guard.stated(data, page, len(rows), per_page=PER_PAGE)[0]
 
-        return paged(PageGuard("freshbooks", "clients"), read, fm.record_id)
+        guard = PageGuard("freshbooks", "clients")
+        return paged(guard, read, fm.record_id)
 
     def _notices(
         self, cursors: Mapping[str, Cursor], result: PullResult, customers: Mapping[str, Raw], now: datetime
@@ -263,27 +251,10 @@ class FreshBooksConnector(BaseConnector):
         """The clients that let FreshBooks add its own late fees, kept in the "late_fees" cursor so that quiet
         pulls warn too."""
         flagged = cursors.get("late_fees") if not result.full else None
-        ids = set(flagged.ids_at_watermark) if flagged else set()
-        for raw in result.customers:
-            cid = fm.record_id(raw)
-            ids.discard(cid)
-            if fm.late_fees_allowed(raw):
-                ids.add(cid)
-        late_fees = Cursor("clients", tuple(sorted(ids, key=fm_sort)), now if result.full else None)
-        if flagged is None or late_fees.ids_at_watermark != flagged.ids_at_watermark or result.full:
-            result.cursors["late_fees"] = late_fees
-        return [
-            Warning(
-                self.name,
-                None,
-                WarningCode.PROVIDER_LATE_FEES,
-                f"FreshBooks may add its own late fees to invoices of {name} (client {cid}, allow_late_fees "
-                "is on): such a fee counts as a foreign fee and the bridge charges nothing on top of it; "
-                "turn late fees off for this client in FreshBooks to leave them to the contract",
-            )
-            for cid in late_fees.ids_at_watermark
-            for name in [fm.client_name(customers.get(cid, {})) or f"client {cid}"]
-        ]
+        ids = fm.late_fee_clients(flagged.ids_at_watermark if flagged else (), result.customers)
+        if flagged is None or ids != flagged.ids_at_watermark or result.full:
+            result.cursors["late_fees"] = Cursor("clients", ids, now if result.full else None)
+        return fm.late_fee_warnings(self.name, ids, customers)
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -295,12 +266,6 @@ class FreshBooksConnector(BaseConnector):
         except ValueError:
             return None  # not a FreshBooks id
         return found.data if isinstance(found.data, Mapping) and found.data else None
-
-    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
-        return fm.record_id(raw)
-
-    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
-        return fm.is_deleted(raw)
 
     def _by_number(self, number: str) -> list[Mapping[str, Any]]:
         search = FilterBuilder()
@@ -318,7 +283,9 @@ class FreshBooksConnector(BaseConnector):
         )
         return result.data if isinstance(result.data, Mapping) else {}
 
-    def _fee_line(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+    def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
+        if action.form == "invoice":
+            return self._fee_invoice(action, raw_invoice)
         invoice_id = fm.record_id(raw_invoice)
         line = fm.fee_line_id(raw_invoice, action)
         if line:
@@ -368,32 +335,22 @@ class FreshBooksConnector(BaseConnector):
         created = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.record_id(created), "invoice")
 
-    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
-        """Carry out one action. No idempotency key exists at FreshBooks: writes check before they repeat,
-        and an e-mail is never repeated after an answer that leaves its outcome unknown."""
+    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
+        # Setting the same day twice changes nothing: safe to repeat.
         invoice_id = fm.record_id(raw_invoice) if raw_invoice else action.invoice.id
-        if action.kind is ActionKind.LATE_FEE:
-            if action.form == "invoice":
-                return self._fee_invoice(action, raw_invoice)
-            return self._fee_line(action, raw_invoice)
-        if action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            # Setting the same day twice changes nothing: safe to repeat.
-            updated = self._update(invoice_id, fm.due_date_update(action.new_due_date), safe=True)
-            return Applied(f"{invoice_id}@{updated.get('updated', '')}", None, updated)
-        if action.kind is ActionKind.REMINDER:
-            if action.channel != "provider":
-                raise ProviderError(f"reminder channel {action.channel!r} is not available for FreshBooks yet")
-            # Retried only on a 429 (not processed); a 5xx or a timeout propagates and the ledger marks it in doubt.
-            self._update(invoice_id, fm.email_update(action), safe=False)
-            digest = hashlib.sha256(action.key.encode()).hexdigest()[:16]
-            return Applied(f"{invoice_id}@email:{digest}")
-        return Applied("recorded")  # a refusal writes nothing at the provider
+        updated = self._update(invoice_id, fm.due_date_update(new_due), safe=True)
+        return Applied(f"{invoice_id}@{updated.get('updated', '')}", None, updated)
+
+    def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
+        # No idempotency key at FreshBooks: retried only on a 429 (not processed); a 5xx or a timeout propagates
+        # and the ledger marks it in doubt.
+        invoice_id = fm.record_id(raw_invoice) if raw_invoice else action.invoice.id
+        self._update(invoice_id, fm.email_update(action), safe=False)
+        return Applied(f"{invoice_id}@email:{hashlib.sha256(action.key.encode()).hexdigest()[:16]}")
 
     def invoice_pdf(self, invoice_id: str) -> bytes | None:
         """`GET /accounting/account/{account_id}/invoices/invoices/{id}/pdf` (`Accept: application/pdf`)."""
-        pdf: bytes = self._fetch(f"{self._invoice_url(invoice_id)}/pdf", accept="application/pdf")
-        return pdf
+        return cast(bytes, self._fetch(f"{self._invoice_url(invoice_id)}/pdf", accept="application/pdf"))
 
     def pay_link(self, invoice_id: str) -> str | None:
         """`GET …/invoices/invoices/{id}/share_link?share_method=share_link` -> `result.share_link.share_link`
@@ -408,63 +365,19 @@ class FreshBooksConnector(BaseConnector):
             if " 422 " in f" {exc} ":
                 return None
             raise
-        result = found.get("response", {}).get("result", {}) if isinstance(found, Mapping) else {}
-        share = result.get("share_link") if isinstance(result, Mapping) else None
-        link = share.get("share_link") if isinstance(share, Mapping) else None
-        return link if isinstance(link, str) and link else None
+        return fm.share_link(found)
 
     def _invoice_url(self, invoice_id: str) -> str:
         return f"{self.api_base}/accounting/account/{quote(self.tenant_id)}/invoices/invoices/{quote(invoice_id)}"
 
-    def _fee_evidence(self, action: Action) -> Evidence:
-        raw = self._read_raw(action.invoice.id)
-        line = fm.fee_line_id(raw, action) if raw is not None else None
-        if line:
-            return Evidence("applied", line, "fee line found")
+    def _fee_invoice_id(self, action: Action) -> str | None:
         ours = [r for r in self._by_number(fm.fee_invoice_number(action)) if fm.is_fee_invoice_for(r, action)]
-        if ours:
-            return Evidence("applied", fm.record_id(ours[0]), "fee invoice found")
-        return Evidence("absent", detail="no fee line and no fee invoice")
-
-    def _due_date(self, raw: Raw) -> str | None:
-        due = raw.get("due_date")
-        return due if isinstance(due, str) else None
+        return fm.record_id(ours[0]) if ours else None
 
     def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
         # FreshBooks keeps no record of a sent e-mail that the API shows; the status of an invoice that was
         # sent already does not change. So the bridge cannot tell, and never guesses.
         return Evidence("unknown", detail="FreshBooks shows no record of e-mails sent through the API")
-
-
-def _page_count(data: Mapping[str, Any], key: str, page: int) -> tuple[int, int]:
-    """(pages, total) of a list answer, checked against each other and against the page size: a page count
-    that is not a whole number, or more pages than the stated total fills, is refused (a provider saying
-    `"pages": 1000000000` would otherwise be read for ever)."""
-    stated = {name: data.get(name) for name in ("pages", "total", "per_page")}
-    pages, total, per_page = (
-        default if value is None else value for value, default in zip(stated.values(), (1, 0, PER_PAGE), strict=True)
-    )
-    for name, value in (("pages", pages), ("total", total), ("per_page", per_page)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ProviderError(
-                f"freshbooks answered {key} page {page} with {name} = {str(value)[:40]!r}, not a whole number: stopped"
-            )
-    if per_page < 1 or pages > max(1, -(-total // per_page)):
-        raise ProviderError(
-            f"freshbooks answered {key} page {page} with pages = {pages}, more than {total} {key} at {per_page} "
-            "a page fill: stopped"
-        )
-    return pages, total
-
-
-def _not_empty_before_the_end(rows: list[Mapping[str, Any]], key: str, page: int, pages: int) -> None:
-    if not rows and page < pages:
-        raise StalledPull(f"freshbooks page {page} of {pages} ({key}) was empty: stopped")
-
-
-def fm_sort(value: str) -> tuple[int, str]:
-    """Numeric ids in numeric order."""
-    return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
 factory = FreshBooksConnector.configured  # the entry point's connector factory

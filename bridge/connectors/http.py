@@ -356,25 +356,40 @@ def raise_for_retriable(response: requests.Response, provider: str) -> None:
     raise ServerError(f"{provider} answered {status}", status, wait)
 
 
-class RateLimiter:
+class Clock(Protocol):
+    """What a limiter reads and waits by (a test gives a fake one)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+
+class _SystemClock:
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+SYSTEM_CLOCK = _SystemClock()
+
+
+class _Paced:
+    """What both limiters share: the clock, a lock, and who waits (in log lines)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.name = "provider"  # who waits, in log lines, when no connection is named (see `speaking_for`)
+        self._monotonic, self._sleep = clock.monotonic, clock.sleep
+        self._lock = threading.Lock()
+
+
+class RateLimiter(_Paced):
     """Token bucket: at most `rate` calls per second on average, bursts of up to `burst`. Thread-safe."""
 
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, rate: float, burst: int, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         self.rate = rate
         self.burst = burst
-        self.name = "provider"  # who waits, in log lines, when no connection is named (see `speaking_for`)
         self._tokens = float(burst)
-        self._last = monotonic()
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._lock = threading.Lock()
+        self._last = self._monotonic()
 
     def acquire(self) -> float:
         """Take one token, sleeping until one is free; returns the seconds waited."""
@@ -395,28 +410,18 @@ class Limiter(Protocol):
     def acquire(self) -> float: ...
 
 
-class WindowLimiter:
+class WindowLimiter(_Paced):
     """At most `max_calls` in any `per_seconds` window (a sliding log), the way Xero counts its minute limit.
 
     Unlike a token bucket, a short run can use the whole allowance at once, and a long one then goes at
     the provider's pace; no window ever holds more than `max_calls`. Thread-safe.
     """
 
-    def __init__(
-        self,
-        max_calls: int,
-        per_seconds: float,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, max_calls: int, per_seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         self.max_calls = max_calls
         self.per_seconds = per_seconds
-        self.name = "provider"  # who waits, in log lines, when no connection is named (see `speaking_for`)
         self._calls: deque[float] = deque()
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._lock = threading.Lock()
 
     def acquire(self) -> float:
         """Wait until a call fits in the window, then count it; returns the seconds waited."""

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
@@ -24,19 +22,19 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet
-from bridge.connectors.base import Applied, BaseConnector, Evidence, Listing, PageGuard, PullResult, Raw
+from bridge.connectors.base import Applied, BaseConnector, Evidence, Listing, PageGuard, PullResult, Raw, keyset
 from bridge.connectors.http import Limiter, RateLimiter
-from bridge.errors import AuthError, DataError, ProviderError, TransportError
-from bridge.incremental import Position, advance
+from bridge.errors import AuthError, ProviderError, TransportError
 from bridge.mapping import quickbooks as qbo
 from bridge.mapping.common import idempotency_key
-from bridge.plan import Action, ActionKind
+from bridge.mapping.quickbooks import PAGE, as_utc, decimal_json, query_string, stamp_literal
+from bridge.plan import Action
+from bridge.providers.quickbooks import PROVIDER
 from bridge.store import Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
 SANDBOX = "https://sandbox-quickbooks.api.intuit.com"  # Intuit's development companies (environment = "sandbox")
 MINOR_VERSION = 75
-PAGE = 1000
 STALE_OBJECT = 5010
 # Another writer changed the invoice between our read and our write: re-read and write again up to this often.
 STALE_RETRIES = 4
@@ -48,64 +46,13 @@ BURST = 2
 # written while we read is picked up next time instead of being skipped.
 SETTLE = timedelta(seconds=5)
 CDC_LIMIT = timedelta(days=29)
-ENTITIES = ("Invoice", "Payment", "Customer")
-
-
-def _decimal_json(obj: Any) -> str:
-    # Like the SDK's own encoder: amounts go out as exact strings, never through float.
-    return json.dumps(obj, default=lambda o: str(o) if isinstance(o, Decimal) else o, sort_keys=True)
-
-
-def query_string(value: str, what: str) -> str:
-    """`value` as a string literal of QuickBooks' query language.
-
-    Intuit documents one escape: a backslash before an apostrophe (`'Adam\\'s'`). How the service reads a
-    backslash before anything else is not documented, so a value holding a backslash (which could
-    otherwise turn the closing quote into an escaped one) or a control character is refused with a
-    DataError instead of guessed at.
-    """
-    if "\\" in value or any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
-        raise DataError(
-            f"{what} {value!r} holds a backslash or a control character, which a QuickBooks query cannot carry"
-        )
-    return "'" + value.replace("'", "\\'") + "'"
-
-
-def _updated(raw: Mapping[str, Any]) -> str:
-    meta = raw.get("MetaData")
-    return str(meta.get("LastUpdatedTime", "")) if isinstance(meta, Mapping) else ""
-
-
-def _stamp_literal(stamp: str) -> str:
-    """A last-updated time as a query literal; anything that is not an ISO 8601 timestamp is refused."""
-    try:
-        datetime.fromisoformat(stamp)
-    except ValueError:
-        raise ProviderError(f"QuickBooks gave a last-updated time that is not a timestamp: {stamp[:80]!r}") from None
-    return query_string(stamp, "a last-updated time")
-
-
-def _as_utc(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp).astimezone(UTC)
-
-
-def _order(raw: Mapping[str, Any]) -> tuple[tuple[datetime, str], str]:
-    """A record's place in a keyset read: its last-updated instant (with the provider's text of it, which the
-    next query starts from) and its id."""
-    stamp = _updated(raw)
-    try:
-        instant = _as_utc(stamp)
-    except ValueError:
-        instant = datetime.min.replace(tzinfo=UTC)
-    return (instant, stamp), str(raw.get("Id"))
+ENTITIES = ("Customer", "Invoice", "Payment")
 
 
 class QuickBooksConnector(BaseConnector):
     """One linked QuickBooks company."""
 
-    provider = "quickbooks"
-    label = "QuickBooks"
-    tenant_what = "realm id"
+    descriptor = PROVIDER
     sandbox_credentials = ("sandbox", "sandbox")
     streams = ("cdc",)  # one watermark for the change-data-capture reads of all entities
     mapping = qbo
@@ -192,81 +139,43 @@ class QuickBooksConnector(BaseConnector):
         return f"QuickBooks company {self.tenant_id}" + (f" ({name})" if name else "")
 
     def _keyset(self, entity: str, cap: str) -> list[Raw]:
-        """Every `entity` record up to `cap`, by last update, re-querying from the last timestamp seen (never by
-        offset)."""
-        position: Position[tuple[datetime, str]] | None = None
-        guard = PageGuard("quickbooks", f"{entity} records")
-        out: list[Raw] = []
-        while True:
-            watermark = position.watermark[1] if position is not None else None
-            where = [f"Metadata.LastUpdatedTime <= {_stamp_literal(cap)}"]
-            if watermark:
-                # The watermark is the provider's own text: checked to be a timestamp before it enters a query.
-                where.append(f"Metadata.LastUpdatedTime >= {_stamp_literal(watermark)}")
-            rows: list[Mapping[str, Any]] = []
-            start = 1
-            # Records sharing one timestamp beyond a page are paged by position within that timestamp.
-            while True:
-                page = self._query(
-                    f"SELECT * FROM {entity} WHERE {' AND '.join(where)} "
-                    f"ORDERBY Metadata.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {PAGE}"
-                ).get(entity, [])
-                if not isinstance(page, list):
-                    raise ProviderError(f"QuickBooks answered a {entity} query with {type(page).__name__}, not a list")
-                guard.page((str(r.get("Id")) if isinstance(r, Mapping) else "" for r in page), watermark)
-                rows.extend(page)
-                if len(page) < PAGE or _updated(page[0]) != _updated(page[-1]):
-                    break
-                start += PAGE
-            fresh, position = advance(position, rows, _order)
-            out += fresh
-            if len(page) < PAGE:
-                return out  # the last query came back short: nothing more up to the cap
+        """Every `entity` record up to `cap`, by last update (`keyset`: re-queried from the last timestamp seen,
+        paged by position only within one timestamp)."""
+
+        def read(watermark: tuple[datetime, str] | None, page: int) -> list[Raw]:
+            where = [f"Metadata.LastUpdatedTime <= {stamp_literal(cap)}"]
+            if watermark:  # the provider's own text: checked to be a timestamp before it enters a query
+                where.append(f"Metadata.LastUpdatedTime >= {stamp_literal(watermark[1])}")
+            rows = self._query(
+                f"SELECT * FROM {entity} WHERE {' AND '.join(where)} "
+                f"ORDERBY Metadata.LastUpdatedTime STARTPOSITION {(page - 1) * PAGE + 1} MAXRESULTS {PAGE}"
+            ).get(entity, [])
+            if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+                raise ProviderError(f"QuickBooks answered a {entity} query with something not a list of records")
+            return rows
+
+        return keyset(PageGuard("quickbooks", f"{entity} records"), read, qbo.order, page_size=PAGE, same=_same_instant)
 
     def _full_due(self, cursors: Mapping[str, Cursor], now: datetime) -> bool:
         """Also when the change-data-capture window no longer reaches back to the cursor."""
         cdc = cursors.get("cdc")
-        return cdc is None or super()._full_due(cursors, now) or now - _as_utc(cdc.watermark) >= CDC_LIMIT
+        return cdc is None or super()._full_due(cursors, now) or now - as_utc(cdc.watermark) >= CDC_LIMIT
 
     def _list(self, cursors: Mapping[str, Cursor], now: datetime, *, full: bool) -> Listing:
         """One CDC call for all three entities when recent; keyset queries of each otherwise (or when truncated)."""
         cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         cdc = cursors.get("cdc")
-        changed = None if full or cdc is None else self._cdc(cdc.watermark)
-        if changed is None:
-            found = {entity: self._keyset(entity, cap) for entity in ("Customer", "Invoice", "Payment")}
-            result = PullResult(customers=found["Customer"], cursors={"cdc": Cursor(cap, (), now)}, full=True)
-            return result, found["Invoice"], found["Payment"]
-        found, deleted = changed
-        result = PullResult(
-            customers=found["Customer"],
-            deleted_invoices=deleted["Invoice"],
-            deleted_payments=deleted["Payment"],
-            cursors={"cdc": Cursor(cap, (), cdc.full_sync_at if cdc else None)},
+        # Deletions come as tombstones in a change-data-capture answer, which the template sorts out.
+        changes = (
+            None if full or cdc is None else self._call(self.qb.change_data_capture, ",".join(ENTITIES), cdc.watermark)
         )
+        found = None if changes is None else qbo.cdc_records(changes, ENTITIES)
+        full_at = cdc.full_sync_at if cdc else None
+        if found is None:  # a full read: every record up to the cap, by query
+            found, full, full_at = {entity: self._keyset(entity, cap) for entity in ENTITIES}, True, now
+        customers = [c for c in found["Customer"] if not qbo.is_deleted(c)]
+        result = PullResult(customers=customers, cursors={"cdc": Cursor(cap, (), full_at)}, full=full)
         return result, found["Invoice"], found["Payment"]
-
-    def _cdc(self, since: str) -> tuple[dict[str, list[Raw]], dict[str, list[str]]] | None:
-        """One change-data-capture call for all three entities (the records and the ids deleted, by entity); None
-        when it was truncated (then keyset reads)."""
-        data = self._call(self.qb.change_data_capture, ",".join(ENTITIES), since)
-        found: dict[str, list[Raw]] = {e: [] for e in ENTITIES}
-        deleted: dict[str, list[str]] = {e: [] for e in ENTITIES}
-        for block in data.get("CDCResponse", []):
-            for response in block.get("QueryResponse", []):
-                for entity in ENTITIES:
-                    rows = response.get(entity) or []
-                    if len(rows) >= PAGE:
-                        return None
-                    for row in rows:
-                        if row.get("status") == "Deleted":
-                            deleted[entity].append(str(row.get("Id")))
-                        else:
-                            found[entity].append(row)
-        return found, deleted
-
-    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
-        return str(raw.get("Id", "?"))
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -290,7 +199,7 @@ class QuickBooksConnector(BaseConnector):
             else:
                 body = {"Name": name, "Type": "Service", "Description": "Late fee under the contract"}
                 created = self._call(
-                    self.qb.create_object, "Item", _decimal_json(body), request_id=idempotency_key(f"item:{name}")
+                    self.qb.create_object, "Item", decimal_json(body), request_id=idempotency_key(f"item:{name}")
                 )
                 self._fee_items[name] = created["Item"]
         return self._fee_items[name]
@@ -300,7 +209,7 @@ class QuickBooksConnector(BaseConnector):
         key = idempotency_key(action.key)
         for attempt in range(1, STALE_RETRIES + 2):
             try:
-                result = self._call(self.qb.update_object, "Invoice", _decimal_json(build(raw)), request_id=key)
+                result = self._call(self.qb.update_object, "Invoice", decimal_json(build(raw)), request_id=key)
                 break
             except ProviderError as exc:
                 if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT or attempt > STALE_RETRIES:
@@ -315,47 +224,34 @@ class QuickBooksConnector(BaseConnector):
         invoice: Mapping[str, Any] = result["Invoice"]
         return invoice
 
-    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
-        """Carry out one action; every write carries a `requestid` derived from the action key."""
-        if action.kind is ActionKind.LATE_FEE:
-            item = self._fee_item(action.item or "Late Fee")
-            if action.form == "invoice":
-                body = qbo.fee_invoice_create(
-                    raw_invoice, action, item, action.occurrence_date or clock.now_utc().date()
-                )
-                created = self._call(
-                    self.qb.create_object, "Invoice", _decimal_json(body), request_id=idempotency_key(action.key)
-                )
-                return Applied(str(created["Invoice"]["Id"]), "invoice")
-            updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_update(raw, action, item))
-            return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
-        if action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            new_due = action.new_due_date
-            updated = self._update(raw_invoice, action, lambda raw: qbo.due_date_update(raw, new_due))
-            return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", None, updated)
-        if action.kind is ActionKind.REMINDER:
-            if action.channel != "provider":
-                raise ProviderError(f"reminder channel {action.channel!r} is not available for QuickBooks yet")
-            # The SDK's send() takes no request id; the endpoint does, so a replayed send is answered, not re-sent.
-            target = f"invoice/{raw_invoice['Id']}/send?requestid={idempotency_key(action.key)}"
-            if action.to:
-                target += f"&sendTo={quote(action.to)}"
-            sent = self._call(self.qb_once.misc_operation, target, None, "application/octet-stream")
-            invoice = sent.get("Invoice") or {}
-            delivered = qbo.delivery_time(invoice) or ""
-            return Applied(f"{raw_invoice['Id']}@{delivered}", None, invoice or None)
-        # A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant.
-        return Applied("recorded")
+    def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
+        item = self._fee_item(action.item or "Late Fee")
+        if action.form == "invoice":
+            body = qbo.fee_invoice_create(raw_invoice, action, item, action.occurrence_date or clock.now_utc().date())
+            created = self._call(
+                self.qb.create_object, "Invoice", decimal_json(body), request_id=idempotency_key(action.key)
+            )
+            return Applied(str(created["Invoice"]["Id"]), "invoice")
+        updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_update(raw, action, item))
+        return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
+
+    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
+        updated = self._update(raw_invoice, action, lambda raw: qbo.due_date_update(raw, new_due))
+        return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", None, updated)
+
+    def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
+        # The SDK's send() takes no request id; the endpoint does, so a replayed send is answered, not re-sent.
+        target = f"invoice/{raw_invoice['Id']}/send?requestid={idempotency_key(action.key)}"
+        if action.to:
+            target += f"&sendTo={quote(action.to)}"
+        sent = self._call(self.qb_once.misc_operation, target, None, "application/octet-stream")
+        invoice = sent.get("Invoice") or {}
+        return Applied(f"{raw_invoice['Id']}@{qbo.delivery_time(invoice) or ''}", None, invoice or None)
 
     def invoice_pdf(self, invoice_id: str) -> bytes | None:
         """`GET /v3/company/{realm}/invoice/{id}/pdf` (python-quickbooks' `download_pdf`)."""
-        pdf: bytes = self._fetch(
-            f"{self._company()}/invoice/{quote(invoice_id)}/pdf",
-            accept="application/pdf",
-            params={"minorversion": MINOR_VERSION},
-        )
-        return pdf
+        url = f"{self._company()}/invoice/{quote(invoice_id)}/pdf"
+        return cast(bytes, self._fetch(url, accept="application/pdf", params={"minorversion": MINOR_VERSION}))
 
     def pay_link(self, invoice_id: str) -> str | None:
         """`InvoiceLink` of the invoice read with `include=invoiceLink`: present only when online payment is on."""
@@ -364,38 +260,25 @@ class QuickBooksConnector(BaseConnector):
             accept="application/json",
             params={"include": "invoiceLink", "minorversion": MINOR_VERSION},
         )
-        invoice = found.get("Invoice") if isinstance(found, Mapping) else None
-        link = invoice.get("InvoiceLink") if isinstance(invoice, Mapping) else None
-        return link if isinstance(link, str) and link else None
+        return qbo.invoice_link(found)
 
     def _company(self) -> str:
         return f"{self.api_base}/v3/company/{quote(self.tenant_id)}"
 
-    def _fee_evidence(self, action: Action) -> Evidence:
-        if action.form == "invoice":
-            try:
-                literal = query_string(qbo.fee_invoice_number(action), "the fee invoice number")
-            except DataError as exc:  # cannot be looked up: in doubt, never sent again blind
-                return Evidence("unknown", detail=str(exc))
-            found = self._query(f"SELECT * FROM Invoice WHERE DocNumber = {literal}").get("Invoice", [])
-            if found:
-                return Evidence("applied", str(found[0]["Id"]), "fee invoice found")
-            return Evidence("absent", detail="no fee invoice with that number")
-        raw = self._read_raw(action.invoice.id)
-        if raw is None:
-            return Evidence("unknown", detail="the invoice is gone")
-        line = qbo.fee_line_id(raw, action)
-        return Evidence("applied", line, "fee line found") if line else Evidence("absent", detail="no fee line")
-
-    def _due_date(self, raw: Raw) -> str | None:
-        due = raw.get("DueDate")
-        return due if isinstance(due, str) else None
+    def _fee_invoice_id(self, action: Action) -> str | None:
+        literal = query_string(qbo.fee_invoice_number(action), "the fee invoice number")
+        found = self._query(f"SELECT * FROM Invoice WHERE DocNumber = {literal}").get("Invoice", [])
+        return str(found[0]["Id"]) if found else None
 
     def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
         delivered = qbo.delivery_time(raw)
-        if delivered and _as_utc(delivered) >= _as_utc(pending_since) - timedelta(seconds=1):
+        if delivered and as_utc(delivered) >= as_utc(pending_since) - timedelta(seconds=1):
             return Evidence("applied", f"{raw['Id']}@{delivered}", "QuickBooks shows the e-mail was sent")
         return Evidence("unknown", detail="QuickBooks shows no delivery since the attempt")
+
+
+def _same_instant(a: tuple[datetime, str], b: tuple[datetime, str]) -> bool:
+    return a[0] == b[0]
 
 
 factory = QuickBooksConnector.configured  # the entry point's connector factory

@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
@@ -38,11 +38,12 @@ from bridge.connectors.base import (
     PageGuard,
     PullResult,
     Raw,
+    keyset,
     paged,
     position_of,
     take,
 )
-from bridge.connectors.http import RETRIABLE_STATUS, Limiter, WindowLimiter
+from bridge.connectors.http import RETRIABLE_STATUS
 from bridge.errors import (
     AuthError,
     ProviderError,
@@ -50,10 +51,10 @@ from bridge.errors import (
     TransportError,
     XeroHTTPError,
 )
-from bridge.incremental import advance
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
-from bridge.plan import Action, ActionKind, Warning, WarningCode
+from bridge.plan import Action, Warning
+from bridge.providers.xero import PROVIDER
 from bridge.store import Cursor
 
 PAGE = 1000
@@ -63,7 +64,6 @@ CALLS_PER_MINUTE = 58
 # Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
 DAILY_RESERVE = 50
 KEY_LIMIT = 128  # Xero's Idempotency-Key
-_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
 # A stream's listing: the AccountingApi method, its `where` (sales only) and the answer's key.
 _LISTS = {
     "invoices": ("get_invoices", 'Type=="ACCREC"', "Invoices"),
@@ -123,12 +123,12 @@ def _naive_utc(ms: int) -> datetime:
 class XeroConnector(BaseConnector):
     """One linked Xero organisation (tenant)."""
 
-    provider = "xero"
-    label = "Xero"
-    tenant_what = "tenant id"
+    descriptor = PROVIDER
     # invoices/payments: keyset watermarks (ms of UpdatedDateUTC); reminders: the organisation's own reminder setting
     streams = ("invoices", "payments", "reminders")
     mapping = xm
+    production_api, api_path = PRODUCTION_API, "/api.xro/2.0"
+    pace_per_minute = CALLS_PER_MINUTE
 
     def __init__(
         self,
@@ -144,12 +144,6 @@ class XeroConnector(BaseConnector):
         self.history_notes = history_notes
         self.daily_reserve = daily_reserve
         super().__init__(name, tenant_id, vault, **options)
-
-    def _api_base(self, emulator: str | None) -> str:
-        return (emulator or PRODUCTION_API) + "/api.xro/2.0"
-
-    def _make_limiter(self) -> Limiter:
-        return WindowLimiter(CALLS_PER_MINUTE, 60.0)  # per organisation (the session shares it)
 
     @classmethod
     def options(cls, connection: Any) -> dict[str, Any]:
@@ -281,38 +275,23 @@ class XeroConnector(BaseConnector):
         return f"Xero organisation {self.tenant_id}" + (f" ({name})" if name else "")
 
     def _changed(self, stream: str, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
-        """Everything modified since the cursor, oldest first, by keyset: after a full page the next query
-        starts at the last record's timestamp (not at page + 1, which shifts when records change meanwhile)."""
+        """Everything modified since the cursor, oldest first (`keyset`: If-Modified-Since the last record's
+        second, paged only within one second, the rest seen already left out)."""
         method, where, key = _LISTS[stream]
         fetch = getattr(self.accounting, method)
-        id_field = _ID_FIELDS[stream]
 
         def order(row: Raw) -> tuple[int, str]:
-            return xm.updated_ms(row), str(row.get(id_field))
+            return xm.updated_ms(row), xm.record_id(row, stream)
 
-        position = position_of(since)
-        out: list[Raw] = []
-        page = 1
-        guard = PageGuard("xero", key.lower())
-        while True:
-            watermark = position.watermark if position is not None else None
+        def read(watermark: int | None, page: int) -> list[Raw]:
             extra = {"if_modified_since": _naive_utc(watermark)} if watermark is not None else {}
             listed = self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
-            rows = [r for r in listed.get(key) or [] if isinstance(r, Mapping)]
-            guard.page((str(r.get(id_field)) for r in rows), watermark)
-            fresh, after = advance(position, rows, order)  # the rest seen already (If-Modified-Since reads seconds)
-            out += fresh
-            if len(rows) < PAGE:
-                break
-            first, last = xm.updated_ms(rows[0]), xm.updated_ms(rows[-1])
-            if first // 1000 == last // 1000 and watermark is not None and first // 1000 == watermark // 1000:
-                page += 1  # a whole page within one second: only paging moves on
-                continue
-            position, page = after, 1
-        return take(since, out, order)
+            return [r for r in listed.get(key) or [] if isinstance(r, Mapping)]
 
-    def _customer_of(self, raw_invoice: Raw) -> str | None:
-        return xm.contact_id(raw_invoice)
+        rows = keyset(
+            PageGuard("xero", key.lower()), read, order, page_size=PAGE, same=_same_second, since=position_of(since)
+        )
+        return take(since, rows, order)
 
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Contacts (all of them, or those with these ids), page by page."""
@@ -330,21 +309,9 @@ class XeroConnector(BaseConnector):
         """The organisation's own invoice reminders (read on a full pull, kept in the "reminders" cursor)."""
         reminders = cursors.get("reminders")
         if result.full or reminders is None:
-            settings = self._get(self.accounting.get_invoice_reminders).get("InvoiceReminders") or [{}]
-            first = settings[0] if isinstance(settings, list) and settings else {}
-            enabled = bool(first.get("Enabled")) if isinstance(first, Mapping) else False
+            enabled = xm.reminders_enabled(self._get(self.accounting.get_invoice_reminders))
             reminders = result.cursors["reminders"] = Cursor("enabled" if enabled else "disabled", (), now)
-        if reminders.watermark != "enabled":
-            return []
-        return [
-            Warning(
-                self.name,
-                None,
-                WarningCode.PROVIDER_REMINDERS,
-                "the organisation's own Xero invoice reminders are on, so clients may be reminded twice: "
-                "turn them off in Xero (Invoice settings > Invoice reminders)",
-            )
-        ]
+        return [xm.reminders_warning(self.name)] if reminders.watermark == "enabled" else []
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
@@ -354,12 +321,6 @@ class XeroConnector(BaseConnector):
                 return None
             raise
         return found[0] if found and isinstance(found[0], Mapping) else None
-
-    def _record_id(self, raw: Mapping[str, Any], stream: str) -> str:
-        return str(raw.get(_ID_FIELDS[stream], "?"))
-
-    def _is_deleted(self, raw: Mapping[str, Any]) -> bool:
-        return xm.is_deleted(raw)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -378,7 +339,7 @@ class XeroConnector(BaseConnector):
         invoice = (created.get("Invoices") or [{}])[0]
         return Applied(str(invoice.get("InvoiceID")), "invoice")
 
-    def _fee(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+    def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
         allocated = any(Decimal(str(raw_invoice.get(k) or 0)) > 0 for k in ("AmountPaid", "AmountCredited"))
         if action.form == "invoice" or allocated:
             return self._fee_invoice(action, raw_invoice)
@@ -414,27 +375,25 @@ class XeroConnector(BaseConnector):
         except (ProviderError, AuthError, TransportError) as exc:
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
-    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
-        """Carry out one action; every write carries an Idempotency-Key derived from the action key."""
+    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
+        body = {"Invoices": [xm.due_date_update(raw_invoice, new_due)]}
         invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
-        if action.kind is ActionKind.LATE_FEE:
-            result = self._fee(action, raw_invoice)
-        elif action.kind is ActionKind.UPDATE_DUE_DATE:
-            assert action.new_due_date is not None
-            body = {"Invoices": [xm.due_date_update(raw_invoice, action.new_due_date)]}
-            updated = self._write(self.accounting.update_invoice, invoice_id, RawJSON(body), key=self._key(action.key))
-            invoice = (updated.get("Invoices") or [{}])[0]
-            result = Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", None, invoice)
-        elif action.kind is ActionKind.REMINDER:
-            if action.channel != "provider":
-                raise ProviderError(f"reminder channel {action.channel!r} is not available for Xero yet")
-            # Xero sends its own invoice e-mail to the contact; the Idempotency-Key makes a repeat a replay.
-            self._write(self.accounting.email_invoice, invoice_id, RequestEmpty(), key=self._key(action.key))
-            result = Applied(f"{invoice_id}@email:{self._key(action.key)[:20]}")
-        else:
-            return Applied("recorded")  # a refusal writes nothing at the provider
-        if self.history_notes:
-            self._note(invoice_id, action, result.form)
+        updated = self._write(self.accounting.update_invoice, invoice_id, RawJSON(body), key=self._key(action.key))
+        invoice = (updated.get("Invoices") or [{}])[0]
+        return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", None, invoice)
+
+    def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
+        # Xero sends its own invoice e-mail to the contact; the Idempotency-Key makes a repeat a replay.
+        invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
+        self._write(self.accounting.email_invoice, invoice_id, RequestEmpty(), key=self._key(action.key))
+        return Applied(f"{invoice_id}@email:{self._key(action.key)[:20]}")
+
+    def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
+        """Carry out one action (every write with an Idempotency-Key derived from the action key), then queue its
+        note for the invoice's history."""
+        result = super().apply(action, raw_invoice)
+        if self.history_notes and result.response_id != "recorded":
+            self._note(str(raw_invoice.get("InvoiceID") or action.invoice.id), action, result.form)
         return result
 
     @property
@@ -448,10 +407,8 @@ class XeroConnector(BaseConnector):
 
     def invoice_pdf(self, invoice_id: str) -> bytes | None:
         """`GET /Invoices/{id}` with `Accept: application/pdf`."""
-        pdf: bytes = self._fetch(
-            f"{self.api_base}/Invoices/{quote(invoice_id)}", accept="application/pdf", headers=self._tenant()
-        )
-        return pdf
+        url = f"{self.api_base}/Invoices/{quote(invoice_id)}"
+        return cast(bytes, self._fetch(url, accept="application/pdf", headers=self._tenant()))
 
     def pay_link(self, invoice_id: str) -> str | None:
         """`GET /Invoices/{id}/OnlineInvoice` -> `OnlineInvoices[0].OnlineInvoiceUrl` (None when Xero has none)."""
@@ -460,29 +417,15 @@ class XeroConnector(BaseConnector):
             accept="application/json",
             headers=self._tenant(),
         )
-        online = found.get("OnlineInvoices") if isinstance(found, Mapping) else None
-        first = online[0] if isinstance(online, list) and online and isinstance(online[0], Mapping) else {}
-        url = first.get("OnlineInvoiceUrl")
-        return url if isinstance(url, str) and url else None
+        return xm.online_invoice_url(found)
 
     def _tenant(self) -> dict[str, str]:
         return {"xero-tenant-id": self.tenant_id}
 
-    def _fee_evidence(self, action: Action) -> Evidence:
-        raw = self._read_raw(action.invoice.id)
-        line = xm.fee_line_id(raw, action) if raw is not None else None
-        if line:
-            return Evidence("applied", line, "fee line found", "line")
-        number = xm.fee_invoice_number(action)
-        found = self._get(self.accounting.get_invoices, invoice_numbers=[number]).get("Invoices") or []
-        live = [i for i in found if isinstance(i, Mapping) and not xm.is_deleted(i)]
-        if live:
-            return Evidence("applied", str(live[0].get("InvoiceID")), "fee invoice found", "invoice")
-        return Evidence("absent", detail="no fee line and no fee invoice")
-
-    def _due_date(self, raw: Raw) -> str | None:
-        due = xm.day(raw.get("DueDate"), "DueDate", required=False)
-        return due.isoformat() if due else None
+    def _fee_invoice_id(self, action: Action) -> str | None:
+        found = self._get(self.accounting.get_invoices, invoice_numbers=[xm.fee_invoice_number(action)])
+        live = [i for i in found.get("Invoices") or [] if isinstance(i, Mapping) and not xm.is_deleted(i)]
+        return str(live[0].get("InvoiceID")) if live else None
 
     def _reminder_evidence(self, action: Action, raw: Raw, pending_since: str) -> Evidence:
         since = datetime.fromisoformat(pending_since)
@@ -492,6 +435,10 @@ class XeroConnector(BaseConnector):
                 if when >= since - timedelta(seconds=1):
                     return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
         return Evidence("unknown", detail="Xero shows no note of the e-mail since the attempt")
+
+
+def _same_second(a: int, b: int) -> bool:
+    return a // 1000 == b // 1000
 
 
 factory = XeroConnector.configured  # the entry point's connector factory

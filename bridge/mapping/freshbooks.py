@@ -14,7 +14,7 @@ as a foreign fee and never charges on top of it silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from bridge.errors import DataError
 from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
-from bridge.plan import Action
+from bridge.plan import Action, Warning, WarningCode
 
 PROVIDER = "freshbooks"
 EASTERN = ZoneInfo("America/New_York")
@@ -73,8 +73,9 @@ def _id(value: Any, field: str) -> str:
     return text(value, field, limit=ID_LIMIT)
 
 
-def record_id(raw: Mapping[str, Any]) -> str:
-    """The id of an invoice, payment or client (`id`, with the older `invoiceid`/`logid`/`userid` as fallbacks)."""
+def record_id(raw: Mapping[str, Any], stream: str = "") -> str:
+    """The id of an invoice, payment or client (`id`, with the older `invoiceid`/`logid`/`userid` as fallbacks;
+    the same for every `stream`)."""
     for key in ("id", "invoiceid", "logid", "userid"):
         if raw.get(key) not in (None, ""):
             return str(raw[key])
@@ -86,10 +87,21 @@ def is_deleted(raw: Mapping[str, Any]) -> bool:
     return raw.get("vis_state") == DELETED
 
 
-def client_id(raw: Mapping[str, Any]) -> str | None:
+def customer_id(raw: Mapping[str, Any]) -> str | None:
     """The client an invoice is addressed to (`customerid`)."""
     value = raw.get("customerid")
     return str(value) if value not in (None, "") else None
+
+
+def due_date(raw: Mapping[str, Any]) -> str | None:
+    """An invoice's due date as an ISO day."""
+    due = raw.get("due_date")
+    return due if isinstance(due, str) else None
+
+
+def id_order(value: str) -> tuple[int, str]:
+    """Numeric ids in numeric order."""
+    return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
 def client_name(raw: Mapping[str, Any]) -> str:
@@ -177,7 +189,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
     paid = _amount(raw, "paid", currency, "invoice.paid") if raw.get("paid") is not None else total - outstanding
     if min(total, outstanding, paid) < 0:
         raise DataError(f"invoice amounts negative (amount {total}, outstanding {outstanding})")
-    customer = _id(client_id(raw), "invoice.customerid")
+    customer = _id(customer_id(raw), "invoice.customerid")
     client = {**raw, **clients.get(customer, {})}
     email = client.get("email")
     notes = text(raw.get("notes"), "invoice.notes", required=False, limit=20_000)
@@ -340,3 +352,38 @@ def error_messages(body: Any) -> list[str]:
     if not found and body.get("error_description"):
         found.append(str(body["error_description"]))
     return found
+
+
+def late_fee_clients(flagged: Iterable[str], clients: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The clients that let FreshBooks add its own late fees: those `flagged` before, as the `clients` read now
+    say (numeric ids in numeric order)."""
+    ids = set(flagged)
+    for raw in clients:
+        ids.discard(record_id(raw))
+        if late_fees_allowed(raw):
+            ids.add(record_id(raw))
+    return tuple(sorted(ids, key=id_order))
+
+
+def late_fee_warnings(connection: str, ids: Iterable[str], clients: Mapping[str, Mapping[str, Any]]) -> list[Warning]:
+    """What the accountant should know about clients that let FreshBooks add its own late fees."""
+    return [
+        Warning(
+            connection,
+            None,
+            WarningCode.PROVIDER_LATE_FEES,
+            f"FreshBooks may add its own late fees to invoices of {name} (client {cid}, allow_late_fees "
+            "is on): such a fee counts as a foreign fee and the bridge charges nothing on top of it; "
+            "turn late fees off for this client in FreshBooks to leave them to the contract",
+        )
+        for cid in ids
+        for name in [client_name(clients.get(cid, {})) or f"client {cid}"]
+    ]
+
+
+def share_link(answer: Any) -> str | None:
+    """`response.result.share_link.share_link` of a share-link answer."""
+    result = answer.get("response", {}).get("result", {}) if isinstance(answer, Mapping) else {}
+    share = result.get("share_link") if isinstance(result, Mapping) else None
+    link = share.get("share_link") if isinstance(share, Mapping) else None
+    return link if isinstance(link, str) and link else None

@@ -8,18 +8,20 @@ is a project (sub-customer) of its `ParentRef`.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
-from datetime import date
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from bridge.errors import DataError
+from bridge.errors import DataError, ProviderError
 from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
 PROVIDER = "quickbooks"
+PAGE = 1000  # the most rows a query (or one entity of a change-data-capture answer) brings
 # The bridge marks a separate fee invoice in its private note so the next pull knows what it is.
 _FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
 _LINE_KINDS = {"SalesItemLineDetail", "GroupLineDetail", "DescriptionOnly", "DiscountLineDetail"}
@@ -28,6 +30,87 @@ _LINE_KINDS = {"SalesItemLineDetail", "GroupLineDetail", "DescriptionOnly", "Dis
 def _ref(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     ref = obj.get(key)
     return ref if isinstance(ref, Mapping) else {}
+
+
+# -- the query language and the wire -------------------------------------------------------------
+
+
+def decimal_json(obj: Any) -> str:
+    """A request body as the SDK's own encoder writes it: amounts as exact strings, never through float."""
+    return json.dumps(obj, default=lambda o: str(o) if isinstance(o, Decimal) else o, sort_keys=True)
+
+
+def query_string(value: str, what: str) -> str:
+    """`value` as a string literal of QuickBooks' query language.
+
+    Intuit documents one escape: a backslash before an apostrophe (`'Adam\\'s'`). How the service reads a
+    backslash before anything else is not documented, so a value holding a backslash (which could
+    otherwise turn the closing quote into an escaped one) or a control character is refused with a
+    DataError instead of guessed at.
+    """
+    if "\\" in value or any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise DataError(
+            f"{what} {value!r} holds a backslash or a control character, which a QuickBooks query cannot carry"
+        )
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def stamp_literal(stamp: str) -> str:
+    """A last-updated time as a query literal; anything that is not an ISO 8601 timestamp is refused."""
+    try:
+        datetime.fromisoformat(stamp)
+    except ValueError:
+        raise ProviderError(f"QuickBooks gave a last-updated time that is not a timestamp: {stamp[:80]!r}") from None
+    return query_string(stamp, "a last-updated time")
+
+
+def as_utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp).astimezone(UTC)
+
+
+def order(raw: Mapping[str, Any]) -> tuple[tuple[datetime, str], str]:
+    """A record's place in a keyset read: its last-updated instant (with the provider's text of it, which the
+    next query starts from) and its id."""
+    stamp = str(_ref(raw, "MetaData").get("LastUpdatedTime", ""))
+    try:
+        instant = as_utc(stamp)
+    except ValueError:
+        instant = datetime.min.replace(tzinfo=UTC)
+    return (instant, stamp), str(raw.get("Id"))
+
+
+def cdc_records(answer: Mapping[str, Any], entities: Sequence[str]) -> dict[str, list[Mapping[str, Any]]] | None:
+    """The records of a change-data-capture answer by entity, deletions included (`is_deleted`); None when an
+    entity came back full (truncated: the changes must then be read by query)."""
+    found: dict[str, list[Mapping[str, Any]]] = {e: [] for e in entities}
+    for block in answer.get("CDCResponse", []):
+        for response in block.get("QueryResponse", []):
+            for entity in entities:
+                rows = response.get(entity) or []
+                if len(rows) >= PAGE:
+                    return None
+                found[entity] += rows
+    return found
+
+
+def record_id(raw: Mapping[str, Any], stream: str = "") -> str:
+    """The `Id` of a customer, invoice or payment."""
+    return str(raw.get("Id", "?"))
+
+
+def is_deleted(raw: Mapping[str, Any]) -> bool:
+    """A change-data-capture tombstone (QuickBooks lists a deletion nowhere else)."""
+    return raw.get("status") == "Deleted"
+
+
+def customer_id(raw: Mapping[str, Any]) -> str | None:
+    value = _ref(raw, "CustomerRef").get("value")
+    return str(value) if value else None
+
+
+def due_date(raw: Mapping[str, Any]) -> str | None:
+    due = raw.get("DueDate")
+    return due if isinstance(due, str) else None
 
 
 @refuses_malformed("Customer")
@@ -240,3 +323,9 @@ def delivery_time(raw_invoice: Mapping[str, Any]) -> str | None:
         return None
     value = _ref(raw_invoice, "DeliveryInfo").get("DeliveryTime")
     return value if isinstance(value, str) else None
+
+
+def invoice_link(answer: Any) -> str | None:
+    """`Invoice.InvoiceLink` of an invoice read with `include=invoiceLink` (present when online payment is on)."""
+    link = _ref(answer, "Invoice").get("InvoiceLink") if isinstance(answer, Mapping) else None
+    return link if isinstance(link, str) and link else None

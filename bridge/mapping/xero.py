@@ -19,7 +19,7 @@ from typing import Any
 from bridge.errors import DataError
 from bridge.mapping.common import currency_code, money, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
-from bridge.plan import Action
+from bridge.plan import Action, Warning, WarningCode
 
 PROVIDER = "xero"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -210,10 +210,24 @@ def map_payment(raw: Mapping[str, Any], connection: str) -> Payment:
     )
 
 
-def contact_id(raw: Mapping[str, Any]) -> str | None:
+def customer_id(raw: Mapping[str, Any]) -> str | None:
     """The ContactID an invoice is addressed to, if it names one."""
     value = _obj(raw, "Contact").get("ContactID")
     return str(value) if value else None
+
+
+_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
+
+
+def record_id(raw: Mapping[str, Any], stream: str) -> str:
+    """The id of a contact, invoice or payment (`stream`: "customers", "invoices", "payments")."""
+    return str(raw.get(_ID_FIELDS[stream], "?"))
+
+
+def due_date(raw: Mapping[str, Any]) -> str | None:
+    """An invoice's due date as an ISO day."""
+    due = day(raw.get("DueDate"), "DueDate", required=False)
+    return due.isoformat() if due else None
 
 
 def is_deleted(raw: Mapping[str, Any]) -> bool:
@@ -308,3 +322,28 @@ def error_messages(body: Any) -> list[str]:
     if not found and body.get("Message"):
         found.append(str(body["Message"]))
     return found
+
+
+def reminders_enabled(answer: Mapping[str, Any]) -> bool:
+    """Whether the organisation's own invoice reminders are on (an `InvoiceReminders` answer)."""
+    settings = answer.get("InvoiceReminders") or [{}]
+    first = settings[0] if isinstance(settings, list) and settings else {}
+    return bool(first.get("Enabled")) if isinstance(first, Mapping) else False
+
+
+def reminders_warning(connection: str) -> Warning:
+    return Warning(
+        connection,
+        None,
+        WarningCode.PROVIDER_REMINDERS,
+        "the organisation's own Xero invoice reminders are on, so clients may be reminded twice: "
+        "turn them off in Xero (Invoice settings > Invoice reminders)",
+    )
+
+
+def online_invoice_url(answer: Any) -> str | None:
+    """`OnlineInvoices[0].OnlineInvoiceUrl` of an online-invoice answer."""
+    online = answer.get("OnlineInvoices") if isinstance(answer, Mapping) else None
+    first = online[0] if isinstance(online, list) and online and isinstance(online[0], Mapping) else {}
+    url = first.get("OnlineInvoiceUrl")
+    return url if isinstance(url, str) and url else None

@@ -95,7 +95,7 @@ def _freshbooks_rows() -> list[dict[str, object]]:
 
 
 SAME_PAGE = {
-    "xero": ("/Invoices", _xero_same_page, "xero page 3 brought no new invoices and did not advance the cursor"),
+    "xero": ("/Invoices", _xero_same_page, "xero page 2 brought no new invoices and did not advance the cursor"),
     "quickbooks": ("/query", _quickbooks_same_page, "quickbooks page 2 brought no new Customer records"),
     "freshbooks": (
         "/invoices/invoices",

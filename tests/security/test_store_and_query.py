@@ -23,8 +23,9 @@ from cryptography.fernet import Fernet
 
 from bridge.auth.vault import TokenVault
 from bridge.config import load_settings
-from bridge.connectors.quickbooks import factory, query_string
+from bridge.connectors.quickbooks import factory
 from bridge.errors import ConfigError, DataError
+from bridge.mapping.quickbooks import query_string
 from bridge.plan import Plan
 from bridge.store import Store
 from bridge.store.migrate import head_revision
@@ -198,10 +199,10 @@ def test_a_fee_item_name_with_a_quote_is_found_again_and_one_with_a_backslash_fa
 
 
 def test_a_last_updated_time_from_the_provider_enters_a_query_only_as_a_timestamp() -> None:
-    from bridge.connectors.quickbooks import _stamp_literal
     from bridge.errors import ProviderError
+    from bridge.mapping.quickbooks import stamp_literal
 
-    assert _stamp_literal("2026-10-20T10:00:00-07:00") == "'2026-10-20T10:00:00-07:00'"
+    assert stamp_literal("2026-10-20T10:00:00-07:00") == "'2026-10-20T10:00:00-07:00'"
     for hostile in ("2026-10-20' OR Id > '0", "2026-10-20T10:00:00\\", "now"):
         with pytest.raises(ProviderError, match="not a timestamp"):
-            _stamp_literal(hostile)
+            stamp_literal(hostile)

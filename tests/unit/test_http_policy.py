@@ -32,7 +32,7 @@ class FakeClock:
 
 def test_the_limiter_allows_a_burst_then_keeps_the_rate():
     clock = FakeClock()
-    limiter = RateLimiter(rate=8.0, burst=10, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = RateLimiter(rate=8.0, burst=10, clock=clock)
     for _ in range(10):
         assert limiter.acquire() == 0
     for _ in range(80):
@@ -42,7 +42,7 @@ def test_the_limiter_allows_a_burst_then_keeps_the_rate():
 
 def test_the_window_limiter_never_lets_more_than_the_limit_into_any_window():
     clock = FakeClock()
-    limiter = WindowLimiter(60, 60.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = WindowLimiter(60, 60.0, clock=clock)
     stamps = []
     for _ in range(200):
         limiter.acquire()
