@@ -74,7 +74,9 @@ def install(
     *, terminal: bool, quiet: bool, console: Console | None = None, json_lines: bool = False
 ) -> Callable[[], None]:
     """Send the `bridge` logger's lines to stderr (see the module; `json_lines`: one JSON object per line, as
-    `bridge serve` logs); returns what undoes it."""
+    `bridge serve` logs), through this handler alone: one installed before and never undone (a command run in the
+    same process before this one, whose stderr may be closed by now) is dropped. Returns what undoes it."""
+    _drop_installed()
     handler: logging.Handler
     if json_lines:
         handler = logging.StreamHandler(sys.stderr)
@@ -101,6 +103,12 @@ def install(
     return remove
 
 
+def _drop_installed() -> None:
+    for handler in list(_installed):
+        LOGGER.removeHandler(handler)
+        _installed.remove(handler)
+
+
 def status_handler() -> StatusHandler | None:
     """The terminal handler in force, if any (a progress display attaches its status line to it)."""
     found = [h for h in _installed if isinstance(h, StatusHandler)]
@@ -112,9 +120,6 @@ def switch_to_json(*, quiet: bool, also: tuple[str, ...] = ()) -> Callable[[], N
 
     `also` names other loggers (e.g. "uvicorn") whose lines go the same way. Returns what undoes it.
     """
-    for handler in list(_installed):
-        LOGGER.removeHandler(handler)
-        _installed.remove(handler)
     remove = install(terminal=False, quiet=quiet, json_lines=True)
     handler = _installed[-1]
     for name in also:
