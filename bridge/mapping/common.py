@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ParamSpec, TypeVar
@@ -66,6 +66,17 @@ def idempotency_key(action_key: str, *, limit: int = 50) -> str:
     """
     digest = hashlib.sha256(action_key.encode("utf-8")).hexdigest()
     return ("bridge-" + digest)[:limit]
+
+
+def objects(raw: Mapping[str, Any], key: str, field: str) -> list[Mapping[str, Any]]:
+    """`raw[key]`, a list of objects (none when absent); a `DataError` naming `field` when it is anything else."""
+    value = raw.get(key) or []
+    if not isinstance(value, list):
+        raise DataError(f"{field} is not a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise DataError(f"{field}[{index}] is not an object")
+    return value
 
 
 def money(value: Any, currency: str, field: str) -> Decimal:

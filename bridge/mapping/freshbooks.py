@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
+from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -136,13 +136,8 @@ def is_provider_fee_line(line: Mapping[str, Any]) -> bool:
 
 
 def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
-    value = raw.get("lines") or []
-    if not isinstance(value, list):
-        raise DataError("invoice.lines is not a list")
     out: list[LineItem] = []
-    for index, line in enumerate(value):
-        if not isinstance(line, Mapping):
-            raise DataError(f"invoice.lines[{index}] is not an object")
+    for index, line in enumerate(objects(raw, "lines", "invoice.lines")):
         field = f"invoice.lines[{index}]"
         name = text(line.get("name"), f"{field}.name", required=False)
         description = text(line.get("description"), f"{field}.description", required=False)

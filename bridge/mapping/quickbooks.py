@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError, ProviderError
-from bridge.mapping.common import currency_code, iso_date, money, refuses_malformed, text
+from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
@@ -126,12 +126,7 @@ def map_customer(raw: Mapping[str, Any]) -> Customer:
 
 def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
     lines: list[LineItem] = []
-    raw_lines = raw.get("Line") or []
-    if not isinstance(raw_lines, list):
-        raise DataError("Invoice.Line is not a list")
-    for index, line in enumerate(raw_lines):
-        if not isinstance(line, Mapping):
-            raise DataError(f"Invoice.Line[{index}] is not an object")
+    for index, line in enumerate(objects(raw, "Line", "Invoice.Line")):
         kind = line.get("DetailType")
         if kind not in _LINE_KINDS:
             continue  # SubTotalLineDetail and tax lines are not charges of their own
@@ -225,12 +220,7 @@ def map_payment(raw: Mapping[str, Any], connection: str, home_currency: str = "U
     day = iso_date(raw.get("TxnDate"), "Payment.TxnDate")
     assert day is not None
     allocations: list[Allocation] = []
-    raw_lines = raw.get("Line") or []
-    if not isinstance(raw_lines, list):
-        raise DataError("Payment.Line is not a list")
-    for index, line in enumerate(raw_lines):
-        if not isinstance(line, Mapping):
-            raise DataError(f"Payment.Line[{index}] is not an object")
+    for index, line in enumerate(objects(raw, "Line", "Payment.Line")):
         amount = money(line.get("Amount"), currency, f"Payment.Line[{index}].Amount")
         for linked in line.get("LinkedTxn") or []:
             if isinstance(linked, Mapping) and linked.get("TxnType") == "Invoice":

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, money, refuses_malformed, text
+from bridge.mapping.common import currency_code, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -86,16 +86,6 @@ def _obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(raw: Mapping[str, Any], key: str, field: str) -> list[Mapping[str, Any]]:
-    value = raw.get(key) or []
-    if not isinstance(value, list):
-        raise DataError(f"{field} is not a list")
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            raise DataError(f"{field}[{index}] is not an object")
-    return value
-
-
 @refuses_malformed("Contact")
 def map_contact(raw: Mapping[str, Any]) -> Customer:
     """A Xero Contact as the model's Customer."""
@@ -109,7 +99,7 @@ def map_contact(raw: Mapping[str, Any]) -> Customer:
 
 def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
     lines: list[LineItem] = []
-    for index, line in enumerate(_list(raw, "LineItems", "Invoice.LineItems")):
+    for index, line in enumerate(objects(raw, "LineItems", "Invoice.LineItems")):
         lines.append(
             LineItem(
                 id=text(line.get("LineItemID"), f"Invoice.LineItems[{index}].LineItemID", required=False) or None,
@@ -124,7 +114,7 @@ def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
 def _credits(raw: Mapping[str, Any], currency: str, invoice_id: str) -> list[Allocation]:
     """Credit notes allocated to the invoice, with their dates (they lower the late-fee base like payments)."""
     out: list[Allocation] = []
-    for index, note in enumerate(_list(raw, "CreditNotes", "Invoice.CreditNotes")):
+    for index, note in enumerate(objects(raw, "CreditNotes", "Invoice.CreditNotes")):
         field = f"Invoice.CreditNotes[{index}]"
         amount = money(note.get("AppliedAmount", note.get("Total")), currency, f"{field}.AppliedAmount")
         when = day(note.get("Date"), f"{field}.Date")
