@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
 
 from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
@@ -535,6 +535,47 @@ def paged(guard: PageGuard, read: Callable[[int], tuple[list[Raw], bool]], id_of
         page += 1
 
 
+class Keyset(Generic[S]):
+    """One keyset read, step by step: `next()` says what to read (the watermark, None for everything, and the page
+    within it), `take(rows)` takes the answer; `rows` holds every row from `since` on (the rest taken already),
+    oldest first, and `done` is set by a short page.
+
+    After a full page the next read starts again at page 1 from the newest row's watermark (never at an offset,
+    which shifts when records change meanwhile); a full page wholly at one watermark (`same`), the one it was read
+    from or the first read's, can only be followed by its next page. `keyset` drives one read to its end; a
+    provider that can ask several queries in one call (QuickBooks' /batch) drives several side by side."""
+
+    def __init__(
+        self,
+        guard: PageGuard,
+        order: Callable[[Raw], tuple[S, str]],
+        *,
+        page_size: int,
+        same: Callable[[S, S], bool],
+        since: Position[S] | None = None,
+    ) -> None:
+        self.guard, self.order, self.page_size, self.same = guard, order, page_size, same
+        self.position, self.page, self.done = since, 1, False
+        self.rows: list[Raw] = []
+
+    def next(self) -> tuple[S | None, int]:
+        return (self.position.watermark if self.position is not None else None), self.page
+
+    def take(self, rows: list[Raw]) -> None:
+        watermark = self.next()[0]
+        self.guard.page((self.order(r)[1] for r in rows), watermark)
+        fresh, after = advance(self.position, rows, self.order)
+        self.rows += fresh
+        if len(rows) < self.page_size:
+            self.done = True
+            return
+        first, last = self.order(rows[0])[0], self.order(rows[-1])[0]
+        if self.same(first, last) and (watermark is None or self.same(first, watermark)):
+            self.page += 1
+        else:
+            self.position, self.page = after, 1
+
+
 def keyset(
     guard: PageGuard,
     read: Callable[[S | None, int], list[Raw]],
@@ -544,25 +585,12 @@ def keyset(
     same: Callable[[S, S], bool],
     since: Position[S] | None = None,
 ) -> list[Raw]:
-    """Every row from `since` on (the rest taken already), oldest first, read by keyset: `read(watermark, page)`
-    lists the rows at or after the watermark (everything when None), `page_size` at a time. After a full page
-    the next read starts again at page 1 from the newest row's watermark (never at an offset, which shifts when
-    records change meanwhile); a full page wholly at one watermark (`same`), the one it was read from or the first
-    read's, can only be followed by its next page. A short page ends the read."""
-    position, page, out = since, 1, []
-    while True:
-        watermark = position.watermark if position is not None else None
-        rows = read(watermark, page)
-        guard.page((order(r)[1] for r in rows), watermark)
-        fresh, after = advance(position, rows, order)
-        out += fresh
-        if len(rows) < page_size:
-            return out
-        first, last = order(rows[0])[0], order(rows[-1])[0]
-        if same(first, last) and (watermark is None or same(first, watermark)):
-            page += 1
-        else:
-            position, page = after, 1
+    """Every row from `since` on, oldest first, by one `Keyset` read: `read(watermark, page)` lists the rows at or
+    after the watermark (everything when None), `page_size` at a time."""
+    reading = Keyset(guard, order, page_size=page_size, same=same, since=since)
+    while not reading.done:
+        reading.take(read(*reading.next()))
+    return reading.rows
 
 
 def stamped(cursors: Mapping[str, Cursor | None], full_at: datetime | None) -> dict[str, Cursor]:

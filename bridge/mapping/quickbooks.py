@@ -319,3 +319,47 @@ def invoice_link(answer: Any) -> str | None:
     """`Invoice.InvoiceLink` of an invoice read with `include=invoiceLink` (present when online payment is on)."""
     link = _ref(answer, "Invoice").get("InvoiceLink") if isinstance(answer, Mapping) else None
     return link if isinstance(link, str) and link else None
+
+
+def keyset_query(entity: str, cap: str, watermark: tuple[datetime, str] | None, page: int) -> str:
+    """The query of one keyset page: `entity` records last updated up to `cap` and (with a watermark) from the
+    watermark on, oldest first, `page` within them."""
+    where = [f"Metadata.LastUpdatedTime <= {stamp_literal(cap)}"]
+    if watermark:  # the provider's own text: checked to be a timestamp before it enters a query
+        where.append(f"Metadata.LastUpdatedTime >= {stamp_literal(watermark[1])}")
+    return (
+        f"SELECT * FROM {entity} WHERE {' AND '.join(where)} "
+        f"ORDERBY Metadata.LastUpdatedTime STARTPOSITION {(page - 1) * PAGE + 1} MAXRESULTS {PAGE}"
+    )
+
+
+def batch_queries(queries: Mapping[str, str]) -> dict[str, Any]:
+    """A /batch request asking `queries` (by their bId) at once."""
+    return {"BatchItemRequest": [{"bId": bid, "Query": query} for bid, query in queries.items()]}
+
+
+def batch_query_rows(answer: Any, queries: Mapping[str, str]) -> dict[str, list[Mapping[str, Any]]]:
+    """The records each query of a /batch answer brought, by its bId (the entity it reads). A query refused on
+    its own (a Fault in its item), missing, or answered with anything but a list of records is a ProviderError."""
+    items = answer.get("BatchItemResponse") if isinstance(answer, Mapping) else None
+    if not isinstance(items, list):
+        raise ProviderError("QuickBooks answered a batch without a BatchItemResponse list")
+    found = {str(item.get("bId")): item for item in items if isinstance(item, Mapping)}
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for entity in queries:
+        item = found.get(entity)
+        if item is None:
+            raise ProviderError(f"QuickBooks' batch answer holds no answer to the {entity} query")
+        if "Fault" in item:
+            errors = _ref(item, "Fault").get("Error")
+            said = "; ".join(
+                " ".join(str(e.get(k) or "") for k in ("code", "Message", "Detail")).strip()
+                for e in (errors if isinstance(errors, list) else [])
+                if isinstance(e, Mapping)
+            )
+            raise ProviderError(f"QuickBooks refused the {entity} query of a batch: {said or 'no detail'}"[:500])
+        rows = _ref(item, "QueryResponse").get(entity, [])
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            raise ProviderError(f"QuickBooks answered a {entity} query with something not a list of records")
+        out[entity] = rows
+    return out

@@ -82,7 +82,9 @@ def _xero_same_page() -> Reply:
 
 def _quickbooks_same_page() -> Reply:
     rows = [{"Id": str(i), "MetaData": {"LastUpdatedTime": QBO_STAMP}} for i in range(1000)]
-    return send_json({"QueryResponse": {"Customer": rows, "Invoice": rows, "Payment": rows}})
+    # A full read asks each entity's next page in one /batch call.
+    items = [{"bId": entity, "QueryResponse": {entity: rows}} for entity in ("Customer", "Invoice", "Payment")]
+    return send_json({"BatchItemResponse": items})
 
 
 def _freshbooks_page(rows: list[dict[str, object]], **counts: object) -> Reply:
@@ -96,7 +98,7 @@ def _freshbooks_rows() -> list[dict[str, object]]:
 
 SAME_PAGE = {
     "xero": ("/Invoices", _xero_same_page, "xero page 2 brought no new invoices and did not advance the cursor"),
-    "quickbooks": ("/query", _quickbooks_same_page, "quickbooks page 2 brought no new Customer records"),
+    "quickbooks": ("/batch", _quickbooks_same_page, "quickbooks page 2 brought no new Customer records"),
     "freshbooks": (
         "/invoices/invoices",
         lambda: _freshbooks_page(_freshbooks_rows(), pages=1_000_000_000, total=100_000_000_000),

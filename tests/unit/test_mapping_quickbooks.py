@@ -138,3 +138,29 @@ def test_a_fee_invoice_references_the_original():
 def test_idempotency_keys_are_stable_short_and_distinct():
     a, b = idempotency_key("late_fee:c:130:2"), idempotency_key("late_fee:c:130:3")
     assert a == idempotency_key("late_fee:c:130:2") and a != b and len(a) <= 50
+
+
+def test_a_batch_of_keyset_queries_is_read_back_by_entity_and_a_refused_query_is_an_error() -> None:
+    from bridge.errors import ProviderError
+
+    queries = {e: qbo.keyset_query(e, "2026-10-20T10:00:00+00:00", None, 1) for e in ("Customer", "Invoice")}
+    assert qbo.batch_queries(queries)["BatchItemRequest"][1] == {"bId": "Invoice", "Query": queries["Invoice"]}
+    assert "STARTPOSITION 1 MAXRESULTS 1000" in queries["Customer"]
+    answer = {
+        "BatchItemResponse": [
+            {"bId": "Invoice", "QueryResponse": {"Invoice": [{"Id": "7"}]}},
+            {"bId": "Customer", "QueryResponse": {}},
+        ]
+    }
+    assert qbo.batch_query_rows(answer, queries) == {"Customer": [], "Invoice": [{"Id": "7"}]}
+    fault = {"Fault": {"Error": [{"code": "4000", "Message": "Error parsing query"}], "type": "ValidationFault"}}
+    refused = {"BatchItemResponse": [{"bId": "Customer", "QueryResponse": {}}, {"bId": "Invoice", **fault}]}
+    with pytest.raises(ProviderError, match="refused the Invoice query of a batch: 4000 Error parsing query"):
+        qbo.batch_query_rows(refused, queries)
+    with pytest.raises(ProviderError, match="no answer to the Invoice query"):
+        qbo.batch_query_rows({"BatchItemResponse": answer["BatchItemResponse"][1:]}, queries)
+    with pytest.raises(ProviderError, match="not a list of records"):
+        qbo.batch_query_rows({"BatchItemResponse": [{"bId": "Customer", "QueryResponse": {"Customer": [1]}}]}, queries)
+    # The watermark enters a query only as the provider's own timestamp text.
+    watermark = qbo.order({"Id": "1", "MetaData": {"LastUpdatedTime": "2026-10-01T09:00:00-07:00"}})[0]
+    assert ">= '2026-10-01T09:00:00-07:00'" in qbo.keyset_query("Payment", "2026-10-20T10:00:00+00:00", watermark, 2)
