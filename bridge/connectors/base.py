@@ -228,8 +228,9 @@ class BaseConnector(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        d = cls.descriptor
-        cls.provider, cls.label, cls.tenant_what = d.name, d.display_name, d.tenant_label
+        d = cls.__dict__.get("descriptor")  # an intermediate class of a plugin may leave it to its subclasses
+        if d is not None:
+            cls.provider, cls.label, cls.tenant_what = d.name, d.display_name, d.tenant_label
 
     def __init__(
         self,
