@@ -196,20 +196,29 @@ def _charges(
     paid_dates = [a.date for a in allocations]
     paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
     charges: list[FeeCharge] = []
+    # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
+    # (payments counted, base, amount, how the reason ends, the amount when nothing stops or cuts it).
+    last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
     for k in owed:
         on = occurrence_date(effective_due, terms, k)
-        base = principal - paid_totals[bisect_right(paid_dates, on)]
-        if compounding:
-            base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
-        if base <= 0:
-            continue
-        percent_part = (percent * base / _HUNDRED).quantize(unit, ROUND_HALF_UP)
-        amount = flat + percent_part if summed else max(flat, percent_part)
-        reason = f"occurrence {k} fell on {on.isoformat()}: {how}"
-        if states_base:
-            reason += f"{base.quantize(unit):f}"
-        if cap is None and amount >= min_fee and amount > 0:  # `_within_caps` when nothing stops or cuts it
-            charge = FeeCharge(k, on, amount.quantize(unit), base, reason)
+        paid = bisect_right(paid_dates, on)
+        if last is not None and last[0] == paid and not compounding:
+            _, base, amount, how_much, clear = last
+        else:
+            base = principal - paid_totals[paid]
+            if compounding:
+                base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
+            if base <= 0:
+                continue
+            percent_part = (percent * base / _HUNDRED).quantize(unit, ROUND_HALF_UP)
+            amount = flat + percent_part if summed else max(flat, percent_part)
+            how_much = f"{how}{base.quantize(unit):f}" if states_base else how
+            # `_within_caps` when nothing stops or cuts the fee
+            clear = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
+            last = (paid, base, amount, how_much, clear)
+        reason = f"occurrence {k} fell on {on.isoformat()}: {how_much}"
+        if clear is not None:
+            charge = FeeCharge(k, on, clear, base, reason)
         else:
             charge = _within_caps(k, on, base, amount, reason, min_fee, cap, running, currency)
         charges.append(charge)
