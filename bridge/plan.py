@@ -309,15 +309,16 @@ class RecordError:
         return {"connection": self.connection, "record": self.record, "error": self.error}
 
 
-_NO_KEY = ("", -1)
+def _order(connection: str, number: tuple[int | str, ...], key: str | None, last: str) -> tuple[Any, ...]:
+    """An item's place in the plan: (connection, invoice number's natural key, key head, key number, last).
 
-
-def _key_order(key: str | None) -> tuple[str, int]:
-    # Action keys end in a step or occurrence number: order 9 before 10 without a full natural sort.
+    Action keys end in a step or occurrence number: order 9 before 10 without a full natural sort. One flat
+    tuple per item (a plan sorts hundreds of thousands), which orders as the nested one would.
+    """
     if key is None:
-        return _NO_KEY
+        return (connection, number, "", -1, last)
     head, _, tail = key.rpartition(":")
-    return (head, int(tail)) if tail.isdecimal() else (key, -1)
+    return (connection, number, head, int(tail), last) if tail.isdecimal() else (connection, number, key, -1, last)
 
 
 class _NaturalKeys(dict[str, tuple[int | str, ...]]):
@@ -354,15 +355,12 @@ class Plan:
         return cls(
             as_of=as_of,
             actions=tuple(
-                sorted(actions, key=lambda a: (a.connection, natural[a.invoice.number or ""], _key_order(a.key), ""))
+                sorted(actions, key=lambda a: _order(a.connection, natural[a.invoice.number or ""], a.key, ""))
             ),
-            skipped=tuple(
-                sorted(skipped, key=lambda s: (s.connection, natural[s.invoice or ""], _key_order(s.key), s.code))
-            ),
+            skipped=tuple(sorted(skipped, key=lambda s: _order(s.connection, natural[s.invoice or ""], s.key, s.code))),
             warnings=tuple(
                 sorted(
-                    warnings,
-                    key=lambda w: (w.connection, natural[w.invoice or ""], _NO_KEY, f"{w.code}:{w.detail}"),
+                    warnings, key=lambda w: _order(w.connection, natural[w.invoice or ""], None, f"{w.code}:{w.detail}")
                 )
             ),
             errors=tuple(sorted(errors, key=lambda e: (e.connection, natural_key(e.record), e.error))),
