@@ -24,11 +24,6 @@ _FEE_WORDS = re.compile(
 _HUNDRED = Decimal(100)
 
 
-def occurrence_date(effective_due: date, terms: LateFee, k: int) -> date:
-    """Day occurrence `k` (1-based) falls on: due + grace + (k-1) * every_days, calendar days."""
-    return effective_due + timedelta(days=terms.grace_days + (k - 1) * terms.every_days)
-
-
 def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> int:
     """Highest occurrence whose date is on or before `today`, capped at max_occurrences (0 when none)."""
     days = (today - effective_due).days - terms.grace_days
@@ -199,8 +194,9 @@ def _charges(
     # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
     # (payments counted, base, amount, how the reason ends, the amount when nothing stops or cuts it).
     last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
+    days = _occurrence_days(effective_due, terms.grace_days, terms.every_days, owed[-1])
     for k in owed:
-        on = occurrence_date(effective_due, terms, k)
+        on, fell_on = days[k - 1]
         paid = bisect_right(paid_dates, on)
         if last is not None and last[0] == paid and not compounding:
             _, base, amount, how_much, clear = last
@@ -216,7 +212,7 @@ def _charges(
             # `_within_caps` when nothing stops or cuts the fee
             clear = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
             last = (paid, base, amount, how_much, clear)
-        reason = f"occurrence {k} fell on {on.isoformat()}: {how_much}"
+        reason = fell_on + how_much
         if clear is not None:
             charge = FeeCharge(k, on, clear, base, reason)
         else:
@@ -226,6 +222,17 @@ def _charges(
             charged[k] = charge.amount
             running += charge.amount
     return charges
+
+
+@lru_cache(maxsize=4096)
+def _occurrence_days(effective_due: date, grace_days: int, every_days: int, last: int) -> tuple[tuple[date, str], ...]:
+    """Occurrences 1 to `last` of an invoice due on `effective_due`: the day each falls on (due + grace + (k-1) *
+    every_days, calendar days) and how its reason begins. Invoices share due dates, so they share these."""
+    days = []
+    for k in range(1, last + 1):
+        on = effective_due + timedelta(days=grace_days + (k - 1) * every_days)
+        days.append((on, f"occurrence {k} fell on {on.isoformat()}: "))
+    return tuple(days)
 
 
 def _within_caps(
