@@ -431,6 +431,8 @@ class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
     __slots__ = (
+        "_deliveries",
+        "_step_reasons",
         "_steps",
         "_superseded",
         "channels",
@@ -455,6 +457,29 @@ class _PerContract:
         self._steps: dict[date, Step | None] = {}
         self.fee_terms = fee_terms(late_fee)  # what reminders restate
         self._superseded: dict[tuple[int, tuple[int, ...]], tuple[tuple[int, str], ...]] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._step_reasons: dict[tuple[int, date, date], str] = {}
+
+    def delivery(self, provider: str) -> Delivery:
+        """What this contract's reminders put in front of a client of `provider`."""
+        delivery = self._deliveries.get(provider)
+        if delivery is None:
+            channel = self.contract.reminders.channel
+            delivery = self._deliveries[provider] = reminder_delivery(provider, channel, self.channels)
+        return delivery
+
+    def step_reason(self, step: Step, effective_due: date) -> str:
+        """How a reminder's reason begins, up to the amount it states (the same for invoices due the same day)."""
+        key = (step.number, step.date, effective_due)
+        text = self._step_reasons.get(key)
+        if text is None:
+            days_overdue = (self.today - effective_due).days
+            when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
+            text = self._step_reasons[key] = (
+                f"step {step.number} fell on {step.date.isoformat()}, {when} the due date "
+                f"{effective_due.isoformat()}; amount due "
+            )
+        return text
 
     def superseded(self, decision: ReminderDecision) -> tuple[tuple[int, str], ...]:
         """Each step the decision supersedes, with why it is skipped (the decided step replaces it). The texts are
@@ -491,7 +516,7 @@ def _reminder_action(
     terms = contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    delivery = reminder_delivery(inv.provider, terms.channel, run.channels)
+    delivery = run.delivery(inv.provider)
     subject = body = None
     if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
         rendered = render_message(
@@ -515,7 +540,6 @@ def _reminder_action(
             locale=contract.locale,
         )
         subject, body = rendered.subject, rendered.body
-    when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
     after_fees = " after this run's late fees" if balance != inv.amount_due else ""
     return Action(
         key=f"{prefix}{step.number}",
@@ -524,8 +548,7 @@ def _reminder_action(
         provider=inv.provider,
         invoice=ref,
         clause=run.reminders_clause,
-        reason=f"step {step.number} fell on {step.date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
-        f"amount due {format_amount(balance, inv.currency)}{after_fees}",
+        reason=f"{run.step_reason(step, effective_due)}{format_amount(balance, inv.currency)}{after_fees}",
         balance=balance,
         step=step.number,
         step_date=step.date,

@@ -33,8 +33,9 @@ def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> in
     return min(reached, terms.max_occurrences)
 
 
+@lru_cache(maxsize=4096)
 def period_label(k: int, on: date) -> str:
-    """What `{period}` becomes in a fee line's description."""
+    """What `{period}` becomes in a fee line's description (invoices due the same day share it)."""
     return f"no. {k}, {on.isoformat()}"
 
 
