@@ -378,11 +378,11 @@ class Plan:
         """Counts per kind and the late-fee total per currency."""
         fee_totals: dict[str, Decimal] = {}
         counts = Counter(map(attrgetter("kind"), self.actions))
-        late_fee = ActionKind.LATE_FEE
+        late_fee, zero = ActionKind.LATE_FEE, Decimal(0)
         for action in self.actions:
             if action.kind is late_fee and action.amount is not None:
                 cur = action.invoice.currency
-                fee_totals[cur] = fee_totals.get(cur, Decimal(0)) + action.amount
+                fee_totals[cur] = fee_totals.get(cur, zero) + action.amount
         return {
             "actions": len(self.actions),
             "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
