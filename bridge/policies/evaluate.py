@@ -30,7 +30,7 @@ from bridge.plan import (
 )
 from bridge.policies.history import History, InvoiceHistory
 from bridge.policies.late_fees import FeeOutcome, decide_late_fees, fee_description, fee_terms
-from bridge.policies.reminders import Step, decide_step, latest_due_step
+from bridge.policies.reminders import ReminderDecision, Step, decide_step, latest_due_step
 from bridge.policies.renegotiation import decide, project_of, renegotiation_terms
 from bridge.policies.terms import Contract, LateFee, Terms
 
@@ -331,27 +331,28 @@ def _late_fees(
     actions: list[Action] = []
     skips: list[Skip] = []
     ref: InvoiceRef | None = None
-    for charge in outcome.charges:
-        key = f"late_fee:{inv.connection}:{inv.id}:{charge.k}"
-        if charge.skip is not None:
-            skips.append(Skip(inv.connection, inv.number, SkipCode(charge.skip), charge.reason, clause, key))
+    conn, number, provider, item = inv.connection, inv.number, inv.provider, late_fee.item
+    prefix = f"late_fee:{conn}:{inv.id}:"
+    for k, on, amount, _, reason, skip in outcome.charges:
+        if skip is not None:
+            skips.append(Skip(conn, number, SkipCode(skip), reason, clause, f"{prefix}{k}"))
             continue
         ref = ref or _ref(inv, effective_due)
         actions.append(
             Action(
-                key=key,
-                kind=ActionKind.LATE_FEE,
-                connection=inv.connection,
-                provider=inv.provider,
-                invoice=ref,
-                clause=clause,
-                reason=charge.reason,
-                occurrence=charge.k,
-                occurrence_date=charge.on,
-                amount=charge.amount,
+                f"{prefix}{k}",
+                ActionKind.LATE_FEE,
+                conn,
+                provider,
+                ref,
+                clause,
+                reason,
+                occurrence=k,
+                occurrence_date=on,
+                amount=amount,
                 form=form,
-                item=late_fee.item,
-                description=fee_description(late_fee, inv.number, charge.k, charge.on),
+                item=item,
+                description=fee_description(late_fee, number, k, on),
             )
         )
     line_total = sum((a.amount for a in actions if a.amount is not None), Decimal(0)) if form == "line" else Decimal(0)
@@ -384,12 +385,11 @@ def _reminder(
     if decision is None:
         return None, []
     clause = run.reminders_clause
-    prefix = f"reminder:{inv.connection}:{inv.id}:"
+    conn, number = inv.connection, inv.number
+    prefix = f"reminder:{conn}:{inv.id}:"
     step = decision.step
-    skips = [
-        Skip(inv.connection, inv.number, SkipCode.SUPERSEDED, run.superseded(n, step.number), clause, f"{prefix}{n}")
-        for n in decision.superseded
-    ]
+    superseded = SkipCode.SUPERSEDED
+    skips = [Skip(conn, number, superseded, why, clause, f"{prefix}{n}") for n, why in run.superseded(decision)]
     if decision.blocked is not None:
         blocked_clause = f"{clause}.{decision.blocked}" + ("_days" if decision.blocked == "min_gap" else "")
         skips.append(
@@ -431,6 +431,8 @@ class _PerContract:
     """What one evaluation works out once per contract rather than once per invoice."""
 
     __slots__ = (
+        "_deliveries",
+        "_step_reasons",
         "_steps",
         "_superseded",
         "channels",
@@ -454,15 +456,42 @@ class _PerContract:
         self.late_fee: LateFee | None = late_fee if late_fee is not None and late_fee.charges_anything else None
         self._steps: dict[date, Step | None] = {}
         self.fee_terms = fee_terms(late_fee)  # what reminders restate
-        self._superseded: dict[tuple[int, int], str] = {}
+        self._superseded: dict[tuple[int, tuple[int, ...]], tuple[tuple[int, str], ...]] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._step_reasons: dict[tuple[int, date, date], str] = {}
 
-    def superseded(self, number: int, latest: int) -> str:
-        """Why step `number` is skipped: `latest` replaces it. One text per pair, shared by every invoice (a
-        large plan holds several such skips per invoice)."""
-        text = self._superseded.get((number, latest))
+    def delivery(self, provider: str) -> Delivery:
+        """What this contract's reminders put in front of a client of `provider`."""
+        delivery = self._deliveries.get(provider)
+        if delivery is None:
+            channel = self.contract.reminders.channel
+            delivery = self._deliveries[provider] = reminder_delivery(provider, channel, self.channels)
+        return delivery
+
+    def step_reason(self, step: Step, effective_due: date) -> str:
+        """How a reminder's reason begins, up to the amount it states (the same for invoices due the same day)."""
+        key = (step.number, step.date, effective_due)
+        text = self._step_reasons.get(key)
         if text is None:
-            text = self._superseded[(number, latest)] = f"step {number} was never sent; step {latest} replaces it"
+            days_overdue = (self.today - effective_due).days
+            when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
+            text = self._step_reasons[key] = (
+                f"step {step.number} fell on {step.date.isoformat()}, {when} the due date "
+                f"{effective_due.isoformat()}; amount due "
+            )
         return text
+
+    def superseded(self, decision: ReminderDecision) -> tuple[tuple[int, str], ...]:
+        """Each step the decision supersedes, with why it is skipped (the decided step replaces it). The texts are
+        made once per (steps, latest step) and shared by every invoice (a large plan holds several per invoice)."""
+        key = (decision.step.number, decision.superseded)
+        pairs = self._superseded.get(key)
+        if pairs is None:
+            latest = decision.step.number
+            pairs = self._superseded[key] = tuple(
+                (n, f"step {n} was never sent; step {latest} replaces it") for n in decision.superseded
+            )
+        return pairs
 
     def latest_step(self, effective_due: date) -> Step | None:
         """The latest reminder step due today for an invoice due on `effective_due` (invoices share due dates)."""
@@ -487,7 +516,7 @@ def _reminder_action(
     terms = contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
     days_overdue = (today - effective_due).days
-    delivery = reminder_delivery(inv.provider, terms.channel, run.channels)
+    delivery = run.delivery(inv.provider)
     subject = body = None
     if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
         rendered = render_message(
@@ -511,7 +540,6 @@ def _reminder_action(
             locale=contract.locale,
         )
         subject, body = rendered.subject, rendered.body
-    when = f"{-days_overdue} days before" if days_overdue < 0 else f"{days_overdue} days after"
     after_fees = " after this run's late fees" if balance != inv.amount_due else ""
     return Action(
         key=f"{prefix}{step.number}",
@@ -520,8 +548,7 @@ def _reminder_action(
         provider=inv.provider,
         invoice=ref,
         clause=run.reminders_clause,
-        reason=f"step {step.number} fell on {step.date.isoformat()}, {when} the due date {effective_due.isoformat()}; "
-        f"amount due {format_amount(balance, inv.currency)}{after_fees}",
+        reason=f"{run.step_reason(step, effective_due)}{format_amount(balance, inv.currency)}{after_fees}",
         balance=balance,
         step=step.number,
         step_date=step.date,

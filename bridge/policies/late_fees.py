@@ -6,9 +6,10 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from itertools import accumulate
+from typing import NamedTuple
 
 from bridge.messages import FeeTerms
 from bridge.model import Invoice, LineItem
@@ -23,11 +24,6 @@ _FEE_WORDS = re.compile(
 _HUNDRED = Decimal(100)
 
 
-def occurrence_date(effective_due: date, terms: LateFee, k: int) -> date:
-    """Day occurrence `k` (1-based) falls on: due + grace + (k-1) * every_days, calendar days."""
-    return effective_due + timedelta(days=terms.grace_days + (k - 1) * terms.every_days)
-
-
 def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> int:
     """Highest occurrence whose date is on or before `today`, capped at max_occurrences (0 when none)."""
     days = (today - effective_due).days - terms.grace_days
@@ -37,8 +33,9 @@ def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> in
     return min(reached, terms.max_occurrences)
 
 
+@lru_cache(maxsize=4096)
 def period_label(k: int, on: date) -> str:
-    """What `{period}` becomes in a fee line's description."""
+    """What `{period}` becomes in a fee line's description (invoices due the same day share it)."""
     return f"no. {k}, {on.isoformat()}"
 
 
@@ -103,9 +100,9 @@ def classify_fee_lines(invoice: Invoice, terms: LateFee) -> FeeLines:
     return FeeLines(own, tuple(foreign), total)
 
 
-@dataclass(frozen=True, slots=True)
-class FeeCharge:
-    """Occurrence `k` to charge, or (when `skip` is set) why it is not charged."""
+class FeeCharge(NamedTuple):
+    """Occurrence `k` to charge, or (when `skip` is set) why it is not charged (a named tuple: one per occurrence
+    owed, several per invoice)."""
 
     k: int
     on: date
@@ -185,29 +182,58 @@ def _charges(
     currency = invoice.currency
     running = sum(charged.values(), Decimal(0))
     cap = cap_for(principal, currency, terms)
-    flat = round_half_up(terms.flat, currency)
-    min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
+    unit = quantum(currency)
+    flat = terms.flat.quantize(unit, ROUND_HALF_UP)
+    min_fee = unit if terms.min_fee is None else terms.min_fee
+    percent, compounding, summed = terms.percent, terms.compounding, terms.combine == "sum"
+    how, states_base = _how(terms.percent, terms.flat, terms.combine, currency)
     # Payments and credits by date, for "paid on or before occurrence k's date".
     allocations = sorted(invoice.payments, key=lambda a: a.date)
     paid_dates = [a.date for a in allocations]
     paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
     charges: list[FeeCharge] = []
+    # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
+    # (payments counted, base, amount, how the reason ends, the amount when nothing stops or cuts it).
+    last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
+    days = _occurrence_days(effective_due, terms.grace_days, terms.every_days, owed[-1])
     for k in owed:
-        on = occurrence_date(effective_due, terms, k)
-        base = principal - paid_totals[bisect_right(paid_dates, on)]
-        if terms.compounding:
-            base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
-        if base <= 0:
-            continue
-        percent_part = round_half_up(terms.percent * base / _HUNDRED, currency)
-        amount = flat + percent_part if terms.combine == "sum" else max(flat, percent_part)
-        reason = _explain(k, on, terms, base, flat, currency)
-        charge = _within_caps(k, on, base, amount, reason, min_fee, cap, running, currency)
+        on, fell_on = days[k - 1]
+        paid = bisect_right(paid_dates, on)
+        if last is not None and last[0] == paid and not compounding:
+            _, base, amount, how_much, clear = last
+        else:
+            base = principal - paid_totals[paid]
+            if compounding:
+                base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
+            if base <= 0:
+                continue
+            percent_part = (percent * base / _HUNDRED).quantize(unit, ROUND_HALF_UP)
+            amount = flat + percent_part if summed else max(flat, percent_part)
+            how_much = f"{how}{base.quantize(unit):f}" if states_base else how
+            # `_within_caps` when nothing stops or cuts the fee
+            clear = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
+            last = (paid, base, amount, how_much, clear)
+        reason = fell_on + how_much
+        if clear is not None:
+            charge = FeeCharge(k, on, clear, base, reason)
+        else:
+            charge = _within_caps(k, on, base, amount, reason, min_fee, cap, running, currency)
         charges.append(charge)
         if charge.skip is None:
             charged[k] = charge.amount
             running += charge.amount
     return charges
+
+
+@lru_cache(maxsize=4096)
+def _occurrence_days(effective_due: date, grace_days: int, every_days: int, last: int) -> tuple[tuple[date, str], ...]:
+    """Occurrences 1 to `last` of an invoice due on `effective_due`: the day each falls on (due + grace + (k-1) *
+    every_days, calendar days) and how its reason begins. Invoices share due dates, so they share these."""
+    days = []
+    for k in range(1, last + 1):
+        on = effective_due + timedelta(days=grace_days + (k - 1) * every_days)
+        days.append((on, f"occurrence {k} fell on {on.isoformat()}: "))
+    return tuple(days)
 
 
 def _within_caps(
@@ -240,19 +266,19 @@ def _within_caps(
     return FeeCharge(k, on, amount.quantize(quantum(currency)), base, reason)
 
 
-def _explain(k: int, on: date, terms: LateFee, base: Decimal, flat: Decimal, currency: str) -> str:
-    base_text = format_amount(base, currency)
-    percent = f"{terms.percent.normalize():f}% of {base_text}"
-    flat_text = f"{format_amount(flat, currency)} flat"
-    if terms.flat == 0:
-        how = percent
-    elif terms.percent == 0:
-        how = flat_text
-    elif terms.combine == "sum":
-        how = f"{flat_text} + {percent}"
-    else:
-        how = f"the larger of {flat_text} and {percent}"
-    return f"occurrence {k} fell on {on.isoformat()}: {how}"
+@lru_cache(maxsize=256)
+def _how(percent: Decimal, flat: Decimal, combine: str, currency: str) -> tuple[str, bool]:
+    """How an occurrence's fee is worked out, as its reason says it: the text before the base amount, and whether
+    the base follows (a flat fee alone does not state it). The same for every occurrence under one clause."""
+    percent_of = f"{percent.normalize():f}% of "
+    flat_text = f"{format_amount(round_half_up(flat, currency), currency)} flat"
+    if flat == 0:
+        return percent_of, True
+    if percent == 0:
+        return flat_text, False
+    if combine == "sum":
+        return f"{flat_text} + {percent_of}", True
+    return f"the larger of {flat_text} and {percent_of}", True
 
 
 def fee_terms(terms: LateFee | None) -> FeeTerms | None:
