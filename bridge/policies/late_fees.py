@@ -6,7 +6,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
@@ -182,9 +182,8 @@ def _charges(
     currency = invoice.currency
     running = sum(charged.values(), Decimal(0))
     cap = cap_for(principal, currency, terms)
-    unit = quantum(currency)
-    flat = terms.flat.quantize(unit, ROUND_HALF_UP)
-    min_fee = unit if terms.min_fee is None else terms.min_fee
+    flat = round_half_up(terms.flat, currency)
+    min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
     percent, compounding, summed = terms.percent, terms.compounding, terms.combine == "sum"
     how, states_base = _how(terms.percent, terms.flat, terms.combine, currency)
     # Payments and credits by date, for "paid on or before occurrence k's date".
@@ -193,31 +192,25 @@ def _charges(
     paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
     charges: list[FeeCharge] = []
     # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
-    # (payments counted, base, amount, how the reason ends, the amount when nothing stops or cuts it).
-    last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
+    # (payments counted, base, amount, how the reason ends).
+    last: tuple[int, Decimal, Decimal, str] | None = None
     days = _occurrence_days(effective_due, terms.grace_days, terms.every_days, owed[-1])
     for k in owed:
         on, fell_on = days[k - 1]
         paid = bisect_right(paid_dates, on)
         if last is not None and last[0] == paid and not compounding:
-            _, base, amount, how_much, clear = last
+            _, base, amount, how_much = last
         else:
             base = principal - paid_totals[paid]
             if compounding:
                 base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
             if base <= 0:
                 continue
-            percent_part = (percent * base / _HUNDRED).quantize(unit, ROUND_HALF_UP)
+            percent_part = round_half_up(percent * base / _HUNDRED, currency)
             amount = flat + percent_part if summed else max(flat, percent_part)
-            how_much = f"{how}{base.quantize(unit):f}" if states_base else how
-            # `_within_caps` when nothing stops or cuts the fee
-            clear = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
-            last = (paid, base, amount, how_much, clear)
-        reason = fell_on + how_much
-        if clear is not None:
-            charge = FeeCharge(k, on, clear, base, reason)
-        else:
-            charge = _within_caps(k, on, base, amount, reason, min_fee, cap, running, currency)
+            how_much = f"{how}{format_amount(base, currency)}" if states_base else how
+            last = (paid, base, amount, how_much)
+        charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
         charges.append(charge)
         if charge.skip is None:
             charged[k] = charge.amount
