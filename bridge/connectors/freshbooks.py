@@ -231,6 +231,7 @@ class FreshBooksConnector(BaseConnector):
 
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Clients (all of them, or those with these ids), page by page."""
+        guard = PageGuard("freshbooks", "clients")
 
         def read(page: int) -> tuple[list[Raw], bool]:
             builders: list[Builder] = [PaginateBuilder(page, PER_PAGE)]
@@ -242,7 +243,6 @@ class FreshBooksConnector(BaseConnector):
             rows = [r for r in data.get("clients") or [] if isinstance(r, Mapping)]
             return rows, page >= guard.stated(data, page, len(rows), per_page=PER_PAGE)[0]
 
-        guard = PageGuard("freshbooks", "clients")
         return paged(guard, read, fm.record_id)
 
     def _notices(

@@ -354,9 +354,10 @@ def late_fee_clients(flagged: Iterable[str], clients: Iterable[Mapping[str, Any]
     say (numeric ids in numeric order)."""
     ids = set(flagged)
     for raw in clients:
-        ids.discard(record_id(raw))
+        client = record_id(raw)
+        ids.discard(client)
         if late_fees_allowed(raw):
-            ids.add(record_id(raw))
+            ids.add(client)
     return tuple(sorted(ids, key=id_order))
 
 
