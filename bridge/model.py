@@ -176,13 +176,14 @@ class RenegotiationRequest(_Frozen):
     new_due_date: date
     note: str = ""
     requested_by: str = ""
+    key: str | None = None
+    # the decision
     status: Literal["accepted", "refused"] | None = None
     reason: str | None = None
     decided_on: date | None = None
     original_due_date: date | None = None
     previous_due_date: date | None = None
     project: str | None = None
-    key: str | None = None
 
 
 INVOICE_JSON: TypeAdapter[Invoice] = TypeAdapter(Invoice)

@@ -197,24 +197,14 @@ class Action(NamedTuple):
             out["occurrence_date"] = occurrence_date.isoformat()
         if amount is not None:
             out["amount"] = format_amount(amount, ref.currency)
-        if form is not None:
-            out["form"] = form
-        if item is not None:
-            out["item"] = item
-        if description is not None:
-            out["description"] = description
-        if step is not None:
-            out["step"] = step
+        for name, value in (("form", form), ("item", item), ("description", description), ("step", step)):
+            if value is not None:
+                out[name] = value
         if step_date is not None:
             out["step_date"] = step_date.isoformat()
-        if message is not None:
-            out["message"] = message
-        if channel is not None:
-            out["channel"] = channel
-        if to is not None:
-            out["to"] = to
-        if sends is not None:
-            out["sends"] = sends
+        for name, value in (("message", message), ("channel", channel), ("to", to), ("sends", sends)):
+            if value is not None:
+                out[name] = value
         if balance is not None:
             out["balance"] = format_amount(balance, ref.currency)
         if new_due_date is not None:

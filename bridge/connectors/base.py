@@ -13,7 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast
+from urllib.parse import quote
 
 from bridge import clock
 from bridge.auth.vault import TokenSet, TokenVault
@@ -201,6 +202,10 @@ class RecordMapping(Protocol):
         """The id of the line a fee action wrote, when it is on the invoice."""
         ...
 
+    def pay_link(self, answer: Any, /) -> str | None:
+        """The online invoice / pay link in the answer to the connector's `link` read."""
+        ...
+
 
 class BaseConnector(ABC):
     """What every connector shares, written once: the session (limiter, tokens, retries, statistics, wire), the
@@ -225,6 +230,13 @@ class BaseConnector(ABC):
     pace_per_minute: ClassVar[int]  # the provider's pace for one account, by default (`_make_limiter`)
     full_reconcile_every: ClassVar[timedelta] = timedelta(days=1)  # a full read this often (it finds deletions)
     payments_follow_invoices: ClassVar[bool] = False  # a payment always changes its invoice: no invoice, no read
+    # What an e-mail carries: one invoice below the API root ("{tenant}" and "{id}" filled in), and the suffix and
+    # query of its PDF and of its pay link (None: the provider has none; an answer `no_link_status`: not this one).
+    invoice_path: ClassVar[str] = ""
+    pdf: ClassVar[tuple[str, Mapping[str, str]] | None] = None
+    link: ClassVar[tuple[str, Mapping[str, str]] | None] = None
+    no_link_status: ClassVar[int | None] = None
+    keeps_history = False  # the provider keeps an invoice history the bridge notes its SMTP e-mails in (a setting)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -246,16 +258,18 @@ class BaseConnector(ABC):
         limiter: Limiter | None = None,
         timeout: float = 30.0,
         sync_deadline: float | None = None,
+        **settings: Any,
     ) -> None:
         """A connector for one linked tenant (`base_url`: an emulator's; `environment`: which of the real
         service's, see the provider descriptor). Every connector on the same account (API root and tenant) in
-        this process shares one limiter, made by `_make_limiter` unless one is given."""
-        self.name = name
-        self.environment = environment
-        self.tenant_id = tenant_id
-        self.vault = vault
-        self.client_id = client_id
-        self.client_secret = client_secret
+        this process shares one limiter, made by `_make_limiter` unless one is given. `settings`: the provider's
+        own, each declared as a class attribute with its default (see `options`)."""
+        for key, value in settings.items():
+            if not hasattr(type(self), key):
+                raise TypeError(f"{type(self).__name__} has no setting {key!r}")
+            setattr(self, key, value)
+        self.name, self.environment, self.tenant_id, self.vault = name, environment, tenant_id, vault
+        self.client_id, self.client_secret = client_id, client_secret
         self.emulator = base_url.rstrip("/") if base_url else None
         self.api_base = self._api_base(self.emulator)
         self.session = ProviderSession(
@@ -319,32 +333,37 @@ class BaseConnector(ABC):
 
     # -- what an SMTP reminder carries (bridge.smtp) ------------------------------------------
 
-    @property
-    def keeps_history(self) -> bool:
-        """True where the provider keeps an invoice history the bridge notes its SMTP e-mails in."""
-        return False
-
     def invoice_pdf(self, invoice_id: str) -> bytes | None:
-        """The provider's PDF of the invoice; None when the provider offers none."""
-        return None
+        """The provider's PDF of the invoice (`pdf`); None when the provider offers none."""
+        return None if self.pdf is None else cast(bytes, self._fetch(invoice_id, self.pdf, "application/pdf"))
 
     def pay_link(self, invoice_id: str) -> str | None:
-        """The provider's online invoice / pay link; None when the provider (or this invoice) has none."""
-        return None
+        """The provider's online invoice / pay link (`link`, read by the mapping's `pay_link`); None when the provider
+        (or this invoice) has none."""
+        found = None if self.link is None else self._fetch(invoice_id, self.link, "application/json")
+        return None if found is None else self.mapping.pay_link(found)
 
-    def _fetch(self, url: str, *, accept: str, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
-        """One read for an e-mail's attachment or link, under the session (limiter, tokens, retries): the
-        bytes for `application/pdf` (a `ProviderError` unless it is a PDF), the decoded JSON otherwise."""
-        response = self.session.send(
-            "GET", url, safe_to_repeat=True, headers={"Accept": accept, **(headers or {})}, **kwargs
-        )
+    def _fetch(self, invoice_id: str, what: tuple[str, Mapping[str, str]], accept: str) -> Any:
+        """One read for an e-mail's attachment or link (`what`: the suffix after `invoice_path` and the query),
+        under the session (limiter, tokens, retries): the bytes for `application/pdf` (a `ProviderError` unless it
+        is a PDF), the decoded JSON otherwise (None when the answer is `no_link_status`)."""
+        path = self.invoice_path.format(tenant=quote(self.tenant_id), id=quote(invoice_id))
+        url = f"{self.api_base}{path}{what[0]}"
+        headers = {"Accept": accept, **self._read_headers()}
+        response = self.session.send("GET", url, safe_to_repeat=True, headers=headers, params=what[1])
+        if response.status_code == self.no_link_status and accept == "application/json":
+            return None
         if response.status_code >= 400:
-            raise ProviderError(f"{self.label} answered {response.status_code} to GET {url.split('?', 1)[0]}")
+            raise ProviderError(f"{self.label} answered {response.status_code} to GET {url}")
         if accept == "application/pdf":
             if not response.content.startswith(b"%PDF-"):
-                raise ProviderError(f"{self.label} answered GET {url.split('?', 1)[0]} with something not a PDF")
+                raise ProviderError(f"{self.label} answered GET {url} with something not a PDF")
             return response.content
         return response.json()
+
+    def _read_headers(self) -> Mapping[str, str]:
+        """What the provider wants on a read of our own beside the SDK's (Xero: the tenant)."""
+        return {}
 
     # -- hooks: the session ------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import requests
 
 from bridge.auth.vault import HeldTokens, TokenSet, TokenVault
 from bridge.connectors.http import CallStats, Limiter, RetryPolicy, Wire, raise_for_retriable, shared_limiter
-from bridge.errors import AuthError, Unauthorized
+from bridge.errors import AuthError, TransportError, Unauthorized
 
 T = TypeVar("T")
 
@@ -78,7 +78,10 @@ class ProviderSession:
                 f"refreshing {self.label} tokens needs the app's credentials: set {env}_CLIENT_ID and "
                 f"{env}_CLIENT_SECRET"
             )
-        return self._refresh(current)
+        try:
+            return self._refresh(current)
+        except TransportError as exc:
+            raise self.wire.note(exc) from None  # the deadline's error then says what hung
 
     def access_token(self) -> str:
         """The current access token, refreshed first when it is (nearly) expired."""

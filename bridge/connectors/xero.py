@@ -16,8 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
-from urllib.parse import quote
+from typing import Any
 
 import requests
 import simplejson
@@ -29,7 +28,7 @@ from xero_python.api_client.serializer import serialize  # type: ignore[import-u
 from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
 from bridge import clock, killpoints
-from bridge.auth.vault import TokenSet, TokenVault
+from bridge.auth.vault import TokenSet
 from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, token_url, tokens_from
 from bridge.connectors.base import (
     Applied,
@@ -44,13 +43,7 @@ from bridge.connectors.base import (
     take,
 )
 from bridge.connectors.http import RETRIABLE_STATUS
-from bridge.errors import (
-    AuthError,
-    ProviderError,
-    QuotaExhausted,
-    TransportError,
-    XeroHTTPError,
-)
+from bridge.errors import AuthError, ProviderError, QuotaExhausted, TransportError, XeroHTTPError
 from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
 from bridge.plan import Action, Warning
@@ -129,25 +122,14 @@ class XeroConnector(BaseConnector):
     mapping = xm
     production_api, api_path = PRODUCTION_API, "/api.xro/2.0"
     pace_per_minute = CALLS_PER_MINUTE
-
-    def __init__(
-        self,
-        name: str,
-        tenant_id: str,
-        vault: TokenVault,
-        *,
-        history_notes: bool = True,
-        daily_reserve: int = DAILY_RESERVE,
-        **options: Any,
-    ) -> None:
-        """`options`: those of every connector (`BaseConnector`)."""
-        self.history_notes = history_notes
-        self.daily_reserve = daily_reserve
-        super().__init__(name, tenant_id, vault, **options)
+    # The PDF is the invoice itself asked for as `application/pdf`; the online invoice holds the pay link.
+    invoice_path, pdf, link = "/Invoices/{id}", ("", {}), ("/OnlineInvoice", {})
+    keeps_history = True  # a note in the invoice's history for every action, and every e-mail sent by SMTP
+    daily_reserve = DAILY_RESERVE
 
     @classmethod
     def options(cls, connection: Any) -> dict[str, Any]:
-        return {"history_notes": connection.history_notes}
+        return {"keeps_history": connection.history_notes}
 
     def _connect(self, timeout: float) -> None:
         self.tokens = self.session.tokens
@@ -331,29 +313,29 @@ class XeroConnector(BaseConnector):
     def _write(self, fn: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> dict[str, Any]:
         return self._json(fn(self.tenant_id, *args, idempotency_key=key, _preload_content=False, **kwargs))
 
+    def _write_invoice(self, invoice: Raw, fn: Callable[..., Any], *args: Any, key: str) -> dict[str, Any]:
+        """Create or update one invoice (the body encoded by us: exact amounts); Xero's answer for it."""
+        answer = self._write(fn, *args, RawJSON({"Invoices": [invoice]}), key=key)
+        written: dict[str, Any] = (answer.get("Invoices") or [{}])[0]
+        return written
+
     def _fee_invoice(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
-        body = {
-            "Invoices": [xm.fee_invoice_create(raw_invoice, action, action.occurrence_date or clock.now_utc().date())]
-        }
-        created = self._write(self.accounting.create_invoices, RawJSON(body), key=self._key(action.key, ":invoice"))
-        invoice = (created.get("Invoices") or [{}])[0]
-        return Applied(str(invoice.get("InvoiceID")), "invoice")
+        fee = xm.fee_invoice_create(raw_invoice, action, action.occurrence_date or clock.now_utc().date())
+        created = self._write_invoice(fee, self.accounting.create_invoices, key=self._key(action.key, ":invoice"))
+        return Applied(str(created.get("InvoiceID")), "invoice")
 
     def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
         allocated = any(Decimal(str(raw_invoice.get(k) or 0)) > 0 for k in ("AmountPaid", "AmountCredited"))
         if action.form == "invoice" or allocated:
             return self._fee_invoice(action, raw_invoice)
-        body = {"Invoices": [xm.fee_line_update(raw_invoice, action)]}
+        invoice_id, body = raw_invoice["InvoiceID"], xm.fee_line_update(raw_invoice, action)
         try:
-            updated = self._write(
-                self.accounting.update_invoice, raw_invoice["InvoiceID"], RawJSON(body), key=self._key(action.key)
-            )
+            invoice = self._write_invoice(body, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
         except XeroHTTPError as exc:
             if exc.status == 400 and any(xm.NOT_EDITABLE in m for m in exc.messages):
                 # A payment or credit was allocated since the invoice was read: the fee goes on its own invoice.
                 return self._fee_invoice(action, raw_invoice)
             raise
-        invoice = (updated.get("Invoices") or [{}])[0]
         return Applied(xm.fee_line_id(invoice, action) or str(invoice.get("InvoiceID")), "line", invoice)
 
     def _note(self, invoice_id: str, action: Action, form: str | None) -> None:
@@ -376,10 +358,9 @@ class XeroConnector(BaseConnector):
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
-        body = {"Invoices": [xm.due_date_update(raw_invoice, new_due)]}
         invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
-        updated = self._write(self.accounting.update_invoice, invoice_id, RawJSON(body), key=self._key(action.key))
-        invoice = (updated.get("Invoices") or [{}])[0]
+        body = xm.due_date_update(raw_invoice, new_due)
+        invoice = self._write_invoice(body, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
         return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", None, invoice)
 
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
@@ -392,34 +373,15 @@ class XeroConnector(BaseConnector):
         """Carry out one action (every write with an Idempotency-Key derived from the action key), then queue its
         note for the invoice's history."""
         result = super().apply(action, raw_invoice)
-        if self.history_notes and result.response_id != "recorded":
+        if self.keeps_history and result.response_id != "recorded":
             self._note(str(raw_invoice.get("InvoiceID") or action.invoice.id), action, result.form)
         return result
-
-    @property
-    def keeps_history(self) -> bool:
-        """Xero keeps an invoice history: with `history_notes`, every e-mail sent by SMTP is noted there."""
-        return self.history_notes
 
     def note_sent(self, action: Action) -> None:
         """Queue the note of a reminder the firm's mailbox sent (written by `flush`, like every note)."""
         self._note(action.invoice.id, action, None)
 
-    def invoice_pdf(self, invoice_id: str) -> bytes | None:
-        """`GET /Invoices/{id}` with `Accept: application/pdf`."""
-        url = f"{self.api_base}/Invoices/{quote(invoice_id)}"
-        return cast(bytes, self._fetch(url, accept="application/pdf", headers=self._tenant()))
-
-    def pay_link(self, invoice_id: str) -> str | None:
-        """`GET /Invoices/{id}/OnlineInvoice` -> `OnlineInvoices[0].OnlineInvoiceUrl` (None when Xero has none)."""
-        found = self._fetch(
-            f"{self.api_base}/Invoices/{quote(invoice_id)}/OnlineInvoice",
-            accept="application/json",
-            headers=self._tenant(),
-        )
-        return xm.online_invoice_url(found)
-
-    def _tenant(self) -> dict[str, str]:
+    def _read_headers(self) -> dict[str, str]:
         return {"xero-tenant-id": self.tenant_id}
 
     def _fee_invoice_id(self, action: Action) -> str | None:

@@ -377,7 +377,7 @@ def late_fee_warnings(connection: str, ids: Iterable[str], clients: Mapping[str,
     ]
 
 
-def share_link(answer: Any) -> str | None:
+def pay_link(answer: Any) -> str | None:
     """`response.result.share_link.share_link` of a share-link answer."""
     result = answer.get("response", {}).get("result", {}) if isinstance(answer, Mapping) else {}
     share = result.get("share_link") if isinstance(result, Mapping) else None

@@ -315,7 +315,7 @@ def delivery_time(raw_invoice: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def invoice_link(answer: Any) -> str | None:
+def pay_link(answer: Any) -> str | None:
     """`Invoice.InvoiceLink` of an invoice read with `include=invoiceLink` (present when online payment is on)."""
     link = _ref(answer, "Invoice").get("InvoiceLink") if isinstance(answer, Mapping) else None
     return link if isinstance(link, str) and link else None

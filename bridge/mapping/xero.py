@@ -331,7 +331,7 @@ def reminders_warning(connection: str) -> Warning:
     )
 
 
-def online_invoice_url(answer: Any) -> str | None:
+def pay_link(answer: Any) -> str | None:
     """`OnlineInvoices[0].OnlineInvoiceUrl` of an online-invoice answer."""
     online = answer.get("OnlineInvoices") if isinstance(answer, Mapping) else None
     first = online[0] if isinstance(online, list) and online and isinstance(online[0], Mapping) else {}

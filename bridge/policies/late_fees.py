@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -279,12 +280,4 @@ def fee_terms(terms: LateFee | None) -> FeeTerms | None:
     charges nothing."""
     if terms is None or not terms.charges_anything:
         return None
-    return FeeTerms(
-        percent=terms.percent,
-        flat=terms.flat,
-        combine=terms.combine,
-        grace_days=terms.grace_days,
-        every_days=terms.every_days,
-        max_total=terms.max_total,
-        max_percent_of_total=terms.max_percent_of_total,
-    )
+    return FeeTerms(**{f.name: getattr(terms, f.name) for f in dataclasses.fields(FeeTerms)})

@@ -267,7 +267,7 @@ def test_every_action_leaves_a_history_note_unless_turned_off(env: XeroEnv, tmp_
     assert len(notes) == 2 and all(n.startswith("bridge: ") for n in notes)
     assert "contracts.standard.late_fee" in notes[0] and "due date moved to 2026-12-31" in notes[1]
 
-    quiet = make_env(env.sandbox, tmp_path / "other", name="no-notes", history_notes=False)
+    quiet = make_env(env.sandbox, tmp_path / "other", name="no-notes", keeps_history=False)
     other, other_raw = quiet.connector.read_invoice(quiet.open_invoice_id(), {})  # type: ignore[misc]
     quiet.connector.apply(fee_action(other, k=2), other_raw)
     quiet.connector.flush()
