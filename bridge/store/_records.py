@@ -7,14 +7,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, select
 
-from bridge.model import INVOICE_JSON, Invoice, Payment
+from bridge.model import INVOICE_JSON, EstimateRecord, Invoice, Payment
 from bridge.providers import customer_id_fields, first_id
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
-from bridge.store.rows import INVOICES, PAYMENTS, Cursor, Quarantined
+from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, Cursor, Quarantined
+
+_ESTIMATE_JSON: TypeAdapter[EstimateRecord] = TypeAdapter(EstimateRecord)
 
 
 def save(
@@ -29,6 +32,8 @@ def save(
     deleted_payments: Sequence[str],
     cursors: Mapping[str, Cursor],
     quarantined: Sequence[Quarantined],
+    estimates: Sequence[tuple[EstimateRecord, Mapping[str, Any]]] = (),
+    deleted_estimates: Sequence[str] = (),
 ) -> None:
     """Write one pull: upserts, then deletions, then quarantine, then cursors (see `Store.save_pull`)."""
     invoice_rows: dict[str, dict[str, Any]] = {}
@@ -50,6 +55,16 @@ def save(
             "connection": connection,
             "remote_id": payment.id,
             "model": payment.model_dump_json(),
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    estimate_rows: dict[str, dict[str, Any]] = {}
+    for estimate, raw in estimates:
+        _check_connection(connection, estimate.connection, "estimate", estimate.id)
+        estimate_rows[estimate.id] = {
+            "connection": connection,
+            "remote_id": estimate.id,
+            "model": _ESTIMATE_JSON.dump_json(estimate).decode(),
             "raw": jsontext.dumps(raw),
             "updated_at": now,
         }
@@ -106,6 +121,17 @@ def save(
     upsert(
         conn, t.customers, list(customer_rows.values()), keys=("connection", "remote_id"), update=("raw", "updated_at")
     )
+    if estimate_rows or deleted_estimates:
+        upsert(
+            conn,
+            t.estimates,
+            list(estimate_rows.values()),
+            keys=("connection", "remote_id"),
+            update=("model", "raw", "updated_at"),
+        )
+        delete_ids(conn, t.estimates, connection, "remote_id", deleted_estimates)
+        cleared = [*estimate_rows, *deleted_estimates]
+        delete_ids(conn, t.quarantine, connection, "record_id", cleared, stream=ESTIMATES)
     delete_ids(conn, t.invoices, connection, "remote_id", deleted_invoices)
     delete_ids(conn, t.payments, connection, "remote_id", deleted_payments)
     # A record that arrives fine, or is gone, is no longer quarantined.
@@ -161,6 +187,13 @@ def payments(conn: Connection, connection: str) -> list[Payment]:
     stmt = select(t.payments.c.remote_id, t.payments.c.model).where(t.payments.c.connection == connection)
     rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
     return [Payment.model_validate_json(model) for _, model in rows]
+
+
+def estimates(conn: Connection, connection: str) -> list[EstimateRecord]:
+    """Stored estimates of a connection, by remote id."""
+    stmt = select(t.estimates.c.remote_id, t.estimates.c.model).where(t.estimates.c.connection == connection)
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    return [_ESTIMATE_JSON.validate_json(model) for _, model in rows]
 
 
 def customers(conn: Connection, connection: str) -> dict[str, dict[str, Any]]:
