@@ -32,6 +32,10 @@ def _chased(plan: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def after_keys(plan: dict[str, Any], number: str) -> list[str]:
+    return _chased(plan).get(number, [])
+
+
 def _agreed(total: Decimal, factor: Decimal) -> Decimal:
     return (total / factor).quantize(Decimal("0.01"))
 
@@ -150,6 +154,7 @@ def test_an_invoice_over_its_estimate_is_not_chased_and_one_within_or_without_is
     after = plan_of(bridge(*book.args("--json", "sync", "--dry-run")))
     expected = {n: keys for n, keys in chased.items() if n != over}
     assert _chased(after) == expected  # the invoice within tolerance and the one without are chased as before
+    assert after_keys(after, within) == chased[within] and after_keys(after, without) == chased[without]
     currency = next(a["invoice"]["currency"] for a in before["actions"] if a["invoice"]["number"] == over)
     billed = f"{format_amount(totals[over], currency)} {currency}"
     agreed = f"{format_amount(_agreed(totals[over], OVER), currency)} {currency}"
