@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, select
@@ -18,6 +18,7 @@ from bridge.store._sql import delete_ids, id_order, upsert
 from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, Cursor, Quarantined
 
 _ESTIMATE_JSON: TypeAdapter[EstimateRecord] = TypeAdapter(EstimateRecord)
+_Record = TypeVar("_Record", Payment, EstimateRecord)
 
 
 def save(
@@ -48,26 +49,8 @@ def save(
             "raw": jsontext.dumps(raw),
             "updated_at": now,
         }
-    payment_rows: dict[str, dict[str, Any]] = {}
-    for payment, raw in payments:
-        _check_connection(connection, payment.connection, "payment", payment.id)
-        payment_rows[payment.id] = {
-            "connection": connection,
-            "remote_id": payment.id,
-            "model": payment.model_dump_json(),
-            "raw": jsontext.dumps(raw),
-            "updated_at": now,
-        }
-    estimate_rows: dict[str, dict[str, Any]] = {}
-    for estimate, raw in estimates:
-        _check_connection(connection, estimate.connection, "estimate", estimate.id)
-        estimate_rows[estimate.id] = {
-            "connection": connection,
-            "remote_id": estimate.id,
-            "model": _ESTIMATE_JSON.dump_json(estimate).decode(),
-            "raw": jsontext.dumps(raw),
-            "updated_at": now,
-        }
+    payment_rows = _rows(connection, now, "payment", payments, lambda p: p.model_dump_json())
+    estimate_rows = _rows(connection, now, "estimate", estimates, lambda e: _ESTIMATE_JSON.dump_json(e).decode())
     customer_items = customers.items() if isinstance(customers, Mapping) else ((None, c) for c in customers)
     customer_rows: dict[str, dict[str, Any]] = {}
     fields: tuple[str, ...] | None = None  # the installed providers' id fields, read once, when a list needs them
@@ -241,6 +224,27 @@ def quarantined(conn: Connection, connection: str) -> list[Quarantined]:
         for row in rows
     ]
     return sorted(found, key=lambda q: (q.stream, id_order(q.record_id)))
+
+
+def _rows(
+    connection: str,
+    now: datetime,
+    what: str,
+    records: Sequence[tuple[_Record, Mapping[str, Any]]],
+    dump: Callable[[_Record], str],
+) -> dict[str, dict[str, Any]]:
+    """The rows of pulled records (payments, estimates) by remote id: the model as `dump` writes it, the raw."""
+    rows: dict[str, dict[str, Any]] = {}
+    for record, raw in records:
+        _check_connection(connection, record.connection, what, record.id)
+        rows[record.id] = {
+            "connection": connection,
+            "remote_id": record.id,
+            "model": dump(record),
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    return rows
 
 
 def _check_connection(expected: str, actual: str, what: str, remote_id: str) -> None:
