@@ -109,6 +109,23 @@ class Estimate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
+class EstimateRecord:
+    """An estimate (quote) as pulled from a provider, normalized: what the store keeps to attach to invoices.
+
+    `keys` are the link texts an invoice names it by (`Invoice.estimate_keys`), in the provider's own terms
+    (bridge.mapping.<provider>); `accepted` is False for a draft, sent, declined or deleted one, which no
+    invoice is checked against."""
+
+    id: str
+    connection: str
+    number: str
+    currency: str
+    total: Money
+    accepted: bool
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
 class Invoice:
     """A sales invoice, normalized.
 
@@ -136,6 +153,8 @@ class Invoice:
     editable: bool = True
     fee_for: str | None = None
     estimate: Estimate | None = None  # docs/policy.md §2: an invoice well over it is not chased
+    # How the invoice names the estimate(s) it was made from (matched to `EstimateRecord.keys` when it is read)
+    estimate_keys: tuple[str, ...] = ()
 
     @field_validator("currency")
     @classmethod

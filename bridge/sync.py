@@ -26,13 +26,13 @@ from bridge.connectors.http import CallStats, set_speaking_for, speaking_for
 from bridge.errors import AuthError, BridgeError, ConfigError
 from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
-from bridge.mapping.common import attach_payments
+from bridge.mapping.common import attach_estimates, attach_payments
 from bridge.model import Invoice, RenegotiationRequest
 from bridge.plan import Action, ActionKind, Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import contract_for, decide_request, evaluate
 from bridge.policies.terms import Terms
 from bridge.providers import ConnectorFactory, load_providers
-from bridge.store import Store
+from bridge.store import ESTIMATES, Store
 
 log = logging.getLogger("bridge.sync")
 PROGRESS_EVERY = 3.0  # seconds: how often a long apply logs how far it got
@@ -222,15 +222,20 @@ class SyncOutcome:
         return total
 
 
-def pull_connection(store: Store, connector: Connector, *, full: bool = False) -> ConnectionRun:
-    """Pull one connection incrementally and save records and cursors in one transaction."""
+def pull_connection(
+    store: Store, connector: Connector, *, full: bool = False, estimates: bool = False
+) -> ConnectionRun:
+    """Pull one connection incrementally and save records and cursors in one transaction (with its estimates
+    too when `estimates`: a contract checks invoices against them, docs/policy.md §2.1)."""
     run = ConnectionRun(connector.name, connector.provider)
     cursors = {}
-    for stream in connector.streams:
+    for stream in (*connector.streams, *((ESTIMATES,) if estimates else ())):
         cursor = store.cursor(connector.name, stream)
         if cursor is not None:
             cursors[stream] = cursor
-    result = connector.pull(cursors, store.customers(connector.name), full=full)
+    # Asked for only when wanted: a provider plugin that reads no estimates takes the call as before.
+    more = {"estimates": True} if estimates else {}
+    result = connector.pull(cursors, store.customers(connector.name), full=full, **more)
     deleted_invoices = list(result.deleted_invoices)
     deleted_payments = list(result.deleted_payments)
     if result.full:
@@ -239,6 +244,10 @@ def pull_connection(store: Store, connector: Connector, *, full: bool = False) -
         deleted_invoices += [inv.id for inv in store.invoices(connector.name) if inv.id not in seen]
         seen_payments = {p.id for p, _ in result.payments}
         deleted_payments += [p.id for p in store.payments(connector.name) if p.id not in seen_payments]
+        if estimates:
+            seen_estimates = {e.id for e, _ in result.estimates} | set(result.deleted_estimates)
+            seen_estimates |= {q.record_id for q in result.quarantined if q.stream == ESTIMATES}
+            result.deleted_estimates += [e.id for e in store.estimates(connector.name) if e.id not in seen_estimates]
     store.save_pull(
         connector.name,
         invoices=result.invoices,
@@ -248,6 +257,8 @@ def pull_connection(store: Store, connector: Connector, *, full: bool = False) -
         deleted_payments=deleted_payments,
         cursors=result.cursors,
         quarantined=result.quarantined,
+        estimates=result.estimates,
+        deleted_estimates=result.deleted_estimates,
     )
     store.mark_synced(connector.name, clock.now_utc())
     run.invoices, run.payments = len(result.invoices), len(result.payments)
@@ -260,7 +271,8 @@ def cached_invoices(store: Store, names: Iterable[str]) -> list[Invoice]:
     """The read cache, with each invoice's payments attached."""
     invoices: list[Invoice] = []
     for name in names:
-        invoices += attach_payments(store.invoices(name), store.payments(name))
+        found = attach_payments(store.invoices(name), store.payments(name))
+        invoices += attach_estimates(found, store.estimates(name))
     return invoices
 
 
@@ -327,6 +339,7 @@ def _pull_all(
     rt: Runtime, selected: list[ConnectionSettings], full: bool, progress: Progress, spent: dict[str, float]
 ) -> tuple[dict[str, Connector], list[ConnectionRun], list[RecordError]]:
     connectors, unavailable = rt.connectors(selected)
+    estimates = rt.settings.terms.checks_estimates
     pulling = [c for c in selected if c.name not in unavailable]
     if pulling:
         progress.phase(f"pulling {', '.join(c.name for c in pulling)}")
@@ -338,7 +351,7 @@ def _pull_all(
         began = clock.monotonic()
         try:
             with speaking_for(conn.name):
-                run = pull_connection(rt.store, connectors[conn.name], full=full)
+                run = pull_connection(rt.store, connectors[conn.name], full=full, estimates=estimates)
             log.info(
                 "%s: pulled %d invoice(s), %d payment(s) in %.1f s (%d API calls)",
                 conn.name,

@@ -22,10 +22,10 @@ from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimite
 from bridge.connectors.session import ProviderSession
 from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
 from bridge.incremental import Position, S, advance, reconcile_due
-from bridge.model import Invoice, Payment
+from bridge.model import EstimateRecord, Invoice, Payment
 from bridge.plan import Action, ActionKind, Warning
 from bridge.providers import Provider
-from bridge.store import Cursor, Quarantined
+from bridge.store import ESTIMATES, Cursor, Quarantined
 
 R = TypeVar("R")
 Raw = Mapping[str, Any]  # a record as the provider sends it
@@ -113,6 +113,10 @@ class PullResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     warnings: list[Warning] = field(default_factory=list)  # what the accountant should know about the connection
     full: bool = False
+    estimates: list[tuple[EstimateRecord, Mapping[str, Any]]] = field(default_factory=list)
+    deleted_estimates: list[str] = field(default_factory=list)
+    # Raw estimates a provider's own `_list` read (`lists_estimates`); the template maps them into `estimates`.
+    estimate_rows: list[Mapping[str, Any]] = field(default_factory=list)
 
 
 # What a provider lists in one pull (`BaseConnector._list`): the result so far (customers, deleted ids, cursors
@@ -149,9 +153,15 @@ class Connector(Protocol):
     streams: tuple[str, ...]  # the cursors `pull` reads and hands back
 
     def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+        self,
+        cursors: Mapping[str, Cursor],
+        customers: Mapping[str, Mapping[str, Any]],
+        *,
+        full: bool,
+        estimates: bool = False,
     ) -> PullResult:
-        """Everything changed since the cursors (everything when `full`)."""
+        """Everything changed since the cursors (everything when `full`), estimates too when `estimates` (their
+        cursor is `ESTIMATES`)."""
         ...
 
     def read_invoice(
@@ -206,6 +216,10 @@ class RecordMapping(Protocol):
         """The online invoice / pay link in the answer to the connector's `link` read."""
         ...
 
+    def map_estimate(self, raw: Raw, connection: str, /) -> EstimateRecord:
+        """An estimate (quote) for the estimate check, with the keys invoices name it by."""
+        ...
+
 
 class BaseConnector(ABC):
     """What every connector shares, written once: the session (limiter, tokens, retries, statistics, wire), the
@@ -237,6 +251,9 @@ class BaseConnector(ABC):
     link: ClassVar[tuple[str, Mapping[str, str]] | None] = None
     no_link_status: ClassVar[int | None] = None
     keeps_history = False  # the provider keeps an invoice history the bridge notes its SMTP e-mails in (a setting)
+    # The provider's `_list` reads estimates itself when `estimates_wanted` (QuickBooks: in its CDC and batch calls)
+    lists_estimates: ClassVar[bool] = False
+    estimates_wanted = False  # set by `pull` for the length of one pull
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -415,6 +432,11 @@ class BaseConnector(ABC):
         """Customers, all of them (`None`) or those with these ids (used by the default `_list`)."""
         raise NotImplementedError(f"{type(self).__name__} lists no customers")
 
+    def _estimates(self, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
+        """The estimates (quotes) changed since the cursor, oldest first, and the cursor after them (everything
+        from None); read by `pull` when a contract checks estimates and `_list` does not read them itself."""
+        raise NotImplementedError(f"{type(self).__name__} lists no estimates")
+
     def _notices(
         self, cursors: Mapping[str, Cursor], result: PullResult, customers: Mapping[str, Raw], now: datetime
     ) -> list[Warning]:
@@ -451,19 +473,50 @@ class BaseConnector(ABC):
     # -- the template ------------------------------------------------------------------------
 
     def pull(
-        self, cursors: Mapping[str, Cursor], customers: Mapping[str, Mapping[str, Any]], *, full: bool
+        self,
+        cursors: Mapping[str, Cursor],
+        customers: Mapping[str, Mapping[str, Any]],
+        *,
+        full: bool,
+        estimates: bool = False,
     ) -> PullResult:
-        """Everything changed since the cursors (everything when `full`, or when a full read is due), every call
-        within the connection's pull deadline (`sync_deadline_seconds`)."""
+        """Everything changed since the cursors (everything when `full`, or when a full read is due), estimates
+        too when `estimates`, every call within the connection's pull deadline (`sync_deadline_seconds`)."""
         with self.session.pulling():
             now = clock.now_utc()
-            result, raw_invoices, raw_payments = self._list(cursors, now, full=full or self._full_due(cursors, now))
+            full = full or self._full_due(cursors, now)
+            self.estimates_wanted = estimates
+            try:
+                result, raw_invoices, raw_payments = self._list(cursors, now, full=full)
+            finally:
+                self.estimates_wanted = False
             known = {**customers, **{self.mapping.record_id(c, "customers"): c for c in result.customers}}
             for stream, raws in (("invoices", raw_invoices), ("payments", raw_payments)):
                 for raw in raws:
                     self._map_one(result, stream, raw, known)
+            if estimates:
+                self._pull_estimates(cursors, result, now)
             result.warnings += self._notices(cursors, result, known, now)
             return result
+
+    def _pull_estimates(self, cursors: Mapping[str, Cursor], result: PullResult, now: datetime) -> None:
+        """The estimates of this pull into `result` (read by `_estimates` unless `_list` read them), each mapped,
+        listed as deleted, or quarantined; a first read of them reads them all."""
+        rows = result.estimate_rows
+        if not self.lists_estimates:
+            since = None if result.full else cursors.get(ESTIMATES)
+            rows, after = self._estimates(since, full=result.full or since is None)
+            result.cursors.update(stamped({ESTIMATES: after}, now if result.full else None))
+        for raw in rows:
+            record_id = self.mapping.record_id(raw, ESTIMATES)
+            if self.mapping.is_deleted(raw):
+                result.deleted_estimates.append(record_id)
+                continue
+            try:
+                result.estimates.append((self.mapping.map_estimate(raw, self.name), raw))
+            except DataError as exc:
+                result.quarantined.append(Quarantined(ESTIMATES, record_id, str(exc), dict(raw)))
+        result.estimate_rows = []
 
     def _map_one(self, result: PullResult, stream: str, raw: Raw, customers: Mapping[str, Raw]) -> None:
         """One record into `result`: listed as deleted, mapped, or quarantined when it cannot be mapped."""

@@ -40,7 +40,7 @@ from bridge.errors import AuthError, FreshBooksHTTPError, NumberCollision, Provi
 from bridge.mapping import freshbooks as fm
 from bridge.plan import Action, Warning
 from bridge.providers.freshbooks import PROVIDER
-from bridge.store import Cursor
+from bridge.store import ESTIMATES, Cursor
 
 T = TypeVar("T")
 PER_PAGE = 100  # FreshBooks' maximum page size
@@ -89,9 +89,10 @@ class FreshBooksConnector(BaseConnector):
         self.invoices = AccountingResource(config, "invoices/invoices", "invoice", "invoices", delete_via_update=False)
         self.payments = AccountingResource(config, "payments/payments", "payment", "payments")
         self.clients = AccountingResource(config, "users/clients", "client", "clients")
+        self.estimates = AccountingResource(config, "estimates/estimates", "estimate", "estimates")
         self.identity = AuthResource(config)
         self.callbacks = EventsResource(config, "events/callbacks", "callback", "callbacks")
-        for resource in (self.invoices, self.payments, self.clients, self.identity, self.callbacks):
+        for resource in (self.invoices, self.payments, self.clients, self.estimates, self.identity, self.callbacks):
             resource.session = session
 
     # -- tokens ------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ class FreshBooksConnector(BaseConnector):
         Deleted records are left out of lists unless asked for: an incremental read asks for them too (a full
         read needs no deleted list: what is missing from it is gone, and the sync removes it)."""
         watermark = int(since.watermark) if since else None
-        resource = self.invoices if stream == "invoices" else self.payments
+        resource = {"invoices": self.invoices, "payments": self.payments, ESTIMATES: self.estimates}[stream]
 
         def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
             def make() -> list[Builder]:
@@ -222,6 +223,10 @@ class FreshBooksConnector(BaseConnector):
         if not full:
             rows += self._pages(resource, stream, builders(fm.DELETED), watermark)
         return take(since, rows, lambda r: (fm.updated_seconds(r), fm.record_id(r)))
+
+    def _estimates(self, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
+        """Estimates updated since the cursor, read as invoices are (`_changed`)."""
+        return self._changed(ESTIMATES, since, full=full)
 
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Clients (all of them, or those with these ids), page by page."""

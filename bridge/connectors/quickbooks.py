@@ -30,7 +30,7 @@ from bridge.mapping.common import idempotency_key
 from bridge.mapping.quickbooks import PAGE, as_utc, decimal_json, query_string
 from bridge.plan import Action
 from bridge.providers.quickbooks import PROVIDER
-from bridge.store import Cursor
+from bridge.store import ESTIMATES, Cursor
 
 PRODUCTION = "https://quickbooks.api.intuit.com"
 SANDBOX = "https://sandbox-quickbooks.api.intuit.com"  # Intuit's development companies (environment = "sandbox")
@@ -62,6 +62,7 @@ class QuickBooksConnector(BaseConnector):
     invoice_path = "/v3/company/{tenant}/invoice/{id}"
     pdf = ("/pdf", {"minorversion": str(MINOR_VERSION)})
     link = ("", {"include": "invoiceLink", "minorversion": str(MINOR_VERSION)})
+    lists_estimates = True  # in the same CDC and /batch calls as the rest (policy.md §2.1)
 
     def _api_base(self, emulator: str | None) -> str:
         return emulator or (SANDBOX if self.environment == "sandbox" else PRODUCTION)
@@ -147,14 +148,14 @@ class QuickBooksConnector(BaseConnector):
         name = (info.get("CompanyInfo") or {}).get("CompanyName") if isinstance(info, Mapping) else None
         return f"QuickBooks company {self.tenant_id}" + (f" ({name})" if name else "")
 
-    def _read_all(self, cap: str) -> dict[str, list[Raw]]:
-        """Every customer, invoice and payment up to `cap`, each by a `Keyset` read (re-queried from the last
-        timestamp seen, paged by position only within one timestamp); the next query of each entity still reading
-        goes in one /batch call with the others' (never two pages of one entity at once: an offset page is safe only
-        within one timestamp)."""
+    def _read_all(self, cap: str, entities: tuple[str, ...] = ENTITIES) -> dict[str, list[Raw]]:
+        """Every record of `entities` (customers, invoices, payments; estimates when wanted) up to `cap`, each by a
+        `Keyset` read (re-queried from the last timestamp seen, paged by position only within one timestamp); the
+        next query of each entity still reading goes in one /batch call with the others' (never two pages of one
+        entity at once: an offset page is safe only within one timestamp)."""
         reads = {
             entity: Keyset(PageGuard("quickbooks", f"{entity} records"), qbo.order, page_size=PAGE, same=_same_instant)
-            for entity in ENTITIES
+            for entity in entities
         }
         while pending := {entity: read for entity, read in reads.items() if not read.done}:
             queries = {entity: qbo.keyset_query(entity, cap, *read.next()) for entity, read in pending.items()}
@@ -173,16 +174,27 @@ class QuickBooksConnector(BaseConnector):
         """One CDC call for all three entities when recent; keyset queries of each otherwise (or when truncated)."""
         cap = (now - SETTLE).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         cdc = cursors.get("cdc")
+        # Estimates, when wanted, ride in the same calls; once their cursor has caught up with the CDC one (before
+        # that, all of them are read by query, in one more /batch call).
+        wanted = ("Estimate",) if self.estimates_wanted else ()
+        estimates = cursors.get(ESTIMATES)
+        along = wanted if estimates is not None and cdc is not None and estimates.watermark == cdc.watermark else ()
         # Deletions come as tombstones in a change-data-capture answer, which the template sorts out.
         changes = (
-            None if full or cdc is None else self._call(self.qb.change_data_capture, ",".join(ENTITIES), cdc.watermark)
+            None
+            if full or cdc is None
+            else self._call(self.qb.change_data_capture, ",".join(ENTITIES + along), cdc.watermark)
         )
-        found = None if changes is None else qbo.cdc_records(changes, ENTITIES)
+        found = None if changes is None else qbo.cdc_records(changes, ENTITIES + along)
         full_at = cdc.full_sync_at if cdc else None
         if found is None:  # a full read: every record up to the cap, by query
-            found, full, full_at = self._read_all(cap), True, now
+            found, full, full_at = self._read_all(cap, ENTITIES + wanted), True, now
+        elif wanted and not along:
+            found.update(self._read_all(cap, wanted))
         customers = [c for c in found["Customer"] if not qbo.is_deleted(c)]
         result = PullResult(customers=customers, cursors={"cdc": Cursor(cap, (), full_at)}, full=full)
+        if wanted:
+            result.estimate_rows, result.cursors[ESTIMATES] = found["Estimate"], Cursor(cap, (), full_at)
         return result, found["Invoice"], found["Payment"]
 
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:

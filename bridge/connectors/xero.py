@@ -48,9 +48,10 @@ from bridge.mapping import xero as xm
 from bridge.mapping.common import idempotency_key
 from bridge.plan import Action, Warning
 from bridge.providers.xero import PROVIDER
-from bridge.store import Cursor
+from bridge.store import ESTIMATES, Cursor
 
 PAGE = 1000
+QUOTES_PAGE = 100  # what one page of GET /Quotes holds
 # Xero allows 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a time).
 # A couple are left for the accountant's own Xero apps on the same organisation.
 CALLS_PER_MINUTE = 58
@@ -58,9 +59,11 @@ CALLS_PER_MINUTE = 58
 DAILY_RESERVE = 50
 KEY_LIMIT = 128  # Xero's Idempotency-Key
 # A stream's listing: the AccountingApi method, its `where` (sales only) and the answer's key.
-_LISTS = {
+_LISTS: dict[str, tuple[str, str | None, str]] = {
     "invoices": ("get_invoices", 'Type=="ACCREC"', "Invoices"),
     "payments": ("get_payments", 'PaymentType=="ACCRECPAYMENT"', "Payments"),
+    # GET /Quotes takes If-Modified-Since and order but no where or pageSize: 100 a page (Xero's OpenAPI spec)
+    ESTIMATES: ("get_quotes", None, "Quotes"),
 }
 
 
@@ -261,19 +264,25 @@ class XeroConnector(BaseConnector):
         second, paged only within one second, the rest seen already left out)."""
         method, where, key = _LISTS[stream]
         fetch = getattr(self.accounting, method)
+        filters = {"where": where, "page_size": PAGE} if where else {}
+        size = PAGE if where else QUOTES_PAGE
 
         def order(row: Raw) -> tuple[int, str]:
             return xm.updated_ms(row), xm.record_id(row, stream)
 
         def read(watermark: int | None, page: int) -> list[Raw]:
             extra = {"if_modified_since": _naive_utc(watermark)} if watermark is not None else {}
-            listed = self._get(fetch, where=where, order="UpdatedDateUTC ASC", page=page, page_size=PAGE, **extra)
+            listed = self._get(fetch, order="UpdatedDateUTC ASC", page=page, **filters, **extra)
             return [r for r in listed.get(key) or [] if isinstance(r, Mapping)]
 
         rows = keyset(
-            PageGuard("xero", key.lower()), read, order, page_size=PAGE, same=_same_second, since=position_of(since)
+            PageGuard("xero", key.lower()), read, order, page_size=size, same=_same_second, since=position_of(since)
         )
         return take(since, rows, order)
+
+    def _estimates(self, since: Cursor | None, *, full: bool) -> tuple[list[Raw], Cursor | None]:
+        """Quotes modified since the cursor, read as invoices are (`_changed`)."""
+        return self._changed(ESTIMATES, since, full=full)
 
     def _customers(self, ids: list[str] | None) -> list[Raw]:
         """Contacts (all of them, or those with these ids), page by page."""

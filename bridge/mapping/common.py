@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ParamSpec, TypeVar
 
 from bridge.errors import DataError
-from bridge.model import Allocation, Invoice, Payment
+from bridge.model import Allocation, Estimate, EstimateRecord, Invoice, Payment
 from bridge.money import is_currency, minor_units, quantum
 
 P = ParamSpec("P")
@@ -55,6 +55,38 @@ def attach_payments(invoices: Sequence[Invoice], payments: Iterable[Payment]) ->
         if found:
             ordered = tuple(sorted(found, key=lambda a: (a.date, a.payment_id or "")))
             inv = dataclasses.replace(inv, payments=ordered)
+        out.append(inv)
+    return out
+
+
+def attach_estimates(invoices: Sequence[Invoice], estimates: Iterable[EstimateRecord]) -> list[Invoice]:
+    """Invoices with `estimate` filled from the accepted estimates they name (docs/policy.md §2.1).
+
+    An invoice names its estimates by `estimate_keys` (each provider's mapping says how); every accepted estimate
+    of the invoice's currency one of those keys finds counts once, and several add up (an invoice made from two
+    estimates bills what both agreed). An invoice that names none, or only estimates not accepted or in another
+    currency, is left as it is; so is one that already carries an estimate (given as input)."""
+    by_key: dict[str, list[EstimateRecord]] = defaultdict(list)
+    for record in estimates:
+        if record.accepted:
+            for key in record.keys:
+                by_key[key].append(record)
+    if not by_key:
+        return list(invoices)
+    out: list[Invoice] = []
+    for inv in invoices:
+        if inv.estimate_keys and inv.estimate is None:
+            found: dict[str, EstimateRecord] = {}
+            for key in inv.estimate_keys:
+                for record in by_key.get(key, ()):
+                    if record.currency == inv.currency:
+                        found.setdefault(record.id, record)
+            if found:
+                chosen = sorted(found.values(), key=lambda r: (r.number, r.id))
+                total = sum((r.total for r in chosen), Decimal(0))
+                inv = dataclasses.replace(
+                    inv, estimate=Estimate(number=" + ".join(r.number for r in chosen), total=total)
+                )
         out.append(inv)
     return out
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.errors import DataError
 from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
-from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
+from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
 PROVIDER = "freshbooks"
@@ -207,6 +207,40 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
         disputed=raw.get("status") == _DISPUTED or raw.get("vis_state") == ARCHIVED,
         editable=raw.get("vis_state") != DELETED,
         fee_for=fee_for.group(1) if fee_for else None,
+        estimate_keys=estimate_links(raw),
+    )
+
+
+def estimate_links(raw_invoice: Mapping[str, Any]) -> tuple[str, ...]:
+    """The estimate an invoice was made from: its `estimateid` (0 or absent when none)."""
+    value = raw_invoice.get("estimateid")
+    return (f"estimate:{value}",) if value not in (None, "", 0, "0") else ()
+
+
+# An estimate the client agreed to: accepted, or already made into an invoice (`ui_status`, or the flags).
+_AGREED_ESTIMATE = frozenset({"accepted", "invoiced"})
+
+
+@refuses_malformed("estimate")
+def map_estimate(raw: Mapping[str, Any], connection: str) -> EstimateRecord:
+    """A FreshBooks estimate for the estimate check: its `amount`, agreed when accepted or invoiced; invoices
+    name it by their `estimateid`."""
+    if not isinstance(raw, Mapping):
+        raise DataError("estimate is not an object")
+    estimate_id = _id(raw.get("id") or raw.get("estimateid"), "estimate.id")
+    amount = raw.get("amount")
+    code = amount.get("code") if isinstance(amount, Mapping) else None
+    currency = currency_code(raw.get("currency_code") or code, "estimate.currency_code")
+    agreed = raw.get("ui_status") in _AGREED_ESTIMATE or raw.get("accepted") is True or raw.get("invoiced") is True
+    return EstimateRecord(
+        id=estimate_id,
+        connection=connection,
+        number=text(raw.get("estimate_number"), "estimate.estimate_number", required=False, limit=ID_LIMIT)
+        or estimate_id,
+        currency=currency,
+        total=_amount(raw, "amount", currency, "estimate.amount"),
+        accepted=agreed,
+        keys=(f"estimate:{estimate_id}",),
     )
 
 

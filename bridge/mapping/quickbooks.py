@@ -17,7 +17,7 @@ from typing import Any
 
 from bridge.errors import DataError, ProviderError
 from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
-from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
+from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
 PROVIDER = "quickbooks"
@@ -25,6 +25,9 @@ PAGE = 1000  # the most rows a query (or one entity of a change-data-capture ans
 # The bridge marks a separate fee invoice in its private note so the next pull knows what it is.
 _FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
 _LINE_KINDS = {"SalesItemLineDetail", "GroupLineDetail", "DescriptionOnly", "DiscountLineDetail"}
+# An Estimate's TxnStatus once the client agreed: "Accepted", or "Closed" (converted to an invoice, or closed by
+# hand after it); "Pending" and "Rejected" ones are not what the client agreed to pay.
+_AGREED = frozenset({"Accepted", "Closed"})
 
 
 def _ref(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -207,6 +210,36 @@ def map_invoice(
         lines=_lines(raw, currency),
         project=project,
         fee_for=fee_for.group(1) if fee_for else None,
+        estimate_keys=estimate_links(raw),
+    )
+
+
+def estimate_links(raw_invoice: Mapping[str, Any]) -> tuple[str, ...]:
+    """The estimates an invoice was made from: its `LinkedTxn` entries of `TxnType` "Estimate" (as
+    `EstimateRecord.keys` name them)."""
+    return tuple(
+        f"Estimate:{linked.get('TxnId')}"
+        for linked in raw_invoice.get("LinkedTxn") or []
+        if isinstance(linked, Mapping) and linked.get("TxnType") == "Estimate" and linked.get("TxnId")
+    )
+
+
+@refuses_malformed("Estimate")
+def map_estimate(raw: Mapping[str, Any], connection: str, home_currency: str = "USD") -> EstimateRecord:
+    """A QuickBooks Estimate for the estimate check: its `TotalAmt`, agreed when `TxnStatus` is Accepted or
+    Closed; invoices name it by its `Id` in their `LinkedTxn`."""
+    if not isinstance(raw, Mapping):
+        raise DataError("Estimate is not an object")
+    estimate_id = text(raw.get("Id"), "Estimate.Id", limit=64)
+    currency = currency_code(_ref(raw, "CurrencyRef").get("value"), "Estimate.CurrencyRef", home_currency)
+    return EstimateRecord(
+        id=estimate_id,
+        connection=connection,
+        number=text(raw.get("DocNumber"), "Estimate.DocNumber", required=False, limit=64) or estimate_id,
+        currency=currency,
+        total=money(raw.get("TotalAmt"), currency, "Estimate.TotalAmt"),
+        accepted=raw.get("TxnStatus") in _AGREED,
+        keys=(f"Estimate:{estimate_id}",),
     )
 
 

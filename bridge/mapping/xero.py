@@ -18,7 +18,7 @@ from typing import Any
 
 from bridge.errors import DataError
 from bridge.mapping.common import currency_code, money, objects, refuses_malformed, text
-from bridge.model import Allocation, Customer, Invoice, InvoiceStatus, LineItem, Payment
+from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
 PROVIDER = "xero"
@@ -173,6 +173,37 @@ def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, 
         is_sale=raw.get("Type") == "ACCREC",
         editable=paid == 0 and credited == 0 and status_text in ("DRAFT", "SUBMITTED", "AUTHORISED"),
         fee_for=fee_for.group(1) if fee_for else None,
+        estimate_keys=(_quote_key(reference),) if reference.strip() else (),
+    )
+
+
+# A quote the client agreed to: ACCEPTED, or INVOICED (an invoice was made from it). Xero's API links no invoice
+# to its quote: the invoice's Reference names the quote by its number or its own reference.
+_AGREED_QUOTE = frozenset({"ACCEPTED", "INVOICED"})
+
+
+def _quote_key(text_: str) -> str:
+    return "ref:" + text_.strip().casefold()
+
+
+@refuses_malformed("Quote")
+def map_estimate(raw: Mapping[str, Any], connection: str) -> EstimateRecord:
+    """A Xero Quote (GET /Quotes) for the estimate check: its `Total`, agreed when ACCEPTED or INVOICED, found by
+    an invoice whose `Reference` is the quote's `QuoteNumber` or `Reference` (case and spaces aside)."""
+    if not isinstance(raw, Mapping):
+        raise DataError("Quote is not an object")
+    quote_id = text(raw.get("QuoteID"), "Quote.QuoteID", limit=ID_LIMIT)
+    currency = currency_code(raw.get("CurrencyCode"), "Quote.CurrencyCode")
+    number = text(raw.get("QuoteNumber"), "Quote.QuoteNumber", required=False, limit=ID_LIMIT)
+    reference = text(raw.get("Reference"), "Quote.Reference", required=False)
+    return EstimateRecord(
+        id=quote_id,
+        connection=connection,
+        number=number or quote_id,
+        currency=currency,
+        total=money(raw.get("Total"), currency, "Quote.Total"),
+        accepted=raw.get("Status") in _AGREED_QUOTE,
+        keys=tuple(dict.fromkeys(_quote_key(t) for t in (number, reference) if t.strip())),
     )
 
 
@@ -206,7 +237,7 @@ def customer_id(raw: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID"}
+_ID_FIELDS = {"customers": "ContactID", "invoices": "InvoiceID", "payments": "PaymentID", "estimates": "QuoteID"}
 
 
 def record_id(raw: Mapping[str, Any], stream: str) -> str:

@@ -269,3 +269,8 @@ class Terms(_Terms):
         if dupes:
             raise ValueError(f"contract names must be unique: {dupes}")
         return self
+
+    @property
+    def checks_estimates(self) -> bool:
+        """Some contract sets `estimate_tolerance_percent`: the pulls then read estimates too (§2.1)."""
+        return any(c.estimate_tolerance_percent is not None for c in self.contracts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bridge.errors import StoreBusyError
 from bridge.store.rows import (
+    ESTIMATES,
     HISTORY_STATES,
     INVOICES,
     LEDGER_STATES,
@@ -29,6 +30,7 @@ from bridge.store.rows import (
 from bridge.store.store import Store
 
 __all__ = [
+    "ESTIMATES",
     "HISTORY_STATES",
     "INVOICES",
     "LEDGER_STATES",

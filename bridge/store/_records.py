@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, select
 
-from bridge.model import INVOICE_JSON, Invoice, Payment
+from bridge.model import INVOICE_JSON, EstimateRecord, Invoice, Payment
 from bridge.providers import customer_id_fields, first_id
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
-from bridge.store.rows import INVOICES, PAYMENTS, Cursor, Quarantined
+from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, Cursor, Quarantined
+
+_ESTIMATE_JSON: TypeAdapter[EstimateRecord] = TypeAdapter(EstimateRecord)
+_Record = TypeVar("_Record", Payment, EstimateRecord)
 
 
 def save(
@@ -29,6 +33,8 @@ def save(
     deleted_payments: Sequence[str],
     cursors: Mapping[str, Cursor],
     quarantined: Sequence[Quarantined],
+    estimates: Sequence[tuple[EstimateRecord, Mapping[str, Any]]] = (),
+    deleted_estimates: Sequence[str] = (),
 ) -> None:
     """Write one pull: upserts, then deletions, then quarantine, then cursors (see `Store.save_pull`)."""
     invoice_rows: dict[str, dict[str, Any]] = {}
@@ -43,16 +49,8 @@ def save(
             "raw": jsontext.dumps(raw),
             "updated_at": now,
         }
-    payment_rows: dict[str, dict[str, Any]] = {}
-    for payment, raw in payments:
-        _check_connection(connection, payment.connection, "payment", payment.id)
-        payment_rows[payment.id] = {
-            "connection": connection,
-            "remote_id": payment.id,
-            "model": payment.model_dump_json(),
-            "raw": jsontext.dumps(raw),
-            "updated_at": now,
-        }
+    payment_rows = _rows(connection, now, "payment", payments, lambda p: p.model_dump_json())
+    estimate_rows = _rows(connection, now, "estimate", estimates, lambda e: _ESTIMATE_JSON.dump_json(e).decode())
     customer_items = customers.items() if isinstance(customers, Mapping) else ((None, c) for c in customers)
     customer_rows: dict[str, dict[str, Any]] = {}
     fields: tuple[str, ...] | None = None  # the installed providers' id fields, read once, when a list needs them
@@ -106,6 +104,17 @@ def save(
     upsert(
         conn, t.customers, list(customer_rows.values()), keys=("connection", "remote_id"), update=("raw", "updated_at")
     )
+    if estimate_rows or deleted_estimates:
+        upsert(
+            conn,
+            t.estimates,
+            list(estimate_rows.values()),
+            keys=("connection", "remote_id"),
+            update=("model", "raw", "updated_at"),
+        )
+        delete_ids(conn, t.estimates, connection, "remote_id", deleted_estimates)
+        cleared = [*estimate_rows, *deleted_estimates]
+        delete_ids(conn, t.quarantine, connection, "record_id", cleared, stream=ESTIMATES)
     delete_ids(conn, t.invoices, connection, "remote_id", deleted_invoices)
     delete_ids(conn, t.payments, connection, "remote_id", deleted_payments)
     # A record that arrives fine, or is gone, is no longer quarantined.
@@ -163,6 +172,13 @@ def payments(conn: Connection, connection: str) -> list[Payment]:
     return [Payment.model_validate_json(model) for _, model in rows]
 
 
+def estimates(conn: Connection, connection: str) -> list[EstimateRecord]:
+    """Stored estimates of a connection, by remote id."""
+    stmt = select(t.estimates.c.remote_id, t.estimates.c.model).where(t.estimates.c.connection == connection)
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    return [_ESTIMATE_JSON.validate_json(model) for _, model in rows]
+
+
 def customers(conn: Connection, connection: str) -> dict[str, dict[str, Any]]:
     """Cached raw customer payloads of a connection, by the provider's customer id."""
     stmt = select(t.customers.c.remote_id, t.customers.c.raw).where(t.customers.c.connection == connection)
@@ -208,6 +224,27 @@ def quarantined(conn: Connection, connection: str) -> list[Quarantined]:
         for row in rows
     ]
     return sorted(found, key=lambda q: (q.stream, id_order(q.record_id)))
+
+
+def _rows(
+    connection: str,
+    now: datetime,
+    what: str,
+    records: Sequence[tuple[_Record, Mapping[str, Any]]],
+    dump: Callable[[_Record], str],
+) -> dict[str, dict[str, Any]]:
+    """The rows of pulled records (payments, estimates) by remote id: the model as `dump` writes it, the raw."""
+    rows: dict[str, dict[str, Any]] = {}
+    for record, raw in records:
+        _check_connection(connection, record.connection, what, record.id)
+        rows[record.id] = {
+            "connection": connection,
+            "remote_id": record.id,
+            "model": dump(record),
+            "raw": jsontext.dumps(raw),
+            "updated_at": now,
+        }
+    return rows
 
 
 def _check_connection(expected: str, actual: str, what: str, remote_id: str) -> None:

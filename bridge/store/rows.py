@@ -26,6 +26,8 @@ HISTORY_STATES: Final[tuple[str, ...]] = ("applied", "in_doubt")
 # cleared when the record later arrives fine (or is deleted).
 INVOICES: Final = "invoices"
 PAYMENTS: Final = "payments"
+# Estimates (quotes), read only when a contract checks invoices against them (docs/policy.md §2.1)
+ESTIMATES: Final = "estimates"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from bridge.clock import now_utc
 from bridge.errors import StoreBusyError
-from bridge.model import HistoryEntry, Invoice, Payment, RenegotiationRequest
+from bridge.model import EstimateRecord, HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action
 from bridge.store import _ledger, _records, _schedule
 from bridge.store import engine as _engine_settings
@@ -164,7 +164,8 @@ class Store:
         return None if row is None else _connection_row(row)
 
     def remove_connection(self, name: str) -> None:
-        """Forget a connection with its token, cursors, cached records (invoices, payments, customers), quarantine,
+        """Forget a connection with its token, cursors, cached records (invoices, payments, customers, estimates),
+        quarantine,
         place in the server's schedule and webhook key.
 
         The ledger and the renegotiations stay: they are the audit trail.
@@ -176,6 +177,7 @@ class Store:
                 t.invoices,
                 t.payments,
                 t.customers,
+                t.estimates,
                 t.quarantine,
                 t.schedule,
                 t.webhook_keys,
@@ -370,6 +372,8 @@ class Store:
         deleted_payments: Sequence[str] = (),
         cursors: Mapping[str, Cursor] = _NO_CURSORS,
         quarantined: Sequence[Quarantined] = (),
+        estimates: Sequence[tuple[EstimateRecord, Mapping[str, Any]]] = (),
+        deleted_estimates: Sequence[str] = (),
     ) -> None:
         """Save one pull in ONE transaction: a cursor never advances without its records.
 
@@ -380,7 +384,8 @@ class Store:
         is deleted clears its quarantine row (streams `invoices` and `payments`).
 
         `customers` are raw provider payloads, upserted by id: a mapping of id to payload, or a list of
-        payloads whose id is in one of their provider's `customer_id_fields` (bridge.providers).
+        payloads whose id is in one of their provider's `customer_id_fields` (bridge.providers). `estimates`
+        are upserted and `deleted_estimates` removed like invoices (docs/policy.md §2.1).
         """
         with self._tx(write=True) as conn:
             _records.save(
@@ -394,6 +399,8 @@ class Store:
                 deleted_payments=deleted_payments,
                 cursors=cursors,
                 quarantined=quarantined,
+                estimates=estimates,
+                deleted_estimates=deleted_estimates,
             )
 
     def cursor(self, connection: str, stream: str) -> Cursor | None:
@@ -422,6 +429,11 @@ class Store:
         with self._tx() as conn:
             found = _records.invoices(conn, connection, number=number)
         return found[0] if found else None
+
+    def estimates(self, connection: str) -> list[EstimateRecord]:
+        """Cached estimates (quotes) of a connection, by remote id."""
+        with self._tx() as conn:
+            return _records.estimates(conn, connection)
 
     def customers(self, connection: str) -> dict[str, dict[str, Any]]:
         """Cached raw customer payloads of a connection, by the provider's customer id."""

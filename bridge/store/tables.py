@@ -119,6 +119,16 @@ customers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+estimates = Table(
+    "estimates",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("remote_id", String(NAME), primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 cursors = Table(
     "cursors",
     metadata,

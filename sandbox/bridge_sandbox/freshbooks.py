@@ -2,8 +2,11 @@
 accounting resources under `/accounting/account/{account_id}/…`, in FreshBooks' own wire formats.
 
 Seed section (docs/interfaces.md): `{"account_id", "invoices", "payments", "clients"}` as the API returns them
-(invoices with their `lines`), plus optional `business` (`{"id", "name"}`); a list of such objects emulates
-several businesses reached by one token (the identity lists one membership per account).
+(invoices with their `lines`), plus optional `business` (`{"id", "name"}`) and `estimates` (read only: `id` and
+`estimateid`, `estimate_number`, `customerid`, `amount` as money, `ui_status` such as draft, sent, accepted or
+invoiced, `accepted`/`invoiced` flags, `updated`, `vis_state`; an invoice made from one carries its `estimateid`);
+a list of such objects emulates several businesses reached by one token (the identity lists one membership per
+account).
 
 Rules kept (docs/providers.md, FreshBooks): the `{"response": {"result": …}}` envelope and the error envelope with
 `errno`; money as `{"amount": "12.00", "code": "USD"}` strings; `updated` as US/Eastern wall time without an
@@ -154,6 +157,7 @@ class Account:
         self.clients: dict[int, Obj] = {int(c["id"]): c for c in section.get("clients") or []}
         self.invoices: dict[int, Obj] = {int(i["id"]): i for i in section.get("invoices") or []}
         self.payments: dict[int, Obj] = {int(p["id"]): p for p in section.get("payments") or []}
+        self.estimates: dict[int, Obj] = {int(e["id"]): e for e in section.get("estimates") or []}
 
     @property
     def name(self) -> str:
@@ -173,6 +177,8 @@ class Account:
         out["invoices"] = list(self.invoices.values())
         out["payments"] = list(self.payments.values())
         out["clients"] = list(self.clients.values())
+        if self.estimates or "estimates" in self.section_keys:
+            out["estimates"] = list(self.estimates.values())
         order = {key: i for i, key in enumerate(self.section_keys)}
         return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
 
@@ -494,6 +500,7 @@ class FreshBooksProvider(Provider):
         """OAuth, identity and accounting routes."""
         acct = r"/accounting/account/(?P<account>[^/]+)"
         inv, pay, cli = acct + r"/invoices/invoices", acct + r"/payments/payments", acct + r"/users/clients"
+        est = acct + r"/estimates/estimates"
         one = r"/(?P<id>[^/]+)/?"
         events = r"/events/account/(?P<account>[^/]+)/events/callbacks"
         return [
@@ -512,6 +519,8 @@ class FreshBooksProvider(Provider):
             route("GET", pay + one, self._api(self._get_payment), name="payment"),
             route("PUT", pay + one, self._api(self._put_payment), name="payment.update"),
             route("GET", cli + r"/?", self._api(self._list_clients), name="clients"),
+            route("GET", est + r"/?", self._api(self._list_estimates), name="estimates"),
+            route("GET", est + one, self._api(self._get_estimate), name="estimate"),
             route("GET", cli + one, self._api(self._get_client), name="client"),
             route("PUT", cli + one, self._api(self._put_client), name="client.update"),
             route("*", acct + r"(?:/.*)?", self._api(self._unsupported), name="unsupported"),
@@ -763,6 +772,14 @@ class FreshBooksProvider(Provider):
             self._find(account.payments, request, "Payment"), self._body(request, "payment"), self.ctx.now()
         )
         return self._result({"payment": payment})
+
+    def _list_estimates(self, request: Request, account: Account) -> Response:
+        """Estimates (read only), listed like the other resources (`search[updated_min]`, vis_state, sort, pages)."""
+        ids = {"estimateids": "id", "customerids": "customerid"}
+        return self._list(request, list(account.estimates.values()), "estimates", ids)
+
+    def _get_estimate(self, request: Request, account: Account) -> Response:
+        return self._result({"estimate": self._find(account.estimates, request, "Estimate")})
 
     def _list_clients(self, request: Request, account: Account) -> Response:
         ids = {"userids": "id", "clientids": "id"}

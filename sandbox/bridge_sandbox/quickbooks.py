@@ -11,7 +11,7 @@ OAuth (any client id / secret is accepted; the consent page consents at once):
     GET  /v1/openid_connect/userinfo, /oauth2/v1/certs
 
 API under /v3/company/{realmId}/: query (GET ?query= or POST application/text), cdc, batch,
-{invoice,payment,customer,item} read / create / update (sparse or full) / delete, invoice void,
+{invoice,payment,customer,item,estimate} read / create / update (sparse or full) / delete, invoice void,
 invoice send, invoice pdf, companyinfo. Every rule the service enforces that a connector can
 trip over is kept: SyncToken (5010), requestid replay, MAXRESULTS ≤ 1000, CDC 30-day window
 and 1,000-per-entity cap, batch ≤ 30 items, 401/3200 and 403/3100 bodies, 429/3001 throttling.
@@ -20,9 +20,11 @@ Behaviour that could not be confirmed against the live service is a `QuickBooksS
 field (pass `Sandbox(options={"quickbooks": {...}})`).
 
 Seed section (`"quickbooks"`): `{"realm_id", "CompanyInfo"?, "Customer": [...], "Item": [...],
-"Invoice": [...], "Payment": [...], "Deleted"?: [{"type": "Invoice", "Id": "…", "MetaData":
+"Invoice": [...], "Payment": [...], "Estimate"?: [...], "Deleted"?: [{"type": "Invoice", "Id": "…", "MetaData":
 {"LastUpdatedTime": "…"}}]}`, or a list of such sections for several companies. Objects are
-stored as given; `Deleted` holds tombstones (what `/cdc` reports as `status: "Deleted"`).
+stored as given; `Deleted` holds tombstones (what `/cdc` reports as `status: "Deleted"`). An Estimate has
+`TotalAmt` and `TxnStatus` (Pending, Accepted, Closed once invoiced, Rejected); an invoice made from one carries
+`LinkedTxn: [{"TxnId": "<estimate Id>", "TxnType": "Estimate"}]` (Intuit's "Manage linked transactions" guide).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ from bridge_sandbox.quickbooks_query import QueryError, as_instant, parse_query,
 Obj = dict[str, Any]
 
 DEFAULT_REALM_ID = "9341453215647712"
-ENTITIES: tuple[str, ...] = ("Customer", "Item", "Invoice", "Payment")
+ENTITIES: tuple[str, ...] = ("Customer", "Item", "Invoice", "Payment", "Estimate")
+TXN_ENTITIES = ("Invoice", "Payment", "Estimate")  # transactions share one id sequence here
 NAME_ENTITIES = frozenset({"Customer", "Item"})
 _ENTITY_BY_LOWER = {e.lower(): e for e in ENTITIES}
 _CENT = Decimal("0.01")
@@ -88,6 +91,7 @@ _SYSTEM_KEYS = frozenset({"Id", "SyncToken", "sparse", "domain", "MetaData", "st
 _COMPUTED_KEYS: dict[str, frozenset[str]] = {
     "Invoice": frozenset({"TotalAmt", "Balance", "HomeBalance", "HomeTotalAmt"}),
     "Payment": frozenset({"UnappliedAmt"}),
+    "Estimate": frozenset({"TotalAmt"}),
     "Customer": frozenset({"FullyQualifiedName", "Level"}),
     "Item": frozenset({"FullyQualifiedName", "Level"}),
 }
@@ -275,6 +279,7 @@ class Company:
         self.tz = tz
         self.realm_id = str(section.get("realm_id") or settings.default_realm_id)
         self.company_info: Obj | None = section.get("CompanyInfo")
+        self.section_keys = set(section)
         self.objects: dict[str, dict[str, Obj]] = {entity: {} for entity in ENTITIES}
         for entity in ENTITIES:
             for obj in section.get(entity) or []:
@@ -289,7 +294,7 @@ class Company:
             for invoice_id, amount in self._payment_links(payment).items():
                 self.links.setdefault(invoice_id, {})[str(payment["Id"])] = amount
         self._next: dict[str, int] = {}
-        for seq, entities in (("txn", ("Invoice", "Payment")), ("Customer", ("Customer",)), ("Item", ("Item",))):
+        for seq, entities in (("txn", TXN_ENTITIES), ("Customer", ("Customer",)), ("Item", ("Item",))):
             ids = [i for e in entities for i in self.objects[e]]
             ids += [str(t.get("Id")) for t in self.deleted if t.get("type") in entities]
             self._next[seq] = max([int(i) for i in ids if i.isdigit()], default=0) + 1
@@ -302,7 +307,8 @@ class Company:
         if self.company_info is not None:
             out["CompanyInfo"] = self.company_info
         for entity in ENTITIES:
-            out[entity] = list(self.objects[entity].values())
+            if entity != "Estimate" or self.objects[entity] or entity in self.section_keys:
+                out[entity] = list(self.objects[entity].values())
         out["Deleted"] = list(self.deleted)
         out.update(self.extra)
         return out
@@ -457,7 +463,7 @@ class Company:
     def create(self, entity: str, body: Obj, now: datetime) -> Obj:
         """Create an object; returns it as stored."""
         obj = self._writable(entity, body)
-        seq = "txn" if entity in ("Invoice", "Payment") else entity
+        seq = "txn" if entity in TXN_ENTITIES else entity
         obj_id = str(self._next[seq])
         return self._commit(entity, obj_id, obj, None, now)
 
@@ -582,6 +588,8 @@ class Company:
             self._finish_invoice(obj, previous, now)
         elif entity == "Payment":
             self._finish_payment(obj, now)
+        elif entity == "Estimate":
+            self._finish_estimate(obj, previous, now)
         elif entity == "Customer":
             self._finish_customer(obj)
         else:
@@ -589,7 +597,7 @@ class Company:
         # Every check passed: from here on the write happens.
         self._bump(obj, previous, now)
         if previous is None:
-            seq = "txn" if entity in ("Invoice", "Payment") else entity
+            seq = "txn" if entity in TXN_ENTITIES else entity
             self._next[seq] += 1
         self.objects[entity][obj_id] = obj
         if entity == "Payment":
@@ -630,6 +638,24 @@ class Company:
         inv.setdefault("EmailStatus", "NotSet")
         inv.setdefault("PrintStatus", "NotSet")
         self._recompute_invoice(inv)
+
+    def _finish_estimate(self, est: Obj, previous: Obj | None, now: datetime) -> None:
+        """An Estimate: a customer and lines like an invoice, `TotalAmt` their sum, `TxnStatus` Pending until the
+        client accepts (Accepted), rejects (Rejected) or it is made into an invoice (Closed)."""
+        self._ref(est, "CustomerRef", "Customer", "DisplayName", needed=True)
+        if "Line" not in est or not est["Line"]:
+            raise required("Line")
+        lines = self._invoice_lines(est["Line"], (previous or {}).get("Line") or [])
+        est["Line"] = lines
+        est["TotalAmt"] = _money(
+            sum(
+                (_dec(line.get("Amount")) for line in lines if line.get("DetailType") == "SalesItemLineDetail"),
+                Decimal(0),
+            )
+        )
+        est.setdefault("TxnDate", self.local_date(now).isoformat())
+        est.setdefault("TxnStatus", "Pending")
+        est.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
 
     def _next_doc_number(self) -> str:
         numbers = [
@@ -851,7 +877,9 @@ class Company:
             return {"QueryResponse": self.query(str(item["Query"]))}
         entity = next((e for e in ENTITIES if e in item), None)
         if entity is None:
-            raise invalid_request("the batch item names no supported entity (Invoice, Payment, Customer, Item)")
+            raise invalid_request(
+                "the batch item names no supported entity (Invoice, Payment, Customer, Item, Estimate)"
+            )
         body = item[entity]
         if not isinstance(body, dict):
             raise invalid_request(f"the batch item's {entity} must be an object")
@@ -957,7 +985,7 @@ class QuickBooksProvider(Provider):
     def routes(self) -> Sequence[Route]:
         """OAuth and v3 API routes."""
         api = r"/v3/company/(?P<tenant>[^/]+)"
-        entity = r"(?P<entity>invoice|payment|customer|item)"
+        entity = r"(?P<entity>invoice|payment|customer|item|estimate)"
         return [
             route("GET", r"/\.well-known/openid_(?:sandbox_)?configuration/?", self._discovery, api=False),
             route("GET", r"/connect/oauth2/?", self._authorize, api=False),

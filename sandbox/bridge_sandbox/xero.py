@@ -1,8 +1,10 @@
 """The Xero emulator: OAuth 2 (identity), `/connections` and the Accounting API (`/api.xro/2.0`).
 
 Seed section (docs/interfaces.md): `{"tenant_id", "Invoices", "Payments", "Contacts"}` as the API returns
-them (dates as `/Date(ms+0000)/`), plus optional `Organisation` (`{"Name"}`) and `InvoiceReminders`
-(`{"Enabled": bool}`); a list of such objects emulates several organisations reached by one token.
+them (dates as `/Date(ms+0000)/`), plus optional `Organisation` (`{"Name"}`), `InvoiceReminders`
+(`{"Enabled": bool}`) and `Quotes` (GET /Quotes' shape: `QuoteID`, `QuoteNumber`, `Reference`, `Status` DRAFT,
+SENT, DECLINED, ACCEPTED, INVOICED or DELETED, `Total`, `CurrencyCode`, `UpdatedDateUTC`; read only); a list of
+such objects emulates several organisations reached by one token.
 
 Rules kept (docs/providers.md, Xero): the `xero-tenant-id` header (403 without a known one), single-use refresh
 tokens with a grace window for the previous one, line items upserted by `LineItemID` and omitted lines
@@ -142,6 +144,7 @@ class Org:
         self.contacts: dict[str, Obj] = {c["ContactID"]: c for c in section.get("Contacts") or []}
         self.invoices: dict[str, Obj] = {i["InvoiceID"]: i for i in section.get("Invoices") or []}
         self.payments: dict[str, Obj] = {p["PaymentID"]: p for p in section.get("Payments") or []}
+        self.quotes: dict[str, Obj] = {q["QuoteID"]: q for q in section.get("Quotes") or []}
         self.history: dict[str, list[Obj]] = {}
         self.replay: dict[str, Response] = {}
         base = str((self.organisation or {}).get("BaseCurrency") or "USD")
@@ -162,6 +165,8 @@ class Org:
         out["Invoices"] = list(self.invoices.values())
         out["Payments"] = list(self.payments.values())
         out["Contacts"] = list(self.contacts.values())
+        if self.quotes or "Quotes" in self.section_keys:
+            out["Quotes"] = list(self.quotes.values())
         out.update({name: self.reference[name] for name in REFERENCE_LISTS if name in self.section_keys})
         order = {key: i for i, key in enumerate(self.section_keys)}
         return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
@@ -571,6 +576,7 @@ class XeroProvider(Provider):
             route("POST", api + r"/payments/?", self._api(self._put_payments), name="payments.create"),
             route("GET", api + r"/payments/(?P<id>[^/]+)/?", self._api(self._get_payment), name="payment"),
             route("GET", api + r"/contacts/?", self._api(self._list_contacts), name="contacts"),
+            route("GET", api + r"/quotes/?", self._api(self._list_quotes), name="quotes"),
             route("GET", api + r"/contacts/(?P<id>[^/]+)/?", self._api(self._get_contact), name="contact"),
             route("GET", api + r"/invoicereminders/settings/?", self._api(self._reminders), name="reminders"),
             route("GET", api + r"/organisation/?", self._api(self._organisation), name="organisation"),
@@ -970,6 +976,17 @@ class XeroProvider(Provider):
             org.invoices, org.payments = saved
             return self._validation([r for r in results if r.get("ValidationErrors")])
         return self._envelope("Payments", results)
+
+    def _list_quotes(self, request: Request, org: Org) -> Response:
+        """GET /Quotes (read only): If-Modified-Since, Status, QuoteNumber, ContactID, order and page, 100 quotes a
+        page with their line items (no `where`, no `pageSize` in Xero's spec)."""
+        objs = list(org.quotes.values())
+        status = self._arg(request, "Status")
+        if status:
+            objs = [o for o in objs if o.get("Status") == status.strip().upper()]
+        return self._envelope(
+            "Quotes", *self._select(request, objs, {"QuoteNumber": "QuoteNumber", "ContactID": "Contact.ContactID"})
+        )
 
     def _list_contacts(self, request: Request, org: Org) -> Response:
         selected, extra = self._select(request, list(org.contacts.values()), {"IDs": "ContactID"})

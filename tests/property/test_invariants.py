@@ -6,13 +6,13 @@ import random
 import re
 from collections import Counter
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.model import HistoryEntry, Invoice, RenegotiationRequest
-from bridge.money import minor_units, round_down
+from bridge.money import minor_units, quantum, round_down
 from bridge.plan import Action, ActionKind, Plan, SkipCode
 from bridge.policies.evaluate import evaluate
 from bridge.policies.terms import Contract, Terms
@@ -394,9 +394,7 @@ def test_never_a_reminder_or_fee_on_an_invoice_over_its_estimate_tolerance(s: Sc
             agreed = (inv.total * factor).quantize(Decimal("0.01"))
             inv = replace(inv, estimate=Estimate(number=f"EST-{inv.id}", total=agreed))
         invoices.append(inv)
-    plain = Terms(
-        contracts=s.terms.contracts, hold=s.terms.hold, exclude=s.terms.exclude, fee_modes=s.terms.fee_modes
-    )
+    plain = Terms(contracts=s.terms.contracts, hold=s.terms.hold, exclude=s.terms.exclude, fee_modes=s.terms.fee_modes)
     checked = plain.model_copy(
         update={
             "contracts": tuple(
@@ -418,3 +416,89 @@ def test_never_a_reminder_or_fee_on_an_invoice_over_its_estimate_tolerance(s: Sc
             assert inv.total <= inv.estimate.total * (1 + tolerance / 100), (a.key, inv.total, inv.estimate, tolerance)
     unchecked = evaluate(invoices, plain, list(s.history), list(s.renegotiations), s.today)
     assert unchecked.to_json() == s.evaluate().to_json()
+
+
+def _raw_estimate(provider: str, est_id: int, number: str, total: Decimal, currency: str, agreed: bool) -> dict:
+    """An estimate as each provider sends it, and the link an invoice made from it carries."""
+    if provider == "quickbooks":
+        status = "Closed" if agreed else random.Random(est_id).choice(["Pending", "Rejected"])
+        return {"Id": str(est_id), "DocNumber": number, "TxnStatus": status, "TotalAmt": str(total),
+                "CurrencyRef": {"value": currency}}  # fmt: skip
+    if provider == "xero":
+        status = "INVOICED" if agreed else random.Random(est_id).choice(["DRAFT", "SENT", "DECLINED"])
+        return {"QuoteID": f"q-{est_id}", "QuoteNumber": number, "Status": status, "Total": str(total),
+                "CurrencyCode": currency}  # fmt: skip
+    ui = "invoiced" if agreed else random.Random(est_id).choice(["draft", "sent", "declined"])
+    return {"id": est_id, "estimate_number": number, "ui_status": ui, "amount": {"amount": str(total),
+            "code": currency}}  # fmt: skip
+
+
+def _invoice_link(provider: str, raw_estimate: dict) -> tuple[str, ...]:
+    from bridge.mapping import freshbooks, quickbooks, xero
+
+    if provider == "quickbooks":
+        return quickbooks.estimate_links({"LinkedTxn": [{"TxnId": raw_estimate["Id"], "TxnType": "Estimate"}]})
+    if provider == "xero":  # the invoice's Reference names the quote by its number
+        return xero.map_invoice(_xero_invoice(raw_estimate["QuoteNumber"]), "c", {}).estimate_keys
+    return freshbooks.estimate_links({"estimateid": raw_estimate["id"]})
+
+
+def _xero_invoice(reference: str) -> dict:
+    return {"InvoiceID": "i", "Status": "AUTHORISED", "CurrencyCode": "USD", "Total": "1", "AmountDue": "1",
+            "Contact": {"ContactID": "c"}, "Type": "ACCREC", "Reference": reference}  # fmt: skip
+
+
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_never_a_reminder_or_fee_on_an_invoice_over_its_pulled_estimates(s: Scenario, rnd: random.Random) -> None:
+    """The same, through the way a sync gets there: estimates in each provider's own shape (accepted or not, in
+    the invoice's currency or not), mapped by the provider's mapping, linked the provider's way and attached by
+    `attach_estimates` as the read cache is. No reminder or fee goes out on an invoice whose total is over what
+    its accepted estimates in its currency agreed plus the tolerance; an invoice without one is planned as if
+    the check were off."""
+    from dataclasses import replace
+
+    from bridge.mapping import freshbooks, quickbooks, xero
+    from bridge.mapping.common import attach_estimates
+
+    mappings = {"quickbooks": quickbooks, "xero": xero, "freshbooks": freshbooks}
+    records, invoices, agreed_of = [], [], {}
+    for n, inv in enumerate(s.invoices):
+        keys: tuple[str, ...] = ()
+        agreed = Decimal(0)
+        for k in range(rnd.choice([0, 0, 1, 1, 2])):
+            provider = rnd.choice(sorted(mappings))
+            accepted = rnd.random() < 0.8
+            currency = inv.currency if rnd.random() < 0.9 else ("EUR" if inv.currency != "EUR" else "USD")
+            factor = Decimal(rnd.choice(["0", "0.4", "0.8", "0.9", "1", "1.3"]))
+            total = (inv.total * factor).quantize(quantum(inv.currency), ROUND_DOWN).quantize(quantum(currency))
+            raw = _raw_estimate(provider, 1000 * n + k + 1, f"E{n}-{k}", total, currency, accepted)
+            records.append(mappings[provider].map_estimate(raw, inv.connection))
+            keys += _invoice_link(provider, raw)
+            if accepted and currency == inv.currency:
+                agreed += total
+                agreed_of[inv_key(inv)] = agreed
+        invoices.append(replace(inv, estimate_keys=keys))
+    checked = s.terms.model_copy(
+        update={
+            "contracts": tuple(
+                c.model_copy(update={"estimate_tolerance_percent": Decimal(rnd.choice(["0", "10", "25"]))})
+                for c in s.terms.contracts
+            )
+        }
+    )
+    attached = attach_estimates(invoices, records)
+    plan = evaluate(attached, checked, list(s.history), list(s.renegotiations), s.today)
+    by_key = {inv_key(inv): inv for inv in attached}
+    for a in plan.actions:
+        if a.kind not in (ActionKind.REMINDER, ActionKind.LATE_FEE):
+            continue
+        inv = by_key[action_inv_key(a)]
+        tolerance = contract_named(checked, a.clause).estimate_tolerance_percent
+        assert tolerance is not None
+        if inv_key(inv) in agreed_of:
+            assert inv.estimate is not None and inv.estimate.total == agreed_of[inv_key(inv)]
+            assert inv.total <= agreed_of[inv_key(inv)] * (1 + tolerance / 100), (a.key, inv.total, inv.estimate)
+        else:
+            assert inv.estimate is None
+    without = [i for i in attached if inv_key(i) not in agreed_of]
+    assert all(i.estimate is None for i in without)
