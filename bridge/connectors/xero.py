@@ -230,11 +230,7 @@ class XeroConnector(BaseConnector):
             return AuthError(f"Xero refused the credentials of {self.name!r}: re-link it")
         if status == 403 and api:
             return AuthError(f"Xero organisation {self.tenant_id} is not connected to {self.name!r}: re-link it")
-        try:
-            body = json.loads(response.content, parse_float=Decimal)
-        except ValueError:
-            body = None
-        messages = xm.error_messages(body)
+        messages = xm.error_messages(response.content)
         detail = "; ".join(messages) or response.text[:200]
         return XeroHTTPError(f"Xero answered {status}: {detail}", status, messages)
 

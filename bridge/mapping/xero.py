@@ -10,6 +10,7 @@ it not editable and a fee goes on a separate invoice. Dates travel as
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -330,8 +331,13 @@ def history_note(action: Action, form: str | None) -> str:
     return f"bridge: {what}. {action.reason} [{action.clause}; {action.key}]"[:2500]
 
 
-def error_messages(body: Any) -> list[str]:
-    """The validation messages of a Xero 400 body (`Elements[].ValidationErrors[].Message`, else `Message`)."""
+def error_messages(content: bytes) -> list[str]:
+    """The validation messages of a Xero 4xx body (`Elements[].ValidationErrors[].Message`, else `Message`); none
+    when it is not JSON."""
+    try:
+        body = json.loads(content, parse_float=Decimal)
+    except ValueError:
+        return []
     if not isinstance(body, Mapping):
         return []
     found: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -148,5 +149,6 @@ def test_a_history_note_cites_the_clause_and_the_action_key() -> None:
 
 def test_validation_messages_are_read_from_a_400_body() -> None:
     body = {"Elements": [{"ValidationErrors": [{"Message": "This document cannot be edited as it has a payment"}]}]}
-    assert xm.error_messages(body) == ["This document cannot be edited as it has a payment"]
-    assert xm.error_messages({"Message": "A validation exception occurred"}) == ["A validation exception occurred"]
+    assert xm.error_messages(json.dumps(body).encode()) == ["This document cannot be edited as it has a payment"]
+    assert xm.error_messages(b'{"Message": "A validation exception occurred"}') == ["A validation exception occurred"]
+    assert xm.error_messages(b"<html>Bad gateway</html>") == [] and xm.error_messages(b"[1, 2]") == []
