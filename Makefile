@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/messages.py
 	$(BIN)/python -m bench.peers
 	$(BIN)/python -m bench.endtoend
+	$(BIN)/python -m bench.apply
 	$(BIN)/python bench/serve.py
 
 # Third-party clients against the emulators: builds .venv-peers/ (tap-quickbooks and tap-xero, one venv each,
