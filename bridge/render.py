@@ -127,7 +127,8 @@ def _render_messages(plan: Plan, console: Console) -> None:
         return
     console.print(Text("Messages", style="bold"))
     for a in messages:
-        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}: ")
+        copies = f" (cc {', '.join(a.cc + a.bcc)})" if a.cc or a.bcc else ""
+        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}{copies}: ")
         console.print(Text.assemble("  ", who, ("Subject: ", "bold"), safe(a.subject)))
         for line in [line for line in (a.body or "").splitlines() if line.strip()][:_FIRST_LINES]:
             console.print(Text.assemble("    ", safe(line)))
