@@ -16,13 +16,19 @@ from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 Sends = Literal["contract_text", "provider_invoice_email", "nothing"]
+# Who else a message can go to (escalation, docs/policy.md §4): "chosen": exactly the copies the bridge names
+# (the SMTP channel's Cc, FreshBooks' email_recipients); "always": the provider copies the client's other contacts
+# itself on every e-mail it sends, whatever the step (QuickBooks: the invoice's BillEmailCc/Bcc; Xero: the contact
+# persons included in e-mails); "none": no copies at all.
+Copies = Literal["chosen", "always", "none"]
 
 
 class Delivery(NamedTuple):
-    """How a message leaves: what the client gets (`sends`) and, in words, through what."""
+    """How a message leaves: what the client gets (`sends`), in words through what, and who else it can reach."""
 
     sends: Sends
     what: str
+    copies: Copies = "none"
 
 
 # The SMTP channel, on every provider: the contract's words from the firm's mailbox ([smtp]), with the provider's
@@ -31,6 +37,7 @@ SMTP = Delivery(
     "contract_text",
     "the contract's subject and text, from the firm's mailbox by SMTP, to the client's e-mail at the provider "
     "(with the provider's invoice PDF and pay link when [smtp] asks for them and the provider has them)",
+    "chosen",
 )
 
 NOT_SENT = Delivery("nothing", "nothing is sent: the message is for you to pass on")

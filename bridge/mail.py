@@ -99,6 +99,7 @@ def compose(
     action_key: str,
     sender: str,
     to: Sequence[str],
+    cc: Sequence[str] = (),
     subject: str,
     text: str,
     html_body: str | None,
@@ -115,6 +116,8 @@ def compose(
     message = EmailMessage(policy=SMTP)
     message["From"] = sender
     message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
     if reply_to:
         message["Reply-To"] = reply_to
     message["Subject"] = subject

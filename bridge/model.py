@@ -58,11 +58,18 @@ _RECORD = ConfigDict(extra="forbid")
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
 class Customer:
-    """The client an invoice is addressed to."""
+    """The client an invoice is addressed to.
+
+    `cc` and `bcc` are the client's other billing contacts (QuickBooks' `BillEmailCc` / `BillEmailBcc`, Xero's
+    contact persons included in e-mails, FreshBooks' client contacts): the reminders of an escalating contract
+    copy them from its `escalate_from_step` on (docs/policy.md §4).
+    """
 
     id: str
     name: str = ""
     email: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)

@@ -73,6 +73,9 @@ class WarningCode(StrEnum):
     PROVIDER_LATE_FEES = "provider_late_fees_possible"  # the provider may add its own late fee (FreshBooks client)
     PROVIDER_EMAIL = "provider_email_template"  # reminders go out as the provider's own invoice e-mail, not our text
     EXCEEDS_ESTIMATE = "exceeds_estimate"  # someone should talk to the client before it is chased
+    NO_ESCALATION_CONTACT = "no_escalation_contact"  # an escalating reminder has no second contact to copy
+    CANNOT_COPY = "escalation_cannot_copy"  # the reminder's channel cannot copy other contacts
+    PROVIDER_COPIES = "provider_copies_every_step"  # the provider copies the other contacts before escalation too
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -165,6 +168,8 @@ class Action(NamedTuple):
     message: str | None = None
     channel: str | None = None
     to: str | None = None
+    cc: tuple[str, ...] = ()  # copies (escalation, docs/policy.md §4): in the message's Cc header
+    bcc: tuple[str, ...] = ()  # blind copies: envelope recipients only
     # what the client receives (bridge.delivery): contract_text, provider_invoice_email or nothing
     sends: str | None = None
     balance: Decimal | None = None  # the balance a reminder states: amount due after this run's fees
@@ -176,13 +181,18 @@ class Action(NamedTuple):
     subject: str | None = None
     body: str | None = None
 
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Every address the message goes to: `to`, then the copies, then the blind copies."""
+        return ((self.to,) if self.to else ()) + self.cc + self.bcc
+
     def to_dict(self, invoice: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON form; amounts as exact minor-unit strings. `invoice`: `self.invoice.to_dict()`, when already made
         (the actions of one invoice share it)."""
         # One unpacking, then locals: cheaper than 25 attribute reads (this runs per action).
         (key, kind, connection, provider, ref, clause, reason, occurrence, occurrence_date, amount, form, item,
-         description, step, step_date, message, channel, to, sends, balance, new_due_date, requested_due_date,
-         refusal_reason, subject, body) = self  # fmt: skip
+         description, step, step_date, message, channel, to, cc, bcc, sends, balance, new_due_date,
+         requested_due_date, refusal_reason, subject, body) = self  # fmt: skip
         out: dict[str, Any] = {
             "key": key,
             "kind": kind._value_,  # `.value` is a property: the slot is read per action
@@ -202,9 +212,15 @@ class Action(NamedTuple):
                 out[name] = value
         if step_date is not None:
             out["step_date"] = step_date.isoformat()
-        for name, value in (("message", message), ("channel", channel), ("to", to), ("sends", sends)):
+        for name, value in (("message", message), ("channel", channel), ("to", to)):
             if value is not None:
                 out[name] = value
+        if cc:  # only an escalating reminder has copies: every other action's JSON is unchanged
+            out["cc"] = list(cc)
+        if bcc:
+            out["bcc"] = list(bcc)
+        if sends is not None:
+            out["sends"] = sends
         if balance is not None:
             out["balance"] = format_amount(balance, ref.currency)
         if new_due_date is not None:
@@ -244,6 +260,8 @@ class Action(NamedTuple):
             message=data.get("message"),
             channel=data.get("channel"),
             to=data.get("to"),
+            cc=tuple(data.get("cc") or ()),
+            bcc=tuple(data.get("bcc") or ()),
             sends=data.get("sends"),
             balance=None if data.get("balance") is None else Decimal(data["balance"]),
             new_due_date=_date_or_none(data.get("new_due_date")),

@@ -46,6 +46,10 @@ class Preview:
             "to": self.action.to,
             "how": self.how,
         }
+        if self.action.cc:  # copies (escalation): shown only when there are, like the plan
+            out["cc"] = list(self.action.cc)
+        if self.action.bcc:
+            out["bcc"] = list(self.action.bcc)
         if self.message is None:
             out.update(subject=self.action.subject, text=self.action.body)
             return out

@@ -127,7 +127,8 @@ def _render_messages(plan: Plan, console: Console) -> None:
         return
     console.print(Text("Messages", style="bold"))
     for a in messages:
-        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}: ")
+        copies = f" (cc {', '.join(a.cc + a.bcc)})" if a.cc or a.bcc else ""
+        who = safe(f"{a.connection} {a.invoice.number} to {a.to or '(no address)'}{copies}: ")
         console.print(Text.assemble("  ", who, ("Subject: ", "bold"), safe(a.subject)))
         for line in [line for line in (a.body or "").splitlines() if line.strip()][:_FIRST_LINES]:
             console.print(Text.assemble("    ", safe(line)))
@@ -372,13 +373,19 @@ def render_previews(previews: Sequence[Any], console: Console) -> None:
         console.print(safe(f"   how: {item.how}"))
         if item.message is None:
             console.print(safe(f"   To: {action.to}"))
+            if action.cc:
+                console.print(safe(f"   Cc: {', '.join(action.cc)}"))
+            if action.bcc:
+                console.print(safe(f"   Bcc: {', '.join(action.bcc)}"))
             console.print(safe(f"   Subject: {action.subject}"))
             console.print(safe(action.body or "", multiline=True))
             console.print()
             continue
-        for name in ("From", "Reply-To", "To", "Subject", "Message-ID"):
+        for name in ("From", "Reply-To", "To", "Cc", "Subject", "Message-ID"):
             if item.message[name] is not None:
                 console.print(safe(f"   {name}: {item.message[name]}"))
+        if action.bcc:  # blind copies: in no header, handed to the server with the message
+            console.print(safe(f"   Bcc: {', '.join(action.bcc)}"))
         attached = ", ".join(item.attachments) if item.attachments else "none"
         console.print(safe(f"   Attachments: {attached}"))
         for note in item.notes:

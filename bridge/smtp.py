@@ -109,12 +109,14 @@ class SmtpTransport:
             )
         return value
 
-    def send(self, message: EmailMessage) -> str:
-        """Hand `message` over; returns the server's final answer (`250 ...`)."""
+    def send(self, message: EmailMessage, bcc: Sequence[str] = ()) -> str:
+        """Hand `message` over (and to the blind copies `bcc`, envelope only: no header names them); returns the
+        server's final answer (`250 ...`)."""
         password = self.password()
         data = message.as_bytes()
         sender = str(message["From"].addresses[0].addr_spec)
         recipients = [str(a.addr_spec) for header in ("To", "Cc") for a in (message[header] or _NoAddresses).addresses]
+        recipients += [a for a in bcc if a not in recipients]
         return self.policy.call(lambda: self._once(sender, recipients, data, password), self.stats)
 
     def _open(self) -> smtplib.SMTP:
@@ -205,6 +207,7 @@ class Composed:
     attachments: tuple[str, ...]
     pay_link: str | None
     notes: tuple[str, ...]  # e.g. the PDF that could not be fetched
+    bcc: tuple[str, ...] = ()  # blind copies: envelope recipients, in no header
 
 
 def compose_for(
@@ -236,6 +239,7 @@ def compose_for(
         action_key=action.key,
         sender=smtp.from_,
         to=[action.to],
+        cc=action.cc,
         subject=action.subject,
         text=text,
         # The same words as the text, escaped; only the provider's pay link is made clickable.
@@ -246,7 +250,7 @@ def compose_for(
         reply_to=firm.reply_to if firm else None,
         pdf=pdf,
     )
-    return Composed(message, (pdf.filename,) if pdf else (), link, tuple(notes))
+    return Composed(message, (pdf.filename,) if pdf else (), link, tuple(notes), action.bcc)
 
 
 def _fetch(get: Callable[[], Any], what: str, notes: list[str]) -> Any:
@@ -311,7 +315,7 @@ class SmtpChannel:
         composed = compose_for(
             action, self.inner, self.transport.settings, self.firm, self.locale_of(action), self.now()
         )
-        self.transport.send(composed.message)
+        self.transport.send(composed.message, composed.bcc)
         self.sent_notes[action.key] = composed.notes
         if getattr(self.inner, "keeps_history", False) and action.kind is ActionKind.REMINDER:
             self.inner.note_sent(action)  # type: ignore[attr-defined]

@@ -595,7 +595,10 @@ def apply_plan(
 
 
 # What must be the same in a reviewed plan and in today's evaluation for an action to be applied.
-_COMPARED = ("kind", "clause", "amount", "form", "to", "channel", "sends", "balance", "subject", "body", "new_due_date")
+_COMPARED = (
+    "kind", "clause", "amount", "form", "to", "cc", "bcc", "channel", "sends", "balance", "subject", "body",
+    "new_due_date",
+)  # fmt: skip
 
 
 def plan_mismatch(planned: Action, fresh: Action | None, why_not: str | None = None) -> str | None:

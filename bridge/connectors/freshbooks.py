@@ -233,7 +233,9 @@ class FreshBooksConnector(BaseConnector):
         guard = PageGuard("freshbooks", "clients")
 
         def read(page: int) -> tuple[list[Raw], bool]:
-            builders: list[Builder] = [PaginateBuilder(page, PER_PAGE)]
+            contacts = IncludesBuilder()
+            contacts.include("contacts")  # the client's other contacts, copied by escalating reminders
+            builders: list[Builder] = [PaginateBuilder(page, PER_PAGE), contacts]
             if ids is not None:
                 search = FilterBuilder()
                 search.in_list("userids", ids)

@@ -42,6 +42,20 @@ def refuses_malformed(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
+def email_list(values: Iterable[Any]) -> tuple[str, ...]:
+    """The e-mail addresses among `values` (each a string, possibly several addresses separated by commas or
+    semicolons), each once, in order; anything that is not a string or holds no `@` is left out."""
+    out: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        for part in value.replace(";", ",").split(","):
+            address = part.strip()
+            if "@" in address and address.casefold() not in {seen.casefold() for seen in out}:
+                out.append(address)
+    return tuple(out)
+
+
 def attach_payments(invoices: Sequence[Invoice], payments: Iterable[Payment]) -> list[Invoice]:
     """Invoices with `payments` filled from the payments' allocations (one payment may pay several invoices)."""
     by_invoice: dict[str, list[Allocation]] = defaultdict(list)

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
+from bridge.mapping.common import currency_code, email_list, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -112,6 +112,14 @@ def client_name(raw: Mapping[str, Any]) -> str:
     return f"{raw.get('fname') or ''} {raw.get('lname') or ''}".strip()
 
 
+def client_contacts(client: Mapping[str, Any]) -> tuple[str, ...]:
+    """The e-mail addresses of a client's `contacts` (read with `include[]=contacts`): its other billing contacts."""
+    contacts = client.get("contacts")
+    if not isinstance(contacts, list):
+        return ()
+    return email_list(c.get("email") for c in contacts if isinstance(c, Mapping))
+
+
 @refuses_malformed("Client")
 def map_client(raw: Mapping[str, Any]) -> Customer:
     """A FreshBooks client as the model's Customer."""
@@ -195,7 +203,10 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
         connection=connection,
         provider=PROVIDER,
         customer=Customer(
-            id=customer, name=client_name(client), email=email if isinstance(email, str) and email else None
+            id=customer,
+            name=client_name(client),
+            email=email if isinstance(email, str) and email else None,
+            cc=client_contacts(client),
         ),
         currency=currency,
         issue_date=iso_date(raw.get("create_date"), "invoice.create_date", required=False),
@@ -354,7 +365,7 @@ def email_update(action: Action) -> dict[str, Any]:
     """
     body: dict[str, Any] = {"action_email": True}
     if action.to:
-        body["email_recipients"] = [action.to]
+        body["email_recipients"] = list(action.recipients)  # the client, then its copies (escalation)
     if action.subject or action.body:
         body["invoice_customized_email"] = {"subject": action.subject or "", "body": action.body or ""}
     return body

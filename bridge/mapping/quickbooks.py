@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError, ProviderError
-from bridge.mapping.common import currency_code, iso_date, money, objects, refuses_malformed, text
+from bridge.mapping.common import currency_code, email_list, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
@@ -200,6 +200,9 @@ def map_invoice(
             id=customer_id,
             name=name if isinstance(name, str) else "",
             email=(bill_email or customer_email) if isinstance(bill_email or customer_email, str) else None,
+            # The invoice's copies (the Customer object has no copy addresses: the invoice carries them).
+            cc=email_list([_ref(raw, "BillEmailCc").get("Address")]),
+            bcc=email_list([_ref(raw, "BillEmailBcc").get("Address")]),
         ),
         currency=currency,
         issue_date=iso_date(raw.get("TxnDate"), "Invoice.TxnDate", required=False),

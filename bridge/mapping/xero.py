@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, money, objects, refuses_malformed, text
+from bridge.mapping.common import currency_code, email_list, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -98,6 +98,16 @@ def map_contact(raw: Mapping[str, Any]) -> Customer:
     )
 
 
+def included_persons(contact: Mapping[str, Any]) -> tuple[str, ...]:
+    """The e-mail addresses of a contact's `ContactPersons` marked `IncludeInEmails`: those Xero's invoice e-mail
+    copies, and the client's other billing contacts."""
+    persons = contact.get("ContactPersons")
+    if not isinstance(persons, list):
+        return ()
+    included = (p for p in persons if isinstance(p, Mapping) and p.get("IncludeInEmails") is True)
+    return email_list(p.get("EmailAddress") for p in included)
+
+
 def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
     lines: list[LineItem] = []
     for index, line in enumerate(objects(raw, "LineItems", "Invoice.LineItems")):
@@ -162,6 +172,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, 
             id=contact_id,
             name=text(contact.get("Name"), "Invoice.Contact.Name", required=False),
             email=email if isinstance(email, str) and email else None,
+            cc=included_persons(contact),
         ),
         currency=currency,
         issue_date=day(raw.get("Date"), "Invoice.Date", required=False),

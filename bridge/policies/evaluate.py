@@ -27,6 +27,7 @@ from bridge.plan import (
     SkipCode,
     Warning,
     WarningCode,
+    natural_key,
 )
 from bridge.policies.history import History, InvoiceHistory
 from bridge.policies.late_fees import FeeOutcome, decide_late_fees, fee_description, fee_terms
@@ -243,6 +244,7 @@ def evaluate(
     actions, skips, warnings = list(reneg.actions), list(reneg.skips), list(reneg.warnings)
     per_contract: dict[str, _PerContract] = {}
     template_mail: dict[tuple[str, str], Action] = {}  # per connection: a reminder sent as the provider's e-mail
+    escalation = _Escalation()
     for inv in invoices:
         contract, skip = scope.check(inv)
         if skip is not None:
@@ -272,7 +274,10 @@ def evaluate(
             actions.append(reminder)
             if reminder.sends == "provider_invoice_email":
                 template_mail.setdefault((inv.connection, inv.provider), reminder)
+            if run.contract.reminders.escalate_from_step is not None:
+                escalation.note(inv, reminder, run)
     warnings += [_template_mail_warning(a, terms.provider_channels) for a in template_mail.values()]
+    warnings += escalation.warnings()
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
     del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
     return Plan.build(as_of, actions, skips, warnings, errors)
@@ -518,6 +523,7 @@ def _reminder_action(
     days_overdue = (today - effective_due).days
     delivery = run.delivery(inv.provider)
     subject = body = None
+    cc, bcc = _copies(inv.customer, terms.escalate_from_step, step.number, delivery)
     if delivery.sends == "contract_text":  # the plan shows message text only when that text is what is sent
         rendered = render_message(
             MessageContext(
@@ -555,10 +561,92 @@ def _reminder_action(
         message=message,
         channel=terms.channel,
         to=inv.customer.email,
+        cc=cc,
+        bcc=bcc,
         sends=delivery.sends,
         subject=subject,
         body=body,
     )
+
+
+def other_contacts(customer: Customer) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The client's other billing contacts as (copies, blind copies): each address once, never the `to` address
+    (compared case-insensitively), a copy before a blind copy."""
+    seen = {customer.email.casefold()} if customer.email else set()
+    out: tuple[list[str], list[str]] = ([], [])
+    for kind, addresses in enumerate((customer.cc, customer.bcc)):
+        for address in addresses:
+            if address and address.casefold() not in seen:
+                seen.add(address.casefold())
+                out[kind].append(address)
+    return tuple(out[0]), tuple(out[1])
+
+
+def _copies(customer: Customer, from_step: int | None, step: int, delivery: Delivery) -> tuple[tuple[str, ...], ...]:
+    """Who a reminder copies (docs/policy.md §4, `escalate_from_step`): the other contacts from that step on, on a
+    channel that can copy; on a provider that copies them on every e-mail, at every step (the plan shows what
+    really goes out). Nobody when the contract does not escalate."""
+    if from_step is None or delivery.copies == "none" or (step < from_step and delivery.copies != "always"):
+        return (), ()
+    return other_contacts(customer)
+
+
+class _Escalation:
+    """The escalation warnings of one evaluation, each said once (docs/policy.md §4): `no_escalation_contact` once
+    per client (connection and customer id) naming its invoices; a channel that cannot copy, or a provider that
+    copies before the escalation step, once per connection (like `provider_email_template`)."""
+
+    def __init__(self) -> None:
+        self.alone: dict[tuple[str, str], tuple[Invoice, str, list[str]]] = {}
+        self.cannot_copy: dict[str, Warning] = {}
+        self.early: dict[str, Warning] = {}
+
+    def note(self, inv: Invoice, reminder: Action, run: _PerContract) -> None:
+        from_step, step = run.contract.reminders.escalate_from_step, reminder.step
+        assert from_step is not None and step is not None
+        delivery = run.delivery(inv.provider)
+        others = any(other_contacts(inv.customer))
+        clause = f"{run.reminders_clause}.escalate_from_step"
+        conn = inv.connection
+        if step >= from_step and not others:
+            entry = self.alone.setdefault((conn, inv.customer.id), (inv, clause, []))
+            entry[2].append(inv.number)
+        elif step >= from_step and delivery.copies == "none" and conn not in self.cannot_copy:
+            self.cannot_copy[conn] = Warning(
+                conn,
+                None,
+                WarningCode.CANNOT_COPY,
+                f"{clause}: reminders through this connection cannot copy the client's other billing contacts "
+                f"({delivery.what}); they go to the client's own address only. The SMTP channel can copy them: "
+                'reminders.channel = "smtp".',
+            )
+        elif step < from_step and others and delivery.copies == "always" and conn not in self.early:
+            self.early[conn] = Warning(
+                conn,
+                None,
+                WarningCode.PROVIDER_COPIES,
+                f"{clause} = {from_step}: {inv.provider} copies the client's other billing contacts on every invoice "
+                f"e-mail it sends, so reminders before step {from_step} reach them too (the plan lists them). "
+                'To copy them only from that step on, use the SMTP channel: reminders.channel = "smtp".',
+            )
+
+    def warnings(self) -> list[Warning]:
+        out = list(self.cannot_copy.values()) + list(self.early.values())
+        for (conn, _), (inv, clause, numbers) in self.alone.items():
+            customer = inv.customer
+            who = f"{customer.name} ({customer.id})" if customer.name else customer.id
+            out.append(
+                Warning(
+                    conn,
+                    None,
+                    WarningCode.NO_ESCALATION_CONTACT,
+                    f"{clause}: client {who} has no other billing contact to copy; "
+                    f"{'the reminder on invoice' if len(numbers) == 1 else 'the reminders on invoices'} "
+                    f"{', '.join(sorted(numbers, key=natural_key))} {'goes' if len(numbers) == 1 else 'go'} to "
+                    f"{customer.email} only. Add a second billing contact at the provider to escalate.",
+                )
+            )
+        return out
 
 
 class _Replay(NamedTuple):

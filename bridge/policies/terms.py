@@ -22,6 +22,9 @@ from bridge.messages import template_sets
 from bridge.model import Money
 from bridge.money import is_currency, quantum
 
+# A step number past any real schedule: a larger escalate_from_step is a typo, not a plan (e.g. 40 for 4).
+MAX_ESCALATION_STEP = 30
+
 NonNegativeMoney = Annotated[Money, Field(ge=0)]
 Percent = Annotated[Decimal, BeforeValidator(lambda v: _reject_float(v)), Field(ge=0, le=100)]
 
@@ -73,6 +76,8 @@ class Reminders(_Terms):
     holidays: str | None = None
     # provider: the accounting package's own send; smtp: the contract's message from the firm's mailbox ([smtp]).
     channel: Literal["provider", "smtp"] = "provider"
+    # Off when None: from this step on, a reminder also goes to the client's other billing contacts (copies).
+    escalate_from_step: int | None = Field(None, ge=1, le=MAX_ESCALATION_STEP)
     template: str = Field("polite", pattern=r"^[a-z][a-z0-9_-]*$")
     # None: the smallest unit of the currency (the contract's, else the invoice's).
     min_balance: NonNegativeMoney | None = None
@@ -102,6 +107,18 @@ class Reminders(_Terms):
         if any(b <= a for a, b in pairwise(value)):
             raise ValueError(f"must be strictly increasing, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _escalation_reachable(self) -> Reminders:
+        """A step that never comes would leave escalation silently off: without repeats, the schedule's steps are
+        the only ones."""
+        step = self.escalate_from_step
+        if step is not None and self.repeat_every_days == 0 and step > len(self.schedule):
+            raise ValueError(
+                f"escalate_from_step = {step}: with repeat_every_days = 0 there are only {len(self.schedule)} "
+                f"step(s) (schedule = {list(self.schedule)}), so step {step} never comes"
+            )
+        return self
 
     @field_validator("holidays")
     @classmethod

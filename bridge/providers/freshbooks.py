@@ -13,5 +13,8 @@ PROVIDER = Provider(
     # FreshBooks accepts https redirect addresses only.
     redirect_uri="https://127.0.0.1:8719/callback",
     # action_email sends the subject and body it is given.
-    reminder_email=Delivery("contract_text", "FreshBooks e-mails the contract's subject and text with the invoice"),
+    # ... to the email_recipients it is given: the copies are the bridge's to choose.
+    reminder_email=Delivery(
+        "contract_text", "FreshBooks e-mails the contract's subject and text with the invoice", "chosen"
+    ),
 )

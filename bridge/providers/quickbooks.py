@@ -14,6 +14,8 @@ PROVIDER = Provider(
     reminder_email=Delivery(
         "provider_invoice_email",
         "QuickBooks sends its own invoice e-mail (the company's template with the invoice), not the contract's text",
+        # The send copies the client's other contacts itself, at every step (docs/delivery.md, escalation).
+        "always",
     ),
     # Intuit's development apps reach only its sandbox companies, on their own API host and discovery document.
     environments=("production", "sandbox"),

@@ -14,5 +14,7 @@ PROVIDER = Provider(
     reminder_email=Delivery(
         "provider_invoice_email",
         "Xero sends its own invoice e-mail (the organisation's template with the invoice), not the contract's text",
+        # The send copies the client's other contacts itself, at every step (docs/delivery.md, escalation).
+        "always",
     ),
 )

@@ -47,6 +47,11 @@ _CUSTOMERS: tuple[tuple[str, str, str, bool, int], ...] = (
     ("16", "Kookies by Kathy", "kathy@kookies.example", False, 15),
 )
 PROJECT = ("17", "Warehouse Courtyard", "8")  # (Id, name, parent Id)
+# The copy addresses (BillEmailCc, BillEmailBcc) on the invoices of a few customers: their other billing contacts.
+_COPIES: dict[str, tuple[str, str | None]] = {
+    "3": ("treasurer@birds.example", None),
+    "4": ("owner@coolcars.example", "bookkeeper@coolcars.example"),
+}
 
 # (Id, name, unit price, description)
 _ITEMS: tuple[tuple[str, str, str, str], ...] = (
@@ -73,6 +78,12 @@ def _local(day: date, hour: int, minute: int) -> datetime:
 
 def _meta(created: datetime, updated: datetime | None = None) -> Obj:
     return {"CreateTime": _stamp(created), "LastUpdatedTime": _stamp(updated or created)}
+
+
+def _copy_fields(customer_id: str) -> Obj:
+    """An invoice's `BillEmailCc` / `BillEmailBcc` for a customer with other billing contacts (none otherwise)."""
+    cc, bcc = _COPIES.get(customer_id, (None, None))
+    return ({"BillEmailCc": {"Address": cc}} if cc else {}) | ({"BillEmailBcc": {"Address": bcc}} if bcc else {})
 
 
 def _money(value: Decimal) -> Decimal:
@@ -296,6 +307,7 @@ class _Book:
             "TxnTaxDetail": {"TotalTax": Decimal("0.00")},
             "CustomerMemo": {"value": "Thank you for your business and have a great day!"},
             "BillEmail": {"Address": inv.email},
+            **_copy_fields(customer["Id"]),
             "TotalAmt": inv.total,
             "Balance": Decimal("0.00") if voided else _money(inv.total - inv.paid),
             "ApplyTaxAfterDiscount": False,

@@ -325,8 +325,19 @@ class SandboxContext(Protocol):
         """The sandbox clock (timezone-aware)."""
         ...
 
-    def record_email(self, *, provider: str, tenant: str, invoice_id: str, to: str, subject: str, body: str) -> None:
-        """Add one e-mail to the outbox."""
+    def record_email(
+        self,
+        *,
+        provider: str,
+        tenant: str,
+        invoice_id: str,
+        to: str,
+        subject: str,
+        body: str,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+    ) -> None:
+        """Add one e-mail to the outbox (`cc`, `bcc`: the copies the provider sent, listed only when there are)."""
         ...
 
     def deliver_form(self, provider: str, url: str, fields: Sequence[tuple[str, str]]) -> None:

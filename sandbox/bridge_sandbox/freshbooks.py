@@ -653,8 +653,10 @@ class FreshBooksProvider(Provider):
         per_page = max(1, min(per_page, self.settings.per_page_max))
         total = len(objs)
         chosen = objs[(page - 1) * per_page : page * per_page]
-        if key == "invoices" and "lines" not in request.query.get("include[]", []):
-            chosen = [{k: v for k, v in o.items() if k != "lines"} for o in chosen]
+        # Lines and a client's contacts come only when asked for (`include[]=lines`, `include[]=contacts`).
+        optional = {"invoices": "lines", "clients": "contacts"}.get(key)
+        if optional is not None and optional not in request.query.get("include[]", []):
+            chosen = [{k: v for k, v in o.items() if k != optional} for o in chosen]
         result = {key: chosen, "page": page, "pages": max(1, -(-total // per_page)), "per_page": per_page}
         result["total"] = total
         return self._result(result)

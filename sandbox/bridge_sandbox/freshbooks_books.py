@@ -33,6 +33,11 @@ _CLIENTS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("Meridian Yoga", "Laura", "Callahan", "laura@meridianyoga.example", False),
     ("Tidewater Marine", "Robert", "King", "", False),  # no e-mail: no reminders by e-mail
 )
+# A few clients' other contacts (by client index): (first name, last name, e-mail); listed with include[]=contacts.
+_CONTACTS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    0: (("Andrew", "Fuller", "controller@northwind.example"),),
+    3: (("Anne", "Dodsworth", "board@orchardrow.example"), ("Mike", "Suyama", "mike@orchardrow.example")),
+}
 
 # (client index, issue date, terms days, [(name, qty, unit)], kind, currency)
 # kinds: sent, viewed, paid, part, disputed, draft, archived, deleted, fbfee (FreshBooks' own late fee added)
@@ -155,6 +160,12 @@ def build_freshbooks_account() -> Obj:
     """The `freshbooks` section of the default seed."""
     created = _at(date(2026, 6, 20), 9)
     clients = [_client(n, *spec, created + timedelta(minutes=n)) for n, spec in enumerate(_CLIENTS, start=1)]
+    for index, contacts in _CONTACTS.items():
+        clients[index]["contacts"] = [
+            {"contactid": 900 + 10 * index + k, "userid": 900 + 10 * index + k, "fname": first, "lname": last,
+             "email": address, "username": "", "phone1": "", "phone2": ""}
+            for k, (first, last, address) in enumerate(contacts, start=1)
+        ]  # fmt: skip
     invoices: list[Obj] = []
     payments: list[Obj] = []
     for n, (ci, issued, terms, specs, kind, code) in enumerate(_PLAN, start=1):

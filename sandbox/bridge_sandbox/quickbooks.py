@@ -1220,6 +1220,10 @@ class QuickBooksProvider(Provider):
             to=address,
             subject=f"Invoice {number} from {company.company_name}",
             body=body,
+            # The invoice's copy addresses go with every send (Intuit: BillEmailCc/Bcc are where the invoice is
+            # "sent" as a copy); sendTo replaces BillEmail only.
+            cc=_addresses(invoice, "BillEmailCc"),
+            bcc=_addresses(invoice, "BillEmailBcc"),
         )
         return self._ok({"Invoice": invoice})
 
@@ -1368,3 +1372,9 @@ class QuickBooksProvider(Provider):
                 "familyName": "Owner",
             },
         )
+
+
+def _addresses(invoice: Obj, key: str) -> list[str]:
+    """The addresses of an invoice's `BillEmailCc` / `BillEmailBcc` (one field; QuickBooks takes commas in it)."""
+    value = (invoice.get(key) or {}).get("Address") if isinstance(invoice.get(key), Mapping) else None
+    return [a.strip() for a in str(value or "").split(",") if "@" in a]

@@ -442,20 +442,32 @@ class Sandbox:
         """The sandbox clock."""
         return self._clock()
 
-    def record_email(self, *, provider: str, tenant: str, invoice_id: str, to: str, subject: str, body: str) -> None:
-        """Append an e-mail to the outbox (called by providers, under the lock)."""
-        self._outbox.append(
-            {
-                "channel": "provider",
-                "provider": provider,
-                "tenant": tenant,
-                "invoice_id": invoice_id,
-                "to": to,
-                "subject": subject,
-                "body": body,
-                "sent_at": self.now().isoformat(),
-            }
-        )
+    def record_email(
+        self,
+        *,
+        provider: str,
+        tenant: str,
+        invoice_id: str,
+        to: str,
+        subject: str,
+        body: str,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+    ) -> None:
+        """Append an e-mail to the outbox (called by providers, under the lock); copies only when there are."""
+        entry: dict[str, Json] = {
+            "channel": "provider",
+            "provider": provider,
+            "tenant": tenant,
+            "invoice_id": invoice_id,
+            "to": to,
+        }
+        if cc:
+            entry["cc"] = list(cc)
+        if bcc:
+            entry["bcc"] = list(bcc)
+        entry.update(subject=subject, body=body, sent_at=self.now().isoformat())
+        self._outbox.append(entry)
 
     # -------------------------------------------------------------------------------- inspection and control
 

@@ -914,6 +914,12 @@ class XeroProvider(Provider):
             to=to,
             subject=self.settings.email_subject.format(**values),
             body=self.settings.email_body.format(**values),
+            # Xero copies the contact's persons marked IncludeInEmails.
+            cc=[
+                str(p["EmailAddress"])
+                for p in contact.get("ContactPersons") or []
+                if isinstance(p, Mapping) and p.get("IncludeInEmails") is True and p.get("EmailAddress")
+            ],
         )
         if not invoice.get("SentToContact"):
             org.invoices[invoice["InvoiceID"]] = {**invoice, "SentToContact": True}

@@ -31,6 +31,11 @@ _CONTACTS: tuple[tuple[str, str], ...] = (
     ("Petrie McLoud Watson & Associates", "pmw@pmw.example"),
     ("Port & Philip Freight", ""),  # no e-mail: reminders by e-mail are refused
 )
+# Contact persons of a few contacts (by index): (first name, last name, e-mail, IncludeInEmails).
+_PERSONS: dict[int, tuple[tuple[str, str, str, bool], ...]] = {
+    0: (("Ana", "Reyes", "bursar@ridgeway.example", True), ("Tom", "Hale", "tom.hale@ridgeway.example", False)),
+    2: (("Hugh", "Smith", "hugh@hamiltonsmith.example", True),),
+}
 
 # (contact index, issue date, terms days, [(description, quantity, unit amount)], status, paid, currency)
 _PLAN: tuple[tuple[int, date, int, tuple[tuple[str, str, str], ...], str, str, str], ...] = (
@@ -83,7 +88,9 @@ def _midnight(day: date) -> str:
     return ms_date(_at(day, 0))
 
 
-def _contact(contact_id: str, name: str, email: str, updated: datetime) -> Obj:
+def _contact(
+    contact_id: str, name: str, email: str, updated: datetime, persons: tuple[tuple[str, str, str, bool], ...] = ()
+) -> Obj:
     """A customer contact in the shape GET Contacts answers (the empty lists included: clients index them)."""
     return {
         "ContactID": contact_id,
@@ -95,7 +102,10 @@ def _contact(contact_id: str, name: str, email: str, updated: datetime) -> Obj:
         "Addresses": [],
         "Phones": [],
         "ContactGroups": [],
-        "ContactPersons": [],
+        "ContactPersons": [
+            {"FirstName": first, "LastName": last, "EmailAddress": address, "IncludeInEmails": included}
+            for first, last, address, included in persons
+        ],
         "HasValidationErrors": False,
         "UpdatedDateUTC": ms_date(updated),
     }
@@ -110,7 +120,7 @@ def build_xero_org() -> Obj:
     """The `xero` section of the default seed."""
     created = date(2026, 6, 20)
     contacts = [
-        _contact(_id("contact", n), name, email, _at(created, 9, n))
+        _contact(_id("contact", n), name, email, _at(created, 9, n), _PERSONS.get(n - 1, ()))
         for n, (name, email) in enumerate(_CONTACTS, start=1)
     ]
     invoices: list[Obj] = []
