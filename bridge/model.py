@@ -125,11 +125,11 @@ class EstimateRecord:
 
     id: str
     connection: str
+    keys: tuple[str, ...] = ()
     number: str
     currency: str
     total: Money
     accepted: bool
-    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)

@@ -154,7 +154,7 @@ class Action(NamedTuple):
     provider: str
     invoice: InvoiceRef
     clause: str
-    reason: str
+    reason: str = ""  # why, in words (a plan file without one reads back with "")
     # late_fee
     occurrence: int | None = None
     occurrence_date: date | None = None

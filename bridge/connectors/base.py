@@ -29,6 +29,8 @@ from bridge.store import ESTIMATES, Cursor, Quarantined
 
 R = TypeVar("R")
 Raw = Mapping[str, Any]  # a record as the provider sends it
+Cursors = Mapping[str, Cursor]  # a connection's cursors, by stream
+Records = Mapping[str, Raw]  # raw records by their provider id
 
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
@@ -152,14 +154,7 @@ class Connector(Protocol):
     stats: CallStats
     streams: tuple[str, ...]  # the cursors `pull` reads and hands back
 
-    def pull(
-        self,
-        cursors: Mapping[str, Cursor],
-        customers: Mapping[str, Mapping[str, Any]],
-        *,
-        full: bool,
-        estimates: bool = False,
-    ) -> PullResult:
+    def pull(self, cursors: Cursors, customers: Records, *, full: bool, estimates: bool = False) -> PullResult:
         """Everything changed since the cursors (everything when `full`), estimates too when `estimates` (their
         cursor is `ESTIMATES`)."""
         ...
@@ -472,14 +467,7 @@ class BaseConnector(ABC):
 
     # -- the template ------------------------------------------------------------------------
 
-    def pull(
-        self,
-        cursors: Mapping[str, Cursor],
-        customers: Mapping[str, Mapping[str, Any]],
-        *,
-        full: bool,
-        estimates: bool = False,
-    ) -> PullResult:
+    def pull(self, cursors: Cursors, customers: Records, *, full: bool, estimates: bool = False) -> PullResult:
         """Everything changed since the cursors (everything when `full`, or when a full read is due), estimates
         too when `estimates`, every call within the connection's pull deadline (`sync_deadline_seconds`)."""
         with self.session.pulling():
