@@ -361,6 +361,23 @@ def _render_decision_outcome(decision: Any, console: Console) -> None:
             console.print(Text.assemble(("not written back", "red"), ": ", detail))
 
 
+def render_forgiven(result: Any, console: Console) -> None:
+    """`bridge forgive`: what became of the fee, with who and why, and whether later fees are forgiven too."""
+    what = f"late fee {result.fee} ({result.amount} {result.currency} on invoice {result.invoice})"
+    if result.outcome == "forgiven":
+        console.print(Text.assemble(("Forgiven", "green"), safe(f": {what}; {result.detail}.")))
+    elif result.outcome == "already":
+        console.print(safe(f"Already forgiven: {what}; nothing written."))
+    else:
+        console.print(Text.assemble(("Not forgiven", "red"), safe(f": {what}; {result.detail}")))
+        if result.outcome == "pending":
+            console.print(safe(f"Run `bridge forgive {result.fee}` again: it is settled from the provider first."))
+        return
+    console.print(safe(f"Recorded as {result.key} ({result.by})."))
+    if result.all_fees:
+        console.print(safe(f"Every later late fee on invoice {result.invoice} is forgiven for good."))
+
+
 def render_previews(previews: Sequence[Any], console: Console) -> None:
     """`bridge preview`: each message as received (headers, both bodies, attachments), or what the provider sends."""
     if not previews:
