@@ -83,7 +83,7 @@ def main(path: str) -> int:
     for provider, t in sorted(forgive.items()):
         how = ", ".join(f"{m} {t[m]}" for m in ("ledger-pending", "provider-answered", "random") if t[m])
         print(
-            f"  {provider:<11} trials {t['trials']:>4} ({how}), kills {t['kills']}; fee lines left {t['fee_left']},"
+            f"  {provider:<11} trials {t['trials']:>4} ({how}), kills {t['kills']}; fees not taken back {t["fee_left"]},"
             f" other lines changed {t['other_lines_changed']}, forgive attempts {t['forgive_attempts']}"
         )
         bad += t["fee_left"] + t["other_lines_changed"]
