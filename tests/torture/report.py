@@ -83,8 +83,9 @@ def main(path: str) -> int:
     for provider, t in sorted(forgive.items()):
         how = ", ".join(f"{m} {t[m]}" for m in ("ledger-pending", "provider-answered", "random") if t[m])
         print(
-            f"  {provider:<11} trials {t['trials']:>4} ({how}), kills {t['kills']}; fees not taken back {t["fee_left"]},"
-            f" other lines changed {t['other_lines_changed']}, forgive attempts {t['forgive_attempts']}"
+            f"  {provider:<11} trials {t['trials']:>4} ({how}), kills {t['kills']}; fees not taken back"
+            f" {t['fee_left']}, other lines changed {t['other_lines_changed']},"
+            f" forgive attempts {t['forgive_attempts']}"
         )
         bad += t["fee_left"] + t["other_lines_changed"]
     print("duplicates and losses:", "none" if bad == 0 else bad)
