@@ -145,13 +145,18 @@ def forgive(
 
 
 def _forgiving(fee: LedgerEntry, by: str, note: str) -> Action:
-    """The forgive action of a fee: the fee's own fields (its invoice, occurrence, amount, description and the form
-    it took), under its own key and kind, with who and why as its reason."""
+    """The forgive action of a fee: the fee's own fields (its invoice, occurrence, description and the form it
+    took), under its own key and kind, with who and why as its reason. Its amount is the fee's, negative: what is
+    taken back, so the ledger's totals net a forgiven fee out."""
     planned = fee.action()
     rest = fee.key.removeprefix(FEE_PREFIX)
     why = f"forgiven by {by}" + (f": {note.strip()}" if note.strip() else "")
     return planned._replace(
-        key=FORGIVE_PREFIX + rest, kind=ActionKind.FORGIVE_FEE, form=fee.form or planned.form, reason=why
+        key=FORGIVE_PREFIX + rest,
+        kind=ActionKind.FORGIVE_FEE,
+        form=fee.form or planned.form,
+        reason=why,
+        amount=None if fee.amount is None else -fee.amount,
     )
 
 

@@ -344,7 +344,7 @@ def history_note(action: Action, form: str | None) -> str:
         + (f" on a separate invoice {fee_invoice_number(action)}" if form == "invoice" else " added as a line"),
         "reminder": f"reminder {action.step} ({action.message}) e-mailed",
         "update_due_date": f"due date moved to {action.new_due_date}",
-        "forgive_fee": f"late fee {action.amount} {action.invoice.currency} forgiven"
+        "forgive_fee": f"late fee {abs(action.amount or 0)} {action.invoice.currency} forgiven"
         + (f", fee invoice {fee_invoice_number(action)} voided" if form == "invoice" else ", its line removed"),
     }.get(action.kind.value, action.kind.value)
     return f"bridge: {what}. {action.reason} [{action.clause}; {action.key}]"[:2500]

@@ -90,6 +90,7 @@ def test_a_forgiven_fee_line_is_gone_once_never_charged_again_and_the_next_occur
     assert description not in after and sorted([*after, description]) == before  # that line, and only it
     entry = ledger(book)[result["key"]]
     assert entry.state == "applied" and entry.kind == "forgive_fee" and entry.reason == "forgiven by carol: good client"
+    assert entry.amount == -ledger(book)[fee["key"]].amount  # taken back: the ledger's totals net it out
     assert ledger(book)[fee["key"]].state == "applied"  # the charge stays in the audit trail
 
     again = bridge(*book.args("--json", "forgive", fee["key"]))  # idempotent: said, nothing written
