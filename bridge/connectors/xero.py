@@ -368,13 +368,10 @@ class XeroConnector(BaseConnector):
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
         return self._rewrite(action, raw_fee_invoice, xm.void_update(raw_fee_invoice), "invoice")
 
-    def _rewrite(self, action: Action, raw: Raw, update: Mapping[str, Any], form: str) -> Applied:
+    def _rewrite(self, action: Action, raw: Raw, update: Raw, form: str) -> Applied:
         """`POST /Invoices/{id}` of one update, keyed by the action; the invoice as Xero answered."""
         invoice_id = str(raw["InvoiceID"])
-        updated = self._write(
-            self.accounting.update_invoice, invoice_id, RawJSON({"Invoices": [update]}), key=self._key(action.key)
-        )
-        invoice = (updated.get("Invoices") or [{}])[0]
+        invoice = self._write_invoice(update, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
         return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", form, invoice)
 
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
