@@ -315,7 +315,7 @@ def render_ledger(
                     amount,
                     e.clause,
                     e.response_id,
-                    e.error,
+                    e.error or (e.reason if e.kind == ActionKind.FORGIVE_FEE else None),  # a forgiving: who, why
                 )
             ),
         )

@@ -91,6 +91,8 @@ def test_a_forgiven_fee_line_is_gone_once_never_charged_again_and_the_next_occur
     entry = ledger(book)[result["key"]]
     assert entry.state == "applied" and entry.kind == "forgive_fee" and entry.reason == "forgiven by carol: good client"
     assert entry.amount == -ledger(book)[fee["key"]].amount  # taken back: the ledger's totals net it out
+    shown = bridge(*book.args("ledger", "--kind", "forgive_fee"))
+    assert shown.code == 0 and "forgiven by carol" in shown.out, shown.out  # who and why, in the note
     assert ledger(book)[fee["key"]].state == "applied"  # the charge stays in the audit trail
 
     again = bridge(*book.args("--json", "forgive", fee["key"]))  # idempotent: said, nothing written
