@@ -191,7 +191,8 @@ def _take_back(rt: Runtime, connector: Connector, fee: LedgerEntry, taking: Acti
     else:
         now = rt.store.ledger_get(taking.key)
         out.outcome = "pending" if now is not None and now.state == "pending" else "failed"
-        out.detail = "; ".join(f.get("error", "") for f in [*report.failed, *report.deferred, *report.in_doubt])
+        problems = [*report.failed, *report.deferred, *report.in_doubt]
+        out.detail = "; ".join(str(f.get("error") or f.get("reason") or "") for f in problems)
 
 
 _GONE = {
