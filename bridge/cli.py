@@ -263,17 +263,8 @@ def _runtime(
     for name in connections:
         if name is not None:
             settings.connection(name)  # ConfigError (exit 2) naming it when unknown
-    if applying and c.as_of is not None:
-        named = [n for n in connections if n is not None]
-        touched = [settings.connection(n) for n in named] if named else list(settings.connections)
-        real = [conn.name for conn in touched if not conn.is_emulator]
-        if real:
-            raise ConfigError(
-                f"--as-of {c.as_of.isoformat()} is for looking, not for writing: {', '.join(real)} "
-                f"{'is a real provider' if len(real) == 1 else 'are real providers'} (no loopback base_url), and "
-                "a date other than today could charge fees that are not owed or send reminders that are not due. "
-                "Use `bridge --as-of ... sync --dry-run` to see that day's plan; apply only as of today."
-            )
+    if applying:
+        _writes_as_of_today(c, settings, [n for n in connections if n is not None])
     try:
         fernet = fernet_from_env(os.environ, settings.secrets.key_env)
     except ConfigError:
@@ -284,6 +275,22 @@ def _runtime(
         fernet = MultiFernet([Fernet(Fernet.generate_key())])  # a throwaway key: this command decrypts nothing
     store = Store.open(settings.store.url)
     return Runtime(settings, store, TokenVault(store, fernet))
+
+
+def _writes_as_of_today(c: Context, settings: Any, named: Sequence[str]) -> None:
+    """`--as-of` with a command that writes to the books: refused (exit 2) unless every connection it touches (the
+    named ones, else all) is an emulator."""
+    if c.as_of is None:
+        return
+    touched = [settings.connection(n) for n in named] if named else list(settings.connections)
+    real = [conn.name for conn in touched if not conn.is_emulator]
+    if real:
+        raise ConfigError(
+            f"--as-of {c.as_of.isoformat()} is for looking, not for writing: {', '.join(real)} "
+            f"{'is a real provider' if len(real) == 1 else 'are real providers'} (no loopback base_url), and "
+            "a date other than today could charge fees that are not owed or send reminders that are not due. "
+            "Use `bridge --as-of ... sync --dry-run` to see that day's plan; apply only as of today."
+        )
 
 
 class _Progress:
@@ -612,6 +619,38 @@ def renegotiate(
     render_decision(decision, c.err if c.json else c.out, outcome_only=bool(shown))
     _report_interruption(c, decision.report, "bridge sync")
     raise SystemExit(decision.exit_code)
+
+
+@cli.command()
+@click.argument("action_key")
+@click.option("--note", default="", help="Why it is forgiven (kept in the ledger with who forgave it).")
+@click.option("--by", "forgiven_by", default="", metavar="NAME", help="Who forgives it (default: the OS user).")
+@click.option("--all", "all_fees", is_flag=True, help="Also forgive every later late fee on the invoice, for good.")
+@YES
+@click.pass_obj
+def forgive(c: Context, action_key: str, note: str, forgiven_by: str, all_fees: bool, yes: bool) -> None:
+    """Take back a late fee the bridge charged (ACTION_KEY, as `bridge ledger` shows it): its line comes off the
+    invoice, or its separate fee invoice is voided, exactly once; the ledger records who forgave it and why."""
+    from bridge.forgive import charged_fee
+    from bridge.forgive import forgive as run_forgive
+    from bridge.render import render_forgiven
+
+    rt = _runtime(c)
+    try:
+        fee = charged_fee(rt.store, action_key)  # usage errors first: nothing is written
+        _writes_as_of_today(c, rt.settings, [fee.connection])
+        if _asks(c, yes):
+            what = f"{fee.amount} {fee.currency} on invoice {fee.invoice_number} ({fee.connection})"
+            more = ", and every later late fee on that invoice" if all_fees else ""
+            if not click.confirm(f"Take back the late fee of {what}{more}?", default=False):
+                _cancelled(c)
+        result = run_forgive(rt, action_key, note=note, by=forgiven_by, all_fees=all_fees, as_of=c.as_of)
+    finally:
+        rt.store.close()
+    if c.json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    render_forgiven(result, c.err if c.json else c.out)
+    raise SystemExit(result.exit_code)
 
 
 def _refuse_secret_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

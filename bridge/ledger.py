@@ -35,6 +35,7 @@ _ORDER = {
     ActionKind.UPDATE_DUE_DATE: 1,
     ActionKind.REMINDER: 2,
     ActionKind.RENEGOTIATION_REFUSED: 3,
+    ActionKind.FORGIVE_FEE: 4,
 }
 DONE = ("applied", "in_doubt")
 # Actions whose whole effect is a message to the client: an unknown outcome is `in_doubt`, never tried again.
@@ -150,6 +151,18 @@ def apply_actions(
         applier.apply(action)
     applier.flush(sorted({a.connection for a in ordered} & set(connectors)))
     applier.report.interrupted = stop is not None and stop()
+    return applier.report
+
+
+def apply_one(
+    action: Action, store: Store, connector: Connector, target: Mapping[str, Any], today: date
+) -> ApplyReport:
+    """Write one action that no plan holds (`bridge forgive`) exactly once, as `apply_actions` writes each:
+    `pending` first, then the call (on `target`, the provider's record as just read), then what came of it.
+    The caller has checked what the action stands on; there is no premise re-check here."""
+    applier = _Applier(store, {action.connection: connector}, {}, lambda a: today, lambda a, o: None, {})
+    applier._write(action, connector, target)
+    applier.flush([action.connection])
     return applier.report
 
 

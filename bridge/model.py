@@ -182,6 +182,7 @@ class HistoryEntry:
     kind: str
     amount: Money | None = None
     applied_on: date | None = None
+    note: str | None = None  # why, where it matters to a plan (a fee forgiven: who and why)
 
 
 class RenegotiationRequest(_Frozen):

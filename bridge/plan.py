@@ -36,6 +36,9 @@ class ActionKind(StrEnum):
     LATE_FEE = "late_fee"
     UPDATE_DUE_DATE = "update_due_date"
     RENEGOTIATION_REFUSED = "renegotiation_refused"
+    # `bridge forgive`: a late fee the bridge charged, taken back (`forgive:…`), or every later fee on the invoice
+    # forgiven for good (`fees_forgiven:…`, a record only). Never planned by the contracts.
+    FORGIVE_FEE = "forgive_fee"
 
 
 class SkipCode(StrEnum):
@@ -60,7 +63,7 @@ class SkipCode(StrEnum):
     NOT_OPEN = "not_open"
     NO_EMAIL = "no_email"  # a reminder is due but there is no address to send it to
     EXCEEDS_ESTIMATE = "exceeds_estimate"  # the invoice bills more than its estimate's tolerance allows
-    FORGIVEN = "forgiven"  # a reviewer forgave this late fee: it is never charged
+    FORGIVEN = "forgiven"  # a reviewer forgave this late fee, or `bridge forgive --all` its invoice's: never charged
 
 
 class WarningCode(StrEnum):

@@ -316,7 +316,7 @@ def render_ledger(
                     amount,
                     e.clause,
                     e.response_id,
-                    e.error,
+                    e.error or (e.reason if e.kind == ActionKind.FORGIVE_FEE else None),  # a forgiving: who, why
                 )
             ),
         )
@@ -360,6 +360,23 @@ def _render_decision_outcome(decision: Any, console: Console) -> None:
         for item in [*decision.report.failed, *decision.report.dropped]:
             detail = safe(item.get("error") or item.get("reason"))
             console.print(Text.assemble(("not written back", "red"), ": ", detail))
+
+
+def render_forgiven(result: Any, console: Console) -> None:
+    """`bridge forgive`: what became of the fee, with who and why, and whether later fees are forgiven too."""
+    what = f"late fee {result.fee} ({result.amount} {result.currency} on invoice {result.invoice})"
+    if result.outcome == "forgiven":
+        console.print(Text.assemble(("Forgiven", "green"), safe(f": {what}; {result.detail}.")))
+    elif result.outcome == "already":
+        console.print(safe(f"Already forgiven: {what}; nothing written."))
+    else:
+        console.print(Text.assemble(("Not forgiven", "red"), safe(f": {what}; {result.detail}")))
+        if result.outcome == "pending":
+            console.print(safe(f"Run `bridge forgive {result.fee}` again: it is settled from the provider first."))
+        return
+    console.print(safe(f"Recorded as {result.key} ({result.by})."))
+    if result.all_fees:
+        console.print(safe(f"Every later late fee on invoice {result.invoice} is forgiven for good."))
 
 
 def render_previews(previews: Sequence[Any], console: Console) -> None:

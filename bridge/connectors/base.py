@@ -22,7 +22,7 @@ from bridge.connectors.http import CallStats, Limiter, RetryPolicy, WindowLimite
 from bridge.connectors.session import ProviderSession
 from bridge.errors import ConfigError, DataError, ProviderError, StalledPull
 from bridge.incremental import Position, S, advance, reconcile_due
-from bridge.model import EstimateRecord, Invoice, Payment
+from bridge.model import EstimateRecord, Invoice, InvoiceStatus, Payment
 from bridge.plan import Action, ActionKind, Warning
 from bridge.providers import Provider
 from bridge.store import ESTIMATES, Cursor, Quarantined
@@ -456,6 +456,15 @@ class BaseConnector(ABC):
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
         """Have the provider e-mail the invoice."""
 
+    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
+        """Write the invoice again without the fee line `action` names (`bridge forgive`); `Applied.invoice`: the
+        invoice as the provider answered."""
+        raise ProviderError(f"taking a fee line back is not available for {self.label}")
+
+    def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
+        """Void (or, where the provider has no void, delete) a separate fee invoice (`bridge forgive`)."""
+        raise ProviderError(f"voiding a fee invoice is not available for {self.label}")
+
     @abstractmethod
     def _fee_invoice_id(self, action: Action) -> str | None:
         """The id of the fee invoice this fee action created, if there is one (a `DataError`: it cannot be
@@ -549,7 +558,19 @@ class BaseConnector(ABC):
             if action.channel != "provider":  # an SMTP reminder goes through bridge.smtp, never here
                 raise ProviderError(f"reminder channel {action.channel!r} is not available for {self.label} yet")
             return self._send_reminder(action, raw_invoice)
+        if action.kind is ActionKind.FORGIVE_FEE:
+            return self._take_back(action, raw_invoice)
         return Applied("recorded")
+
+    def _take_back(self, action: Action, raw: Raw) -> Applied:
+        """`bridge forgive`: void the fee invoice (`raw` is that invoice), or write the invoice (`raw`) again without
+        the fee line; an answer that still shows the line is an error, never taken as done."""
+        if action.form == "invoice":
+            return self._void_fee_invoice(action, raw)
+        result = self._remove_fee_line(action, raw)
+        if self.mapping.fee_line_id(result.invoice or {}, action):
+            raise ProviderError(f"{self.label} kept the fee line of {action.key} on the invoice: it was not taken back")
+        return result
 
     def evidence(self, action: Action, pending_since: str) -> Evidence:
         """Look at the provider for the trace of an action that was pending when a run stopped (at ISO time
@@ -567,6 +588,8 @@ class BaseConnector(ABC):
             if invoice:
                 return Evidence("applied", invoice, "fee invoice found", "invoice")
             return Evidence("absent", detail="no fee line and no fee invoice")
+        if action.kind is ActionKind.FORGIVE_FEE:
+            return self._taken_back(action, raw)
         if raw is None:
             return Evidence("unknown", detail="the invoice is gone")
         if action.kind is ActionKind.UPDATE_DUE_DATE:
@@ -577,6 +600,24 @@ class BaseConnector(ABC):
         if action.kind is ActionKind.REMINDER:
             return self._reminder_evidence(action, raw, pending_since)
         return Evidence("applied", "recorded")
+
+    def _taken_back(self, action: Action, raw: Raw | None) -> Evidence:
+        """Was the fee of a forgive action taken back? Its fee invoice void or gone, or its line off the invoice
+        (`raw`, as it is now)."""
+        if action.form == "invoice":
+            try:
+                fee_invoice = self._fee_invoice_id(action)
+            except DataError as exc:
+                return Evidence("unknown", detail=str(exc))
+            found = self.read_invoice(fee_invoice, {}) if fee_invoice else None
+            if found is None or found[0].status in (InvoiceStatus.VOID, InvoiceStatus.DELETED):
+                return Evidence("applied", fee_invoice or "gone", "the fee invoice is void or gone", "invoice")
+            return Evidence("absent", detail=f"the fee invoice {fee_invoice} is still {found[0].status.value}")
+        if raw is None:
+            return Evidence("unknown", detail="the invoice is gone")
+        if self.mapping.fee_line_id(raw, action):
+            return Evidence("absent", detail="the fee line is still on the invoice")
+        return Evidence("applied", self.mapping.record_id(raw, "invoices"), "the fee line is off the invoice", "line")
 
     def flush(self) -> None:  # noqa: B027 (a hook with nothing to do by default, not an abstract one)
         """Nothing is batched (Xero batches its history notes)."""

@@ -336,6 +336,23 @@ class FreshBooksConnector(BaseConnector):
         created = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.record_id(created), "invoice")
 
+    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
+        # The remaining lines, whole: writing them twice leaves the same invoice (safe to repeat).
+        invoice_id = fm.record_id(raw_invoice)
+        updated = self._update(invoice_id, fm.fee_line_removal(raw_invoice, action), safe=True)
+        return Applied(f"{invoice_id}@{updated.get('updated', '')}", "line", updated)
+
+    def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
+        # FreshBooks has no void: the fee invoice is deleted (`DELETE …/invoices/{id}`, a soft delete). Gone already
+        # (a repeat whose first answer was lost): done.
+        invoice_id = fm.record_id(raw_fee_invoice)
+        try:
+            self._call(lambda: self.invoices.delete(self.tenant_id, int(invoice_id)))
+        except FreshBooksHTTPError as exc:
+            if exc.status != 404:
+                raise
+        return Applied(invoice_id, "invoice")
+
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
         # Setting the same day twice changes nothing: safe to repeat.
         invoice_id = fm.record_id(raw_invoice) if raw_invoice else action.invoice.id

@@ -224,12 +224,16 @@ class QuickBooksConnector(BaseConnector):
                 self._fee_items[name] = created["Item"]
         return self._fee_items[name]
 
-    def _update(self, raw: Mapping[str, Any], action: Action, build: Any) -> Mapping[str, Any]:
-        """Sparse update with the current SyncToken; on a stale token re-read and try again (a few times)."""
+    def _update(
+        self, raw: Mapping[str, Any], action: Action, build: Any, params: Mapping[str, str] | None = None
+    ) -> Mapping[str, Any]:
+        """Sparse update (or `params` = {"operation": "void"}: a void) with the current SyncToken; on a stale token
+        re-read and try again (a few times)."""
         key = idempotency_key(action.key)
         for attempt in range(1, STALE_RETRIES + 2):
             try:
-                result = self._call(self.qb.update_object, "Invoice", decimal_json(build(raw)), request_id=key)
+                body = decimal_json(build(raw))
+                result = self._call(self.qb.update_object, "Invoice", body, request_id=key, params=dict(params or {}))
                 break
             except ProviderError as exc:
                 if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT or attempt > STALE_RETRIES:
@@ -254,6 +258,14 @@ class QuickBooksConnector(BaseConnector):
             return Applied(str(created["Invoice"]["Id"]), "invoice")
         updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_update(raw, action, item))
         return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
+
+    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
+        updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_removal(raw, action))
+        return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", "line", updated)
+
+    def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
+        voided = self._update(raw_fee_invoice, action, qbo.void_body, {"operation": "void"})
+        return Applied(str(voided["Id"]), "invoice", voided)
 
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
         updated = self._update(raw_invoice, action, lambda raw: qbo.due_date_update(raw, new_due))

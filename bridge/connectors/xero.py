@@ -362,6 +362,18 @@ class XeroConnector(BaseConnector):
         except (ProviderError, AuthError, TransportError) as exc:
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
+    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
+        return self._rewrite(action, raw_invoice, xm.fee_line_removal(raw_invoice, action), "line")
+
+    def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
+        return self._rewrite(action, raw_fee_invoice, xm.void_update(raw_fee_invoice), "invoice")
+
+    def _rewrite(self, action: Action, raw: Raw, update: Raw, form: str) -> Applied:
+        """`POST /Invoices/{id}` of one update, keyed by the action; the invoice as Xero answered."""
+        invoice_id = str(raw["InvoiceID"])
+        invoice = self._write_invoice(update, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
+        return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", form, invoice)
+
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
         invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
         body = xm.due_date_update(raw_invoice, new_due)

@@ -323,6 +323,18 @@ def fee_line_update(raw_invoice: Mapping[str, Any], action: Action) -> dict[str,
     return {"lines": [*lines, _fee_line(action)]}
 
 
+def fee_line_removal(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:
+    """`PUT …/invoices/{id}` taking the fee line off (`bridge forgive`): every other line goes back with its
+    `lineid`."""
+    lines = raw_invoice.get("lines") or []
+    kept = [
+        _kept_line(line)
+        for line in lines
+        if isinstance(line, Mapping) and line.get("description") != action.description
+    ]
+    return {"lines": kept}
+
+
 def fee_invoice_number(action: Action) -> str:
     """invoice_number of a separate fee invoice: the original's number and the occurrence."""
     return f"{action.invoice.number}-LF{action.occurrence}"[-30:]

@@ -302,6 +302,23 @@ def fee_line_update(raw_invoice: Mapping[str, Any], action: Action, item: Mappin
     }
 
 
+def fee_line_removal(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:
+    """Sparse update taking the fee line off (`bridge forgive`): `Line` replaces the whole collection, so every
+    other line goes back with its Id."""
+    kept = [
+        line
+        for line in raw_invoice.get("Line") or []
+        if line.get("DetailType") != "SubTotalLineDetail"
+        and not (line.get("Description") == action.description and line.get("DetailType") == "SalesItemLineDetail")
+    ]
+    return {"Id": raw_invoice["Id"], "SyncToken": raw_invoice["SyncToken"], "sparse": True, "Line": kept}
+
+
+def void_body(raw_invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """`POST /invoice?operation=void`: the invoice's Id and current SyncToken."""
+    return {"Id": raw_invoice["Id"], "SyncToken": raw_invoice["SyncToken"]}
+
+
 def fee_invoice_number(action: Action) -> str:
     """DocNumber of a separate fee invoice: the original's number and the occurrence (QuickBooks allows 21 chars)."""
     return f"{action.invoice.number}-LF{action.occurrence}"[-21:]

@@ -296,6 +296,23 @@ def fee_line_update(raw_invoice: Mapping[str, Any], action: Action) -> dict[str,
     }
 
 
+def fee_line_removal(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:
+    """`POST /Invoices/{id}` taking the fee line off (`bridge forgive`): every other line goes back with its
+    LineItemID; the one left out is deleted."""
+    lines = raw_invoice.get("LineItems") or []
+    kept = [
+        _kept_line(line)
+        for line in lines
+        if isinstance(line, Mapping) and line.get("Description") != action.description
+    ]
+    return {"InvoiceID": raw_invoice["InvoiceID"], "LineItems": kept}
+
+
+def void_update(raw_invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """`POST /Invoices/{id}` voiding an approved invoice."""
+    return {"InvoiceID": raw_invoice["InvoiceID"], "Status": "VOIDED"}
+
+
 def fee_invoice_number(action: Action) -> str:
     """InvoiceNumber of a separate fee invoice: the original's number and the occurrence."""
     return f"{action.invoice.number}-LF{action.occurrence}"[-255:]
@@ -338,6 +355,8 @@ def history_note(action: Action, form: str | None) -> str:
         + (f" on a separate invoice {fee_invoice_number(action)}" if form == "invoice" else " added as a line"),
         "reminder": f"reminder {action.step} ({action.message}) e-mailed",
         "update_due_date": f"due date moved to {action.new_due_date}",
+        "forgive_fee": f"late fee {abs(action.amount or 0)} {action.invoice.currency} forgiven"
+        + (f", fee invoice {fee_invoice_number(action)} voided" if form == "invoice" else ", its line removed"),
     }.get(action.kind.value, action.kind.value)
     return f"bridge: {what}. {action.reason} [{action.clause}; {action.key}]"[:2500]
 

@@ -338,7 +338,12 @@ def _late_fees(
     ref: InvoiceRef | None = None
     conn, number, provider, item = inv.connection, inv.number, inv.provider, late_fee.item
     prefix = f"late_fee:{conn}:{inv.id}:"
+    forgiven_from, why = inv_hist.fees_forgiven or (0, "")
     for k, on, amount, _, reason, skip in outcome.charges:
+        if forgiven_from and k >= forgiven_from:
+            detail = f"every late fee on this invoice from occurrence {forgiven_from} on was forgiven for good: {why}"
+            skips.append(Skip(conn, number, SkipCode.FORGIVEN, detail, clause, f"{prefix}{k}"))
+            continue
         if skip is not None:
             skips.append(Skip(conn, number, SkipCode(skip), reason, clause, f"{prefix}{k}"))
             continue

@@ -16,10 +16,17 @@ _ZERO = Decimal(0)
 
 @dataclass(slots=True)
 class InvoiceHistory:
-    """What was already done on one invoice: reminder steps sent, fee occurrences charged."""
+    """What was already done on one invoice: reminder steps sent, fee occurrences charged, fees forgiven.
+
+    `forgiven`: occurrences charged and then taken back (`bridge forgive`): never charged again, and counted as
+    nothing towards the caps and a compounding base. `fees_forgiven`: from this occurrence on, every late fee on
+    the invoice is forgiven for good (`bridge forgive --all`), and why.
+    """
 
     reminders: dict[int, date | None] = field(default_factory=dict)
     fees: dict[int, Decimal] = field(default_factory=dict)
+    forgiven: set[int] = field(default_factory=set)
+    fees_forgiven: tuple[int, str] | None = None
 
     @property
     def last_step(self) -> int:
@@ -34,6 +41,16 @@ class InvoiceHistory:
 
 
 _EMPTY = InvoiceHistory()
+# The keys of `bridge forgive`'s entries: `forgive:{connection}:{invoice}:{k}` took occurrence k back;
+# `fees_forgiven:{connection}:{invoice}:{k}` forgave every fee from occurrence k on.
+_FORGIVING = ("forgive", "fees_forgiven")
+
+
+def _forgive(record: InvoiceHistory, kind: str, occurrence: int, note: str | None) -> None:
+    if kind == "forgive":
+        record.forgiven.add(occurrence)
+    elif record.fees_forgiven is None or occurrence < record.fees_forgiven[0]:
+        record.fees_forgiven = (occurrence, note or "forgiven for good")
 
 
 class History:
@@ -71,6 +88,11 @@ class History:
                 amount = entry.amount
                 record.fees[int(number)] = _ZERO if amount is None else amount
                 continue
+            elif kind in _FORGIVING and sep and number.isdecimal():
+                record = get(invoice)
+                if record is None:
+                    record = records[invoice] = InvoiceHistory()
+                _forgive(record, kind, int(number), entry.note)
             self._other(head, number)
 
     def add(self, entry: HistoryEntry) -> None:
@@ -86,6 +108,11 @@ class History:
             else:
                 record.fees[int(number)] = _ZERO if entry.amount is None else entry.amount
         else:
+            if kind in _FORGIVING and sep and number.isdecimal():
+                record = self._records.get(invoice)
+                if record is None:
+                    record = self._records[invoice] = InvoiceHistory()
+                _forgive(record, kind, int(number), entry.note)
             self._other(head, number)
 
     def _other(self, head: str, number: str) -> None:

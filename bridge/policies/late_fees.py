@@ -23,6 +23,7 @@ _FEE_WORDS = re.compile(
     r"\blate[\s_-]*(?:payment[\s_-]*)?(?:fee|charge)|\bfinance[\s_-]*charge|\boverdue[\s_-]*interest", re.I
 )
 _HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
 
 
 def last_owed_occurrence(effective_due: date, terms: LateFee, today: date) -> int:
@@ -155,10 +156,13 @@ def decide_late_fees(
 def _charged_so_far(history: InvoiceHistory, lines: FeeLines) -> tuple[dict[int, Decimal], tuple[int, ...]]:
     """Occurrence -> amount charged so far, and the slots the foreign fee lines take.
 
-    The ledger first, then our own lines it does not know of (a crash between the provider call and
-    the ledger write), then foreign fees in the lowest free slots.
+    The ledger first (an occurrence forgiven since counts as nothing, and is never charged again), then our own
+    lines it does not know of (a crash between the provider call and the ledger write), then foreign fees in the
+    lowest free slots.
     """
     charged: dict[int, Decimal] = dict(history.fees)
+    for k in history.forgiven:
+        charged[k] = _ZERO
     for k, amount in lines.own.items():
         charged.setdefault(k, amount)
     foreign_slots: list[int] = []

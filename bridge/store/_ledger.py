@@ -22,9 +22,11 @@ from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from bridge.errors import ConflictError
 from bridge.model import HistoryEntry
-from bridge.plan import Action
+from bridge.plan import Action, ActionKind
 from bridge.store import tables as t
 from bridge.store.rows import BLOCKING_STATES, HISTORY_STATES, FinishState, LedgerEntry, LedgerEvent, LedgerState
+
+FORGIVE_FEE: Final = ActionKind.FORGIVE_FEE.value
 
 # Which states each finishing state may be reached from.
 _FINISH_FROM: Final[Mapping[str, frozenset[str]]] = {
@@ -204,11 +206,19 @@ def history(
 ) -> list[HistoryEntry]:
     """What the policies count as done: applied and in-doubt entries (and any other `states` asked for).
 
-    An entry still pending has no `applied_on` yet; it counts from the day it went pending.
+    An entry still pending has no `applied_on` yet; it counts from the day it went pending. A fee is forgiven
+    (`bridge forgive`) only once the forgiving is applied: one still pending is left out until it is settled.
     """
     return [
-        HistoryEntry(key=e.key, kind=e.kind, amount=e.amount, applied_on=e.applied_on or e.created_at.date())
+        HistoryEntry(
+            key=e.key,
+            kind=e.kind,
+            amount=e.amount,
+            applied_on=e.applied_on or e.created_at.date(),
+            note=e.reason if e.kind == FORGIVE_FEE else None,
+        )
         for e in entries(conn, connections=connections, states=states)
+        if e.kind != FORGIVE_FEE or e.state == "applied"
     ]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from bridge.errors import ConflictError
 from bridge.model import HistoryEntry
+from bridge.plan import ActionKind
 from bridge.store import FinishState, Store
 from tests.store.factories import D, late_fee, reminder
 
@@ -118,6 +119,19 @@ def test_history_holds_applied_and_in_doubt_only(store: Store) -> None:
     assert str(store.history(["acme"])[1].amount) == "1.500"
     assert [h.key for h in store.history(["acme", "beta"])] == [fee.key, fee_kwd.key, doubtful.key, elsewhere.key]
     assert store.history([]) == []
+
+
+def test_a_forgiving_counts_in_the_history_once_applied_with_who_and_why(store: Store) -> None:
+    fee = late_fee("late_fee:acme:130:1", amount="22.50")
+    store.ledger_begin(fee)
+    store.ledger_finish(fee.key, "applied", applied_on=D("2026-10-12"))
+    forgiving = fee._replace(key="forgive:acme:130:1", kind=ActionKind.FORGIVE_FEE, reason="forgiven by ann: kind")
+    store.ledger_begin(forgiving)
+    pending = store.history(["acme"], ("applied", "in_doubt", "pending"))
+    assert [h.key for h in pending] == [fee.key]  # not forgiven until it is taken back at the provider
+    store.ledger_finish(forgiving.key, "applied", response_id="130@4", applied_on=D("2026-10-21"))
+    done = store.history(["acme"])
+    assert [(h.key, h.note) for h in done] == [(fee.key, None), (forgiving.key, "forgiven by ann: kind")]
 
 
 def test_every_state_change_is_an_event(store: Store) -> None:

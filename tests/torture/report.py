@@ -23,6 +23,7 @@ def main(path: str) -> int:
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     smtp_kill: dict[str, Counter[str]] = defaultdict(Counter)
     smtp_faults: dict[str, Counter[str]] = defaultdict(Counter)
+    forgive: dict[str, Counter[str]] = defaultdict(Counter)
     for row in _rows(path):
         provider = row.pop("provider")
         suite = row.pop("suite")
@@ -31,6 +32,10 @@ def main(path: str) -> int:
             (smtp_kill if suite == "smtp_kill9" else smtp_faults)[provider].update(
                 {k: v for k, v in row.items() if isinstance(v, int)}
             )
+            continue
+        if suite == "forgive_kill9":
+            modes_forgive = row.pop("mode")
+            forgive[provider].update({k: v for k, v in row.items() if isinstance(v, int)}, **{modes_forgive: 1})
             continue
         if suite == "kill9":
             modes[provider][row.pop("mode")] += 1
@@ -73,6 +78,16 @@ def main(path: str) -> int:
             f" duplicate Message-IDs {t['duplicate_message_ids']}"
         )
         bad += t["duplicate_message_ids"]
+    if forgive:
+        print("kill -9 of bridge forgive (then forgive again and sync until it converges)")
+    for provider, t in sorted(forgive.items()):
+        how = ", ".join(f"{m} {t[m]}" for m in ("ledger-pending", "provider-answered", "random") if t[m])
+        print(
+            f"  {provider:<11} trials {t['trials']:>4} ({how}), kills {t['kills']}; fees not taken back"
+            f" {t['fee_left']}, other lines changed {t['other_lines_changed']},"
+            f" forgive attempts {t['forgive_attempts']}"
+        )
+        bad += t["fee_left"] + t["other_lines_changed"]
     print("duplicates and losses:", "none" if bad == 0 else bad)
     return 0 if bad == 0 else 1
 

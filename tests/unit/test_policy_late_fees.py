@@ -226,3 +226,27 @@ def test_5_action_key_is_late_fee_connection_invoice_occurrence():
 def test_5_a_fee_that_rounds_to_zero_is_never_charged_even_with_min_fee_zero():
     plan = run(invoice("INV-1", total="0.10"), "2026-09-07", terms_=fees(percent="1", min_fee="0"))
     assert not plan.actions and skip_codes(plan) == {"late_fee:acme:1:1": "below_min_fee"}
+
+
+def test_5_a_forgiven_occurrence_is_never_charged_again_and_counts_as_nothing_towards_the_caps():
+    t = fees(max_total="40.00")
+    history = [applied("late_fee:acme:1:1", "2026-09-07", "30.00"), applied("forgive:acme:1:1", "2026-09-20")]
+    plan = run(invoice("INV-1"), "2026-10-07", terms_=t, history=history)
+    assert amounts(plan) == {"late_fee:acme:1:2": "30.00"}  # occurrence 1 not again; the cap has all 40.00 left
+    compounding = fees(compounding=True)
+    plan = run(invoice("INV-1"), "2026-10-07", terms_=compounding, history=history)
+    assert amounts(plan) == {"late_fee:acme:1:2": "30.00"}  # nor does it compound
+
+
+def test_5_fees_forgiven_for_good_skip_every_later_occurrence_citing_who_and_why():
+    history = [
+        applied("late_fee:acme:1:1", "2026-09-07", "30.00"),
+        applied("forgive:acme:1:1", "2026-09-20"),
+        dataclasses.replace(applied("fees_forgiven:acme:1:1", "2026-09-20"), note="forgiven for good by ann: hardship"),
+    ]
+    plan = run(invoice("INV-1"), "2026-11-06", terms_=fees(), history=history)
+    assert not plan.actions
+    assert skip_codes(plan) == {"late_fee:acme:1:2": "forgiven", "late_fee:acme:1:3": "forgiven"}
+    assert all("by ann: hardship" in s.detail for s in plan.skipped if s.key)
+    other = run(invoice("INV-2", id="2"), "2026-10-07", terms_=fees(), history=history)
+    assert keys(other) == ["late_fee:acme:2:1", "late_fee:acme:2:2"]  # another invoice is not touched
