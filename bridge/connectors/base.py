@@ -31,6 +31,7 @@ R = TypeVar("R")
 Raw = Mapping[str, Any]  # a record as the provider sends it
 Cursors = Mapping[str, Cursor]  # a connection's cursors, by stream
 Records = Mapping[str, Raw]  # raw records by their provider id
+Build = Callable[[Raw], Raw]  # an update of one invoice, made from the invoice as read
 
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
@@ -205,6 +206,18 @@ class RecordMapping(Protocol):
 
     def fee_line_id(self, raw_invoice: Raw, action: Action, /) -> str | None:
         """The id of the line a fee action wrote, when it is on the invoice."""
+        ...
+
+    def due_date_update(self, raw_invoice: Raw, new_due: date, /) -> Raw:
+        """The update that moves the invoice's due date."""
+        ...
+
+    def fee_line_removal(self, raw_invoice: Raw, action: Action, /) -> Raw:
+        """The update that writes the invoice again without the fee line of `action`."""
+        ...
+
+    def version(self, raw_invoice: Raw, /) -> str:
+        """The invoice's version as a write's answer states it (it ends the write's response id)."""
         ...
 
     def pay_link(self, answer: Any, /) -> str | None:
@@ -448,9 +461,9 @@ class BaseConnector(ABC):
     def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
         """Write a late fee (a line on the invoice, or a fee invoice of its own: `action.form`)."""
 
-    @abstractmethod
     def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
         """Write the invoice's new due date."""
+        return self._rewritten(action, raw_invoice, lambda raw: self.mapping.due_date_update(raw, new_due), None)
 
     @abstractmethod
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
@@ -459,7 +472,18 @@ class BaseConnector(ABC):
     def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
         """Write the invoice again without the fee line `action` names (`bridge forgive`); `Applied.invoice`: the
         invoice as the provider answered."""
-        raise ProviderError(f"taking a fee line back is not available for {self.label}")
+        return self._rewritten(action, raw_invoice, lambda raw: self.mapping.fee_line_removal(raw, action), "line")
+
+    def _rewritten(self, action: Action, raw: Raw, build: Build, form: str | None) -> Applied:
+        """`_rewrite` of the invoice, answered as "{invoice id}@{its version}"."""
+        invoice_id = self.mapping.record_id(raw, "invoices") if raw else action.invoice.id
+        updated = self._rewrite(action, invoice_id, raw, build)
+        return Applied(f"{invoice_id}@{self.mapping.version(updated)}", form, updated)
+
+    @abstractmethod
+    def _rewrite(self, action: Action, invoice_id: str, raw: Raw, build: Build) -> Raw:
+        """Write one invoice again with the update `build(raw)` gives (a provider that re-reads the invoice before
+        trying again builds it again), keyed by the action and safe to repeat; the invoice as the provider answered."""
 
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
         """Void (or, where the provider has no void, delete) a separate fee invoice (`bridge forgive`)."""

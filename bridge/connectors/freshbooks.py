@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from freshbooks.errors import FreshBooksError
 from bridge import clock, killpoints
 from bridge.auth.freshbooks import PRODUCTION_API, account_ids, sdk_client, tokens_from
 from bridge.auth.vault import TokenSet
-from bridge.connectors.base import Applied, BaseConnector, Evidence, PageGuard, PullResult, Raw, paged, take
+from bridge.connectors.base import Applied, BaseConnector, Build, Evidence, PageGuard, PullResult, Raw, paged, take
 from bridge.errors import AuthError, FreshBooksHTTPError, NumberCollision, ProviderError
 from bridge.mapping import freshbooks as fm
 from bridge.plan import Action, Warning
@@ -336,12 +336,6 @@ class FreshBooksConnector(BaseConnector):
         created = self.session.call(attempt, safe_to_repeat=True)
         return Applied(fm.record_id(created), "invoice")
 
-    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
-        # The remaining lines, whole: writing them twice leaves the same invoice (safe to repeat).
-        invoice_id = fm.record_id(raw_invoice)
-        updated = self._update(invoice_id, fm.fee_line_removal(raw_invoice, action), safe=True)
-        return Applied(f"{invoice_id}@{updated.get('updated', '')}", "line", updated)
-
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
         # FreshBooks has no void: the fee invoice is deleted (`DELETE …/invoices/{id}`, a soft delete). Gone already
         # (a repeat whose first answer was lost): done.
@@ -353,11 +347,9 @@ class FreshBooksConnector(BaseConnector):
                 raise
         return Applied(invoice_id, "invoice")
 
-    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
-        # Setting the same day twice changes nothing: safe to repeat.
-        invoice_id = fm.record_id(raw_invoice) if raw_invoice else action.invoice.id
-        updated = self._update(invoice_id, fm.due_date_update(new_due), safe=True)
-        return Applied(f"{invoice_id}@{updated.get('updated', '')}", None, updated)
+    def _rewrite(self, action: Action, invoice_id: str, raw: Raw, build: Build) -> Raw:
+        # A due date, or the remaining lines, whole: writing them twice leaves the same invoice (safe to repeat).
+        return self._update(invoice_id, build(raw), safe=True)
 
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
         # No idempotency key at FreshBooks: retried only on a 429 (not processed); a 5xx or a timeout propagates

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +22,7 @@ from quickbooks.exceptions import AuthorizationException, QuickbooksException  #
 from bridge import clock, killpoints
 from bridge.auth.quickbooks import auth_client, tokens_from
 from bridge.auth.vault import TokenSet
-from bridge.connectors.base import Applied, BaseConnector, Evidence, Keyset, Listing, PageGuard, PullResult, Raw
+from bridge.connectors.base import Applied, BaseConnector, Build, Evidence, Keyset, Listing, PageGuard, PullResult, Raw
 from bridge.connectors.http import Limiter, RateLimiter, WindowLimiter, shared_limiter
 from bridge.errors import AuthError, ProviderError
 from bridge.mapping import quickbooks as qbo
@@ -224,21 +224,19 @@ class QuickBooksConnector(BaseConnector):
                 self._fee_items[name] = created["Item"]
         return self._fee_items[name]
 
-    def _update(
-        self, raw: Mapping[str, Any], action: Action, build: Any, params: Mapping[str, str] | None = None
-    ) -> Mapping[str, Any]:
-        """Sparse update (or `params` = {"operation": "void"}: a void) with the current SyncToken; on a stale token
-        re-read and try again (a few times)."""
-        key = idempotency_key(action.key)
+    def _rewrite(self, action: Action, invoice_id: str, raw: Raw, build: Build, void: bool = False) -> Raw:
+        """Sparse update (or a void) with the current SyncToken; on a stale token re-read and try again (a few
+        times)."""
+        key, params = idempotency_key(action.key), {"operation": "void"} if void else {}
         for attempt in range(1, STALE_RETRIES + 2):
             try:
                 body = decimal_json(build(raw))
-                result = self._call(self.qb.update_object, "Invoice", body, request_id=key, params=dict(params or {}))
+                result = self._call(self.qb.update_object, "Invoice", body, request_id=key, params=params)
                 break
             except ProviderError as exc:
                 if getattr(exc.__cause__, "error_code", None) != STALE_OBJECT or attempt > STALE_RETRIES:
                     raise
-            fresh = self._read_raw(str(raw["Id"]))
+            fresh = self._read_raw(invoice_id)
             if fresh is None:
                 raise ProviderError(f"invoice {action.invoice.number} disappeared during the update") from None
             raw = fresh
@@ -256,20 +254,12 @@ class QuickBooksConnector(BaseConnector):
                 self.qb.create_object, "Invoice", decimal_json(body), request_id=idempotency_key(action.key)
             )
             return Applied(str(created["Invoice"]["Id"]), "invoice")
-        updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_update(raw, action, item))
+        updated = self._rewrite(action, raw_invoice["Id"], raw_invoice, lambda r: qbo.fee_line_update(r, action, item))
         return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
 
-    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
-        updated = self._update(raw_invoice, action, lambda raw: qbo.fee_line_removal(raw, action))
-        return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", "line", updated)
-
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
-        voided = self._update(raw_fee_invoice, action, qbo.void_body, {"operation": "void"})
+        voided = self._rewrite(action, raw_fee_invoice["Id"], raw_fee_invoice, qbo.void_body, void=True)
         return Applied(str(voided["Id"]), "invoice", voided)
-
-    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
-        updated = self._update(raw_invoice, action, lambda raw: qbo.due_date_update(raw, new_due))
-        return Applied(f"{updated['Id']}@{updated.get('SyncToken')}", None, updated)
 
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
         # The SDK's send() takes no request id; the endpoint does, so a replayed send is answered, not re-sent.

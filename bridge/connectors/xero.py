@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ from bridge.auth.xero import PRODUCTION_API, PRODUCTION_IDENTITY, sdk_token, tok
 from bridge.connectors.base import (
     Applied,
     BaseConnector,
+    Build,
     Evidence,
     PageGuard,
     PullResult,
@@ -362,23 +363,12 @@ class XeroConnector(BaseConnector):
         except (ProviderError, AuthError, TransportError) as exc:
             self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
 
-    def _remove_fee_line(self, action: Action, raw_invoice: Raw) -> Applied:
-        return self._rewrite(action, raw_invoice, xm.fee_line_removal(raw_invoice, action), "line")
-
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
-        return self._rewrite(action, raw_fee_invoice, xm.void_update(raw_fee_invoice), "invoice")
+        return self._rewritten(action, raw_fee_invoice, xm.void_update, "invoice")
 
-    def _rewrite(self, action: Action, raw: Raw, update: Raw, form: str) -> Applied:
-        """`POST /Invoices/{id}` of one update, keyed by the action; the invoice as Xero answered."""
-        invoice_id = str(raw["InvoiceID"])
-        invoice = self._write_invoice(update, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
-        return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", form, invoice)
-
-    def _move_due_date(self, action: Action, raw_invoice: Raw, new_due: date) -> Applied:
-        invoice_id = str(raw_invoice.get("InvoiceID") or action.invoice.id)
-        body = xm.due_date_update(raw_invoice, new_due)
-        invoice = self._write_invoice(body, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
-        return Applied(f"{invoice_id}@{invoice.get('UpdatedDateUTC', '')}", None, invoice)
+    def _rewrite(self, action: Action, invoice_id: str, raw: Raw, build: Build) -> Raw:
+        """`POST /Invoices/{id}` of one update, keyed by the action."""
+        return self._write_invoice(build(raw), self.accounting.update_invoice, invoice_id, key=self._key(action.key))
 
     def _send_reminder(self, action: Action, raw_invoice: Raw) -> Applied:
         # Xero sends its own invoice e-mail to the contact; the Idempotency-Key makes a repeat a replay.

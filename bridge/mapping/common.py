@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -12,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ParamSpec, TypeVar
 
 from bridge.errors import DataError
-from bridge.model import Allocation, Estimate, EstimateRecord, Invoice, Payment
+from bridge.model import Allocation, Customer, Estimate, EstimateRecord, Invoice, Payment
 from bridge.money import is_currency, minor_units, quantum
 
 P = ParamSpec("P")
@@ -40,6 +41,25 @@ def refuses_malformed(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return guarded
 
     return wrap
+
+
+_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
+
+
+def fee_mark(invoice_id: str) -> str:
+    """The mark a separate fee invoice carries in its note or reference: the id of the invoice it charges."""
+    return f"(bridge fee_for={invoice_id})"
+
+
+def fee_for(note: str | None) -> str | None:
+    """The invoice id in a fee invoice's mark (`fee_mark`), if `note` carries one."""
+    found = _FEE_FOR.search(note or "")
+    return found.group(1) if found else None
+
+
+def customer(customer_id: str, name: str, email: Any, cc: tuple[str, ...] = ()) -> Customer:
+    """The model's customer from a provider's fields: an e-mail that is not a non-empty text is none."""
+    return Customer(id=customer_id, name=name, email=email if isinstance(email, str) and email else None, cc=cc)
 
 
 def email_list(values: Iterable[Any]) -> tuple[str, ...]:

@@ -21,7 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, email_list, iso_date, money, objects, refuses_malformed, text
+from bridge.mapping import common
+from bridge.mapping.common import currency_code, customer, email_list, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -33,7 +34,6 @@ _PAID = (4, 5)
 _DRAFT = 1
 _DISPUTED = 0
 # The bridge marks a separate fee invoice in its notes so the next pull knows what it is.
-_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
 # FreshBooks names the line of its own automatic late fee like this (docs/providers.md: native late fees).
 FRESHBOOKS_FEE_NAME = "late fee"
 # The occurrence label of the bridge's own fee lines ({period} of the contract's description).
@@ -123,12 +123,7 @@ def client_contacts(client: Mapping[str, Any]) -> tuple[str, ...]:
 @refuses_malformed("Client")
 def map_client(raw: Mapping[str, Any]) -> Customer:
     """A FreshBooks client as the model's Customer."""
-    email = raw.get("email")
-    return Customer(
-        id=_id(record_id(raw), "client.id"),
-        name=client_name(raw),
-        email=email if isinstance(email, str) and email else None,
-    )
+    return customer(_id(record_id(raw), "client.id"), client_name(raw), raw.get("email"))
 
 
 def late_fees_allowed(raw: Mapping[str, Any]) -> bool:
@@ -192,22 +187,15 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
     paid = _amount(raw, "paid", currency, "invoice.paid") if raw.get("paid") is not None else total - outstanding
     if min(total, outstanding, paid) < 0:
         raise DataError(f"invoice amounts negative (amount {total}, outstanding {outstanding})")
-    customer = _id(customer_id(raw), "invoice.customerid")
-    client = {**raw, **clients.get(customer, {})}
-    email = client.get("email")
+    client_id = _id(customer_id(raw), "invoice.customerid")
+    client = {**raw, **clients.get(client_id, {})}
     notes = text(raw.get("notes"), "invoice.notes", required=False, limit=20_000)
-    fee_for = _FEE_FOR.search(notes)
     return Invoice(
         id=invoice_id,
         number=text(raw.get("invoice_number"), "invoice.invoice_number", required=False, limit=ID_LIMIT) or invoice_id,
         connection=connection,
         provider=PROVIDER,
-        customer=Customer(
-            id=customer,
-            name=client_name(client),
-            email=email if isinstance(email, str) and email else None,
-            cc=client_contacts(client),
-        ),
+        customer=customer(client_id, client_name(client), client.get("email"), client_contacts(client)),
         currency=currency,
         issue_date=iso_date(raw.get("create_date"), "invoice.create_date", required=False),
         due_date=iso_date(raw.get("due_date"), "invoice.due_date", required=False),
@@ -217,7 +205,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, clients: Mapping[str, M
         lines=_lines(raw, currency),
         disputed=raw.get("status") == _DISPUTED or raw.get("vis_state") == ARCHIVED,
         editable=raw.get("vis_state") != DELETED,
-        fee_for=fee_for.group(1) if fee_for else None,
+        fee_for=common.fee_for(notes),
         estimate_keys=estimate_links(raw),
     )
 
@@ -349,23 +337,26 @@ def fee_invoice_create(raw_invoice: Mapping[str, Any], action: Action, on: date)
         "due_date": on.isoformat(),
         "currency_code": raw_invoice.get("currency_code") or action.invoice.currency,
         "status": 2,
-        "notes": f"Late fee on invoice {action.invoice.number} (bridge fee_for={action.invoice.id})",
+        "notes": f"Late fee on invoice {action.invoice.number} {common.fee_mark(action.invoice.id)}",
         "lines": [_fee_line(action)],
     }
 
 
 def is_fee_invoice_for(raw: Mapping[str, Any], action: Action) -> bool:
     """Is this invoice the separate fee invoice of this action (our number and our mark in the notes)?"""
-    found = _FEE_FOR.search(str(raw.get("notes") or ""))
     return (
         raw.get("invoice_number") == fee_invoice_number(action)
-        and found is not None
-        and found.group(1) == action.invoice.id
+        and common.fee_for(str(raw.get("notes") or "")) == action.invoice.id
         and not is_deleted(raw)
     )
 
 
-def due_date_update(new_due: date) -> dict[str, Any]:
+def version(raw_invoice: Mapping[str, Any]) -> str:
+    """The invoice's version as the provider answered a write (`updated`): it ends the write's response id."""
+    return str(raw_invoice.get("updated", ""))
+
+
+def due_date_update(raw_invoice: Mapping[str, Any], new_due: date) -> dict[str, Any]:
     """`PUT …/invoices/{id}` moving the due date."""
     return {"due_date": new_due.isoformat()}
 

@@ -9,21 +9,20 @@ is a project (sub-customer) of its `ParentRef`.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError, ProviderError
-from bridge.mapping.common import currency_code, email_list, iso_date, money, objects, refuses_malformed, text
+from bridge.mapping import common
+from bridge.mapping.common import currency_code, customer, email_list, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action
 
 PROVIDER = "quickbooks"
 PAGE = 1000  # the most rows a query (or one entity of a change-data-capture answer) brings
 # The bridge marks a separate fee invoice in its private note so the next pull knows what it is.
-_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
 _LINE_KINDS = {"SalesItemLineDetail", "GroupLineDetail", "DescriptionOnly", "DiscountLineDetail"}
 # An Estimate's TxnStatus once the client agreed: "Accepted", or "Closed" (converted to an invoice, or closed by
 # hand after it); "Pending" and "Rejected" ones are not what the client agreed to pay.
@@ -119,12 +118,8 @@ def due_date(raw: Mapping[str, Any]) -> str | None:
 @refuses_malformed("Customer")
 def map_customer(raw: Mapping[str, Any]) -> Customer:
     """A QuickBooks Customer as the model's Customer."""
-    email = _ref(raw, "PrimaryEmailAddr").get("Address")
-    return Customer(
-        id=text(raw.get("Id"), "Customer.Id"),
-        name=text(raw.get("DisplayName") or raw.get("FullyQualifiedName"), "Customer.DisplayName", required=False),
-        email=email if isinstance(email, str) and email else None,
-    )
+    name = text(raw.get("DisplayName") or raw.get("FullyQualifiedName"), "Customer.DisplayName", required=False)
+    return customer(text(raw.get("Id"), "Customer.Id"), name, _ref(raw, "PrimaryEmailAddr").get("Address"))
 
 
 def _lines(raw: Mapping[str, Any], currency: str) -> tuple[LineItem, ...]:
@@ -190,7 +185,6 @@ def map_invoice(
     bill_email = _ref(raw, "BillEmail").get("Address")
     customer_email = _ref(customer_raw, "PrimaryEmailAddr").get("Address")
     name = customer_raw.get("DisplayName") if customer_raw else customer_ref.get("name")
-    fee_for = _FEE_FOR.search(note)
     return Invoice(
         id=invoice_id,
         number=text(raw.get("DocNumber"), "Invoice.DocNumber", required=False, limit=64) or invoice_id,
@@ -212,7 +206,7 @@ def map_invoice(
         status=_status(total, balance, note),
         lines=_lines(raw, currency),
         project=project,
-        fee_for=fee_for.group(1) if fee_for else None,
+        fee_for=common.fee_for(note),
         estimate_keys=estimate_links(raw),
     )
 
@@ -333,13 +327,18 @@ def fee_invoice_create(
         "CustomerRef": dict(_ref(raw_invoice, "CustomerRef")),
         "TxnDate": on.isoformat(),
         "DueDate": on.isoformat(),
-        "PrivateNote": f"{action.description} (bridge fee_for={action.invoice.id})",
+        "PrivateNote": f"{action.description} {common.fee_mark(action.invoice.id)}",
         "Line": [_fee_line(action, item)],
     }
     for key in ("CurrencyRef", "BillEmail"):
         if raw_invoice.get(key):
             body[key] = dict(raw_invoice[key])
     return body
+
+
+def version(raw_invoice: Mapping[str, Any]) -> str:
+    """The invoice's version as the provider answered a write (`SyncToken`): it ends the write's response id."""
+    return str(raw_invoice.get("SyncToken"))
 
 
 def due_date_update(raw_invoice: Mapping[str, Any], new_due: date) -> dict[str, Any]:

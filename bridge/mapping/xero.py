@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.errors import DataError
-from bridge.mapping.common import currency_code, email_list, money, objects, refuses_malformed, text
+from bridge.mapping import common
+from bridge.mapping.common import currency_code, customer, email_list, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
 from bridge.plan import Action, Warning, WarningCode
 
@@ -26,7 +27,6 @@ PROVIDER = "xero"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_DATE = re.compile(r"/Date\((-?\d{1,15})(?:[+-]\d{4})?\)/")
 # The bridge marks a separate fee invoice in its Reference so the next pull knows what it is.
-_FEE_FOR = re.compile(r"\(bridge fee_for=([^)\s]+)\)")
 _STATUS = {
     "DRAFT": InvoiceStatus.DRAFT,
     "SUBMITTED": InvoiceStatus.DRAFT,  # awaiting approval: not yet sent to anyone
@@ -90,12 +90,8 @@ def _obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 @refuses_malformed("Contact")
 def map_contact(raw: Mapping[str, Any]) -> Customer:
     """A Xero Contact as the model's Customer."""
-    email = raw.get("EmailAddress")
-    return Customer(
-        id=text(raw.get("ContactID"), "Contact.ContactID", limit=ID_LIMIT),
-        name=text(raw.get("Name"), "Contact.Name", required=False),
-        email=email if isinstance(email, str) and email else None,
-    )
+    contact_id = text(raw.get("ContactID"), "Contact.ContactID", limit=ID_LIMIT)
+    return customer(contact_id, text(raw.get("Name"), "Contact.Name", required=False), raw.get("EmailAddress"))
 
 
 def included_persons(contact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -160,20 +156,14 @@ def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, 
     contact_ref = _obj(raw, "Contact")
     contact_id = text(contact_ref.get("ContactID"), "Invoice.Contact.ContactID", limit=ID_LIMIT)
     contact = {**contact_ref, **contacts.get(contact_id, {})}
-    email = contact.get("EmailAddress")
+    name = text(contact.get("Name"), "Invoice.Contact.Name", required=False)
     reference = text(raw.get("Reference"), "Invoice.Reference", required=False)
-    fee_for = _FEE_FOR.search(reference)
     return Invoice(
         id=invoice_id,
         number=text(raw.get("InvoiceNumber"), "Invoice.InvoiceNumber", required=False, limit=ID_LIMIT) or invoice_id,
         connection=connection,
         provider=PROVIDER,
-        customer=Customer(
-            id=contact_id,
-            name=text(contact.get("Name"), "Invoice.Contact.Name", required=False),
-            email=email if isinstance(email, str) and email else None,
-            cc=included_persons(contact),
-        ),
+        customer=customer(contact_id, name, contact.get("EmailAddress"), included_persons(contact)),
         currency=currency,
         issue_date=day(raw.get("Date"), "Invoice.Date", required=False),
         due_date=day(raw.get("DueDate"), "Invoice.DueDate", required=False),
@@ -184,7 +174,7 @@ def map_invoice(raw: Mapping[str, Any], connection: str, contacts: Mapping[str, 
         lines=_lines(raw, currency),
         is_sale=raw.get("Type") == "ACCREC",
         editable=paid == 0 and credited == 0 and status_text in ("DRAFT", "SUBMITTED", "AUTHORISED"),
-        fee_for=fee_for.group(1) if fee_for else None,
+        fee_for=common.fee_for(reference),
         estimate_keys=(_quote_key(reference),) if reference.strip() else (),
     )
 
@@ -325,7 +315,7 @@ def fee_invoice_create(raw_invoice: Mapping[str, Any], action: Action, on: date)
         "Type": "ACCREC",
         "Status": "AUTHORISED",
         "InvoiceNumber": fee_invoice_number(action),
-        "Reference": f"Late fee on {action.invoice.number} (bridge fee_for={action.invoice.id})"[:255],
+        "Reference": f"Late fee on {action.invoice.number} {common.fee_mark(action.invoice.id)}"[:255],
         "Contact": {"ContactID": contact.get("ContactID")},
         "Date": wire_date(on),
         "DueDate": wire_date(on),
@@ -333,6 +323,11 @@ def fee_invoice_create(raw_invoice: Mapping[str, Any], action: Action, on: date)
         "LineAmountTypes": "NoTax",
         "LineItems": [_fee_line(action)],
     }
+
+
+def version(raw_invoice: Mapping[str, Any]) -> str:
+    """The invoice's version as the provider answered a write (`UpdatedDateUTC`): it ends the write's response id."""
+    return str(raw_invoice.get("UpdatedDateUTC", ""))
 
 
 def due_date_update(raw_invoice: Mapping[str, Any], new_due: date) -> dict[str, Any]:
