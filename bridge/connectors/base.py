@@ -574,7 +574,9 @@ class BaseConnector(ABC):
         """Carry out one action, each write keyed by the action (an idempotency key where the provider has one).
         A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant."""
         if action.kind is ActionKind.LATE_FEE:
-            return self._add_fee(action, raw_invoice)
+            line = self.mapping.fee_line_id(raw_invoice, action) if action.form != "invoice" else None
+            # Already on the invoice as read just now (a write whose answer was lost): nothing to write.
+            return Applied(line, "line", raw_invoice) if line else self._add_fee(action, raw_invoice)
         if action.kind is ActionKind.UPDATE_DUE_DATE:
             assert action.new_due_date is not None
             return self._move_due_date(action, raw_invoice, action.new_due_date)

@@ -163,7 +163,7 @@ class FreshBooksConnector(BaseConnector):
         self,
         resource: AccountingResource,
         key: str,
-        filters: Callable[[], list[Builder]],
+        filters: list[Builder],
         older_than: int | None = None,
     ) -> list[Mapping[str, Any]]:
         """The pages of a list, newest `updated` first, until a page ends older than `older_than` (the rest is
@@ -181,7 +181,7 @@ class FreshBooksConnector(BaseConnector):
             while True:
                 sort = SortBuilder()
                 sort.descending("updated")
-                builders = [*filters(), sort, PaginateBuilder(page, PER_PAGE)]
+                builders = [*filters, sort, PaginateBuilder(page, PER_PAGE)]
                 data = self._call(lambda b=builders: resource.list(self.tenant_id, builders=b)).data  # type: ignore[misc]
                 rows = [r for r in data.get(key) or [] if isinstance(r, Mapping)]
                 guard.page(fm.record_id(r) for r in rows)
@@ -208,16 +208,13 @@ class FreshBooksConnector(BaseConnector):
         watermark = int(since.watermark) if since else None
         resource = {"invoices": self.invoices, "payments": self.payments, ESTIMATES: self.estimates}[stream]
 
-        def builders(vis_state: int | None) -> Callable[[], list[Builder]]:
-            def make() -> list[Builder]:
-                search = FilterBuilder()
-                if watermark is not None:
-                    search.between("updated_min", fm.eastern_day(watermark) - OVERLAP)
-                if vis_state is not None:
-                    search.equals("vis_state", vis_state)
-                return [search, self._lines()] if stream == "invoices" else [search]
-
-            return make
+        def builders(vis_state: int | None) -> list[Builder]:
+            search = FilterBuilder()
+            if watermark is not None:
+                search.between("updated_min", fm.eastern_day(watermark) - OVERLAP)
+            if vis_state is not None:
+                search.equals("vis_state", vis_state)
+            return [search, self._lines()] if stream == "invoices" else [search]
 
         rows = self._pages(resource, stream, builders(None), watermark)
         if not full:
@@ -288,9 +285,6 @@ class FreshBooksConnector(BaseConnector):
         if action.form == "invoice":
             return self._fee_invoice(action, raw_invoice)
         invoice_id = fm.record_id(raw_invoice)
-        line = fm.fee_line_id(raw_invoice, action)
-        if line:
-            return Applied(line, "line", raw_invoice)  # already on the invoice: nothing to write
         attempts = [0]
 
         def attempt() -> Mapping[str, Any]:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from quickbooks import QuickBooks  # type: ignore[import-untyped]
 from quickbooks.exceptions import AuthorizationException, QuickbooksException  # type: ignore[import-untyped]
 
@@ -97,12 +96,9 @@ class QuickBooksConnector(BaseConnector):
         qb.api_url_v3 = self.api_base + "/v3"
         qb.sandbox = False
         qb.session = self.http
-        qb.process_request = functools.partial(self._send, safe_to_repeat=safe_to_repeat)
+        # python-quickbooks' `process_request(request_type, url, headers=, params=, data=)`.
+        qb.process_request = functools.partial(self.session.send, safe_to_repeat=safe_to_repeat)
         return qb
-
-    def _send(self, request_type: str, url: str, *, safe_to_repeat: bool, **kwargs: Any) -> requests.Response:
-        """python-quickbooks' `process_request(request_type, url, headers=, params=, data=)`."""
-        return self.session.send(request_type, url, safe_to_repeat=safe_to_repeat, **kwargs)
 
     def _do_refresh(self, current: TokenSet) -> TokenSet:
         from intuitlib.exceptions import AuthClientError  # type: ignore[import-untyped]

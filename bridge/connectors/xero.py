@@ -25,7 +25,6 @@ from xero_python.accounting.models import RequestEmpty  # type: ignore[import-un
 from xero_python.api_client import ApiClient, Configuration  # type: ignore[import-untyped]
 from xero_python.api_client.oauth2 import OAuth2Token  # type: ignore[import-untyped]
 from xero_python.api_client.serializer import serialize  # type: ignore[import-untyped]
-from xero_python.rest import RESTClientObject  # type: ignore[import-untyped]
 
 from bridge import clock, killpoints
 from bridge.auth.vault import TokenSet
@@ -68,13 +67,11 @@ _LISTS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-class RawJSON:
+class RawJSON(str):
     """A request body we encoded ourselves (exact amounts); xero-python passes it through untouched."""
 
-    __slots__ = ("text",)
-
-    def __init__(self, body: Any) -> None:
-        self.text = simplejson.dumps(body, use_decimal=True)
+    def __new__(cls, body: Any) -> RawJSON:
+        return super().__new__(cls, simplejson.dumps(body, use_decimal=True))
 
 
 serialize.register("RawJSON")(lambda value, explicit_type=None: value)
@@ -98,18 +95,6 @@ class _Reply:
 
     def getheader(self, name: str, default: str | None = None) -> str | None:
         return self._headers.get(name, default)
-
-
-class _Transport(RESTClientObject):  # type: ignore[misc]
-    """xero-python's REST client with the network part replaced by the connector's `_send`."""
-
-    def __init__(self, send: Callable[..., _Reply]) -> None:  # no urllib3 pool: requests does the I/O
-        self._send = send
-
-    def request(self, method: str, url: str, **options: Any) -> _Reply:
-        """xero-python's `request(method, url, query_params=, headers=, body=, post_params=, ...)`."""
-        query, headers = list(options.get("query_params") or []), dict(options.get("headers") or {})
-        return self._send(method, url, query, headers, options.get("body"), list(options.get("post_params") or []))
 
 
 def _naive_utc(ms: int) -> datetime:
@@ -150,7 +135,7 @@ class XeroConnector(BaseConnector):
         self.api_client = ApiClient(
             config, pool_threads=1, oauth2_token_getter=self._sdk_token, oauth2_token_saver=self._save_refreshed
         )
-        self.api_client.rest_client = _Transport(self._send)
+        self.api_client.rest_client.request = self._send  # the SDK's HTTP layer is ours (no urllib3 call is made)
         self.accounting = AccountingApi(self.api_client, base_url=self.api_base)
 
     # -- tokens ------------------------------------------------------------------------------
@@ -180,17 +165,15 @@ class XeroConnector(BaseConnector):
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _send(
-        self, method: str, url: str, query: list[Any], headers: dict[str, str], body: Any, form: list[Any]
-    ) -> _Reply:
+    def _send(self, method: str, url: str, **options: Any) -> _Reply:
+        """xero-python's `RESTClientObject.request(method, url, query_params=, headers=, body=, post_params=, ...)`."""
+        query, headers = list(options.get("query_params") or []), dict(options.get("headers") or {})
+        body, form = options.get("body"), list(options.get("post_params") or [])
         if self.emulator and url.startswith(PRODUCTION_IDENTITY):
             url = token_url(self.emulator)  # xero-python's token URL is a class constant: point it here
         api = url.startswith(self.api_base)
-        data: str | list[Any] | None
-        if isinstance(body, RawJSON):
-            data = body.text
-        elif body is not None:
-            data = simplejson.dumps(body, use_decimal=True)
+        if body is not None:  # ours come encoded already; the SDK's own (its models) are encoded here
+            data: str | list[Any] | None = body if isinstance(body, RawJSON) else RawJSON(body)
         else:
             data = form or None
         if api and method != "GET":

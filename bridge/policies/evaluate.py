@@ -522,10 +522,8 @@ def _reminder_action(
     balance: Decimal,
 ) -> Action:
     """The reminder of `step`, stating `balance` (what the invoice owes once this run's fees are on it)."""
-    contract, today = run.contract, run.today
-    terms = contract.reminders
+    contract, today, terms = run.contract, run.today, run.contract.reminders
     message: Literal["upcoming", "overdue"] = "upcoming" if step.date < effective_due else "overdue"
-    days_overdue = (today - effective_due).days
     delivery = run.delivery(inv.provider)
     subject = body = None
     cc, bcc = _copies(inv.customer, terms.escalate_from_step, step.number, delivery)
@@ -540,7 +538,7 @@ def _reminder_action(
                 total=inv.total + (balance - inv.amount_due),
                 due_date=effective_due,
                 today=today,
-                days_overdue=days_overdue,
+                days_overdue=(today - effective_due).days,
                 clause=run.reminders_clause,
                 firm_name=run.firm_name,
                 fee_added=balance - inv.amount_due,
