@@ -17,6 +17,7 @@ later occurrence on the invoice as well; the plan skips them as `forgiven`, citi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -61,22 +62,13 @@ class Forgiven:
         return 0 if self.outcome in ("forgiven", "already") else 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (`--json`)."""
-        return {
-            "fee": self.fee,
-            "key": self.key,
-            "connection": self.connection,
-            "invoice": self.invoice,
-            "amount": None if self.amount is None else f"{self.amount:f}",
-            "currency": self.currency,
-            "form": self.form,
-            "by": self.by,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "response_id": self.response_id,
-            "all": self.all_fees,
-            "reconciled": [{"key": k, "outcome": o} for k, o in self.reconciled],
-        }
+        """JSON form (`--json`): the fields in their order, the amount as exact text, `all_fees` as "all"."""
+        out = dataclasses.asdict(self)
+        out["amount"] = None if self.amount is None else f"{self.amount:f}"
+        del out["all_fees"], out["reconciled"]
+        out["all"] = self.all_fees
+        out["reconciled"] = [{"key": k, "outcome": o} for k, o in self.reconciled]
+        return out
 
 
 def who() -> str:
