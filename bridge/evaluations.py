@@ -20,11 +20,13 @@ the book).
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +129,21 @@ def _common(terms: Terms, today: date | Mapping[str, date], others: Sequence[His
 
 @cache
 def code_digest() -> str:
-    """A digest of the bridge package's files: a result decided by other code is never reused."""
+    """A digest of the bridge package's files, the interpreter's version and the versions of the libraries the
+    engine's results follow (Babel formats amounts and dates, holidays moves business days, Jinja2 renders the
+    messages, pydantic reads the stored invoices): a result decided by other code is never reused."""
+    import babel
+    import jinja2
+    import pydantic
+
+    try:  # read from its metadata: importing holidays costs more than a sync that evaluates nothing again
+        holidays = version("holidays")
+    except PackageNotFoundError:
+        holidays = "-"
+    libraries = f"{sys.version} babel {babel.__version__} holidays {holidays} jinja2 {jinja2.__version__} "
+    libraries += f"pydantic {pydantic.VERSION}"
     root = Path(__file__).resolve().parent
-    digest = hashlib.blake2b(digest_size=20)
+    digest = hashlib.blake2b(libraries.encode(), digest_size=20)
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
             digest.update(str(path.relative_to(root)).encode() + b"\0")
