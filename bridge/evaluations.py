@@ -6,6 +6,7 @@ everything it was decided from:
 - the invoice as stored (its model's JSON text: any change at the provider changes it) and the stored text of
   every payment allocated to it;
 - its ledger entries (reminder steps and fee occurrences applied, in doubt or pending);
+- the connection's estimates (any of them may be the one an invoice names);
 - the terms (the whole `[contracts]`, holds, exclusions, fee modes, firm name, provider channels), the day
   (`--as-of`, or today in each contract's time zone), any ledger entry that names no invoice;
 - the bridge's own code (a digest of the package's files), so an upgrade never reuses an older decision.
