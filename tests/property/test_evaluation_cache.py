@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge import evaluations
-from bridge.model import Allocation, HistoryEntry, InvoiceStatus, Payment, RenegotiationRequest
+from bridge.model import Allocation, EstimateRecord, HistoryEntry, Invoice, InvoiceStatus, Payment, RenegotiationRequest
 from bridge.plan import Plan
 from bridge.policies.evaluate import Evaluated, evaluate, evaluate_each
 from bridge.policies.terms import Terms
@@ -146,3 +146,25 @@ def test_evaluate_each_takes_a_kept_result_as_it_is() -> None:
     plan, each = evaluate_each([kept], Terms(), (), (), date(2026, 10, 20))
     assert each == [kept]
     assert plan.to_json() == Plan.build(date(2026, 10, 20), ()).to_json()
+
+
+@given(scenarios(with_renegotiations=False), st.data())
+def test_a_changed_estimate_is_seen_through_kept_evaluations(s: Scenario, data: st.DataObject) -> None:
+    """Invoices checked against the estimates they name (docs/policy.md §2.1): an estimate that changes changes
+    the plan from kept evaluations as it changes the evaluated one."""
+    tolerance = {"estimate_tolerance_percent": Decimal(10)}
+    terms = s.terms.model_copy(update={"contracts": tuple(c.model_copy(update=tolerance) for c in s.terms.contracts)})
+    invoices = [dataclasses.replace(i, estimate_keys=(f"Q-{i.id}",)) for i in s.invoices]
+    store = _STORE
+    _fill(store, dataclasses.replace(s, invoices=tuple(invoices)))
+
+    def estimate(inv: Invoice, total: Decimal) -> EstimateRecord:
+        return EstimateRecord(id=f"e{inv.id}", connection=inv.connection, keys=(f"Q-{inv.id}",), number=f"Q{inv.id}",
+                              currency=inv.currency, total=total, accepted=True)  # fmt: skip
+
+    for inv in invoices:
+        store.save_pull(inv.connection, estimates=[(estimate(inv, inv.total), {})])
+    _same(store, terms, s.history, (), s.today)
+    quoted = data.draw(st.sampled_from(invoices), label="quoted lower")
+    store.save_pull(quoted.connection, estimates=[(estimate(quoted, (quoted.total / 2).quantize(Decimal(1))), {})])
+    _same(store, terms, s.history, (), s.today)
