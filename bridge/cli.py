@@ -16,7 +16,7 @@ from typing import Any, Literal
 import click
 from rich.console import Console
 
-from bridge import clock
+from bridge import clock, collector
 from bridge.errors import BridgeError, ConfigError
 from bridge.plan import ActionKind, Plan
 from bridge.render import console, printable, safe
@@ -206,7 +206,7 @@ def evaluate(
     )
     if isinstance(today, dict) and not today:
         today = clock.today_in("UTC")
-    with _no_cycle_collection():
+    with collector.paused():
         invoices, errors = load_invoices(invoices_path)
         history = load_history(history_path) if history_path else []
         renegotiations = load_renegotiations(renegotiations_path) if renegotiations_path else []
@@ -216,30 +216,6 @@ def evaluate(
         _emit_plan(c, plan, terms if c.as_of is None else None)
     if plan.errors:
         raise SystemExit(3)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused while a large input is read, evaluated and written.
-
-    What this makes (parsed JSON, validated invoices, the plan's named tuples, their JSON) is acyclic: reference
-    counting frees whatever is dropped. But every invoice and plan item stays alive to the end, and the
-    collector's full passes walked them all again and again: a third of the CPU time of a 50,000-invoice
-    `evaluate` (the actions and skips hold enum members, so the collector never stops tracking them).
-    """
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        # All that was made meanwhile is still the youngest generation, and the collector's next pass would walk
-        # it all (a third of a second for 50,000 invoices): file it with the oldest, as the skipped passes would.
-        gc.freeze()
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _runtime(

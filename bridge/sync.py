@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, TypeVar
 
-from bridge import clock
+from bridge import clock, collector, evaluations
 from bridge.auth.vault import TokenVault
 from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
@@ -29,7 +29,7 @@ from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcil
 from bridge.mapping.common import attach_estimates, attach_payments
 from bridge.model import Invoice, RenegotiationRequest
 from bridge.plan import Action, ActionKind, Plan, RecordError, Warning, WarningCode
-from bridge.policies.evaluate import contract_for, decide_request, evaluate
+from bridge.policies.evaluate import contract_for, decide_request
 from bridge.policies.terms import Terms
 from bridge.providers import ConnectorFactory, load_providers
 from bridge.store import ESTIMATES, Store
@@ -289,7 +289,18 @@ def build_plan(
     Should the evaluation fail, each connection is evaluated alone to find the one(s) it fails on: those are
     listed in the plan's errors and the plan is made for the others.
     """
-    names = list(names)
+    with collector.paused():  # the invoices and the plan are acyclic: see bridge.collector
+        return _build_plan(settings, store, list(names), today, errors, warnings)
+
+
+def _build_plan(
+    settings: Settings,
+    store: Store,
+    names: list[str],
+    today: date | dict[str, date],
+    errors: Sequence[RecordError],
+    warnings: Sequence[Warning],
+) -> Plan:
     failed: list[RecordError] = []
     try:
         plan = _evaluate(settings, store, names, today, errors)
@@ -310,14 +321,9 @@ def _evaluate(
     settings: Settings, store: Store, names: Sequence[str], today: date | dict[str, date], errors: Sequence[RecordError]
 ) -> Plan:
     quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
-    return evaluate(
-        cached_invoices(store, names),
-        settings.terms,
-        store.history(names, PLANNING_HISTORY),
-        store.renegotiations(names),
-        today,
-        [*errors, *quarantined],
-    )
+    history = store.history(names, PLANNING_HISTORY)
+    requests = store.renegotiations(names)
+    return evaluations.plan(store, names, settings.terms, history, requests, today, [*errors, *quarantined])
 
 
 def describe(exc: BaseException) -> str:

@@ -226,6 +226,18 @@ def _renegotiation_key(kind: ActionKind, connection: str, invoice_id: str, ordin
     return f"renegotiation_refused:{connection}:{invoice_id}:{ordinal}"
 
 
+class Evaluated(NamedTuple):
+    """What the contracts call for on one invoice: its actions, skips and warnings (renegotiations aside).
+
+    `evaluate_each` gives one per invoice, and takes one back in place of an invoice whose inputs are
+    unchanged: the invoice itself, its ledger entries, the terms and the day (bridge.evaluations keys them).
+    """
+
+    actions: tuple[Action, ...]
+    skips: tuple[Skip, ...]
+    warnings: tuple[Warning, ...]
+
+
 def evaluate(
     invoices: Sequence[Invoice],
     terms: Terms,
@@ -235,47 +247,95 @@ def evaluate(
     errors: Iterable[RecordError] = (),
 ) -> Plan:
     """Decide what the contracts call for today on every invoice (docs/policy.md §1-6)."""
+    return _evaluate(invoices, terms, history, renegotiations, today, errors, None)
+
+
+def evaluate_each(
+    entries: Sequence[Invoice | Evaluated],
+    terms: Terms,
+    history: Iterable[HistoryEntry] | History = (),
+    renegotiations: Iterable[RenegotiationRequest] = (),
+    today: date | Mapping[str, date] = date.min,
+    errors: Iterable[RecordError] = (),
+) -> tuple[Plan, list[Evaluated]]:
+    """`evaluate`, and what each entry came to, in the entries' order.
+
+    An entry is an invoice to evaluate, or the `Evaluated` an earlier call gave for an invoice whose inputs
+    have not changed since: the same invoice (payments included), the same ledger entries for it, the same
+    terms and the same day. It is taken as it is, so the plan is the one evaluating that invoice again gives.
+    An invoice a renegotiation request names must be given as an invoice (the requests are decided anew), and so
+    must every invoice when a contract escalates (`escalate_from_step`: its warnings gather invoices across the
+    book).
+    """
+    each: list[Evaluated] = []
+    plan = _evaluate(entries, terms, history, renegotiations, today, errors, each)
+    return plan, each
+
+
+def _evaluate(
+    entries: Sequence[Invoice | Evaluated],
+    terms: Terms,
+    history: Iterable[HistoryEntry] | History,
+    renegotiations: Iterable[RenegotiationRequest],
+    today: date | Mapping[str, date],
+    errors: Iterable[RecordError],
+    each: list[Evaluated] | None,
+) -> Plan:
     if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
         raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
     hist = history if isinstance(history, History) else History(history)
     scope = _Scope(terms)
     requests = list(renegotiations)
-    reneg = _plan_renegotiations(requests, _requested(invoices, requests), scope, hist, today)
+    requested = _requested((e for e in entries if isinstance(e, Invoice)), requests)
+    reneg = _plan_renegotiations(requests, requested, scope, hist, today)
     actions, skips, warnings = list(reneg.actions), list(reneg.skips), list(reneg.warnings)
     per_contract: dict[str, _PerContract] = {}
     template_mail: dict[tuple[str, str], Action] = {}  # per connection: a reminder sent as the provider's e-mail
     escalation = _Escalation()
-    for inv in invoices:
+    for inv in entries:
+        if isinstance(inv, Evaluated):  # an unchanged invoice's result, taken as it is
+            actions += inv.actions
+            skips += inv.skips
+            warnings += inv.warnings
+            if each is not None:
+                each.append(inv)
+            for action in inv.actions:
+                if action.kind is ActionKind.REMINDER and action.sends == "provider_invoice_email":
+                    template_mail.setdefault((action.connection, action.provider), action)
+            continue
+        if each is not None:
+            mark = len(actions), len(skips), len(warnings)
         contract, skip = scope.check(inv)
+        over = None if skip is not None or contract is None else over_estimate(inv, contract)
         if skip is not None:
             skips.append(skip)
-            continue
-        assert contract is not None and inv.due_date is not None
-        over = over_estimate(inv, contract)
-        if over is not None:
+        elif over is not None:
             skips.append(over[0])
             warnings.append(over[1])
-            continue
-        run = per_contract.get(contract.name)
-        if run is None:
-            run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms)
-        effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
-        inv_hist = hist.for_invoice(inv.connection, inv.id)
-        fee_mode = terms.fee_modes.get(inv.connection)
-        # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
-        fees = _late_fees(inv, run, effective_due, inv_hist, fee_mode)
-        actions += fees.actions
-        skips += fees.skips
-        warnings += fees.warnings
-        ref = fees.actions[0].invoice if fees.actions else None
-        reminder, reminder_skips = _reminder(inv, run, effective_due, inv_hist, ref, fees.line_total)
-        skips += reminder_skips
-        if reminder is not None:
-            actions.append(reminder)
-            if reminder.sends == "provider_invoice_email":
-                template_mail.setdefault((inv.connection, inv.provider), reminder)
-            if run.contract.reminders.escalate_from_step is not None:
-                escalation.note(inv, reminder, run)
+        else:
+            assert contract is not None and inv.due_date is not None
+            run = per_contract.get(contract.name)
+            if run is None:
+                run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms)
+            effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
+            inv_hist = hist.for_invoice(inv.connection, inv.id)
+            fee_mode = terms.fee_modes.get(inv.connection)
+            # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
+            fees = _late_fees(inv, run, effective_due, inv_hist, fee_mode)
+            actions += fees.actions
+            skips += fees.skips
+            warnings += fees.warnings
+            ref = fees.actions[0].invoice if fees.actions else None
+            reminder, reminder_skips = _reminder(inv, run, effective_due, inv_hist, ref, fees.line_total)
+            skips += reminder_skips
+            if reminder is not None:
+                actions.append(reminder)
+                if reminder.sends == "provider_invoice_email":
+                    template_mail.setdefault((inv.connection, inv.provider), reminder)
+                if run.contract.reminders.escalate_from_step is not None:
+                    escalation.note(inv, reminder, run)
+        if each is not None:
+            each.append(Evaluated(tuple(actions[mark[0] :]), tuple(skips[mark[1] :]), tuple(warnings[mark[2] :])))
     warnings += [_template_mail_warning(a, terms.provider_channels) for a in template_mail.values()]
     warnings += escalation.warnings()
     as_of = today if isinstance(today, date) else max(today.values(), default=date.min)

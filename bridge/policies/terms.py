@@ -53,14 +53,23 @@ class ProjectKey(StrEnum):
 
 
 @cache
-def _holiday_subdivisions(country: str) -> tuple[str, ...] | None:
-    """The subdivisions of a country the holidays package knows (what `list_supported_countries` gives it), or
-    None when it does not know the code. Only that country's calendar is imported: listing them all imports
-    some 250 modules (a tenth of a second at every start)."""
-    import holidays
+def _holiday_countries() -> frozenset[str]:
+    """The country codes the holidays package knows, from its registry: no calendar is imported (listing them
+    all with `list_supported_countries` imports some 250 modules, a tenth of a second at every start)."""
     from holidays.registry import EntityLoader
 
-    if country not in frozenset(EntityLoader.get_country_codes()):
+    return frozenset(EntityLoader.get_country_codes())
+
+
+@cache
+def _holiday_subdivisions(country: str) -> tuple[str, ...] | None:
+    """The subdivisions of a country the holidays package knows (what `list_supported_countries` gives it), or
+    None when it does not know the code. Only that country's calendar is imported, and only when a subdivision is
+    asked for: a country's calendar alone can take a third of a second to import, which a sync that evaluates
+    nothing again (bridge.evaluations) need not pay."""
+    import holidays
+
+    if country not in _holiday_countries():
         return None
     return tuple(getattr(holidays, country).subdivisions)
 
@@ -126,10 +135,9 @@ class Reminders(_Terms):
         if value is None:
             return None
         country, _, subdivision = value.partition("-")
-        subdivisions = _holiday_subdivisions(country)
-        if subdivisions is None:
+        if country not in _holiday_countries():
             raise ValueError(f"{value!r} is not a country code the holidays package knows (e.g. 'US', 'GB')")
-        if subdivision and subdivision not in subdivisions:
+        if subdivision and subdivision not in (_holiday_subdivisions(country) or ()):
             raise ValueError(f"{value!r}: {country} has no subdivision {subdivision!r}")
         return value
 

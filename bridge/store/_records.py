@@ -15,7 +15,7 @@ from bridge.providers import customer_id_fields, first_id
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
-from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, Cursor, Quarantined
+from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, CachedInvoice, Cursor, Quarantined
 
 _ESTIMATE_JSON: TypeAdapter[EstimateRecord] = TypeAdapter(EstimateRecord)
 _Record = TypeVar("_Record", Payment, EstimateRecord)
@@ -116,6 +116,7 @@ def save(
         cleared = [*estimate_rows, *deleted_estimates]
         delete_ids(conn, t.quarantine, connection, "record_id", cleared, stream=ESTIMATES)
     delete_ids(conn, t.invoices, connection, "remote_id", deleted_invoices)
+    delete_ids(conn, t.evaluations, connection, "remote_id", deleted_invoices)
     delete_ids(conn, t.payments, connection, "remote_id", deleted_payments)
     # A record that arrives fine, or is gone, is no longer quarantined.
     delete_ids(conn, t.quarantine, connection, "record_id", [*invoice_rows, *deleted_invoices], stream=INVOICES)
@@ -163,6 +164,34 @@ def invoices(
         stmt = stmt.where(t.invoices.c.number == number)
     rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
     return [INVOICE_JSON.validate_json(model) for _, model in rows]
+
+
+def cached_invoices(conn: Connection, connection: str) -> tuple[list[CachedInvoice], list[str]]:
+    """A connection's invoices as stored, each with its last evaluation (by remote id), and its payments' model
+    JSON texts (by remote id): what `bridge.evaluations` reads before it knows which invoices it must validate."""
+    inv, ev = t.invoices, t.evaluations
+    joined = inv.outerjoin(ev, (ev.c.connection == inv.c.connection) & (ev.c.remote_id == inv.c.remote_id))
+    stmt = (
+        select(inv.c.remote_id, inv.c.number, inv.c.model, ev.c.fingerprint, ev.c.result)
+        .select_from(joined)
+        .where(inv.c.connection == connection)
+    )
+    rows = sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))
+    found = [CachedInvoice(*row) for row in rows]
+    stmt = select(t.payments.c.remote_id, t.payments.c.model).where(t.payments.c.connection == connection)
+    payments: list[str] = [row[1] for row in sorted(conn.execute(stmt).all(), key=lambda r: id_order(r[0]))]
+    return found, payments
+
+
+def save_evaluations(conn: Connection, connection: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Keep (remote id, fingerprint, result) as each invoice's last evaluation, replacing the one before."""
+    upsert(
+        conn,
+        t.evaluations,
+        [{"connection": connection, "remote_id": r, "fingerprint": f, "result": text} for r, f, text in rows],
+        keys=("connection", "remote_id"),
+        update=("fingerprint", "result"),
+    )
 
 
 def payments(conn: Connection, connection: str) -> list[Payment]:

@@ -8,25 +8,27 @@ schema), so two processes starting at once never both create the tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
 from bridge.errors import ConfigError
 from bridge.store.engine import BEGIN_OPTION, display_url
 from bridge.store.tables import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+# The newest migration's revision (tests/store/test_open.py checks it is Alembic's head): a store already there
+# is opened without importing Alembic, which is a tenth of a second of every command's start.
+HEAD: Final = "0005"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations; `connection` is used by env.py when given."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -36,11 +38,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head_revision() -> str | None:
     """The newest migration's revision id."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -50,11 +56,13 @@ def upgrade(engine: Engine) -> None:
     A database already at head is only read, so opening a store never waits for another process's writes.
     A database this bridge cannot migrate (a newer revision, or tables without a revision) is a ConfigError.
     """
-    head = head_revision()
     with engine.connect() as conn:
-        if _has_version_table(conn) and current_revision(conn) == head:
+        if _has_version_table(conn) and _at_head(conn):
             conn.rollback()
             return
+        from alembic import command
+
+        head = head_revision()
         _check_migratable(conn)
         conn.rollback()
         conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
@@ -75,6 +83,10 @@ def _check_migratable(conn: Connection) -> None:
         revision = current_revision(conn)
         if revision is None:
             return
+        from alembic.script import ScriptDirectory
+        from alembic.script.revision import ResolutionError
+        from alembic.util import CommandError
+
         try:
             known = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
         except (CommandError, ResolutionError):
@@ -97,6 +109,12 @@ def _check_migratable(conn: Connection) -> None:
             "connections again; nothing was changed in it",
             where,
         )
+
+
+def _at_head(conn: Connection) -> bool:
+    """The database is at HEAD (read as Alembic reads it: the one row of alembic_version)."""
+    versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return versions == [HEAD]
 
 
 def _has_version_table(conn: Connection) -> bool:

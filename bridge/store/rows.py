@@ -31,6 +31,17 @@ ESTIMATES: Final = "estimates"
 
 
 @dataclass(frozen=True, slots=True)
+class CachedInvoice:
+    """A cached invoice as stored (its model's JSON text, unread), with its last evaluation when there is one."""
+
+    remote_id: str
+    number: str
+    model: str
+    fingerprint: str | None
+    result: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionRow:
     """A linked provider company."""
 

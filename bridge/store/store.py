@@ -36,6 +36,7 @@ from bridge.store.migrate import upgrade
 from bridge.store.rows import (
     BLOCKING_STATES,
     HISTORY_STATES,
+    CachedInvoice,
     ConnectionRow,
     Cursor,
     FinishState,
@@ -164,9 +165,8 @@ class Store:
         return None if row is None else _connection_row(row)
 
     def remove_connection(self, name: str) -> None:
-        """Forget a connection with its token, cursors, cached records (invoices, payments, customers, estimates),
-        quarantine,
-        place in the server's schedule and webhook key.
+        """Forget a connection with its token, cursors, cached records (invoices and their evaluations, payments,
+        customers, estimates), quarantine, place in the server's schedule and webhook key.
 
         The ledger and the renegotiations stay: they are the audit trail.
         """
@@ -175,6 +175,7 @@ class Store:
                 t.tokens,
                 t.cursors,
                 t.invoices,
+                t.evaluations,
                 t.payments,
                 t.customers,
                 t.estimates,
@@ -417,6 +418,16 @@ class Store:
         """Every cached payment of a connection, by remote id."""
         with self._tx() as conn:
             return _records.payments(conn, connection)
+
+    def cached_invoices(self, connection: str) -> tuple[list[CachedInvoice], list[str]]:
+        """The invoices as stored with their last evaluations, and the payments' model texts (see `_records`)."""
+        with self._tx() as conn:
+            return _records.cached_invoices(conn, connection)
+
+    def save_evaluations(self, connection: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep each (remote id, fingerprint, result) as that invoice's last evaluation."""
+        with self._tx(write=True) as conn:
+            _records.save_evaluations(conn, connection, rows)
 
     def invoice(self, connection: str, remote_id: str) -> Invoice | None:
         """One cached invoice by the provider's id, or None."""

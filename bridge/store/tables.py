@@ -151,6 +151,17 @@ quarantine = Table(
     Column("quarantined_at", UTCDateTime, nullable=False),
 )
 
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("connection", String(NAME), primary_key=True),
+    Column("remote_id", String(NAME), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("result", Text, nullable=False),
+)
+"""What the contracts called for on each cached invoice, and the fingerprint of everything that decided it
+(bridge.evaluations): a no-change sync takes the result back instead of evaluating the invoice again."""
+
 ledger = Table(
     "ledger",
     metadata,

@@ -483,20 +483,21 @@ def test_an_evaluation_that_blows_up_on_one_connections_invoices_fails_only_that
     import json
     import sys
 
-    from bridge import cli, sync
+    from bridge import cli, evaluations
+    from bridge.model import Invoice
 
     book.good("quickbooks", "good-quickbooks")
     book.good("xero", "odd-xero")
     config = book.config
-    real = sync.evaluate
+    real = evaluations.evaluate_each
 
-    def evaluate(invoices, *args, **kwargs):  # type: ignore[no-untyped-def]
-        invoices = list(invoices)
-        if any(i.connection == "odd-xero" for i in invoices):
+    def evaluate_each(entries, *args, **kwargs):  # type: ignore[no-untyped-def]
+        entries = list(entries)
+        if any(isinstance(i, Invoice) and i.connection == "odd-xero" for i in entries):
             raise RecursionError("maximum recursion depth exceeded")  # what a pathological record could do
-        return real(invoices, *args, **kwargs)
+        return real(entries, *args, **kwargs)
 
-    monkeypatch.setattr(sync, "evaluate", evaluate)
+    monkeypatch.setattr(evaluations, "evaluate_each", evaluate_each)
     monkeypatch.setenv("BRIDGE_SECRET_KEY", book.key)
     monkeypatch.setattr(sys, "argv", ["bridge", "--config", str(config), "--as-of", "2026-10-20", "--json", "sync"])
     with pytest.raises(SystemExit) as exited:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import StatementError
 from bridge.errors import ConfigError
 from bridge.store import Store
 from bridge.store.engine import parse_url
-from bridge.store.migrate import current_revision, head_revision
+from bridge.store.migrate import HEAD, current_revision, head_revision
 from bridge.store.tables import metadata
 
 
@@ -133,3 +133,7 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         store.save_token("acme", b"x", datetime(2026, 10, 20, 12, 0), None)  # noqa: DTZ001 - the point of the test
     assert store.load_token("acme") is None
+
+
+def test_the_head_a_store_is_opened_at_without_alembic_is_alembics_head() -> None:
+    assert head_revision() == HEAD
