@@ -9,7 +9,8 @@ it back is an action of its own, keyed `forgive:{connection}:{invoice}:{k}` afte
 between is settled from what the provider shows (the line on the invoice or not, the fee invoice void or not)
 before anything is tried again, so a fee is never taken back twice nor left half taken back.
 
-Once applied, the plan counts that occurrence as charged and forgiven: it is never charged again and counts as
+In the commit that records it applied, the fee's own entry moves from `applied` to `forgiven`, with who and why
+(`bridge.store`). The plan counts that occurrence as charged and forgiven: it is never charged again and counts as
 nothing towards the caps. With `all_fees`, a record `fees_forgiven:{connection}:{invoice}:{k}` forgives every
 later occurrence on the invoice as well; the plan skips them as `forgiven`, citing who and why.
 """
@@ -27,12 +28,10 @@ from bridge.connectors.base import Connector
 from bridge.errors import BridgeError, ConfigError, ConflictError
 from bridge.ledger import apply_one, reconcile
 from bridge.model import InvoiceStatus
-from bridge.plan import Action, ActionKind
+from bridge.plan import FEE_PREFIX, FORGIVE_PREFIX, Action, ActionKind
 from bridge.store import LedgerEntry, Store
 from bridge.sync import Runtime, _action_day, today_for
 
-FEE_PREFIX = "late_fee:"
-FORGIVE_PREFIX = "forgive:"
 ALL_PREFIX = "fees_forgiven:"
 
 Outcome = Literal["forgiven", "already", "failed", "pending", "in_doubt"]
@@ -80,8 +79,8 @@ def who() -> str:
 
 
 def charged_fee(store: Store, key: str) -> LedgerEntry:
-    """The ledger entry of a late fee the bridge charged (applied); a `ConfigError` (usage, exit 2) saying why
-    `key` is not one. Nothing is written."""
+    """The ledger entry of a late fee the bridge charged (applied, or forgiven since); a `ConfigError` (usage,
+    exit 2) saying why `key` is not one. Nothing is written."""
     entry = store.ledger_get(key)
     if entry is None:
         raise ConfigError(
@@ -89,7 +88,7 @@ def charged_fee(store: Store, key: str) -> LedgerEntry:
         )
     if entry.kind != ActionKind.LATE_FEE.value or not key.startswith(FEE_PREFIX):
         raise ConfigError(f"{key} is a {entry.kind} action, not a late fee: only late fees are forgiven", "ACTION_KEY")
-    if entry.state != "applied":
+    if entry.state not in ("applied", "forgiven"):
         raise ConfigError(
             f"late fee {key} is {entry.state} in the ledger, not applied: only a fee the bridge charged can be "
             "forgiven (one not yet charged is forgiven in the review, or left to the contract)",

@@ -26,7 +26,7 @@ from bridge.connectors.base import Applied, Connector
 from bridge.errors import BridgeError, ConflictError, QuotaExhausted
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
-from bridge.store import LedgerEntry, Store
+from bridge.store import BLOCKING_STATES, HISTORY_STATES, LedgerEntry, Store
 
 # Within one invoice: money first, then the due date, then the e-mail (so the provider's
 # e-mailed invoice already shows the fee).
@@ -37,11 +37,11 @@ _ORDER = {
     ActionKind.RENEGOTIATION_REFUSED: 3,
     ActionKind.FORGIVE_FEE: 4,
 }
-DONE = ("applied", "in_doubt")
 # Actions whose whole effect is a message to the client: an unknown outcome is `in_doubt`, never tried again.
 _MESSAGES = (ActionKind.REMINDER, ActionKind.RENEGOTIATION_REFUSED)
-# What a new plan must treat as carried out: done, or pending until reconciliation settles it.
-PLANNING_HISTORY = ("applied", "in_doubt", "pending")
+# What a new plan must treat as carried out: done (applied, in doubt, or a fee charged then forgiven), or pending
+# until reconciliation settles it.
+PLANNING_HISTORY = (*HISTORY_STATES, "pending")
 
 
 def premise_changed(action: Action, fresh: Invoice | None, added: Decimal) -> str | None:
@@ -232,7 +232,7 @@ class _Applier:
 
     def _already_taken(self, action: Action) -> bool:
         entry = self.store.ledger_get(action.key)
-        if entry is not None and entry.state in (*DONE, "pending"):
+        if entry is not None and entry.state in BLOCKING_STATES:
             self.report.skipped.append({"key": action.key, "state": entry.state})
             self.progress(action, f"already {entry.state}")
             return True

@@ -41,6 +41,17 @@ class ActionKind(StrEnum):
     FORGIVE_FEE = "forgive_fee"
 
 
+# A forgiving's key is its fee's with this prefix instead: `forgive:{connection}:{invoice}:{k}` takes back
+# `late_fee:{connection}:{invoice}:{k}`.
+FEE_PREFIX = "late_fee:"
+FORGIVE_PREFIX = "forgive:"
+
+
+def forgiven_fee_key(key: str) -> str | None:
+    """The key of the late fee a forgiving (`forgive:…`) takes back; None for any other key."""
+    return FEE_PREFIX + key.removeprefix(FORGIVE_PREFIX) if key.startswith(FORGIVE_PREFIX) else None
+
+
 class SkipCode(StrEnum):
     """Why an invoice, a reminder step or a fee occurrence gets no action (docs/policy.md §2, §4, §5, §6)."""
 

@@ -282,10 +282,14 @@ def ledger_csv(entries: Sequence[Any]) -> str:
 
 
 def ledger_totals(entries: Sequence[Any]) -> list[tuple[str, str, Decimal]]:
-    """(currency, state, sum of amounts) over the entries that carry an amount, by currency then state."""
+    """(currency, state, sum of amounts) over the entries that carry an amount, by currency then state.
+
+    A forgiving's amount (kind `forgive_fee`, the fee's negated) is left out: the fee it takes back is counted once,
+    under its own state, `applied` until it is taken back and `forgiven` after, so `total applied` is what stands
+    charged and `total forgiven` what was taken back."""
     sums: dict[tuple[str, str], Decimal] = {}
     for e in entries:
-        if e.amount is not None:
+        if e.amount is not None and e.kind != ActionKind.FORGIVE_FEE:
             sums[(e.currency, e.state)] = sums.get((e.currency, e.state), Decimal(0)) + e.amount
     return [(cur, state, total) for (cur, state), total in sorted(sums.items())]
 

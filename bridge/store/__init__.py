@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bridge.errors import StoreBusyError
 from bridge.store.rows import (
+    BLOCKING_STATES,
     ESTIMATES,
     HISTORY_STATES,
     INVOICES,
@@ -30,6 +31,7 @@ from bridge.store.rows import (
 from bridge.store.store import Store
 
 __all__ = [
+    "BLOCKING_STATES",
     "ESTIMATES",
     "HISTORY_STATES",
     "INVOICES",

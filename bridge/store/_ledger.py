@@ -6,8 +6,12 @@
                         │ └────finish──▶ in_doubt ──finish──▶ applied (evidence found later)
     (new) ──drop───▶ dropped          (a stale plan's action, never begun)
 
-A key that is pending, applied or in doubt is never begun again: that is what makes money
-writes exactly once and e-mail at most once. Every change appends a `ledger_events` row.
+    a late fee: applied ──its forgiving `forgive:…` finishes applied──▶ forgiven
+
+A key that is pending, applied, in doubt or forgiven is never begun again: that is what makes money
+writes exactly once and e-mail at most once. A late fee becomes `forgiven` in the transaction that
+records its forgiving (`bridge forgive`) applied, with who and why in its `error`. Every change
+appends a `ledger_events` row.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from bridge.errors import ConflictError
 from bridge.model import HistoryEntry
-from bridge.plan import Action, ActionKind
+from bridge.plan import Action, ActionKind, forgiven_fee_key
 from bridge.store import tables as t
 from bridge.store.rows import BLOCKING_STATES, HISTORY_STATES, FinishState, LedgerEntry, LedgerEvent, LedgerState
 
@@ -80,11 +84,12 @@ def begin(conn: Connection, action: Action, now: datetime) -> LedgerEntry:
 
 
 def already_begun(key: str, state: str, attempts: int) -> ConflictError:
-    """The error for beginning a key that is pending, applied or in doubt."""
+    """The error for beginning a key that is pending, applied, in doubt or forgiven."""
     hint = {
         "pending": "an earlier run was interrupted; it is reconciled against the provider before any retry",
         "applied": "it has already been carried out",
         "in_doubt": "it may have been carried out; it is never repeated (resolve it by hand if it was not)",
+        "forgiven": "it was carried out, then taken back (`bridge forgive`); that occurrence is never repeated",
     }[state]
     return ConflictError(f"action {key} is already {state} in the ledger (attempt {attempts}): {hint}")
 
@@ -121,7 +126,20 @@ def finish(
         values["applied_on"] = applied_on or row["applied_on"] or row["updated_at"].date()
     conn.execute(update(t.ledger).where(t.ledger.c.key == key).values(**values))
     _event(conn, key, row["connection"], state, now, _finish_detail(state, response_id, form, error))
+    fee = forgiven_fee_key(key) if state == "applied" and row["kind"] == FORGIVE_FEE else None
+    if fee is not None:
+        _forgive(conn, fee, key, row["reason"], now)
     return _require(conn, key)
+
+
+def _forgive(conn: Connection, key: str, by: str, why: str, now: datetime) -> None:
+    """Move the applied late fee `key` to `forgiven`, with who and why (`why`, the forgiving's reason) in its
+    `error` and the forgiving's key `by` in its event. A fee already forgiven (or in any other state: nothing
+    charged to forgive) is left as it is."""
+    row = _row(conn, key, for_update=True)
+    if row is not None and row["state"] == "applied":
+        conn.execute(update(t.ledger).where(t.ledger.c.key == key).values(state="forgiven", error=why, updated_at=now))
+        _event(conn, key, row["connection"], "forgiven", now, f"{why} ({by})")
 
 
 def drop(conn: Connection, action: Action, reason: str, now: datetime) -> LedgerEntry:
@@ -204,10 +222,12 @@ def events(conn: Connection, key: str | None, connection: str | None) -> list[Le
 def history(
     conn: Connection, connections: Collection[str], states: Collection[str] = HISTORY_STATES
 ) -> list[HistoryEntry]:
-    """What the policies count as done: applied and in-doubt entries (and any other `states` asked for).
+    """What the policies count as done: applied, in-doubt and forgiven entries (and any other `states` asked for).
 
     An entry still pending has no `applied_on` yet; it counts from the day it went pending. A fee is forgiven
     (`bridge forgive`) only once the forgiving is applied: one still pending is left out until it is settled.
+    A forgiven fee is in the history as charged (its occurrence is never charged again); its applied forgiving
+    makes it count as nothing.
     """
     return [
         HistoryEntry(

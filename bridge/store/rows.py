@@ -13,14 +13,16 @@ from typing import Any, Final, Literal
 
 from bridge.plan import Action
 
-LedgerState = Literal["pending", "applied", "failed", "dropped", "in_doubt"]
+LedgerState = Literal["pending", "applied", "failed", "dropped", "in_doubt", "forgiven"]
 FinishState = Literal["applied", "failed", "dropped", "in_doubt"]
 
-LEDGER_STATES: Final[tuple[str, ...]] = ("pending", "applied", "failed", "dropped", "in_doubt")
-# A key in one of these states is never begun again: it happened, may have happened, or is under way.
-BLOCKING_STATES: Final[frozenset[str]] = frozenset({"pending", "applied", "in_doubt"})
-# What the policies count as already done (an in-doubt reminder counts as sent: it is never sent twice).
-HISTORY_STATES: Final[tuple[str, ...]] = ("applied", "in_doubt")
+LEDGER_STATES: Final[tuple[str, ...]] = ("pending", "applied", "failed", "dropped", "in_doubt", "forgiven")
+# A key in one of these states is never begun again: it happened, may have happened, or is under way. A
+# `forgiven` late fee was charged, then taken back (`bridge forgive`): that occurrence is never charged again.
+BLOCKING_STATES: Final[frozenset[str]] = frozenset({"pending", "applied", "in_doubt", "forgiven"})
+# What the policies count as already done (an in-doubt reminder counts as sent: it is never sent twice; a
+# forgiven fee occurrence was charged, and its forgiving's entry makes it count as nothing).
+HISTORY_STATES: Final[tuple[str, ...]] = ("applied", "in_doubt", "forgiven")
 
 # Stream names whose records `save_pull` stores; a quarantine row under one of these names is
 # cleared when the record later arrives fine (or is deleted).
@@ -100,8 +102,8 @@ class Quarantined:
 class LedgerEntry:
     """One action key in the write-ahead ledger and where it stands.
 
-    `error` says why it failed, was dropped or is in doubt. `action_json` is the full planned action,
-    so a pending entry can be reconciled or retried later (`action()`).
+    `error` says why it failed, was dropped or is in doubt, or who forgave it and why. `action_json` is the full
+    planned action, so a pending entry can be reconciled or retried later (`action()`).
     """
 
     key: str

@@ -466,7 +466,7 @@ class Store:
     def ledger_begin(self, action: Action) -> LedgerEntry:
         """Record `pending` for the action's key and commit, before the provider is called.
 
-        Raises ConflictError if the key is already pending, applied or in doubt (never two pendings);
+        Raises ConflictError if the key is already pending, applied, in doubt or forgiven (never two pendings);
         a failed or dropped key becomes pending again with attempts + 1.
         """
         self._must_commit_now("ledger_begin")
@@ -494,7 +494,9 @@ class Store:
 
         pending → applied | failed | dropped | in_doubt; in_doubt → applied (evidence found later).
         Anything else raises ConflictError; an unknown key raises KeyError. For applied and in_doubt,
-        `applied_on` defaults to the UTC day the entry went pending (when the call was made).
+        `applied_on` defaults to the UTC day the entry went pending (when the call was made). A forgiving
+        (`forgive:…`) that becomes applied moves its late fee from applied to forgiven in the same commit, with
+        the forgiving's reason (who and why) as the fee's `error`.
         """
         self._must_commit_now("ledger_finish")
         with self._tx(write=True) as conn:

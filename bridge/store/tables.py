@@ -183,7 +183,7 @@ ledger = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("action", Text, nullable=False),
-    CheckConstraint("state IN ('pending', 'applied', 'failed', 'dropped', 'in_doubt')", name="state"),
+    CheckConstraint("state IN ('pending', 'applied', 'failed', 'dropped', 'in_doubt', 'forgiven')", name="state"),
     Index(None, "connection", "invoice_number"),
     Index(None, "state"),
 )

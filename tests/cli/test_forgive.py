@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,28 @@ def test_a_forgiven_fee_line_is_gone_once_never_charged_again_and_the_next_occur
     assert entry.amount == -ledger(book)[fee["key"]].amount  # taken back: the ledger's totals net it out
     shown = bridge(*book.args("ledger", "--kind", "forgive_fee"))
     assert shown.code == 0 and "forgiven by carol" in shown.out, shown.out  # who and why, in the note
-    assert ledger(book)[fee["key"]].state == "applied"  # the charge stays in the audit trail
+    # The fee's own entry says so: forgiven, with who and why, still the amount charged.
+    listed = bridge(*book.args("--json", "ledger", "--state", "forgiven"))
+    assert listed.code == 0, listed.err
+    rows = json.loads(listed.out)
+    assert [(r["key"], r["state"], r["error"]) for r in rows] == [
+        (fee["key"], "forgiven", "forgiven by carol: good client")
+    ]
+    assert rows[0]["amount"] == f"{ledger(book)[fee['key']].amount:f}" and rows[0]["kind"] == "late_fee"
+    csv_rows = bridge(*book.args("ledger", "--state", "forgiven", "--csv", "-")).out.splitlines()
+    assert len(csv_rows) == 2 and fee["key"] in csv_rows[1] and ",forgiven," in csv_rows[1]
+    # The totals count it once, under forgiven: applied is what stands charged (the other fees), and the
+    # forgiving's negative amount is not taken off it a second time.
+    entries = ledger(book)
+    forgiven_fee = entries[fee["key"]]
+    currency = forgiven_fee.currency
+    standing = [
+        e.amount for e in entries.values() if (e.kind, e.state, e.currency) == ("late_fee", "applied", currency)
+    ]
+    assert not [e for e in entries.values() if e.kind not in ("late_fee", "forgive_fee") and e.amount is not None]
+    table = bridge(*book.args("ledger")).out
+    assert f"total forgiven: {forgiven_fee.amount:.2f} {currency}" in table, table
+    assert f"total applied: {sum(standing, Decimal(0)):.2f} {currency}" in table, table
 
     again = bridge(*book.args("--json", "forgive", fee["key"]))  # idempotent: said, nothing written
     assert again.code == 0 and json.loads(again.out)["outcome"] == "already", again.err

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.errors import ConflictError
 from bridge.model import HistoryEntry
-from bridge.plan import ActionKind
+from bridge.plan import Action, ActionKind
 from bridge.store import FinishState, Store
 from tests.store.factories import D, late_fee, reminder
 
@@ -132,6 +132,72 @@ def test_a_forgiving_counts_in_the_history_once_applied_with_who_and_why(store: 
     store.ledger_finish(forgiving.key, "applied", response_id="130@4", applied_on=D("2026-10-21"))
     done = store.history(["acme"])
     assert [(h.key, h.note) for h in done] == [(fee.key, None), (forgiving.key, "forgiven by ann: kind")]
+    assert done[0].amount == Decimal("22.50") and done[0].applied_on == D("2026-10-12")  # charged, then forgiven
+    forgiven = store.ledger_get(fee.key)
+    assert forgiven is not None and forgiven.state == "forgiven"
+
+
+def _charged_and_forgiving(store: Store, by: str = "forgiven by ann: kind") -> tuple[Action, Action]:
+    """A late fee charged (applied), and its forgiving begun (pending)."""
+    fee = late_fee("late_fee:acme:130:1", amount="22.50")
+    store.ledger_begin(fee)
+    store.ledger_finish(fee.key, "applied", response_id="130", form="line", applied_on=D("2026-10-12"))
+    forgiving = fee._replace(key="forgive:acme:130:1", kind=ActionKind.FORGIVE_FEE, reason=by, amount=Decimal("-22.50"))
+    store.ledger_begin(forgiving)
+    return fee, forgiving
+
+
+@pytest.mark.parametrize("via", ["applied", "in_doubt"])
+def test_a_forgiving_applied_moves_its_fee_to_forgiven_with_who_and_why(store: Store, via: str) -> None:
+    fee, forgiving = _charged_and_forgiving(store)
+    if via == "in_doubt":  # outcome unknown first, the provider's evidence later
+        store.ledger_finish(forgiving.key, "in_doubt", error="timeout")
+        assert store.ledger(states=["forgiven"]) == []
+    store.ledger_finish(forgiving.key, "applied", response_id="130@4", applied_on=D("2026-10-21"))
+    entry = store.ledger_get(fee.key)
+    assert entry is not None
+    assert (entry.state, entry.error, entry.amount, entry.response_id, entry.applied_on, entry.attempts) == (
+        "forgiven",
+        "forgiven by ann: kind",
+        Decimal("22.50"),  # what was charged: the forgiving carries it back, negative
+        "130",
+        D("2026-10-12"),
+        1,
+    )
+    assert [e.key for e in store.ledger(states=["forgiven"])] == [fee.key]
+    events = store.ledger_events(fee.key)
+    assert [(e.state, e.detail) for e in events][-1] == ("forgiven", f"forgiven by ann: kind ({forgiving.key})")
+    assert events[-1].at == entry.updated_at == store.ledger_events(forgiving.key)[-1].at  # one commit
+    # Never charged again, never dropped by a stale plan.
+    with pytest.raises(ConflictError, match="already forgiven"):
+        store.ledger_begin(fee)
+    with pytest.raises(ConflictError, match="already forgiven"):
+        store.ledger_drop(fee, "stale")
+    for state in ("applied", "failed", "dropped", "in_doubt"):
+        with pytest.raises(ConflictError, match="is forgiven"):
+            store.ledger_finish(fee.key, state)  # type: ignore[arg-type]
+    assert store.ledger_get(fee.key) == entry
+
+
+def test_a_forgiving_not_applied_leaves_its_fee_applied(store: Store) -> None:
+    fee, forgiving = _charged_and_forgiving(store)
+    store.ledger_finish(forgiving.key, "failed", error="not found at the provider")
+    store.ledger_begin(forgiving)
+    store.ledger_finish(forgiving.key, "dropped", error="deferred: daily limit")
+    entry = store.ledger_get(fee.key)
+    assert entry is not None and (entry.state, entry.error) == ("applied", None)
+    assert [e.state for e in store.ledger_events(fee.key)] == ["pending", "applied"]
+
+
+def test_a_record_forgiving_later_fees_for_good_leaves_the_fee_as_it_is(store: Store) -> None:
+    fee = late_fee("late_fee:acme:130:1", amount="22.50")
+    store.ledger_begin(fee)
+    store.ledger_finish(fee.key, "applied")
+    record = fee._replace(key="fees_forgiven:acme:130:1", kind=ActionKind.FORGIVE_FEE, amount=None, reason="hardship")
+    store.ledger_begin(record)
+    store.ledger_finish(record.key, "applied", response_id="recorded")
+    entry = store.ledger_get(fee.key)
+    assert entry is not None and entry.state == "applied"
 
 
 def test_every_state_change_is_an_event(store: Store) -> None:

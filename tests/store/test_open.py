@@ -8,15 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.exc import StatementError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from bridge.errors import ConfigError
-from bridge.store import Store
-from bridge.store.engine import parse_url
-from bridge.store.migrate import HEAD, current_revision, head_revision
+from bridge.plan import ActionKind
+from bridge.store import Store, _ledger, tables
+from bridge.store.engine import build_engine, parse_url
+from bridge.store.migrate import HEAD, alembic_config, current_revision, head_revision
 from bridge.store.tables import metadata
+from tests.store.factories import late_fee, reminder
 
 
 def _mode(path: Path) -> int:
@@ -137,3 +141,56 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
 
 def test_the_head_a_store_is_opened_at_without_alembic_is_alembics_head() -> None:
     assert head_revision() == HEAD
+
+
+def test_an_upgrade_from_0004_keeps_every_row_and_records_the_fees_forgiven_before_it(store_url: str) -> None:
+    """0006 adds the ledger state `forgiven` (SQLite rebuilds the table for the check) on a store with rows: every
+    row is kept, and a fee whose forgiving was applied under 0004 (the fee left `applied`) becomes `forgiven`."""
+    now = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
+    fee, other = late_fee("late_fee:acme:130:1"), late_fee("late_fee:acme:131:1", invoice_id="131", number="1038")
+    forgiving = fee._replace(key="forgive:acme:130:1", kind=ActionKind.FORGIVE_FEE, reason="forgiven by ann: kind")
+    pending = other._replace(key="forgive:acme:131:1", kind=ActionKind.FORGIVE_FEE, reason="forgiven by bo")
+    engine = build_engine(parse_url(store_url))
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0004")
+        with engine.begin() as conn:
+            for action in (fee, other, reminder(), forgiving, pending):
+                _ledger.begin(conn, action, now)
+            for key in (fee.key, other.key, reminder().key):
+                _ledger.finish(conn, key, "applied", now, response_id="r", form=None, error=None, applied_on=None)
+            # Recorded applied as the bridge did before 0006: the fee left applied.
+            conn.execute(update(tables.ledger).where(tables.ledger.c.key == forgiving.key).values(state="applied"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # 0004 has no such state
+            conn.execute(update(tables.ledger).where(tables.ledger.c.key == fee.key).values(state="forgiven"))
+        with engine.connect() as conn:
+            before = {row["key"]: dict(row) for row in conn.execute(select(tables.ledger)).mappings()}
+            events_before = conn.execute(select(tables.ledger_events).order_by(tables.ledger_events.c.id)).all()
+    finally:
+        engine.dispose()
+
+    with Store.open(store_url) as store:
+        with store.engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+            after = {row["key"]: dict(row) for row in conn.execute(select(tables.ledger)).mappings()}
+            events_after = conn.execute(select(tables.ledger_events).order_by(tables.ledger_events.c.id)).all()
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []  # indexes and keys as tables.py has them
+        assert set(after) == set(before)
+        assert events_after[:-1] == events_before and events_after[-1].key == fee.key  # ids and all, plus one
+        changed = {k: {c: v for c, v in after[k].items() if before[k][c] != v} for k in after}
+        assert {k: sorted(c) for k, c in changed.items() if c} == {fee.key: ["error", "state", "updated_at"]}
+        assert (changed[fee.key]["state"], changed[fee.key]["error"]) == ("forgiven", "forgiven by ann: kind")
+        event = store.ledger_events(fee.key)[-1]
+        assert event.state == "forgiven" and forgiving.key in event.detail and "forgiven by ann: kind" in event.detail
+        # The new state works, and the check still refuses any other.
+        store.ledger_finish(pending.key, "applied", response_id="131@2")
+        assert [e.key for e in store.ledger(states=["forgiven"])] == [fee.key, other.key]
+        with pytest.raises(IntegrityError), store.engine.begin() as conn:
+            conn.execute(update(tables.ledger).where(tables.ledger.c.key == fee.key).values(state="waived"))
+        with store.engine.begin() as conn:  # and back: forgiven fees are applied again, their forgivings kept
+            command.downgrade(alembic_config(conn), "0004")
+        assert [(e.key, e.state) for e in store.ledger(kinds=["late_fee"])] == [
+            (fee.key, "applied"),
+            (other.key, "applied"),
+        ]
