@@ -100,15 +100,21 @@ invoices = Table(
     Index(None, "connection", "number"),
 )
 
-payments = Table(
-    "payments",
-    metadata,
-    Column("connection", String(NAME), primary_key=True),
-    Column("remote_id", String(NAME), primary_key=True),
-    Column("model", Text, nullable=False),
-    Column("raw", Text, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
+
+def _record_table(name: str) -> Table:
+    """A cached provider record kept as its model's JSON and the raw payload (payments, estimates)."""
+    return Table(
+        name,
+        metadata,
+        Column("connection", String(NAME), primary_key=True),
+        Column("remote_id", String(NAME), primary_key=True),
+        Column("model", Text, nullable=False),
+        Column("raw", Text, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
+payments = _record_table("payments")
 
 customers = Table(
     "customers",
@@ -119,15 +125,7 @@ customers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-estimates = Table(
-    "estimates",
-    metadata,
-    Column("connection", String(NAME), primary_key=True),
-    Column("remote_id", String(NAME), primary_key=True),
-    Column("model", Text, nullable=False),
-    Column("raw", Text, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
+estimates = _record_table("estimates")
 
 cursors = Table(
     "cursors",
