@@ -83,10 +83,10 @@ def test_two_workers_one_killed_mid_sync_every_connection_synced_exactly_once(
             killed_during = started - finished
             fleet.kill("worker-a")
             fleet.processes["worker-a"].wait(30)
-            # Restarted once its tasks are due back, as a supervisor (systemd's Restart=always) would. Kombu gives
-            # a lost worker's tasks back in a sweep each worker makes as it starts and then only every 100 s, and
-            # only tasks out longer than the visibility timeout (10 s here): without the restart, worker-b's next
-            # sweep would add up to 100 s to this test (docs/server.md).
+            # Restarted once its tasks are due back, as a supervisor would (docs/server.md's unit restarts on
+            # failure). Kombu gives a lost worker's tasks back in a sweep each worker makes as it starts and then
+            # only every 100 s, and only tasks out longer than the visibility timeout (10 s here): without the
+            # restart, worker-b's next sweep would add up to 100 s to this test (docs/server.md).
             time.sleep(REDELIVER_AFTER + 1)
             fleet.start("worker-c", "worker", "--concurrency", "4", env=env)
 
