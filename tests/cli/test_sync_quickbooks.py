@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.books import AS_OF, ROOT, Book, plan_of
+from tests.cli.books import Book, plan_of
 
 
 def test_a_dry_run_writes_nothing_to_the_provider(bridge, book: Book) -> None:
@@ -126,12 +126,5 @@ def test_a_missing_secret_key_is_a_clear_error(bridge, book: Book, monkeypatch: 
     assert result.code == 2 and "BRIDGE_SECRET_KEY" in result.err and "Fernet.generate_key" in result.err
 
 
-def test_the_demo_runs_dry_run_then_sync_against_the_emulator(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    result = bridge(*AS_OF, "--json", "demo")
-    assert result.code == 0, result.err
-    plan = json.loads(result.out)
-    assert plan["applied"] and plan["failed"] == []
-    assert sorted(a["key"] for a in plan["applied"]) == sorted(a["key"] for a in plan["actions"])
-    # all three providers side by side
-    assert {a["connection"] for a in plan["actions"]} == {"demo-qbo", "demo-xero", "demo-freshbooks"}
+# The demo end to end (its dry run, then the real sync, all three providers) is
+# tests/cli/test_money_truth_cli.py::test_json_demo_dry_run_prints_on_stdout_the_plan_the_real_demo_then_applies.
