@@ -353,16 +353,17 @@ class _Applier:
                 self._taken(action, exc)
                 continue
             begun.append(action)
+            killpoints.reached("ledger-pending")  # recorded as pending (this one and those before), nothing sent yet
         if not begun:
             return
-        killpoints.reached("ledger-pending")  # recorded as pending, nothing sent yet
         results: list[Applied | Exception]
         try:
             results = call(begun)
-            killpoints.reached("provider-answered")  # done at the provider, not yet recorded
         except Exception as exc:  # anything (not KeyboardInterrupt): recorded, and only this connection stops
             results = [exc] * len(begun)
         for action, result in zip(begun, results, strict=True):
+            if not isinstance(result, Exception):
+                killpoints.reached("provider-answered")  # done at the provider, not yet recorded
             if isinstance(result, QuotaExhausted):
                 # Nothing reached the provider: the entry is released and the next run plans the action again.
                 self.store.ledger_finish(action.key, "dropped", error=f"deferred: {result}")
