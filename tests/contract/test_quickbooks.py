@@ -20,7 +20,7 @@ from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
 from bridge.connectors.quickbooks import QuickBooksConnector
 from bridge.errors import ProviderError
-from bridge.ledger import ApplyReport, apply_actions, reconcile
+from bridge.ledger import ApplyReport, apply_actions
 from bridge.model import Invoice
 from bridge.plan import Action
 from bridge.store import Store
@@ -110,6 +110,8 @@ def env(module_sandbox: Sandbox, tmp_path: Path) -> Iterator[QuickBooksEnv]:
 
 class TestQuickBooksContract(ConnectorContract):
     """The shared connector contract, on QuickBooks."""
+
+    fee_write_route = "batch"
 
 
 def test_every_write_carries_a_requestid_derived_from_the_action_key(env: QuickBooksEnv) -> None:
@@ -238,29 +240,6 @@ def test_the_fees_of_several_invoices_go_in_one_batch_each_applied_once(env: Qui
     assert len(batches) == 1 and "requestid=bridge-" in str(batches[0]["query"])
     assert all(env.fee_lines(a.invoice.id, a.description or "") == 1 for a in actions)
     assert {e.state for e in env.store.ledger()} == {"applied"}
-
-
-def test_a_lost_batch_answer_is_settled_by_the_next_run_with_each_fee_exactly_once(env: QuickBooksEnv) -> None:
-    invoices = _open_invoices(env, 3)
-    actions = [fee_action(invoice, k) for invoice in invoices for k in (1, 2)]
-    # QuickBooks does the batch, then the connection drops before its answer: every time it is asked.
-    env.sandbox.set_faults({"quickbooks": {"lost_response": 1.0, "routes": ["batch"], "retry_after": 0}})
-    try:
-        report = _apply(env, actions)
-    finally:
-        env.sandbox.set_faults({"quickbooks": {}})
-    assert not report.applied and len(report.failed) == len(actions)
-    assert all("outcome unknown, reconciled next run" in f["error"] for f in report.failed)
-    assert {e.state for e in env.store.ledger()} == {"pending"}
-    assert all(env.fee_lines(a.invoice.id, a.description or "") == 1 for a in actions)  # done, unheard of
-    # The next run: reconciliation finds each fee line on its invoice, and nothing is written again.
-    settled = reconcile(env.store, {env.connector.name: env.connector}, date(2026, 10, 20))
-    assert sorted(entry.key for entry, outcome in settled if outcome.startswith("applied")) == sorted(
-        a.key for a in actions
-    )
-    again = _apply(env, actions)
-    assert not again.applied and len(again.skipped) == len(actions)
-    assert all(env.fee_lines(a.invoice.id, a.description or "") == 1 for a in actions)
 
 
 class _StaleFor(QuickBooksConnector):
