@@ -1,7 +1,8 @@
 """Exactly-once apply (docs/architecture.md, "Exactly once").
 
-1. Before a call, the ledger records the action key as `pending` (committed).
-2. The call carries an idempotency key derived from the action key.
+1. Before a call, the ledger records the action key as `pending` (committed); a call writing the fee lines
+   of several invoices (`write_batch`) records each action it carries.
+2. The call carries an idempotency key derived from the action key (or from those it carries).
 3. After it, the ledger records `applied` with the provider's response id.
 4. A `pending` entry found at the next run is reconciled against the provider:
    the fee line or new due date is there -> `applied`; not there -> `failed`, and
