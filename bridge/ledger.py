@@ -133,7 +133,7 @@ def apply_actions(
     Where a connector writes several invoices in one call (`write_batch`), the line fees of that many invoices
     go together, each still keyed and recorded on its own (`_units`).
 
-    `stop` is asked before each action (never between an action's `pending` write and the provider's
+    `stop` is asked before each action or group (never between an action's `pending` write and the provider's
     answer): once it says True, no new action starts and the rest is reported `not_started`.
     `deadlines`: per connection, the seconds its actions may take in all, counted from its first action (the
     connections are applied one after another: one's slowness does not eat another's time), and how to say
