@@ -1,7 +1,8 @@
 """Exactly-once apply (docs/architecture.md, "Exactly once").
 
-1. Before a call, the ledger records the action key as `pending` (committed).
-2. The call carries an idempotency key derived from the action key.
+1. Before a call, the ledger records the action key as `pending` (committed); a call writing the fee lines
+   of several invoices (`write_batch`) records each action it carries.
+2. The call carries an idempotency key derived from the action key (or from those it carries).
 3. After it, the ledger records `applied` with the provider's response id.
 4. A `pending` entry found at the next run is reconciled against the provider:
    the fee line or new due date is there -> `applied`; not there -> `failed`, and
@@ -15,14 +16,15 @@ voided, due date moved, amount changed) is dropped with the reason.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from bridge import clock, killpoints
-from bridge.connectors.base import Applied, Connector
+from bridge.connectors.base import Applied, Connector, Found
 from bridge.errors import BridgeError, ConflictError, QuotaExhausted
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind
@@ -128,8 +130,10 @@ def apply_actions(
     """Carry out actions exactly once, re-checking each invoice first.
 
     `starting` is told each connection's name before its first action (they are applied one after another).
+    Where a connector writes several invoices in one call (`write_batch`), the line fees of that many invoices
+    go together, each still keyed and recorded on its own (`_units`).
 
-    `stop` is asked before each action (never between an action's `pending` write and the provider's
+    `stop` is asked before each action or group (never between an action's `pending` write and the provider's
     answer): once it says True, no new action starts and the rest is reported `not_started`.
     `deadlines`: per connection, the seconds its actions may take in all, counted from its first action (the
     connections are applied one after another: one's slowness does not eat another's time), and how to say
@@ -138,20 +142,48 @@ def apply_actions(
     """
     ordered = sorted(actions, key=lambda a: (a.connection, a.invoice.id, _ORDER[a.kind], a.key))
     applier = _Applier(store, connectors, customers, today, progress, deadlines or {})
+    units = list(_units(ordered, connectors))
     current: str | None = None
-    for index, action in enumerate(ordered):
+    for index, (together, unit) in enumerate(units):
         if stop is not None and stop():
             applier.report.not_started = [
-                {"key": a.key, "connection": a.connection, "invoice": a.invoice.number} for a in ordered[index:]
+                {"key": a.key, "connection": a.connection, "invoice": a.invoice.number}
+                for _, rest in units[index:]
+                for a in rest
             ]
             break
-        if starting is not None and action.connection != current:
-            current = action.connection
+        if starting is not None and unit[0].connection != current:
+            current = unit[0].connection
             starting(current)
-        applier.apply(action)
+        if together:
+            applier.apply_together(unit)
+        else:
+            applier.apply(unit[0])
     applier.flush(sorted({a.connection for a in ordered} & set(connectors)))
     applier.report.interrupted = stop is not None and stop()
     return applier.report
+
+
+def _joins(action: Action) -> bool:
+    """A fee written as a line: what a connector with `write_batch` writes on several invoices in one call."""
+    return action.kind is ActionKind.LATE_FEE and action.form != "invoice"
+
+
+def _units(ordered: list[Action], connectors: Mapping[str, Connector]) -> Iterator[tuple[bool, list[Action]]]:
+    """The actions in the order they are carried out, as units: (True, the line fees of up to `write_batch`
+    invoices of one connection, written together) or (False, one action). Each invoice's other actions follow
+    its fees (a due date or a reminder after the fee, as `_ORDER` has it), after the whole group."""
+    for name, of_connection in groupby(ordered, key=lambda a: a.connection):
+        size = getattr(connectors.get(name), "write_batch", 1)
+        if size <= 1:
+            yield from ((False, [a]) for a in of_connection)
+            continue
+        invoices = [list(actions) for _, actions in groupby(of_connection, key=lambda a: a.invoice.id)]
+        for start in range(0, len(invoices), size):
+            chunk = [a for actions in invoices[start : start + size] for a in actions]
+            if together := [a for a in chunk if _joins(a)]:
+                yield True, together
+            yield from ((False, [a]) for a in chunk if not _joins(a))
 
 
 def apply_one(
@@ -164,6 +196,15 @@ def apply_one(
     applier._write(action, connector, target)
     applier.flush([action.connection])
     return applier.report
+
+
+def _read(
+    connector: Connector, invoice_ids: list[str], customers: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Found | Exception]:
+    """The invoices as the provider has them now: one `read_invoice`, or `read_invoices` for several."""
+    if len(invoice_ids) == 1:
+        return {invoice_ids[0]: connector.read_invoice(invoice_ids[0], customers)}
+    return connector.read_invoices(invoice_ids, customers)
 
 
 class _Applier:
@@ -206,9 +247,25 @@ class _Applier:
             self.report.applied.append({"key": action.key, "response_id": "recorded", "form": None})
             self.progress(action, "recorded")
             return
-        raw = self._premise(action, connector)
-        if raw is not None:
-            self._write(action, connector, raw)
+        for checked, raw in self._premises([action], connector):
+            self._write(checked, connector, raw)
+
+    def apply_together(self, actions: list[Action]) -> None:
+        """Line fees on several invoices of one connection: their invoices re-read together, each action checked
+        as `apply` checks it, then every one `pending` and one call for them all (`Connector.apply_together`), and
+        what came of each."""
+        connector = self.connectors.get(actions[0].connection)
+        wanted = [a for a in actions if not (self._held_back(a) or self._already_taken(a))]
+        if connector is None:
+            for action in wanted:
+                self._fail(action, f"connection {action.connection!r} is not available")
+            return
+        checked = dict((a.key, raw) for a, raw in self._premises(wanted, connector))
+        if checked:
+            together = connector.apply_together
+            self._write_all(
+                [a for a in wanted if a.key in checked], lambda begun: together([(a, checked[a.key]) for a in begun])
+            )
 
     def _held_back(self, action: Action) -> bool:
         """Out of quota, or its connection stopped (past its deadline, or broken): it waits for the next run."""
@@ -238,56 +295,84 @@ class _Applier:
             return True
         return False
 
-    def _premise(self, action: Action, connector: Connector) -> Mapping[str, Any] | None:
-        """The invoice as the provider has it now, when the action still holds on it; None when it was
-        dropped (its premise changed), deferred or failed (the invoice could not be re-read)."""
-        invoice_key = (action.connection, action.invoice.id)
-        written = self.just_written.get(invoice_key)
-        if written is not None:
-            # We wrote this invoice moments ago and hold what the provider answered: its premise was
-            # checked then, and the answer carries the current concurrency token.
-            raw: Mapping[str, Any] | None = written
-            reason = stated_balance_changed(action, self.added[invoice_key])
-        else:
-            try:
-                # Re-read just before writing: the plan may be old, the invoice may have changed.
-                fresh = connector.read_invoice(action.invoice.id, self.customers.get(action.connection, {}))
-                reason = premise_changed(action, fresh[0] if fresh else None, self.added[invoice_key])
-            except QuotaExhausted as exc:
+    def _premises(self, actions: list[Action], connector: Connector) -> list[tuple[Action, Mapping[str, Any]]]:
+        """Each action that still holds on its invoice as the provider has it now, with that invoice; the others
+        dropped (their premise changed), deferred or failed (the invoice could not be re-read). The invoices not
+        just written are read again, together where the connector can (`read_invoices`)."""
+        unread = list(
+            dict.fromkeys(a.invoice.id for a in actions if (a.connection, a.invoice.id) not in self.just_written)
+        )
+        try:
+            # Re-read just before writing: the plan may be old, the invoice may have changed.
+            fresh = _read(connector, unread, self.customers.get(actions[0].connection, {})) if unread else {}
+        except QuotaExhausted as exc:
+            for action in actions:
                 self._defer(action, f"{exc}; deferred to the next run")
-                return None
-            except Exception as exc:  # anything: only this connection stops
+            return []
+        except Exception as exc:  # anything: only this connection stops
+            for action in actions:
                 self._fail(action, f"could not re-read the invoice: {_describe(exc)}")
-                if _unexpected(exc):
-                    self._broke(action, exc)
-                return None
-            raw = fresh[1] if fresh else None
-        if reason is not None:
-            self._drop(action, reason)
-            return None
-        assert raw is not None
-        return raw
+            if _unexpected(exc):
+                self._broke(actions[0], exc)
+            return []
+        checked: list[tuple[Action, Mapping[str, Any]]] = []
+        for action in actions:
+            invoice_key = (action.connection, action.invoice.id)
+            written = self.just_written.get(invoice_key)
+            if written is not None:
+                # We wrote this invoice moments ago and hold what the provider answered: its premise was
+                # checked then, and the answer carries the current concurrency token.
+                raw: Mapping[str, Any] | None = written
+                reason = stated_balance_changed(action, self.added[invoice_key])
+            else:
+                found = fresh.get(action.invoice.id)
+                if isinstance(found, Exception):
+                    self._fail(action, f"could not re-read the invoice: {_describe(found)}")
+                    continue
+                raw = found[1] if found else None
+                reason = premise_changed(action, found[0] if found else None, self.added[invoice_key])
+            if reason is not None:
+                self._drop(action, reason)
+                continue
+            assert raw is not None
+            checked.append((action, raw))
+        return checked
 
     def _write(self, action: Action, connector: Connector, raw: Mapping[str, Any]) -> None:
-        """`pending` first, then the call, then what came of it: applied, in doubt, left pending, or failed."""
-        try:
-            self.store.ledger_begin(action)
-        except ConflictError as exc:  # another process got there first
-            self._taken(action, exc)
+        """One action written on its own (`_write_all`)."""
+        self._write_all([action], lambda begun: [connector.apply(action, raw)])
+
+    def _write_all(self, actions: list[Action], call: Callable[[list[Action]], list[Applied | Exception]]) -> None:
+        """`pending` first (each action), then the one call for all of them, then what came of each: applied, in
+        doubt, left pending, or failed. `call(begun)` answers each action begun, in order (an exception for one
+        refused alone); when it raises, that is the answer of every one (a lost answer leaves them all pending)."""
+        begun: list[Action] = []
+        for action in actions:
+            try:
+                self.store.ledger_begin(action)
+            except ConflictError as exc:  # another process got there first
+                self._taken(action, exc)
+                continue
+            begun.append(action)
+            killpoints.reached("ledger-pending")  # recorded as pending (this one and those before), nothing sent yet
+        if not begun:
             return
-        killpoints.reached("ledger-pending")  # recorded as pending, nothing sent yet
+        results: list[Applied | Exception]
         try:
-            result = connector.apply(action, raw)
-            killpoints.reached("provider-answered")  # done at the provider, not yet recorded
-        except QuotaExhausted as exc:
-            # Nothing reached the provider: the entry is released and the next run plans the action again.
-            self.store.ledger_finish(action.key, "dropped", error=f"deferred: {exc}")
-            self._defer(action, f"{exc}; deferred to the next run")
-            return
+            results = call(begun)
         except Exception as exc:  # anything (not KeyboardInterrupt): recorded, and only this connection stops
-            self._write_failed(action, exc)
-            return
-        self._applied(action, result)
+            results = [exc] * len(begun)
+        for action, result in zip(begun, results, strict=True):
+            if not isinstance(result, Exception):
+                killpoints.reached("provider-answered")  # done at the provider, not yet recorded
+            if isinstance(result, QuotaExhausted):
+                # Nothing reached the provider: the entry is released and the next run plans the action again.
+                self.store.ledger_finish(action.key, "dropped", error=f"deferred: {result}")
+                self._defer(action, f"{result}; deferred to the next run")
+            elif isinstance(result, Exception):
+                self._write_failed(action, result)
+            else:
+                self._applied(action, result)
 
     def _write_failed(self, action: Action, exc: Exception) -> None:
         unknown, why = _outcome_unknown(exc), _describe(exc)

@@ -32,6 +32,7 @@ Raw = Mapping[str, Any]  # a record as the provider sends it
 Cursors = Mapping[str, Cursor]  # a connection's cursors, by stream
 Records = Mapping[str, Raw]  # raw records by their provider id
 Build = Callable[[Raw], Raw]  # an update of one invoice, made from the invoice as read
+Found = tuple[Invoice, Raw] | None  # an invoice read again: mapped, with its raw payload (None: it is gone)
 
 # The most records one listing of a pull may bring (a real book has far fewer): more stops the pull, so a provider
 # inventing new records on every page cannot fill the memory before the pull's deadline.
@@ -170,6 +171,22 @@ class Connector(Protocol):
         """Carry out one action, with an idempotency key derived from `action.key` where the provider has one."""
         ...
 
+    # How many invoices one call may write line fees on (QuickBooks' /batch: 30); 1: each action on its own, and
+    # `read_invoices` / `apply_together` are not used.
+    write_batch: int
+
+    def read_invoices(
+        self, invoice_ids: list[str], customers: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Found | Exception]:
+        """Several invoices as the provider has them now, by id (an exception: that one could not be mapped)."""
+        ...
+
+    def apply_together(self, writes: list[tuple[Action, Mapping[str, Any]]]) -> list[Applied | Exception]:
+        """Line fees on up to `write_batch` invoices (each action with its invoice as just read) in as few calls as
+        the provider allows, each keyed by its action: what came of each, in order (an exception: refused alone).
+        Raising means no answer came for any of them."""
+        ...
+
     def flush(self) -> None:
         """Write whatever the connector batched during `apply` (Xero: history notes); called after the last action."""
         ...
@@ -261,6 +278,7 @@ class BaseConnector(ABC):
     keeps_history = False  # the provider keeps an invoice history the bridge notes its SMTP e-mails in (a setting)
     # The provider's `_list` reads estimates itself when `estimates_wanted` (QuickBooks: in its CDC and batch calls)
     lists_estimates: ClassVar[bool] = False
+    write_batch = 1  # invoices one call may write line fees on (`apply_together`)
     estimates_wanted = False  # set by `pull` for the length of one pull
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -569,6 +587,31 @@ class BaseConnector(ABC):
         if raw is None or self.mapping.is_deleted(raw):
             return None
         return self.mapping.map_invoice(raw, self.name, customers), raw
+
+    def read_invoices(
+        self, invoice_ids: list[str], customers: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Found | Exception]:
+        """The invoices now (`_read_raws`), each mapped (a `DataError` when it cannot be), with its raw payload."""
+        out: dict[str, Found | Exception] = {}
+        for invoice_id, raw in self._read_raws(invoice_ids).items():
+            try:
+                out[invoice_id] = (
+                    None
+                    if raw is None or self.mapping.is_deleted(raw)
+                    else (self.mapping.map_invoice(raw, self.name, customers), raw)
+                )
+            except DataError as exc:
+                out[invoice_id] = exc
+        return out
+
+    def _read_raws(self, invoice_ids: list[str]) -> Mapping[str, Raw | None]:
+        """Several invoices as the provider sends them, by id (None: none by that id); one `_read_raw` each unless
+        the provider reads several in one call."""
+        return {invoice_id: self._read_raw(invoice_id) for invoice_id in invoice_ids}
+
+    def apply_together(self, writes: list[tuple[Action, Mapping[str, Any]]]) -> list[Applied | Exception]:
+        """One `apply` each (a provider that writes several invoices in one call overrides it, with `write_batch`)."""
+        return [self.apply(action, raw) for action, raw in writes]
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
         """Carry out one action, each write keyed by the action (an idempotency key where the provider has one).

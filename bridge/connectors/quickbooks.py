@@ -38,6 +38,7 @@ STALE_OBJECT = 5010
 # Another writer changed the invoice between our read and our write: re-read and write again up to this often.
 STALE_RETRIES = 4
 BATCHES_PER_MINUTE = 38  # Intuit allows 40 batch calls a minute per company: a couple kept back
+BATCH_ITEMS = 30  # the most operations Intuit takes in one /batch call: one invoice's fee lines are one
 # QuickBooks allows 500 calls a minute and 10 a second per company: stay just under both. The
 # burst is small because a token bucket lets `burst + rate` calls through in its first second.
 RATE_PER_SECOND = 8.0
@@ -62,6 +63,7 @@ class QuickBooksConnector(BaseConnector):
     pdf = ("/pdf", {"minorversion": str(MINOR_VERSION)})
     link = ("", {"include": "invoiceLink", "minorversion": str(MINOR_VERSION)})
     lists_estimates = True  # in the same CDC and /batch calls as the rest (policy.md §2.1)
+    write_batch = BATCH_ITEMS  # line fees on this many invoices in one /batch call (`apply_together`)
 
     def _api_base(self, emulator: str | None) -> str:
         return emulator or (SANDBOX if self.environment == "sandbox" else PRODUCTION)
@@ -203,7 +205,80 @@ class QuickBooksConnector(BaseConnector):
         invoice = data.get("Invoice") if isinstance(data, Mapping) else None
         return invoice if isinstance(invoice, Mapping) else None
 
+    def _read_raws(self, invoice_ids: list[str]) -> Mapping[str, Raw | None]:
+        """Several invoices in one query (`Id IN (...)`), at most a page of them."""
+        assert len(invoice_ids) <= PAGE
+        literals = ", ".join(query_string(i, "an invoice id") for i in invoice_ids)
+        rows = self._query(f"SELECT * FROM Invoice WHERE Id IN ({literals}) MAXRESULTS {PAGE}").get("Invoice", [])
+        found = {str(row.get("Id")): row for row in rows if isinstance(row, Mapping)}
+        return {invoice_id: found.get(invoice_id) for invoice_id in invoice_ids}
+
     # -- writes ------------------------------------------------------------------------------
+
+    def apply_together(self, writes: list[tuple[Action, Raw]]) -> list[Applied | Exception]:
+        """Line fees on up to `BATCH_ITEMS` invoices in one /batch call: one sparse update per invoice carrying all
+        its new fee lines (a line already there, from a write whose answer was lost, is not written again), the
+        call keyed by its actions (`requestid`), counted against the batch pace as well as the call pace. An item
+        refused for a stale SyncToken is read again and sent in a next batch (a few times), as a single write is;
+        any other refusal is its own actions' answer. A call that fails answers every action still unwritten."""
+        done: dict[str, Applied | Exception] = {}
+        waiting: dict[str, list[Action]] = {}  # by invoice id, the fees still to write
+        raws: dict[str, Raw] = {}
+        for action, raw in writes:
+            line = qbo.fee_line_id(raw, action)
+            if line:
+                done[action.key] = Applied(line, "line", raw)
+            else:
+                waiting.setdefault(str(raw["Id"]), []).append(action)
+                raws[str(raw["Id"])] = raw
+        url = f"{self.qb.api_url}/company/{self.tenant_id}/batch"
+        for attempt in range(STALE_RETRIES + 1):
+            if not waiting:
+                break
+            keys = ",".join(a.key for actions in waiting.values() for a in actions)
+            # A request id is bound to its first answer: a batch sent again after a stale item needs its own.
+            key = idempotency_key(f"batch:{keys}" + (f":stale-retry-{attempt}" if attempt else ""))
+            try:
+                bodies = {
+                    invoice_id: qbo.fee_line_update(
+                        raws[invoice_id], [(a, self._fee_item(a.item or "Late Fee")) for a in actions]
+                    )
+                    for invoice_id, actions in waiting.items()
+                }
+                self._batches.acquire()
+                answer = self._call(self.qb.post, url, decimal_json(qbo.batch_updates(bodies)), request_id=key)
+                stale: dict[str, list[Action]] = {}
+                for invoice_id, got in qbo.batch_invoices(answer, list(bodies)).items():
+                    if isinstance(got, qbo.BatchItemRefused) and str(STALE_OBJECT) in got.codes:
+                        stale[invoice_id] = waiting[invoice_id]
+                        continue
+                    for action in waiting[invoice_id]:
+                        done[action.key] = (
+                            got
+                            if isinstance(got, Exception)
+                            else Applied(qbo.fee_line_id(got, action) or invoice_id, "line", got)
+                        )
+                if stale and attempt < STALE_RETRIES:
+                    self.stats.note_retry("stale SyncToken")
+                    fresh = self._read_raws(list(stale))
+                    for invoice_id, again in fresh.items():
+                        if again is None:
+                            gone = ProviderError(f"invoice {invoice_id} disappeared during the update")
+                            done.update((a.key, gone) for a in stale.pop(invoice_id))
+                        else:
+                            raws[invoice_id] = again
+                else:
+                    for invoice_id, actions in stale.items():
+                        refused = ProviderError(
+                            f"invoice {invoice_id} kept changing: its SyncToken was stale {attempt + 1} times"
+                        )
+                        done.update((a.key, refused) for a in actions)
+                    stale = {}
+                waiting = stale
+            except Exception as exc:  # the call as a whole: every fee still waiting has this answer
+                done.update((a.key, exc) for actions in waiting.values() for a in actions)
+                break
+        return [done[action.key] for action, _ in writes]
 
     def _fee_item(self, name: str) -> Mapping[str, Any]:
         """The Item fee lines refer to, created once if the company has none by that name."""
@@ -250,7 +325,9 @@ class QuickBooksConnector(BaseConnector):
                 self.qb.create_object, "Invoice", decimal_json(body), request_id=idempotency_key(action.key)
             )
             return Applied(str(created["Invoice"]["Id"]), "invoice")
-        updated = self._rewrite(action, raw_invoice["Id"], raw_invoice, lambda r: qbo.fee_line_update(r, action, item))
+        updated = self._rewrite(
+            action, raw_invoice["Id"], raw_invoice, lambda r: qbo.fee_line_update(r, [(action, item)])
+        )
         return Applied(qbo.fee_line_id(updated, action) or str(updated["Id"]), "line", updated)
 
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:

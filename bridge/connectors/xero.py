@@ -58,6 +58,8 @@ CALLS_PER_MINUTE = 58
 # Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
 DAILY_RESERVE = 50
 KEY_LIMIT = 128  # Xero's Idempotency-Key
+# Invoices one POST /Invoices writes fee lines on (Xero takes up to 50 elements a call, and a body up to 3.5 MB).
+WRITE_BATCH = 50
 # A stream's listing: the AccountingApi method, its `where` (sales only) and the answer's key.
 _LISTS: dict[str, tuple[str, str | None, str]] = {
     "invoices": ("get_invoices", 'Type=="ACCREC"', "Invoices"),
@@ -115,6 +117,7 @@ class XeroConnector(BaseConnector):
     invoice_path, pdf, link = "/Invoices/{id}", ("", {}), ("/OnlineInvoice", {})
     keeps_history = True  # a note in the invoice's history for every action, and every e-mail sent by SMTP
     daily_reserve = DAILY_RESERVE
+    write_batch = WRITE_BATCH  # line fees on this many invoices in one POST /Invoices (`apply_together`)
 
     @classmethod
     def options(cls, connection: Any) -> dict[str, Any]:
@@ -124,7 +127,8 @@ class XeroConnector(BaseConnector):
         self.tokens = self.session.tokens
         self.day_remaining: int | None = None
         self.note_failures: list[str] = []
-        self._notes: list[tuple[str, str, str]] = []  # (invoice id, action key, note) waiting for `flush`
+        # Per invoice, in the order first noted: (action key, note) waiting for `flush`.
+        self._notes: dict[str, list[tuple[str, str]]] = {}
         self._refreshing: TokenSet | None = None  # during a refresh: the tokens being refreshed
         self._refreshed: TokenSet | None = None  # during a refresh: what the saver stored
         # xero-python's Configuration() returns a copy of the first one ever made in the process and ignores
@@ -284,6 +288,12 @@ class XeroConnector(BaseConnector):
             reminders = result.cursors["reminders"] = Cursor("enabled" if enabled else "disabled", (), now)
         return [xm.reminders_warning(self.name)] if reminders.watermark == "enabled" else []
 
+    def _read_raws(self, invoice_ids: list[str]) -> Mapping[str, Raw | None]:
+        """Several invoices in one `GET /Invoices?IDs=` (asked for a page, so their lines come too)."""
+        found = self._get(self.accounting.get_invoices, i_ds=invoice_ids, page=1, page_size=PAGE).get("Invoices")
+        by_id = {str(r.get("InvoiceID")): r for r in found or [] if isinstance(r, Mapping)}
+        return {invoice_id: by_id.get(invoice_id) for invoice_id in invoice_ids}
+
     def _read_raw(self, invoice_id: str) -> Mapping[str, Any] | None:
         try:
             found = self._get(self.accounting.get_invoice, invoice_id).get("Invoices") or []
@@ -314,10 +324,9 @@ class XeroConnector(BaseConnector):
         return Applied(str(created.get("InvoiceID")), "invoice")
 
     def _add_fee(self, action: Action, raw_invoice: Raw) -> Applied:
-        allocated = any(Decimal(str(raw_invoice.get(k) or 0)) > 0 for k in ("AmountPaid", "AmountCredited"))
-        if action.form == "invoice" or allocated:
+        if action.form == "invoice" or _allocated(raw_invoice):
             return self._fee_invoice(action, raw_invoice)
-        invoice_id, body = raw_invoice["InvoiceID"], xm.fee_line_update(raw_invoice, action)
+        invoice_id, body = raw_invoice["InvoiceID"], xm.fee_line_update(raw_invoice, [action])
         try:
             invoice = self._write_invoice(body, self.accounting.update_invoice, invoice_id, key=self._key(action.key))
         except XeroHTTPError as exc:
@@ -328,23 +337,26 @@ class XeroConnector(BaseConnector):
         return Applied(xm.fee_line_id(invoice, action) or str(invoice.get("InvoiceID")), "line", invoice)
 
     def _note(self, invoice_id: str, action: Action, form: str | None) -> None:
-        """Queue the action's note for the invoice's history; the notes of one invoice go in one call."""
-        if self._notes and self._notes[0][0] != invoice_id:
-            self.flush()
-        self._notes.append((invoice_id, action.key, xm.history_note(action, form)))
+        """Queue the action's note for the invoice's history; the notes of one invoice go in one call, written
+        once notes wait for more invoices than one write carries (the fees of a group, then each invoice's other
+        actions, share the call) or at `flush`."""
+        if invoice_id not in self._notes and len(self._notes) >= self.write_batch:
+            self._flush_notes(next(iter(self._notes)))
+        self._notes.setdefault(invoice_id, []).append((action.key, xm.history_note(action, form)))
 
     def flush(self) -> None:
         """Write the queued history notes (one call per invoice). A failed note never undoes or fails an action."""
-        notes, self._notes = self._notes, []
-        if not notes:
-            return
-        invoice_id = notes[0][0]
-        body = {"HistoryRecords": [{"Details": text} for _, _, text in notes]}
-        key = self._key("notes:" + ",".join(k for _, k, _ in notes))
+        for invoice_id in list(self._notes):
+            self._flush_notes(invoice_id)
+
+    def _flush_notes(self, invoice_id: str) -> None:
+        notes = self._notes.pop(invoice_id)
+        body = {"HistoryRecords": [{"Details": text} for _, text in notes]}
+        key = self._key("notes:" + ",".join(k for k, _ in notes))
         try:
             self._write(self.accounting.create_invoice_history, invoice_id, RawJSON(body), key=key)
         except (ProviderError, AuthError, TransportError) as exc:
-            self.note_failures += [f"{k}: {exc}" for _, k, _ in notes]
+            self.note_failures += [f"{k}: {exc}" for k, _ in notes]
 
     def _void_fee_invoice(self, action: Action, raw_fee_invoice: Raw) -> Applied:
         return self._rewritten(action, raw_fee_invoice, xm.void_update, "invoice")
@@ -363,9 +375,68 @@ class XeroConnector(BaseConnector):
         """Carry out one action (every write with an Idempotency-Key derived from the action key), then queue its
         note for the invoice's history."""
         result = super().apply(action, raw_invoice)
+        self._noted(action, raw_invoice, result)
+        return result
+
+    def _noted(self, action: Action, raw_invoice: Mapping[str, Any], result: Applied) -> None:
         if self.keeps_history and result.response_id != "recorded":
             self._note(str(raw_invoice.get("InvoiceID") or action.invoice.id), action, result.form)
-        return result
+
+    def apply_together(self, writes: list[tuple[Action, Raw]]) -> list[Applied | Exception]:
+        """Line fees on up to `WRITE_BATCH` invoices in one `POST /Invoices?summarizeErrors=false` (each invoice
+        answered on its own), keyed by its actions, each invoice's new fee lines in its one element. A fee already
+        on its invoice (a write whose answer was lost) is not written again; an invoice with a payment or credit
+        allocated (as read, or as Xero says when refusing it) gets its fees as invoices of their own, as a single
+        write does; any other refusal is its own actions' answer. Each fee written has its note queued."""
+        done: dict[str, Applied | Exception] = {}
+        waiting: dict[str, list[Action]] = {}  # by invoice id, the fees to write as lines
+        raws: dict[str, Raw] = {}
+        for action, raw in writes:
+            line = xm.fee_line_id(raw, action)
+            if line:
+                done[action.key] = Applied(line, "line", raw)
+            elif _allocated(raw) or action.form == "invoice":
+                done[action.key] = self._alone(action, raw)
+            else:
+                waiting.setdefault(str(raw["InvoiceID"]), []).append(action)
+                raws[str(raw["InvoiceID"])] = raw
+        if waiting:
+            ids = list(waiting)
+            body = RawJSON({"Invoices": [xm.fee_line_update(raws[i], waiting[i]) for i in ids]})
+            key = self._key("fees:" + ",".join(a.key for i in ids for a in waiting[i]))
+            try:
+                answer = self._write(self.accounting.update_or_create_invoices, body, key=key, summarize_errors=False)
+            except Exception as exc:  # the call as a whole: every fee it carried has this answer
+                done.update((a.key, exc) for i in ids for a in waiting[i])
+            else:
+                found = xm.written_invoices(answer, ids)
+                for invoice_id in ids:
+                    got = found.get(invoice_id)
+                    for action in waiting[invoice_id]:
+                        done[action.key] = self._answered(action, raws[invoice_id], got)
+        for action, raw in writes:
+            result = done[action.key]
+            if isinstance(result, Applied):
+                self._noted(action, raw, result)
+        return [done[action.key] for action, _ in writes]
+
+    def _answered(self, action: Action, raw: Raw, got: Mapping[str, Any] | list[str] | None) -> Applied | Exception:
+        """One fee's outcome from its invoice's element of a `POST /Invoices` answer."""
+        if got is None:
+            return TransportError(f"Xero's answer holds no result for invoice {action.invoice.number}: outcome unknown")
+        if isinstance(got, list):
+            if any(xm.NOT_EDITABLE in m for m in got):
+                # A payment or credit was allocated since the invoice was read: the fee goes on its own invoice.
+                return self._alone(action, raw, fee_invoice=True)
+            return XeroHTTPError(f"Xero refused invoice {action.invoice.number}: {'; '.join(got)}", 400, got)
+        return Applied(xm.fee_line_id(got, action) or str(got.get("InvoiceID")), "line", got)
+
+    def _alone(self, action: Action, raw: Raw, *, fee_invoice: bool = False) -> Applied | Exception:
+        """A fee written on its own (`_add_fee`, or straight as a fee invoice): its result, or why it failed."""
+        try:
+            return self._fee_invoice(action, raw) if fee_invoice else self._add_fee(action, raw)
+        except Exception as exc:
+            return exc
 
     def note_sent(self, action: Action) -> None:
         """Queue the note of a reminder the firm's mailbox sent (written by `flush`, like every note)."""
@@ -387,6 +458,11 @@ class XeroConnector(BaseConnector):
                 if when >= since - timedelta(seconds=1):
                     return Evidence("applied", str(raw.get("InvoiceID")), "the invoice history shows the e-mail")
         return Evidence("unknown", detail="Xero shows no note of the e-mail since the attempt")
+
+
+def _allocated(raw_invoice: Raw) -> bool:
+    """A payment or credit is allocated to the invoice: Xero no longer lets its lines be edited."""
+    return any(Decimal(str(raw_invoice.get(k) or 0)) > 0 for k in ("AmountPaid", "AmountCredited"))
 
 
 def _same_second(a: int, b: int) -> bool:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from bridge.errors import DataError, ProviderError
+from bridge.errors import DataError, ProviderError, TransportError
 from bridge.mapping import common
 from bridge.mapping.common import currency_code, customer, email_list, iso_date, money, objects, refuses_malformed, text
 from bridge.model import Allocation, Customer, EstimateRecord, Invoice, InvoiceStatus, LineItem, Payment
@@ -285,14 +285,15 @@ def _fee_line(action: Action, item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def fee_line_update(raw_invoice: Mapping[str, Any], action: Action, item: Mapping[str, Any]) -> dict[str, Any]:
-    """Sparse update adding the fee line. `Line` replaces the whole collection, so every existing line goes too."""
+def fee_line_update(raw_invoice: Mapping[str, Any], fees: Sequence[tuple[Action, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Sparse update adding the fee lines `fees` (each action with its Item), in one write of the invoice. `Line`
+    replaces the whole collection, so every existing line goes too."""
     kept = [line for line in raw_invoice.get("Line") or [] if line.get("DetailType") != "SubTotalLineDetail"]
     return {
         "Id": raw_invoice["Id"],
         "SyncToken": raw_invoice["SyncToken"],
         "sparse": True,
-        "Line": [*kept, _fee_line(action, item)],
+        "Line": [*kept, *(_fee_line(action, item) for action, item in fees)],
     }
 
 
@@ -403,15 +404,60 @@ def batch_query_rows(answer: Any, queries: Mapping[str, str]) -> dict[str, list[
         if item is None:
             raise ProviderError(f"QuickBooks' batch answer holds no answer to the {entity} query")
         if "Fault" in item:
-            errors = _ref(item, "Fault").get("Error")
-            said = "; ".join(
-                " ".join(str(e.get(k) or "") for k in ("code", "Message", "Detail")).strip()
-                for e in (errors if isinstance(errors, list) else [])
-                if isinstance(e, Mapping)
-            )
-            raise ProviderError(f"QuickBooks refused the {entity} query of a batch: {said or 'no detail'}"[:500])
+            raise ProviderError(_fault_text(item, f"the {entity} query of a batch"))
         rows = _ref(item, "QueryResponse").get(entity, [])
         if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
             raise ProviderError(f"QuickBooks answered a {entity} query with something not a list of records")
         out[entity] = rows
     return out
+
+
+def batch_updates(bodies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A /batch request updating invoices: each sparse update `bodies` holds, under its bId."""
+    return {"BatchItemRequest": [{"bId": bid, "operation": "update", "Invoice": body} for bid, body in bodies.items()]}
+
+
+def batch_invoices(answer: Any, bids: Sequence[str]) -> dict[str, Mapping[str, Any] | Exception]:
+    """What a /batch answer says of each invoice update, by its bId: the invoice as written, or why it was refused
+    (the item's Fault, a ProviderError: not done). An answer without the item, or with anything but an invoice
+    in it, leaves that write's outcome unknown (a `TransportError`: reconciled, never repeated blind)."""
+    items = answer.get("BatchItemResponse") if isinstance(answer, Mapping) else None
+    found = {str(item.get("bId")): item for item in items or [] if isinstance(item, Mapping)}
+    out: dict[str, Mapping[str, Any] | Exception] = {}
+    for bid in bids:
+        item = found.get(bid)
+        invoice = item.get("Invoice") if item is not None else None
+        if item is not None and "Fault" in item:
+            out[bid] = BatchItemRefused(
+                _fault_text(item, f"the update of invoice {bid} in a batch"), _fault_codes(item)
+            )
+        elif isinstance(invoice, Mapping):
+            out[bid] = invoice
+        else:
+            out[bid] = TransportError(f"QuickBooks' batch answer holds no invoice for item {bid}: outcome unknown")
+    return out
+
+
+class BatchItemRefused(ProviderError):
+    """One item of a /batch call refused on its own (its Fault): nothing of it was done; `codes` are the Fault's."""
+
+    def __init__(self, message: str, codes: frozenset[str]) -> None:
+        super().__init__(message)
+        self.codes = codes
+
+
+def _fault_errors(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    errors = _ref(item, "Fault").get("Error")
+    return [e for e in (errors if isinstance(errors, list) else []) if isinstance(e, Mapping)]
+
+
+def _fault_codes(item: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(str(e.get("code")) for e in _fault_errors(item))
+
+
+def _fault_text(item: Mapping[str, Any], what: str) -> str:
+    """What a batch item's Fault says, as "QuickBooks refused `what`: code message detail; ..."."""
+    said = "; ".join(
+        " ".join(str(e.get(k) or "") for k in ("code", "Message", "Detail")).strip() for e in _fault_errors(item)
+    )
+    return f"QuickBooks refused {what}: {said or 'no detail'}"[:500]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -278,12 +278,35 @@ def _kept_line(line: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in line.items() if v is not None}
 
 
-def fee_line_update(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:
-    """`POST /Invoices/{id}` adding the fee line; every existing line goes back with its LineItemID."""
+def fee_line_update(raw_invoice: Mapping[str, Any], actions: Sequence[Action]) -> dict[str, Any]:
+    """The invoice's update adding the fee lines of `actions` (`POST /Invoices/{id}`, or one element of `POST
+    /Invoices`); every existing line goes back with its LineItemID."""
     return {
         "InvoiceID": raw_invoice["InvoiceID"],
-        "LineItems": [*(_kept_line(line) for line in raw_invoice.get("LineItems") or []), _fee_line(action)],
+        "LineItems": [
+            *(_kept_line(line) for line in raw_invoice.get("LineItems") or []),
+            *(_fee_line(action) for action in actions),
+        ],
     }
+
+
+def written_invoices(answer: Mapping[str, Any], invoice_ids: Sequence[str]) -> dict[str, Mapping[str, Any] | list[str]]:
+    """What a `POST /Invoices?summarizeErrors=false` answer says of each invoice, by id: the invoice as written,
+    or its validation messages (it was not written). An invoice the answer does not speak of is left out (its
+    outcome unknown)."""
+    out: dict[str, Mapping[str, Any] | list[str]] = {}
+    elements = [e for e in answer.get("Invoices") or [] if isinstance(e, Mapping)]
+    for invoice_id, element in zip(invoice_ids, elements, strict=False):  # Xero answers in the order it was asked
+        if str(element.get("InvoiceID") or invoice_id) != invoice_id:
+            continue
+        errors = element.get("ValidationErrors") or []
+        if errors or element.get("StatusAttributeString") == "ERROR":
+            out[invoice_id] = [
+                str(e.get("Message")) for e in errors if isinstance(e, Mapping) and e.get("Message")
+            ] or ["refused without a message"]
+        else:
+            out[invoice_id] = element
+    return out
 
 
 def fee_line_removal(raw_invoice: Mapping[str, Any], action: Action) -> dict[str, Any]:

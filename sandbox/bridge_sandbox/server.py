@@ -13,7 +13,8 @@ Control endpoints (never faulted, never rate-limited, never delayed):
     GET  /_sandbox/faults     the fault settings in force
     POST /_sandbox/faults     {"quickbooks": {"429": 0.2, "seed": 7, "retry_after": 1}, ...}
                               kinds: drop, timeout, 429, 500, 503, expired_token, 429_no_retry_after,
-                              lost_response (done, then the connection dropped); flag: stale_synctoken
+                              lost_response (done, then the connection dropped); flag: stale_synctoken;
+                              "routes": ["batch"] draws them on those routes only (by name)
     POST /_sandbox/reset      back to the seed; outbox, request log, faults and rate windows cleared
                               (an optional body {"seed": {...}} replaces the seed first)
 
@@ -110,6 +111,7 @@ class FaultSettings:
     retry_after: int = 1
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     include_oauth: bool = False
+    routes: tuple[str, ...] = ()  # the route names faults are drawn on (e.g. "batch"); every route when empty
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -119,6 +121,7 @@ class FaultSettings:
             raise SandboxError(f"faults.{provider}: expected an object, got {type(spec).__name__}")
         settings = cls(kinds=SMTP_FAULT_KINDS, flag_kinds=()) if provider == "smtp" else cls()
         known = {*settings.kinds, *settings.flag_kinds, "seed", "retry_after", "timeout_seconds", "include_oauth"}
+        known.add("routes")
         for key, value in spec.items():
             if key not in known:
                 raise SandboxError(f"faults.{provider}.{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -137,6 +140,10 @@ class FaultSettings:
                     raise SandboxError(f"faults.{provider}.retry_after: must be >= 0")
             elif key == "timeout_seconds":
                 settings.timeout_seconds = _number(provider, key, value)
+            elif key == "routes":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise SandboxError(f"faults.{provider}.routes: expected a list of route names")
+                settings.routes = tuple(value)
             else:
                 settings.include_oauth = bool(value)
         if sum(settings.rates.get(kind, 0.0) for kind in settings.kinds) > 1.0 + 1e-9:
@@ -152,6 +159,7 @@ class FaultSettings:
             retry_after=self.retry_after,
             timeout_seconds=self.timeout_seconds,
             include_oauth=self.include_oauth,
+            routes=list(self.routes),
         )
         return out
 
@@ -684,7 +692,8 @@ class Sandbox:
         with self._lock:
             settings = self._faults.get(provider.name)
             fault: str | None = None
-            if settings is not None and (rte.api or settings.include_oauth):
+            drawn = settings is not None and (not settings.routes or rte.name in settings.routes)
+            if settings is not None and drawn and (rte.api or settings.include_oauth):
                 fault, request.flags = settings.roll()
                 if fault == "expired_token" and not rte.api:
                     fault = None  # only API calls carry an access token to expire

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import requests
 
 from bridge.connectors.base import Connector
+from bridge.ledger import ApplyReport, apply_actions, reconcile
 from bridge.model import Invoice
 from bridge.plan import Action, ActionKind, InvoiceRef
 from bridge.store import Store
@@ -129,7 +130,10 @@ def outbox(base_url: str) -> list[dict[str, Any]]:
 
 
 class ConnectorContract:
-    """Tests every connector must pass; subclasses provide the `env` fixture."""
+    """Tests every connector must pass; subclasses provide the `env` fixture and name the emulator's route that
+    writes fee lines (`fee_write_route`)."""
+
+    fee_write_route = ""
 
     def fresh(self, env: ProviderEnv, invoice_id: str) -> tuple[Invoice, Any]:
         found = env.connector.read_invoice(invoice_id, env.store.customers(env.connector.name))
@@ -217,3 +221,35 @@ class ConnectorContract:
         assert env.connector.stats.retries > 0
         statuses = {r["status"] for r in sandbox_requests(env.base_url)}
         assert statuses & {429, 500, 503}
+
+    def test_a_lost_answer_to_fee_writes_is_settled_next_run_with_each_fee_exactly_once(self, env: ProviderEnv) -> None:
+        pull_connection(env.store, env.connector)
+        name = env.connector.name
+        invoices = [
+            i
+            for i in env.store.invoices(name)
+            if i.status.is_open and i.editable and not i.disputed and i.amount_due == i.total
+        ]
+        actions = [fee_action(invoice, k) for invoice in invoices[:3] for k in (1, 2)]
+        assert len(actions) == 6
+
+        def run() -> ApplyReport:
+            return apply_actions(actions, env.store, {name: env.connector}, {}, lambda a: date(2026, 10, 20))
+
+        # The provider does each fee write, then the connection drops before its answer: every time it is asked.
+        faults = Faults(env.base_url, env.connector.provider)
+        faults.set(lost_response=1.0, routes=[self.fee_write_route])
+        try:
+            first = run()
+        finally:
+            faults.clear()
+        assert any(r.get("fault") == "lost_response" for r in sandbox_requests(env.base_url))
+        # Never failed for good: applied (a provider without idempotency keys looks before it writes again), or
+        # left pending for reconciliation.
+        assert {e.state for e in env.store.ledger()} <= {"applied", "pending"} and not first.dropped
+        assert all("outcome unknown, reconciled next run" in f["error"] for f in first.failed)
+        reconcile(env.store, {name: env.connector}, date(2026, 10, 20))
+        assert {e.state for e in env.store.ledger()} == {"applied"}
+        again = run()
+        assert not again.applied and len(again.skipped) == len(actions)
+        assert all(env.fee_lines(a.invoice.id, a.description or "") == 1 for a in actions)

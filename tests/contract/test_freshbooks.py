@@ -140,6 +140,8 @@ def env(module_sandbox: Sandbox, tmp_path: Path) -> Iterator[FreshBooksEnv]:
 class TestFreshBooksContract(ConnectorContract):
     """The shared connector contract, on FreshBooks."""
 
+    fee_write_route = "invoice.update"
+
     def test_a_reminder_is_sent_through_the_provider(self, env: FreshBooksEnv) -> None:  # type: ignore[override]
         """As the shared test, except the evidence: FreshBooks shows nothing the API can read about a sent
         e-mail, so the connector answers "unknown" (never a guess that would let a reminder go out twice)."""

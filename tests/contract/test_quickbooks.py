@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,9 @@ from bridge.clock import now_utc
 from bridge.connectors.http import RetryPolicy
 from bridge.connectors.quickbooks import QuickBooksConnector
 from bridge.errors import ProviderError
+from bridge.ledger import ApplyReport, apply_actions
+from bridge.model import Invoice
+from bridge.plan import Action
 from bridge.store import Store
 from bridge.sync import pull_connection
 from bridge_sandbox import Sandbox, default_seed
@@ -107,6 +110,8 @@ def env(module_sandbox: Sandbox, tmp_path: Path) -> Iterator[QuickBooksEnv]:
 
 class TestQuickBooksContract(ConnectorContract):
     """The shared connector contract, on QuickBooks."""
+
+    fee_write_route = "batch"
 
 
 def test_every_write_carries_a_requestid_derived_from_the_action_key(env: QuickBooksEnv) -> None:
@@ -203,3 +208,72 @@ def test_a_429_is_waited_out_as_retry_after_says(env: QuickBooksEnv) -> None:
     assert throttled, "the seeded faults should have throttled at least one call"
     assert env.connector.stats.retried["429"] == len(throttled)
     assert env.connector.stats.waited >= len(throttled) * 1.0
+
+
+def _open_invoices(env: QuickBooksEnv, count: int) -> list[Invoice]:
+    """`count` open invoices of the default books, read as the bridge reads them."""
+    pull_connection(env.store, env.connector)
+    invoices = env.sandbox.state()["quickbooks"]["Invoice"]
+    ids = sorted(
+        (str(i["Id"]) for i in invoices if Decimal(str(i["Balance"])) == Decimal(str(i["TotalAmt"])) > 0),
+        key=int,
+    )[:count]
+    assert len(ids) == count
+    return [env.connector.read_invoice(i, {})[0] for i in ids]  # type: ignore[index]
+
+
+def _apply(env: QuickBooksEnv, actions: list[Action]) -> ApplyReport:
+    return apply_actions(actions, env.store, {env.connector.name: env.connector}, {}, lambda a: date(2026, 10, 20))
+
+
+def _batch_calls(env: QuickBooksEnv) -> list[dict[str, Any]]:
+    return [r for r in env.sandbox.requests() if str(r["path"]).endswith("/batch")]
+
+
+def test_the_fees_of_several_invoices_go_in_one_batch_each_applied_once(env: QuickBooksEnv) -> None:
+    invoices = _open_invoices(env, 3)
+    actions = [fee_action(invoice, k) for invoice in invoices for k in (1, 2)]
+    before = len(_batch_calls(env))
+    report = _apply(env, actions)
+    assert sorted(a["key"] for a in report.applied) == sorted(a.key for a in actions)
+    batches = _batch_calls(env)[before:]
+    assert len(batches) == 1 and "requestid=bridge-" in str(batches[0]["query"])
+    assert all(env.fee_lines(a.invoice.id, a.description or "") == 1 for a in actions)
+    assert {e.state for e in env.store.ledger()} == {"applied"}
+
+
+class _StaleFor(QuickBooksConnector):
+    """Reads one invoice with a SyncToken that is never the current one (someone keeps editing it)."""
+
+    stale_id = ""
+
+    def _read_raws(self, invoice_ids: list[str]) -> Mapping[str, Any]:
+        found = dict(super()._read_raws(invoice_ids))
+        raw = found.get(self.stale_id)
+        if raw is not None:
+            found[self.stale_id] = {**raw, "SyncToken": str(int(raw["SyncToken"]) + 100)}
+        return found
+
+
+def test_one_item_of_a_batch_refused_fails_only_its_own_actions(env: QuickBooksEnv) -> None:
+    from bridge.connectors.quickbooks import STALE_RETRIES
+
+    invoices = _open_invoices(env, 3)
+    connector = _StaleFor(
+        env.connector.name, REALM, env.vault, base_url=env.base_url, client_id="c", client_secret="s", policy=FAST
+    )
+    connector.stale_id = invoices[1].id
+    env.connector = connector
+    actions = [fee_action(invoice, k) for invoice in invoices for k in (1, 2)]
+    before = len(_batch_calls(env))
+    report = _apply(env, actions)
+    stale = {a.key for a in actions if a.invoice.id == invoices[1].id}
+    assert {a["key"] for a in report.applied} == {a.key for a in actions} - stale
+    assert {f["key"] for f in report.failed} == stale
+    assert all("SyncToken was stale" in f["error"] for f in report.failed)
+    assert {e.key: e.state for e in env.store.ledger() if e.key in stale} == dict.fromkeys(stale, "failed")
+    # Read again and sent again on its own a few times, then left for the next run; the others written once.
+    assert len(_batch_calls(env)) - before == STALE_RETRIES + 1
+    assert connector.stats.retried["stale SyncToken"] == STALE_RETRIES
+    for action in actions:
+        assert env.fee_lines(action.invoice.id, action.description or "") == (action.key not in stale)

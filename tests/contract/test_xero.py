@@ -7,7 +7,7 @@ OpenAPI files (tests/specs): the emulator may not drift from the real API.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -24,8 +24,9 @@ from bridge.auth.vault import TokenVault
 from bridge.clock import now_utc
 from bridge.connectors.http import RateLimiter, RetryPolicy
 from bridge.connectors.xero import XeroConnector
-from bridge.ledger import apply_actions
-from bridge.plan import WarningCode
+from bridge.ledger import ApplyReport, apply_actions, reconcile
+from bridge.model import Invoice
+from bridge.plan import Action, WarningCode
 from bridge.store import Store
 from bridge.sync import pull_connection
 from bridge_sandbox import Sandbox, default_seed
@@ -181,6 +182,8 @@ def env(module_sandbox: Sandbox, tmp_path: Path) -> Iterator[XeroEnv]:
 class TestXeroContract(ConnectorContract):
     """The shared connector contract, on Xero."""
 
+    fee_write_route = "invoices.update"
+
 
 def test_every_response_the_connector_reads_conforms_to_the_official_spec(env: XeroEnv) -> None:
     if not specs_present():
@@ -332,16 +335,16 @@ def test_writes_near_the_daily_limit_are_deferred_to_the_next_run_not_failed(env
     ids = [i.id for i in store.invoices(connector.name) if i.status.is_open and i.editable][:3]
     actions = [fee_action(store.invoice(connector.name, i), k=1) for i in ids]  # type: ignore[arg-type]
     assert connector.day_remaining is not None
-    # Room for the first action (its re-read and its fee line) and no more.
-    connector.daily_reserve = connector.day_remaining - 2
+    # Room for the re-read of the three invoices (one call) and not for the write of their fees (one more).
+    connector.daily_reserve = connector.day_remaining - 1
     report = apply_actions(actions, store, {connector.name: connector}, {}, lambda a: date(2026, 10, 20))
-    assert len(report.applied) == 1 and not report.failed and not report.dropped
-    assert {d["key"] for d in report.deferred} == {a.key for a in actions[1:]}
-    assert {e.key for e in store.ledger(states=("applied", "pending", "failed"))} == {actions[0].key}
+    assert not report.applied and not report.failed and not report.dropped
+    assert {d["key"] for d in report.deferred} == {a.key for a in actions}
+    assert not store.ledger(states=("applied", "pending", "failed"))
 
     connector.daily_reserve = 0  # the next day
     report = apply_actions(actions, store, {connector.name: connector}, {}, lambda a: date(2026, 10, 21))
-    assert len(report.applied) == 2 and not report.deferred
+    assert len(report.applied) == 3 and not report.deferred
 
 
 def test_the_organisations_own_reminders_are_warned_of_on_every_sync(env: XeroEnv) -> None:
@@ -400,7 +403,6 @@ def test_a_deleted_payment_leaves_the_cache(env: XeroEnv) -> None:
 
 
 def test_a_pending_fee_that_fell_back_to_a_fee_invoice_is_reconciled_with_that_form(env: XeroEnv) -> None:
-    from bridge.ledger import reconcile
 
     pull_connection(env.store, env.connector)
     invoice, raw = env.connector.read_invoice(env.partly_paid_invoice_id(), {})  # type: ignore[misc]
@@ -418,3 +420,43 @@ def test_each_connector_keeps_its_own_app_credentials(env: XeroEnv) -> None:
     assert env.connector.api_client.configuration.oauth2_token.client_id == "sandbox-client"
     assert other.api_client.configuration.oauth2_token.client_id == "another-app"
     assert other.api_client.configuration.oauth2_token is not env.connector.api_client.configuration.oauth2_token
+
+
+def _open_invoices(env: XeroEnv, count: int) -> list[Invoice]:
+    pull_connection(env.store, env.connector)
+    name = env.connector.name
+    found = [i for i in env.store.invoices(name) if i.status.is_open and i.editable and not i.amount_due < i.total]
+    assert len(found) >= count
+    return found[:count]
+
+
+def _apply(env: XeroEnv, actions: list[Action]) -> ApplyReport:
+    return apply_actions(actions, env.store, {env.connector.name: env.connector}, {}, lambda a: date(2026, 10, 20))
+
+
+def test_the_fees_of_several_invoices_go_in_one_post_each_invoice_answered_on_its_own(
+    env: XeroEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paid, voided, plain = _open_invoices(env, 3)
+    actions = [fee_action(invoice, k) for invoice in (paid, voided, plain) for k in (1, 2)]
+    read = env.connector._read_raws
+
+    def others_write_meanwhile(invoice_ids: list[str]) -> Mapping[str, Any]:
+        found = read(invoice_ids)
+        env.pay(paid.id, "10.00")  # a payment between our read and our write: its fees go on invoices of their own
+        voided_now = env.post(f"Invoices/{voided.id}", {"InvoiceID": voided.id, "Status": "VOIDED"})
+        assert voided_now.status_code == 200, voided_now.text
+        return found
+
+    monkeypatch.setattr(env.connector, "_read_raws", others_write_meanwhile)
+    report = _apply(env, actions)
+    forms = {a["key"]: a["form"] for a in report.applied}
+    assert forms == {
+        a.key: "invoice" if a.invoice.id == paid.id else "line" for a in actions if a.invoice.id != voided.id
+    }
+    assert {f["key"] for f in report.failed} == {a.key for a in actions if a.invoice.id == voided.id}
+    assert all("VOIDED" in f["error"] for f in report.failed)
+    bulk = [r for r in env.sandbox.requests() if r["method"] == "POST" and str(r["path"]).lower().endswith("/invoices")]
+    assert len(bulk) == 1 and "summarizeerrors=false" in str(bulk[0]["query"]).lower()
+    for action in actions:
+        assert env.fee_lines(action.invoice.id, action.description or "") == (action.invoice.id == plain.id)

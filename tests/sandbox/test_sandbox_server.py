@@ -48,6 +48,20 @@ def test_injected_429_carries_retry_after_and_the_throttle_fault(sandbox: Sandbo
     assert reads[-1]["fault"] == "429" and reads[-1]["status"] == 429
 
 
+def test_faults_given_routes_are_drawn_on_those_routes_only(sandbox: Sandbox, qb: QuickBooks) -> None:
+    assert set_faults(sandbox, {"quickbooks": {"503": 1.0, "routes": ["batch"]}}).status_code == 200
+    assert authorized_get(sandbox, qb, "invoice/101").status_code == 200
+    batch = requests.post(
+        api(sandbox, "batch"),
+        json={"BatchItemRequest": [{"bId": "1", "Query": "SELECT * FROM Invoice"}]},
+        timeout=5,
+        headers={"Authorization": "Bearer " + qb.auth_client.access_token, "Accept": "application/json"},
+    )
+    assert batch.status_code == 503
+    assert get_json(sandbox.base_url + "/_sandbox/faults")["quickbooks"]["routes"] == ["batch"]
+    assert set_faults(sandbox, {"quickbooks": {"503": 1.0, "routes": "batch"}}).status_code == 400
+
+
 def test_server_errors(sandbox: Sandbox, qb: QuickBooks) -> None:
     set_faults(sandbox, {"quickbooks": {"500": 1.0}})
     with pytest.raises(SevereException):

@@ -121,11 +121,40 @@ def fee_action(form="line"):
 
 
 def test_the_fee_line_update_is_sparse_and_keeps_every_line_with_its_id():
-    body = qbo.fee_line_update(raw_invoice(), fee_action(), {"Id": "9", "Name": "Late Fee"})
+    body = qbo.fee_line_update(raw_invoice(), [(fee_action(), {"Id": "9", "Name": "Late Fee"})])
     assert body["sparse"] is True and body["SyncToken"] == "2"
     assert [line.get("Id") for line in body["Line"]] == ["1", None]  # the subtotal line is QuickBooks' to compute
     assert body["Line"][-1]["Amount"] == Decimal("22.50")
     assert body["Line"][-1]["SalesItemLineDetail"]["ItemRef"] == {"value": "9", "name": "Late Fee"}
+
+
+def test_several_fees_of_one_invoice_go_in_its_one_update_each_line_found_by_its_action():
+    item = {"Id": "9", "Name": "Late Fee"}
+    second = fee_action()._replace(key="late_fee:c:130:3", occurrence=3, description="Late fee no. 3")
+    body = qbo.fee_line_update(raw_invoice(), [(fee_action(), item), (second, item)])
+    assert [line.get("Description") for line in body["Line"][1:]] == [fee_action().description, "Late fee no. 3"]
+    written = {**body, "Line": [{**line, "Id": str(n)} for n, line in enumerate(body["Line"], 1)]}
+    assert qbo.fee_line_id(written, fee_action()) == "2" and qbo.fee_line_id(written, second) == "3"
+
+
+def test_a_batch_of_invoice_updates_is_read_back_item_by_item() -> None:
+    from bridge.errors import TransportError
+
+    request = qbo.batch_updates({"7": {"Id": "7", "SyncToken": "1"}, "8": {"Id": "8", "SyncToken": "4"}})
+    assert request["BatchItemRequest"][0] == {
+        "bId": "7",
+        "operation": "update",
+        "Invoice": {"Id": "7", "SyncToken": "1"},
+    }
+    stale = {"Fault": {"Error": [{"code": "5010", "Message": "Stale Object Error"}], "type": "ValidationFault"}}
+    answer = {"BatchItemResponse": [{"bId": "8", **stale}, {"bId": "7", "Invoice": {"Id": "7", "SyncToken": "2"}}]}
+    found = qbo.batch_invoices(answer, ["7", "8", "9"])
+    assert found["7"] == {"Id": "7", "SyncToken": "2"}
+    refused = found["8"]
+    assert isinstance(refused, qbo.BatchItemRefused) and refused.codes == {"5010"} and not refused.outcome_unknown
+    assert "refused the update of invoice 8 in a batch: 5010 Stale Object Error" in str(refused)
+    # An answer that does not speak of an item leaves that write's outcome unknown: reconciled, never repeated blind.
+    assert isinstance(found["9"], TransportError) and found["9"].outcome_unknown
 
 
 def test_a_fee_invoice_references_the_original():

@@ -126,7 +126,7 @@ def test_dates_go_out_as_xero_writes_them_and_come_back_the_same_day() -> None:
 def test_the_fee_line_update_sends_every_existing_line_back_with_its_id() -> None:
     invoice = xm.map_invoice(raw(), "x", CONTACTS)
     action = fee_action(invoice)
-    body = xm.fee_line_update(raw(), action)
+    body = xm.fee_line_update(raw(), [action])
     assert [line.get("LineItemID") for line in body["LineItems"]] == ["l1", None]
     assert body["LineItems"][1]["UnitAmount"] == Decimal("12.34")  # a Decimal, encoded exactly by the connector
     assert xm.fee_line_id({"LineItems": [*body["LineItems"][:1], {**body["LineItems"][1], "LineItemID": "n"}]}, action)
