@@ -428,28 +428,36 @@ class WindowLimiter(_Paced):
         waited = 0.0
         while True:
             with self._lock:
-                now = self._monotonic()
-                while self._calls and self._calls[0] <= now - self.per_seconds:
-                    self._calls.popleft()
-                if len(self._calls) < self.max_calls:
-                    self._calls.append(now)
-                    return waited
-                # At least a millisecond: a float remainder too small to move the clock would spin here.
-                pause = max(self._calls[0] + self.per_seconds - now, 0.001)
+                pause = window_pause(self._calls, self._monotonic(), self.max_calls, self.per_seconds)
+            if not pause:
+                return waited
             why = f"for the rate limit ({self.max_calls} calls per {self.per_seconds:g} s)"
             waiting(self._sleep, pause, why, _who(self.name))
             waited += pause
 
 
+def window_pause(calls: deque[float], now: float, max_calls: int, per_seconds: float) -> float:
+    """One step of a sliding-window log (`calls`: the times of the calls made, oldest first): forget the calls
+    that left the window ending `now`; then 0.0 when one more fits (it is counted: `now` appended), else the
+    seconds until the oldest call leaves the window (at least a millisecond: a float remainder too small to
+    move the clock would spin)."""
+    while calls and calls[0] <= now - per_seconds:
+        calls.popleft()
+    if len(calls) < max_calls:
+        calls.append(now)
+        return 0.0
+    return max(calls[0] + per_seconds - now, 0.001)
+
+
 _SHARED: dict[tuple[str, ...], Limiter] = {}
 _SHARED_LOCK = threading.Lock()
-# How an account's limiter is shared beyond this process (`bridge.connectors.budget`: in Redis when a broker is
-# set): given the account's key and the in-process limiter it would have had, the limiter to use instead.
+# How an account's limiter is shared across machines (`bridge.connectors.budget`: in Redis when a broker is set):
+# given the account's key and the in-process limiter it would have had, the limiter to use instead.
 _BUDGET: list[Callable[[tuple[str, ...], Limiter], Limiter]] = []
 
 
 def set_budget(share: Callable[[tuple[str, ...], Limiter], Limiter] | None) -> None:
-    """Share every account's limiter through `share` from now on (None: in this process only, the default)."""
+    """Share every account's limiter through `share` from now on (None: on this machine only, the default)."""
     with _SHARED_LOCK:
         _BUDGET[:] = [share] if share else []
         _SHARED.clear()
@@ -457,14 +465,16 @@ def set_budget(share: Callable[[tuple[str, ...], Limiter], Limiter] | None) -> N
 
 def shared_limiter(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
     """One limiter per provider account in this process (a provider counts per account, not per client object),
-    itself shared by every process when a budget is set (`set_budget`)."""
+    itself shared by every process: on every machine when a budget is set (`set_budget`: in Redis), else by
+    every process on this one (`bridge.connectors.budget.on_this_machine`: in a file)."""
+    # Imported here: `budget` builds on this module's limiters.
+    from bridge.connectors.budget import on_this_machine
+
     with _SHARED_LOCK:
         found = _SHARED.get(key)
         if found is None:
-            found = make()
-            for share in _BUDGET:
-                found = share(key, found)
-            found = _SHARED[key] = found
+            share = _BUDGET[0] if _BUDGET else on_this_machine
+            found = _SHARED[key] = share(key, make())
         return found
 
 
