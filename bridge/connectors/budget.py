@@ -19,16 +19,15 @@ same window however their clocks drift; the file counts on this machine's monoto
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import fcntl
 import hashlib
 import itertools
 import logging
-import math
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -139,11 +138,14 @@ class MachineLimiter:
             with self.held() as fd:
                 now = self._monotonic()
                 calls = _read_log(fd, now, self.path)
-                pause = window_pause(calls, now, self.max_calls, self.per_seconds)
+                start, pause = window_pause(calls, now, self.max_calls, self.per_seconds)
                 if not pause:
-                    data = array.array("d", calls).tobytes()
+                    kept = calls[start:]
+                    kept.append(now)
+                    data = kept.tobytes()
+                    # Cut first, then write: a process killed in between leaves the start of the old log, in order.
+                    os.ftruncate(fd, min(os.fstat(fd).st_size, len(data)))
                     os.pwrite(fd, data, 0)
-                    os.ftruncate(fd, len(data))
                     return waited
             why = f"for the rate limit ({self.max_calls} calls per {self.per_seconds:g} s, on this machine)"
             waiting(self._sleep, pause, why, _who(self.name))
@@ -160,16 +162,17 @@ class MachineLimiter:
             os.close(fd)
 
 
-def _read_log(fd: int, now: float, path: Path) -> deque[float]:
-    """The call times in an open window file, oldest first; empty when the file does not read as a log."""
+def _read_log(fd: int, now: float, path: Path) -> array.array[float]:
+    """The call times in an open window file, oldest first, none after `now` (a later time is from before a
+    reboot); empty when the file does not read as a log. Every step is a loop in C: a file holds a minute."""
     data = os.pread(fd, os.fstat(fd).st_size, 0)
     calls = array.array("d")
     if len(data) % calls.itemsize == 0:
         calls.frombytes(data)
-        if all(math.isfinite(t) for t in calls) and all(a <= b for a, b in itertools.pairwise(calls)):
-            return deque(t for t in calls if t <= now)  # a later time is from before a reboot
+        if calls == calls and calls.tolist() == sorted(calls):  # no NaN (unequal to itself), in order
+            return calls[: bisect.bisect_right(calls, now)]
     log.warning("the rate window file %s did not read as one; counting afresh", path)
-    return deque()
+    return array.array("d")
 
 
 class RedisLimiter:
@@ -215,7 +218,7 @@ class RedisLimiter:
 
 def share_budgets(url: str | None) -> None:
     """From now on, in this process, every provider account's limiter lives in the Redis at `url` (None: back to
-    in-process limiters). Called once at start-up by `bridge worker` and by `bridge serve --broker`."""
+    the window on this machine). Called once at start-up by `bridge worker` and by `bridge serve --broker`."""
     if not url:
         set_budget(None)
         return

@@ -11,14 +11,15 @@ said it did not process it (429).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import random
 import socket
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -421,32 +422,33 @@ class WindowLimiter(_Paced):
         super().__init__(clock)
         self.max_calls = max_calls
         self.per_seconds = per_seconds
-        self._calls: deque[float] = deque()
+        self._calls: list[float] = []
 
     def acquire(self) -> float:
         """Wait until a call fits in the window, then count it; returns the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
-                pause = window_pause(self._calls, self._monotonic(), self.max_calls, self.per_seconds)
-            if not pause:
-                return waited
+                now = self._monotonic()
+                start, pause = window_pause(self._calls, now, self.max_calls, self.per_seconds)
+                del self._calls[:start]
+                if not pause:
+                    self._calls.append(now)
+                    return waited
             why = f"for the rate limit ({self.max_calls} calls per {self.per_seconds:g} s)"
             waiting(self._sleep, pause, why, _who(self.name))
             waited += pause
 
 
-def window_pause(calls: deque[float], now: float, max_calls: int, per_seconds: float) -> float:
-    """One step of a sliding-window log (`calls`: the times of the calls made, oldest first): forget the calls
-    that left the window ending `now`; then 0.0 when one more fits (it is counted: `now` appended), else the
-    seconds until the oldest call leaves the window (at least a millisecond: a float remainder too small to
-    move the clock would spin)."""
-    while calls and calls[0] <= now - per_seconds:
-        calls.popleft()
-    if len(calls) < max_calls:
-        calls.append(now)
-        return 0.0
-    return max(calls[0] + per_seconds - now, 0.001)
+def window_pause(calls: Sequence[float], now: float, max_calls: int, per_seconds: float) -> tuple[int, float]:
+    """One step of a sliding-window log (`calls`: the times of the calls made, oldest first, none after `now`):
+    the index of the oldest call still in the window ending `now` (those before it have left), and 0.0 when one
+    more call fits, else the seconds until enough calls leave the window (at least a millisecond: a float
+    remainder too small to move the clock would spin)."""
+    start = bisect.bisect_right(calls, now - per_seconds)
+    if len(calls) - start < max_calls:
+        return start, 0.0
+    return start, max(calls[len(calls) - max_calls] + per_seconds - now, 0.001)
 
 
 _SHARED: dict[tuple[str, ...], Limiter] = {}
