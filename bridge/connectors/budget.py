@@ -33,6 +33,7 @@ from pathlib import Path
 
 import redis
 
+from bridge.clock import now_utc
 from bridge.connectors.http import (
     SYSTEM_CLOCK,
     Clock,
@@ -65,6 +66,8 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 PREFIX = "bridge:budget:"
 
 log = logging.getLogger(__name__)
+
+STALE_WINDOW = 86_400.0  # seconds without a call after which an account's window file is removed
 
 
 def window_of(limiter: Limiter) -> tuple[int, float]:
@@ -100,11 +103,23 @@ def on_this_machine(key: tuple[str, ...], local: Limiter) -> Limiter:
     path = folder / f"{_digest((*key, f'{per_seconds:g}'))}.window"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _sweep(folder)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     except OSError as exc:
         log.warning("no rate window shared on this machine (%s); this process paces its calls alone", exc)
         return local
     return MachineLimiter(path, max_calls, per_seconds)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the windows no call has touched for a day (an emulator's account, a connection removed): each holds
+    a minute at most, and one still in use is made again by its next call."""
+    stale = now_utc().timestamp() - STALE_WINDOW  # file times are wall times
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".window"):
+            with contextlib.suppress(OSError):  # another process swept it first
+                if entry.stat().st_mtime < stale:
+                    os.unlink(entry.path)
 
 
 class MachineLimiter:

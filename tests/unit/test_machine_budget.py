@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.connectors.budget import MachineLimiter, machine_folder, on_this_machine
+from bridge.connectors.budget import STALE_WINDOW, MachineLimiter, machine_folder, on_this_machine
 from bridge.connectors.http import RateLimiter, WindowLimiter, set_budget, shared_limiter
 from tests.unit.test_http_policy import FakeClock
 
@@ -227,3 +227,15 @@ def test_without_a_folder_for_the_windows_each_process_paces_alone(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # no folder can be made below a file
     local = WindowLimiter(58, 60.0)
     assert on_this_machine(("xero", "http://127.0.0.1:1", "t"), local) is local
+
+
+def test_windows_untouched_for_a_day_are_swept_away() -> None:
+    folder = machine_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh = folder / "stale.window", folder / "fresh.window"
+    for path in (stale, fresh):
+        path.write_bytes(b"")
+    day_old = fresh.stat().st_mtime - STALE_WINDOW - 60
+    os.utime(stale, (day_old, day_old))
+    on_this_machine(("xero", "http://127.0.0.1:1", "swept"), WindowLimiter(58, 60.0))
+    assert not stale.exists() and fresh.exists()
