@@ -25,6 +25,19 @@ settings.register_profile("deep", max_examples=10_000, deadline=None, suppress_h
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _rate_windows_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The providers' rate windows shared on this machine (`bridge.connectors.budget.machine_folder`) live in the
+    run's temporary folder, for this process and the CLI processes it starts, not in the user's cache."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 # -- services: PostgreSQL and Redis on loopback ------------------------------------------------
 # A test that needs a service takes the fixture; when the service is not reachable the test is
 # skipped, or fails when BRIDGE_REQUIRE_SERVICES=1 (CI, where the services must be up).

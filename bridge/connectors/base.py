@@ -305,7 +305,8 @@ class BaseConnector(ABC):
     ) -> None:
         """A connector for one linked tenant (`base_url`: an emulator's; `environment`: which of the real
         service's, see the provider descriptor). Every connector on the same account (API root and tenant) in
-        this process shares one limiter, made by `_make_limiter` unless one is given. `settings`: the provider's
+        this process shares one limiter, made by `_make_limiter` unless one is given, and its window is shared
+        by every process on this machine (`shared_limiter`). `settings`: the provider's
         own, each declared as a class attribute with its default (see `options`)."""
         for key, value in settings.items():
             if not hasattr(type(self), key):

@@ -11,14 +11,15 @@ said it did not process it (429).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import random
 import socket
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -421,7 +422,7 @@ class WindowLimiter(_Paced):
         super().__init__(clock)
         self.max_calls = max_calls
         self.per_seconds = per_seconds
-        self._calls: deque[float] = deque()
+        self._calls: list[float] = []
 
     def acquire(self) -> float:
         """Wait until a call fits in the window, then count it; returns the seconds waited."""
@@ -429,27 +430,36 @@ class WindowLimiter(_Paced):
         while True:
             with self._lock:
                 now = self._monotonic()
-                while self._calls and self._calls[0] <= now - self.per_seconds:
-                    self._calls.popleft()
-                if len(self._calls) < self.max_calls:
+                start, pause = window_pause(self._calls, now, self.max_calls, self.per_seconds)
+                del self._calls[:start]
+                if not pause:
                     self._calls.append(now)
                     return waited
-                # At least a millisecond: a float remainder too small to move the clock would spin here.
-                pause = max(self._calls[0] + self.per_seconds - now, 0.001)
             why = f"for the rate limit ({self.max_calls} calls per {self.per_seconds:g} s)"
             waiting(self._sleep, pause, why, _who(self.name))
             waited += pause
 
 
+def window_pause(calls: Sequence[float], now: float, max_calls: int, per_seconds: float) -> tuple[int, float]:
+    """One step of a sliding-window log (`calls`: the times of the calls made, oldest first, none after `now`):
+    the index of the oldest call still in the window ending `now` (those before it have left), and 0.0 when one
+    more call fits, else the seconds until enough calls leave the window (at least a millisecond: a float
+    remainder too small to move the clock would spin)."""
+    start = bisect.bisect_right(calls, now - per_seconds)
+    if len(calls) - start < max_calls:
+        return start, 0.0
+    return start, max(calls[len(calls) - max_calls] + per_seconds - now, 0.001)
+
+
 _SHARED: dict[tuple[str, ...], Limiter] = {}
 _SHARED_LOCK = threading.Lock()
-# How an account's limiter is shared beyond this process (`bridge.connectors.budget`: in Redis when a broker is
-# set): given the account's key and the in-process limiter it would have had, the limiter to use instead.
+# How an account's limiter is shared across machines (`bridge.connectors.budget`: in Redis when a broker is set):
+# given the account's key and the in-process limiter it would have had, the limiter to use instead.
 _BUDGET: list[Callable[[tuple[str, ...], Limiter], Limiter]] = []
 
 
 def set_budget(share: Callable[[tuple[str, ...], Limiter], Limiter] | None) -> None:
-    """Share every account's limiter through `share` from now on (None: in this process only, the default)."""
+    """Share every account's limiter through `share` from now on (None: on this machine only, the default)."""
     with _SHARED_LOCK:
         _BUDGET[:] = [share] if share else []
         _SHARED.clear()
@@ -457,14 +467,16 @@ def set_budget(share: Callable[[tuple[str, ...], Limiter], Limiter] | None) -> N
 
 def shared_limiter(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
     """One limiter per provider account in this process (a provider counts per account, not per client object),
-    itself shared by every process when a budget is set (`set_budget`)."""
+    itself shared by every process: on every machine when a budget is set (`set_budget`: in Redis), else by
+    every process on this one (`bridge.connectors.budget.on_this_machine`: in a file)."""
+    # Imported here: `budget` builds on this module's limiters.
+    from bridge.connectors.budget import on_this_machine
+
     with _SHARED_LOCK:
         found = _SHARED.get(key)
         if found is None:
-            found = make()
-            for share in _BUDGET:
-                found = share(key, found)
-            found = _SHARED[key] = found
+            share = _BUDGET[0] if _BUDGET else on_this_machine
+            found = _SHARED[key] = share(key, make())
         return found
 
 

@@ -1,8 +1,9 @@
 """One connection's way to its provider: what the three connectors used to wire up each on its own.
 
 A `ProviderSession` owns, for one linked connection:
-- the rate limiter, shared by every session on the same provider account in this process (a provider counts
-  calls per company / organisation / business, not per client object);
+- the rate limiter, shared by every session on the same provider account in this process, and its window by
+  every process on this machine (in Redis across machines with a broker; `bridge.connectors.budget`): a
+  provider counts calls per company / organisation / business, not per client object or process;
 - the held tokens (refreshed ahead of expiry, and once on a 401, under the vault's lock);
 - the one retry policy, with its sleeps bounded by the pull's deadline;
 - the call statistics;

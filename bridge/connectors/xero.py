@@ -52,8 +52,9 @@ from bridge.store import ESTIMATES, Cursor
 
 PAGE = 1000
 QUOTES_PAGE = 100  # what one page of GET /Quotes holds
-# Xero allows 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a time).
-# A couple are left for the accountant's own Xero apps on the same organisation.
+# Xero allows an app 60 calls a minute per organisation (and at most 5 at once: the connector makes one at a
+# time), counted when each call arrives; the bridge counts when it leaves, in one window for every process on the
+# machine. Two are kept back for the difference (a call held up on the way lands in a later minute at Xero).
 CALLS_PER_MINUTE = 58
 # Calls kept back from the daily limit (5,000 a day): when fewer remain, writes wait for the next run.
 DAILY_RESERVE = 50

@@ -1,16 +1,18 @@
-"""A provider account's rate budget is shared by every process when a broker is set (the limiter in Redis).
+"""A provider account's rate budget is shared by every process: on one machine in a file, across machines (when
+a broker is set) in Redis.
 
 Three processes check the same QuickBooks company at once, each as fast as its connector lets it. The
 connector paces a company at 8 calls a second, which keeps one process under Intuit's 500 a minute; the
 sandbox here allows 10 a second per company (a one-second window, so the test takes seconds, not minutes).
-Three connectors without a shared budget go at 24 a second and the sandbox answers 429; with the budget in
-Redis they share the 8 a second and the sandbox never throttles. Both halves run: the first shows the test
-can fail.
+Three connectors that share no budget (each with a cache folder of its own, as on three machines) go at 24 a
+second and the sandbox answers 429; sharing this machine's window, or the budget in Redis, they share the 8 a
+second and the sandbox never throttles. All three run: the first shows the test can fail.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +32,19 @@ PROCESSES = 3
 BUDGET_DB = 13
 
 
-def _hammer(store_url: str, key: str, base_url: str, tenant: str, redis_url: str | None, go: object) -> None:
-    """One worker process: `CALLS` checks of the company, through the connector the configuration builds."""
+def _hammer(
+    store_url: str, key: str, base_url: str, tenant: str, redis_url: str | None, cache: str | None, go: object
+) -> None:
+    """One worker process: `CALLS` checks of the company, through the connector the configuration builds
+    (`cache`: a cache folder of its own, so this machine's window is its alone)."""
     from bridge.auth.vault import TokenVault
     from bridge.config import ConnectionSettings
     from bridge.connectors.budget import share_budgets
     from bridge.providers import get
     from bridge.store import Store
 
+    if cache:
+        os.environ["XDG_CACHE_HOME"] = cache
     share_budgets(redis_url)
     connection = ConnectionSettings(name="acme", provider="quickbooks", tenant_id=tenant, base_url=base_url)
     with Store.open(store_url) as store:
@@ -65,15 +72,21 @@ def linked(tmp_path: Path) -> Iterator[tuple[Sandbox, str, str, str]]:
         yield sandbox, url, key, tenant
 
 
-def _run_together(linked: tuple[Sandbox, str, str, str], redis_url: str | None) -> list[int]:
-    """The three processes at once; the statuses the sandbox gave to their API calls."""
+def _run_together(
+    linked: tuple[Sandbox, str, str, str], redis_url: str | None, caches: Path | None = None
+) -> list[int]:
+    """The three processes at once; the statuses the sandbox gave to their API calls (`caches`: where each makes
+    a cache folder of its own)."""
     sandbox, url, key, tenant = linked
     sandbox.reset()  # request log and rate windows cleared; the tokens stay valid
     context = multiprocessing.get_context("spawn")
     go = context.Event()
     workers = [
-        context.Process(target=_hammer, args=(url, key, sandbox.base_url, tenant, redis_url, go))
-        for _ in range(PROCESSES)
+        context.Process(
+            target=_hammer,
+            args=(url, key, sandbox.base_url, tenant, redis_url, caches and str(caches / f"cache-{n}"), go),
+        )
+        for n in range(PROCESSES)
     ]
     for worker in workers:
         worker.start()
@@ -88,9 +101,15 @@ def _run_together(linked: tuple[Sandbox, str, str, str], redis_url: str | None) 
     ]
 
 
-def test_processes_without_a_shared_budget_are_throttled(linked: tuple[Sandbox, str, str, str]) -> None:
+def test_processes_without_a_shared_budget_are_throttled(linked: tuple[Sandbox, str, str, str], tmp_path: Path) -> None:
+    statuses = _run_together(linked, None, tmp_path)
+    assert statuses.count(429) > 0, "three limiters of their own together stayed under the company's limit"
+
+
+def test_processes_on_one_machine_share_its_budget_without_redis(linked: tuple[Sandbox, str, str, str]) -> None:
     statuses = _run_together(linked, None)
-    assert statuses.count(429) > 0, "three in-process limiters together stayed under the company's limit"
+    assert statuses.count(200) == PROCESSES * CALLS
+    assert statuses.count(429) == 0, statuses
 
 
 def test_processes_sharing_the_budget_in_redis_are_never_throttled(
