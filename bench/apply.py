@@ -2,8 +2,9 @@
 limits, and the 429s it answered.
 
 Run as `.venv/bin/python -m bench.apply` (part of `make bench`); `--providers quickbooks,xero`, `--invoices N` (per
-provider; default 100 for QuickBooks, about 500 actions, and 10 for Xero and FreshBooks), `--check` exits 1 when a
-target is missed.
+provider; default 500 for QuickBooks, about 2,700 actions, and 60 for Xero, about 300: each run lasts more than a
+minute, so the per-minute limits bind and the figure is a sustained rate, not a burst inside one minute's
+allowance; 10 for FreshBooks), `--check` exits 1 when a target is missed.
 
 For each provider: a generated book (the benchmarks' generators, no payments, so most invoices are overdue) served
 by the in-process sandbox with its published rate limits on, linked into a fresh store; then the real CLI in a
@@ -41,7 +42,7 @@ from bridge_sandbox.xero_books import generate_xero_org
 
 AS_OF = date(2026, 10, 20)  # the generators' last day
 TARGETS = {"quickbooks": 1_000.0, "xero": 54.0}  # writes a minute
-DEFAULT_INVOICES = {"quickbooks": 100, "xero": 10, "freshbooks": 10}
+DEFAULT_INVOICES = {"quickbooks": 500, "xero": 60, "freshbooks": 10}
 API = {"quickbooks": "/v3/", "xero": "/api.xro/", "freshbooks": "/accounting/"}
 GENERATORS: dict[str, Callable[[int], dict[str, Any]]] = {
     "quickbooks": lambda n: generate_book(n, 0)["quickbooks"],
