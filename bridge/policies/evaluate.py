@@ -309,8 +309,9 @@ def evaluate_stream(
     def groups() -> Iterator[tuple[list[Action], list[Skip]]]:
         at, end = 0, len(order)
         while at < end:
-            place = places[order[at]]
-            actions, skips = early.pop(place, ([], []))
+            place, first = places[order[at]], at
+            renegotiated = early.pop(place, None)
+            actions, skips = renegotiated or ([], [])
             while at < end and places[order[at]] == place:
                 index = order[at]
                 warnings: list[Warning] = []
@@ -318,8 +319,13 @@ def evaluate_stream(
                 if warnings:
                     found.append((index, warnings))
                 at += 1
-            natural = NaturalKeys()  # one place's numbers only: the keys of the whole input would cost memory
-            yield sorted_actions(actions, natural), sorted_skips(skips, natural)
+            if renegotiated is None and at == first + 1:
+                # One invoice alone gives its actions and skips in plan order already: fee occurrences, then the
+                # reminder step (and the steps it supersedes, then the one held back), keys ascending.
+                yield actions, skips
+            else:
+                natural = NaturalKeys()  # one place's numbers only: the keys of the whole input would cost memory
+                yield sorted_actions(actions, natural), sorted_skips(skips, natural)
 
     def rest() -> tuple[list[Warning], list[RecordError]]:
         found.sort(key=itemgetter(0))
