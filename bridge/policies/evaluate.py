@@ -508,6 +508,7 @@ def _late_fees(
     conn, number, provider, item = inv.connection, inv.number, inv.provider, late_fee.item
     prefix = f"late_fee:{conn}:{inv.id}:"
     forgiven_from, why = inv_hist.fees_forgiven or (0, "")
+    fee = ActionKind.LATE_FEE
     for k, on, amount, _, reason, skip in outcome.charges:
         if forgiven_from and k >= forgiven_from:
             detail = f"every late fee on this invoice from occurrence {forgiven_from} on was forgiven for good: {why}"
@@ -516,24 +517,16 @@ def _late_fees(
         if skip is not None:
             skips.append(Skip(conn, number, SkipCode(skip), reason, clause, f"{prefix}{k}"))
             continue
-        ref = ref or _ref(inv, effective_due)
+        if ref is None:
+            ref = _ref(inv, effective_due)
+        # Positional, in Action's field order up to `description` (a keyword call costs more, per fee):
+        # occurrence, occurrence_date, amount, form, item, description.
         actions.append(
             Action(
-                f"{prefix}{k}",
-                ActionKind.LATE_FEE,
-                conn,
-                provider,
-                ref,
-                clause,
-                reason,
-                occurrence=k,
-                occurrence_date=on,
-                amount=amount,
-                form=form,
-                item=item,
-                description=fee_description(late_fee, number, k, on),
+                f"{prefix}{k}", fee, conn, provider, ref, clause, reason, k, on, amount, form, item,
+                fee_description(late_fee, number, k, on),
             )
-        )
+        )  # fmt: skip
     line_total = sum((a.amount for a in actions if a.amount is not None), Decimal(0)) if form == "line" else Decimal(0)
     return _Fees(actions, skips, warnings, line_total)
 

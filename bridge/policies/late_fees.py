@@ -185,16 +185,20 @@ def _charges(
 ) -> list[FeeCharge]:
     """The owed occurrences in order: each one's base, amount, and what the caps leave of it."""
     currency = invoice.currency
-    running = sum(charged.values(), Decimal(0))
-    cap = cap_for(principal, currency, terms)
+    running = sum(charged.values(), _ZERO) if charged else _ZERO
+    cap = None if terms.max_total is None and terms.max_percent_of_total is None else cap_for(principal, currency, terms)
     flat = round_half_up(terms.flat, currency)
-    min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
+    unit = quantum(currency)
+    min_fee = unit if terms.min_fee is None else terms.min_fee
     percent, compounding, summed = terms.percent, terms.compounding, terms.combine == "sum"
     how, states_base = _how(terms.percent, terms.flat, terms.combine, currency)
     # Payments and credits by date, for "paid on or before occurrence k's date".
-    allocations = sorted(invoice.payments, key=lambda a: a.date)
-    paid_dates = [a.date for a in allocations]
-    paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
+    paid_dates: list[date] = []
+    paid_totals = [_ZERO]
+    if invoice.payments:
+        allocations = sorted(invoice.payments, key=lambda a: a.date)
+        paid_dates = [a.date for a in allocations]
+        paid_totals = list(accumulate((a.amount for a in allocations), initial=_ZERO))
     charges: list[FeeCharge] = []
     # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
     # (payments counted, base, amount, how the reason ends).
@@ -215,7 +219,10 @@ def _charges(
             amount = flat + percent_part if summed else max(flat, percent_part)
             how_much = f"{how}{format_amount(base, currency)}" if states_base else how
             last = (paid, base, amount, how_much)
-        charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
+        if cap is None and amount >= min_fee and amount > 0:  # `_within_caps` with nothing to say (most fees)
+            charge = FeeCharge(k, on, amount.quantize(unit), base, fell_on + how_much)
+        else:
+            charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
         charges.append(charge)
         if charge.skip is None:
             charged[k] = charge.amount
