@@ -226,18 +226,26 @@ def evaluate(
 
 
 def _emit_stream(c: Context, stream: PlanStream, out_path: Path | None) -> None:
-    """A streamed plan's JSON on stdout (and in `--out`, the same bytes), then its one-line summary on stderr."""
-    from bridge.render import echo_json, summary_line
+    """A streamed plan's JSON on stdout (and in `--out`, the same bytes), then its one-line summary on stderr. Its
+    skips wait in a temporary file (in memory while small) until the last action is written."""
+    import tempfile
 
-    if out_path is None:
-        echo_json(stream)
-    else:  # the file first, as for a plan held whole; then its bytes on stdout
-        _write_atomically(out_path, stream.json_chunks())
-        with out_path.open("rb") as written:
-            for block in iter(lambda: written.read(1 << 20), b""):
-                click.echo(block, nl=False)
+    from bridge.render import summary_line
+
+    with tempfile.SpooledTemporaryFile(max_size=SKIPS_IN_MEMORY) as spool:
+        if out_path is None:
+            for chunk in stream.json_chunks(spool):
+                click.echo(chunk, nl=False)
+        else:  # the file first, as for a plan held whole; then its bytes on stdout
+            _write_atomically(out_path, stream.json_chunks(spool))
+            with out_path.open("rb") as written:
+                for block in iter(lambda: written.read(1 << 20), b""):
+                    click.echo(block, nl=False)
     if not c.quiet:
         c.err.print(summary_line(stream))
+
+
+SKIPS_IN_MEMORY = 8 << 20  # bytes of a streamed plan's encoded skips kept in memory before they go to a file
 
 
 def _runtime(

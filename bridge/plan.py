@@ -12,8 +12,8 @@ tuple they compare equal to a plain tuple of the same values.
 
 from __future__ import annotations
 
+import io
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -468,7 +468,6 @@ class Plan:
 
 
 _CHUNK = 2_000  # list items encoded at a time: large enough for C speed, small enough for little memory
-_SPOOL = 8 << 20  # a streamed plan's skipped list stays in memory up to this many bytes, then goes to a temporary file
 
 
 def sorted_actions(actions: Iterable[Action], natural: NaturalKeys) -> list[Action]:
@@ -529,9 +528,9 @@ class PlanStream:
     `groups` gives the actions and skips a few at a time, each batch in plan order and after the one before
     (the engine evaluates the invoices in plan order: bridge.policies.evaluate.evaluate_stream); `rest`, called
     once they are all given, the warnings and record errors in plan order. `json_chunks` writes the same bytes
-    as the `Plan` of the same items: the actions as they come, the skips through a temporary file (the plan
-    lists every action before the first skip), then the rest and the summary. `summary()` and `errors` are
-    known once the chunks are written.
+    as the `Plan` of the same items: the actions as they come, the skips kept aside meanwhile (the plan lists
+    every action before the first skip), then the rest and the summary. `summary()` and `errors` are known once
+    the chunks are written.
     """
 
     def __init__(
@@ -552,37 +551,41 @@ class PlanStream:
             raise RuntimeError("the plan's summary is known once its JSON is written")
         return self._summary
 
-    def json_chunks(self) -> Iterator[bytes]:
-        """The canonical JSON (UTF-8) in pieces, evaluated as they are written (once only)."""
+    def json_chunks(self, spool: IO[bytes] | None = None) -> Iterator[bytes]:
+        """The canonical JSON (UTF-8) in pieces, evaluated as they are written (once only).
+
+        `spool`: an empty binary file that keeps the encoded skips until the last action is written (the shell
+        gives a temporary file, so that a large plan's skips are not held in memory); in memory when not given.
+        """
+        kept = io.BytesIO() if spool is None else spool
         tally = _Tally()
         actions: list[Action] = []
         skips: list[Skip] = []
         skipped = 0
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as spool:
-            yield _head(self.as_of)
-            head = _list_head("actions")
-            for group_actions, group_skips in self._groups:
-                actions += group_actions
-                skips += group_skips
-                if len(actions) >= _CHUNK:
-                    tally.add(actions)
-                    yield head + _batch(actions, _action_dicts)
-                    head, actions = b",\n  ", []
-                if len(skips) >= _CHUNK:
-                    spool.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
-                    skipped, skips = skipped + len(skips), []
-            if actions:
+        yield _head(self.as_of)
+        head = _list_head("actions")
+        for group_actions, group_skips in self._groups:
+            actions += group_actions
+            skips += group_skips
+            if len(actions) >= _CHUNK:
                 tally.add(actions)
                 yield head + _batch(actions, _action_dicts)
-            yield _list_end("actions", tally.actions)
-            if skips:
-                spool.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
-                skipped += len(skips)
-            if skipped:
-                yield _list_head("skipped")
-                spool.seek(0)
-                yield from iter(lambda: spool.read(1 << 20), b"")
-            yield _list_end("skipped", skipped)
+                head, actions = b",\n  ", []
+            if len(skips) >= _CHUNK:
+                kept.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
+                skipped, skips = skipped + len(skips), []
+        if actions:
+            tally.add(actions)
+            yield head + _batch(actions, _action_dicts)
+        yield _list_end("actions", tally.actions)
+        if skips:
+            kept.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
+            skipped += len(skips)
+        if skipped:
+            yield _list_head("skipped")
+            kept.seek(0)
+            yield from iter(lambda: kept.read(1 << 20), b"")
+        yield _list_end("skipped", skipped)
         warnings, self.errors = self._rest()
         yield from _json_list("warnings", _batches(warnings, _dicts))
         yield from _json_list("errors", _batches(self.errors, _dicts))
@@ -634,9 +637,7 @@ def _batch(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[s
     return _indented(orjson.dumps(to_dicts(items), option=orjson.OPT_INDENT_2)[2:-2])
 
 
-def _batches(
-    items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]
-) -> Iterator[bytes]:
+def _batches(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]) -> Iterator[bytes]:
     for start in range(0, len(items), _CHUNK):
         yield _batch(items[start : start + _CHUNK], to_dicts)
 

@@ -45,7 +45,7 @@ def console(*, stderr: bool = False, width: int | None = None, file: IO[str] | N
     return Console(stderr=stderr, file=file, width=width, markup=False, emoji=False, highlight=False, soft_wrap=False)
 
 
-def echo_json(plan: Plan | PlanStream) -> None:
+def echo_json(plan: Plan) -> None:
     """The plan's canonical JSON on stdout, written a piece at a time (a large plan is never one text)."""
     for chunk in plan.json_chunks():
         click.echo(chunk, nl=False)

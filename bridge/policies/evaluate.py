@@ -22,6 +22,7 @@ from bridge.plan import (
     Action,
     ActionKind,
     InvoiceRef,
+    NaturalKeys,
     Plan,
     PlanStream,
     RecordError,
@@ -29,7 +30,6 @@ from bridge.plan import (
     SkipCode,
     Warning,
     WarningCode,
-    NaturalKeys,
     natural_key,
     sorted_actions,
     sorted_errors,
@@ -405,7 +405,9 @@ class _Run:
         self.template_mail: dict[tuple[str, str], tuple[int, Action]] = {}
         self.escalation = _Escalation()
 
-    def invoice(self, inv: Invoice, index: int, actions: list[Action], skips: list[Skip], warnings: list[Warning]) -> None:
+    def invoice(
+        self, inv: Invoice, index: int, actions: list[Action], skips: list[Skip], warnings: list[Warning]
+    ) -> None:
         """Evaluate one invoice, the `index`th of the input: its actions, skips and warnings added to the lists."""
         contract, skip = self.scope.check(inv)
         over = None if skip is not None or contract is None else over_estimate(inv, contract)
@@ -419,7 +421,9 @@ class _Run:
         assert contract is not None and inv.due_date is not None
         run = self.per_contract.get(contract.name)
         if run is None:
-            run = self.per_contract[contract.name] = _PerContract(contract, _today_for(self.today, contract), self.terms)
+            run = self.per_contract[contract.name] = _PerContract(
+                contract, _today_for(self.today, contract), self.terms
+            )
         effective_due = self.effective_due.get((inv.connection, inv.id), inv.due_date)
         inv_hist = self.hist.for_invoice(inv.connection, inv.id)
         fee_mode = self.terms.fee_modes.get(inv.connection)
@@ -780,23 +784,19 @@ class _Escalation:
                 entry = self.alone[(conn, inv.customer.id)] = (index, inv, clause, entry[3] if entry else [])
             entry[3].append((index, inv.number))
         elif step >= from_step and delivery.copies == "none" and _first(self.cannot_copy, conn, index):
-            self.cannot_copy[conn] = index, Warning(
-                conn,
-                None,
-                WarningCode.CANNOT_COPY,
+            detail = (
                 f"{clause}: reminders through this connection cannot copy the client's other billing contacts "
                 f"({delivery.what}); they go to the client's own address only. The SMTP channel can copy them: "
-                'reminders.channel = "smtp".',
+                'reminders.channel = "smtp".'
             )
+            self.cannot_copy[conn] = index, Warning(conn, None, WarningCode.CANNOT_COPY, detail)
         elif step < from_step and others and delivery.copies == "always" and _first(self.early, conn, index):
-            self.early[conn] = index, Warning(
-                conn,
-                None,
-                WarningCode.PROVIDER_COPIES,
+            detail = (
                 f"{clause} = {from_step}: {inv.provider} copies the client's other billing contacts on every invoice "
                 f"e-mail it sends, so reminders before step {from_step} reach them too (the plan lists them). "
-                'To copy them only from that step on, use the SMTP channel: reminders.channel = "smtp".',
+                'To copy them only from that step on, use the SMTP channel: reminders.channel = "smtp".'
             )
+            self.early[conn] = index, Warning(conn, None, WarningCode.PROVIDER_COPIES, detail)
 
     def warnings(self) -> list[Warning]:
         out = [w for _, w in sorted(self.cannot_copy.values(), key=itemgetter(0))]

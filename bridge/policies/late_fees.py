@@ -186,7 +186,9 @@ def _charges(
     """The owed occurrences in order: each one's base, amount, and what the caps leave of it."""
     currency = invoice.currency
     running = sum(charged.values(), _ZERO) if charged else _ZERO
-    cap = None if terms.max_total is None and terms.max_percent_of_total is None else cap_for(principal, currency, terms)
+    cap = (
+        None if terms.max_total is None and terms.max_percent_of_total is None else cap_for(principal, currency, terms)
+    )
     flat = round_half_up(terms.flat, currency)
     unit = quantum(currency)
     min_fee = unit if terms.min_fee is None else terms.min_fee
