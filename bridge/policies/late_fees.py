@@ -203,15 +203,13 @@ def _charges(
         paid_totals = list(accumulate((a.amount for a in allocations), initial=_ZERO))
     charges: list[FeeCharge] = []
     # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
-    # (payments counted, base, amount, how the reason ends).
-    last: tuple[int, Decimal, Decimal, str] | None = None
+    # (payments counted, base, amount, how the reason ends, and the fee itself when no cap or minimum touches it).
+    last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
     days = _occurrence_days(effective_due, terms.grace_days, terms.every_days, owed[-1])
     for k in owed:
         on, fell_on = days[k - 1]
-        paid = bisect_right(paid_dates, on)
-        if last is not None and last[0] == paid and not compounding:
-            _, base, amount, how_much = last
-        else:
+        paid = bisect_right(paid_dates, on) if paid_dates else 0
+        if last is None or last[0] != paid or compounding:
             base = principal - paid_totals[paid]
             if compounding:
                 base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
@@ -220,9 +218,12 @@ def _charges(
             percent_part = round_half_up(percent * base / _HUNDRED, currency)
             amount = flat + percent_part if summed else max(flat, percent_part)
             how_much = f"{how}{format_amount(base, currency)}" if states_base else how
-            last = (paid, base, amount, how_much)
-        if cap is None and amount >= min_fee and amount > 0:  # `_within_caps` with nothing to say (most fees)
-            charge = FeeCharge(k, on, amount.quantize(unit), base, fell_on + how_much)
+            # `_within_caps` has nothing to say of a fee under no cap and above the minimum (most fees).
+            plain = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
+            last = (paid, base, amount, how_much, plain)
+        _, base, amount, how_much, plain = last
+        if plain is not None:
+            charge = FeeCharge(k, on, plain, base, fell_on + how_much)
         else:
             charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
         charges.append(charge)
