@@ -215,29 +215,21 @@ class Action(NamedTuple):
             "provider": provider,
             "invoice": ref.to_dict() if invoice is None else invoice,
         }
-        # The optional fields in their fixed order, each only when set (one test each: this runs per action).
+        # The optional fields in their fixed order, each only when set.
         if occurrence is not None:
             out["occurrence"] = occurrence
         if occurrence_date is not None:
             out["occurrence_date"] = occurrence_date.isoformat()
         if amount is not None:
             out["amount"] = format_amount(amount, ref.currency)
-        if form is not None:
-            out["form"] = form
-        if item is not None:
-            out["item"] = item
-        if description is not None:
-            out["description"] = description
-        if step is not None:
-            out["step"] = step
+        for name, value in (("form", form), ("item", item), ("description", description), ("step", step)):
+            if value is not None:
+                out[name] = value
         if step_date is not None:
             out["step_date"] = step_date.isoformat()
-        if message is not None:
-            out["message"] = message
-        if channel is not None:
-            out["channel"] = channel
-        if to is not None:
-            out["to"] = to
+        for name, value in (("message", message), ("channel", channel), ("to", to)):
+            if value is not None:
+                out[name] = value
         if cc:  # only an escalating reminder has copies: every other action's JSON is unchanged
             out["cc"] = list(cc)
         if bcc:
