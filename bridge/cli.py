@@ -245,7 +245,7 @@ def _emit_stream(c: Context, stream: PlanStream, out_path: Path | None) -> None:
         c.err.print(summary_line(stream))
 
 
-SKIPS_IN_MEMORY = 8 << 20  # bytes of a streamed plan's encoded skips kept in memory before they go to a file
+SKIPS_IN_MEMORY = 1 << 20  # bytes of a streamed plan's encoded skips kept in memory before they go to a file
 
 
 def _runtime(

@@ -296,8 +296,11 @@ def evaluate_stream(
     is kept by input position, as `evaluate` sees it.
     """
     run, reneg = _start(invoices, terms, history, renegotiations, today)
-    places = [(inv.connection, natural_key(inv.number)) for inv in invoices]
-    order = sorted(range(len(invoices)), key=places.__getitem__)
+
+    def place(index: int) -> tuple[str, tuple[int | str, ...]]:
+        return invoices[index].connection, natural_key(invoices[index].number)
+
+    order = sorted(range(len(invoices)), key=place)  # the keys are freed once sorted: made again as needed
     # Renegotiations are decided first (their requests span invoices): their items join their invoice's batch.
     early: dict[tuple[str, tuple[int | str, ...]], tuple[list[Action], list[Skip]]] = {}
     for action in reneg.actions:
@@ -309,10 +312,10 @@ def evaluate_stream(
     def groups() -> Iterator[tuple[list[Action], list[Skip]]]:
         at, end = 0, len(order)
         while at < end:
-            place, first = places[order[at]], at
-            renegotiated = early.pop(place, None)
+            here, first = place(order[at]), at
+            renegotiated = early.pop(here, None)
             actions, skips = renegotiated or ([], [])
-            while at < end and places[order[at]] == place:
+            while at < end and (at == first or place(order[at]) == here):
                 index = order[at]
                 warnings: list[Warning] = []
                 run.invoice(invoices[index], index, actions, skips, warnings)
