@@ -282,9 +282,9 @@ def evaluate_each(
 def evaluate_stream(
     invoices: Sequence[Invoice],
     terms: Terms,
-    history: Iterable[HistoryEntry] | History = (),
-    renegotiations: Iterable[RenegotiationRequest] = (),
-    today: date | Mapping[str, date] = date.min,
+    history: Iterable[HistoryEntry] | History,
+    renegotiations: Iterable[RenegotiationRequest],
+    today: date | Mapping[str, date],
     errors: Iterable[RecordError] = (),
 ) -> PlanStream:
     """`evaluate`, as a plan written while it is evaluated (`bridge --json evaluate`): the same plan, byte for byte,
@@ -372,13 +372,13 @@ def _as_of(today: date | Mapping[str, date]) -> date:
     return today if isinstance(today, date) else max(today.values(), default=date.min)
 
 
+_Today = date | Mapping[str, date]  # a day, or a day per contract name
+
+
 def _start(
-    entries: Sequence[Invoice | Evaluated],
-    terms: Terms,
-    history: Iterable[HistoryEntry] | History,
-    renegotiations: Iterable[RenegotiationRequest],
-    today: date | Mapping[str, date],
-) -> tuple[_Run, _Replay]:
+    entries: Sequence[Invoice | Evaluated], terms: Terms, history: Iterable[HistoryEntry] | History,
+    renegotiations: Iterable[RenegotiationRequest], today: _Today
+) -> tuple[_Run, _Replay]:  # fmt: skip
     """What every evaluation does first: the ledger indexed, the renegotiations replayed."""
     if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
         raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
