@@ -18,7 +18,7 @@ from rich.console import Console
 
 from bridge import clock, collector
 from bridge.errors import BridgeError, ConfigError
-from bridge.plan import ActionKind, Plan
+from bridge.plan import ActionKind, Plan, PlanStream
 from bridge.render import console, printable, safe
 
 
@@ -198,6 +198,7 @@ def evaluate(
     from bridge.config import load_terms, resolve_config_path
     from bridge.inputs import load_history, load_invoices, load_renegotiations
     from bridge.policies.evaluate import evaluate as run_policies
+    from bridge.policies.evaluate import evaluate_stream
 
     terms_path = contracts_path if contracts_path is not None else resolve_config_path(c.config, os.environ)
     terms = load_terms(terms_path)
@@ -210,12 +211,41 @@ def evaluate(
         invoices, errors = load_invoices(invoices_path)
         history = load_history(history_path) if history_path else []
         renegotiations = load_renegotiations(renegotiations_path) if renegotiations_path else []
-        plan = run_policies(invoices, terms, history, renegotiations, today, errors)
-        if out_path is not None:
-            _write_atomically(out_path, plan.json_chunks())
-        _emit_plan(c, plan, terms if c.as_of is None else None)
-    if plan.errors:
+        if c.json:  # written as it is evaluated: a large plan is never held whole
+            stream = evaluate_stream(invoices, terms, history, renegotiations, today, errors)
+            _emit_stream(c, stream, out_path)
+            failed = bool(stream.errors)
+        else:
+            plan = run_policies(invoices, terms, history, renegotiations, today, errors)
+            if out_path is not None:
+                _write_atomically(out_path, plan.json_chunks())
+            _emit_plan(c, plan, terms if c.as_of is None else None)
+            failed = bool(plan.errors)
+    if failed:
         raise SystemExit(3)
+
+
+def _emit_stream(c: Context, stream: PlanStream, out_path: Path | None) -> None:
+    """A streamed plan's JSON on stdout (and in `--out`, the same bytes), then its one-line summary on stderr. Its
+    skips wait in a temporary file (in memory while small) until the last action is written."""
+    import tempfile
+
+    from bridge.render import summary_line
+
+    with tempfile.SpooledTemporaryFile(max_size=SKIPS_IN_MEMORY) as spool:
+        if out_path is None:
+            for chunk in stream.json_chunks(spool):
+                click.echo(chunk, nl=False)
+        else:  # the file first, as for a plan held whole; then its bytes on stdout
+            _write_atomically(out_path, stream.json_chunks(spool))
+            with out_path.open("rb") as written:
+                for block in iter(lambda: written.read(1 << 20), b""):
+                    click.echo(block, nl=False)
+    if not c.quiet:
+        c.err.print(summary_line(stream))
+
+
+SKIPS_IN_MEMORY = 1 << 20  # bytes of a streamed plan's encoded skips kept in memory before they go to a file
 
 
 def _runtime(

@@ -7,38 +7,35 @@ single malformed invoice is quarantined as a plan error; the others are evaluate
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from pydantic import TypeAdapter, ValidationError
 
 from bridge.errors import ConfigError
 from bridge.model import INVOICE_JSON, HistoryEntry, Invoice, RenegotiationRequest
 from bridge.plan import RecordError
 
-# Where a JSON number with a fraction or an exponent may start (a value after `:`, `[` or `,`). Text inside
-# strings can match too ("rate: 1.5"): that only costs the slower reading, never a float.
-_MAYBE_FRACTION = re.compile(rb"[:\[,]\s*-?\d+(?:\.|[eE])")
+# JSON at C speed, every number with a fraction or an exponent a Decimal (as `json.loads(parse_float=Decimal)`).
+_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
 
 
 def read_json(path: Path, what: str) -> Any:
     """A JSON file parsed with Decimal for every non-integer number; unreadable or invalid JSON is a usage error.
 
-    orjson reads it (C speed) when it holds no number with a fraction: such a number would come back a float.
-    Otherwise the standard parser reads it with `parse_float=Decimal` (a float never touches an amount).
+    msgspec reads it (C speed, a float never touches an amount); what it refuses, the standard parser reads with
+    `parse_float=Decimal`: it takes what msgspec does not (NaN, a lone surrogate escape) or says where and why.
     """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file: {exc.strerror or exc}", str(path)) from None
-    if _MAYBE_FRACTION.search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass  # the standard parser says where and why, in its own words
+    try:
+        return _DECODE(data)
+    except msgspec.DecodeError:
+        pass
     try:
         return json.loads(data.decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError as exc:

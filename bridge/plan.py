@@ -12,6 +12,7 @@ tuple they compare equal to a plain tuple of the same values.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -298,13 +299,14 @@ class Skip(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        out: dict[str, Any] = {"connection": self.connection, "invoice": self.invoice}
-        if self.key is not None:
-            out["key"] = self.key
-        out["code"] = self.code._value_
-        out["detail"] = self.detail
-        if self.clause is not None:
-            out["clause"] = self.clause
+        connection, invoice, code, detail, clause, key = self  # one unpacking: this runs per skip
+        out: dict[str, Any] = {"connection": connection, "invoice": invoice}
+        if key is not None:
+            out["key"] = key
+        out["code"] = code._value_
+        out["detail"] = detail
+        if clause is not None:
+            out["clause"] = clause
         return out
 
 
@@ -346,7 +348,7 @@ def _order(connection: str, number: tuple[int | str, ...], key: str | None, last
     return (connection, number, head, int(tail), last) if tail.isdecimal() else (connection, number, key, -1, last)
 
 
-class _NaturalKeys(dict[str, tuple[int | str, ...]]):
+class NaturalKeys(dict[str, tuple[int | str, ...]]):
     """Each invoice number's natural key, computed once per build (a plan has many items per invoice)."""
 
     def __missing__(self, number: str) -> tuple[int | str, ...]:
@@ -376,19 +378,13 @@ class Plan:
         errors: Iterable[RecordError] = (),
     ) -> Plan:
         """Sort everything into the canonical order (connection, invoice number, key)."""
-        natural = _NaturalKeys()
+        natural = NaturalKeys()
         return cls(
             as_of=as_of,
-            actions=tuple(
-                sorted(actions, key=lambda a: _order(a.connection, natural[a.invoice.number or ""], a.key, ""))
-            ),
-            skipped=tuple(sorted(skipped, key=lambda s: _order(s.connection, natural[s.invoice or ""], s.key, s.code))),
-            warnings=tuple(
-                sorted(
-                    warnings, key=lambda w: _order(w.connection, natural[w.invoice or ""], None, f"{w.code}:{w.detail}")
-                )
-            ),
-            errors=tuple(sorted(errors, key=lambda e: (e.connection, natural_key(e.record), e.error))),
+            actions=tuple(sorted_actions(actions, natural)),
+            skipped=tuple(sorted_skips(skipped, natural)),
+            warnings=tuple(sorted_warnings(warnings, natural)),
+            errors=tuple(sorted_errors(errors)),
         )
 
     @property
@@ -398,24 +394,9 @@ class Plan:
 
     def summary(self) -> dict[str, Any]:
         """Counts per kind and the late-fee total per currency."""
-        fee_totals: dict[str, Decimal] = {}
-        counts = Counter(map(attrgetter("kind"), self.actions))
-        late_fee, zero = ActionKind.LATE_FEE, Decimal(0)
-        for action in self.actions:
-            if action.kind is late_fee and action.amount is not None:
-                cur = action.invoice.currency
-                fee_totals[cur] = fee_totals.get(cur, zero) + action.amount
-        return {
-            "actions": len(self.actions),
-            "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
-            "reminders": counts[ActionKind.REMINDER],
-            "late_fees": counts[late_fee],
-            "due_date_updates": counts[ActionKind.UPDATE_DUE_DATE],
-            "renegotiations_refused": counts[ActionKind.RENEGOTIATION_REFUSED],
-            "skipped": len(self.skipped),
-            "warnings": len(self.warnings),
-            "errors": len(self.errors),
-        }
+        tally = _Tally()
+        tally.add(self.actions)
+        return tally.summary(len(self.skipped), len(self.warnings), len(self.errors))
 
     def to_dict(self) -> dict[str, Any]:
         """The plan JSON object of docs/interfaces.md."""
@@ -445,24 +426,12 @@ class Plan:
         orjson writes the same escapes, separators and two-space indentation; the lists are encoded a
         chunk at a time and indented one level deeper.
         """
-        members: list[tuple[str, Sequence[Any], Callable[[Sequence[Any]], list[dict[str, Any]]]]] = [
-            ("actions", self.actions, _action_dicts),
-            ("skipped", self.skipped, _dicts),
-            ("warnings", self.warnings, _dicts),
-            ("errors", self.errors, _dicts),
-        ]
-        yield b'{\n  "version": %d,\n  "as_of": "%s"' % (PLAN_VERSION, self.as_of.isoformat().encode())
-        for name, items, to_dict in members:
-            yield b",\n"
-            yield from _json_list(name, items, to_dict)
-        tail: list[tuple[str, Any]] = [("summary", self.summary())]
-        if self.applied is not None:
-            tail.append(("applied", [dict(x) for x in self.applied]))
-        if self.failed is not None:
-            tail.append(("failed", [dict(x) for x in self.failed]))
-        for name, value in tail:
-            yield b",\n  " + orjson.dumps(name) + b": " + _indented(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-        yield b"\n}\n"
+        yield _head(self.as_of)
+        yield from _json_list("actions", _batches(self.actions, _action_dicts))
+        yield from _json_list("skipped", _batches(self.skipped, _dicts))
+        yield from _json_list("warnings", _batches(self.warnings, _dicts))
+        yield from _json_list("errors", _batches(self.errors, _dicts))
+        yield from _tail(self.summary(), self.applied, self.failed)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -494,6 +463,146 @@ class Plan:
 _CHUNK = 2_000  # list items encoded at a time: large enough for C speed, small enough for little memory
 
 
+def sorted_actions(actions: Iterable[Action], natural: NaturalKeys) -> list[Action]:
+    """Actions in plan order (connection, invoice number, key); `natural`: the invoice numbers' keys so far."""
+    return sorted(actions, key=lambda a: _order(a.connection, natural[a.invoice.number or ""], a.key, ""))
+
+
+def sorted_skips(skipped: Iterable[Skip], natural: NaturalKeys) -> list[Skip]:
+    """Skips in plan order (connection, invoice number, key, code)."""
+    return sorted(skipped, key=lambda s: _order(s.connection, natural[s.invoice or ""], s.key, s.code))
+
+
+def sorted_warnings(warnings: Iterable[Warning], natural: NaturalKeys) -> list[Warning]:
+    """Warnings in plan order (connection, invoice number, code and detail)."""
+    return sorted(warnings, key=lambda w: _order(w.connection, natural[w.invoice or ""], None, f"{w.code}:{w.detail}"))
+
+
+def sorted_errors(errors: Iterable[RecordError]) -> list[RecordError]:
+    """Record errors in plan order (connection, record, error)."""
+    return sorted(errors, key=lambda e: (e.connection, natural_key(e.record), e.error))
+
+
+class _Tally:
+    """What a plan's summary counts of its actions, added up a batch at a time."""
+
+    def __init__(self) -> None:
+        self.actions = 0
+        self.kinds: Counter[ActionKind] = Counter()
+        self.fee_totals: dict[str, Decimal] = {}
+
+    def add(self, actions: Sequence[Action]) -> None:
+        self.actions += len(actions)
+        self.kinds.update(map(attrgetter("kind"), actions))
+        fee_totals, late_fee, zero = self.fee_totals, ActionKind.LATE_FEE, Decimal(0)
+        for action in actions:
+            if action.kind is late_fee and action.amount is not None:
+                cur = action.invoice.currency
+                fee_totals[cur] = fee_totals.get(cur, zero) + action.amount
+
+    def summary(self, skipped: int, warnings: int, errors: int) -> dict[str, Any]:
+        kinds, fee_totals = self.kinds, self.fee_totals
+        return {
+            "actions": self.actions,
+            "late_fee_total": {cur: format_amount(fee_totals[cur], cur) for cur in sorted(fee_totals)},
+            "reminders": kinds[ActionKind.REMINDER],
+            "late_fees": kinds[ActionKind.LATE_FEE],
+            "due_date_updates": kinds[ActionKind.UPDATE_DUE_DATE],
+            "renegotiations_refused": kinds[ActionKind.RENEGOTIATION_REFUSED],
+            "skipped": skipped,
+            "warnings": warnings,
+            "errors": errors,
+        }
+
+
+class PlanStream:
+    """A plan written as it is evaluated, never held whole: what `bridge --json evaluate` prints.
+
+    `groups` gives the actions and skips a few at a time, each batch in plan order and after the one before
+    (the engine evaluates the invoices in plan order: bridge.policies.evaluate.evaluate_stream); `rest`, called
+    once they are all given, the warnings and record errors in plan order. `json_chunks` writes the same bytes
+    as the `Plan` of the same items: the actions as they come, the skips kept aside meanwhile (the plan lists
+    every action before the first skip), then the rest and the summary. `summary()` and `errors` are known once
+    the chunks are written.
+    """
+
+    def __init__(
+        self,
+        as_of: date,
+        groups: Iterable[tuple[Sequence[Action], Sequence[Skip]]],
+        rest: Callable[[], tuple[Sequence[Warning], Sequence[RecordError]]],
+    ) -> None:
+        self.as_of = as_of
+        self._groups = groups
+        self._rest = rest
+        self._summary: dict[str, Any] | None = None
+        self.errors: Sequence[RecordError] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """The plan's summary, once `json_chunks` has been read to the end."""
+        if self._summary is None:
+            raise RuntimeError("the plan's summary is known once its JSON is written")
+        return self._summary
+
+    def json_chunks(self, spool: IO[bytes] | None = None) -> Iterator[bytes]:
+        """The canonical JSON (UTF-8) in pieces, evaluated as they are written (once only).
+
+        `spool`: an empty binary file that keeps the encoded skips until the last action is written (the shell
+        gives a temporary file, so that a large plan's skips are not held in memory); in memory when not given.
+        """
+        kept = io.BytesIO() if spool is None else spool
+        tally = _Tally()
+        actions: list[Action] = []
+        skips: list[Skip] = []
+        skipped = 0
+        yield _head(self.as_of)
+        head = _list_head("actions")
+        for group_actions, group_skips in self._groups:
+            actions += group_actions
+            skips += group_skips
+            if len(actions) >= _CHUNK:
+                tally.add(actions)
+                yield head + _batch(actions, _action_dicts)
+                head, actions = b",\n  ", []
+            if len(skips) >= _CHUNK:
+                kept.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
+                skipped, skips = skipped + len(skips), []
+        if actions:
+            tally.add(actions)
+            yield head + _batch(actions, _action_dicts)
+        yield _list_end("actions", tally.actions)
+        if skips:
+            kept.write((b",\n  " if skipped else b"") + _batch(skips, _dicts))
+            skipped += len(skips)
+        if skipped:
+            yield _list_head("skipped")
+            kept.seek(0)
+            yield from iter(lambda: kept.read(1 << 20), b"")
+        yield _list_end("skipped", skipped)
+        warnings, self.errors = self._rest()
+        yield from _json_list("warnings", _batches(warnings, _dicts))
+        yield from _json_list("errors", _batches(self.errors, _dicts))
+        self._summary = tally.summary(skipped, len(warnings), len(self.errors))
+        yield from _tail(self._summary, None, None)
+
+
+def _head(as_of: date) -> bytes:
+    return b'{\n  "version": %d,\n  "as_of": "%s"' % (PLAN_VERSION, as_of.isoformat().encode())
+
+
+def _tail(
+    summary: dict[str, Any], applied: Sequence[Mapping[str, Any]] | None, failed: Sequence[Mapping[str, Any]] | None
+) -> Iterator[bytes]:
+    tail: list[tuple[str, Any]] = [("summary", summary)]
+    if applied is not None:
+        tail.append(("applied", [dict(x) for x in applied]))
+    if failed is not None:
+        tail.append(("failed", [dict(x) for x in failed]))
+    for name, value in tail:
+        yield b",\n  " + orjson.dumps(name) + b": " + _indented(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+    yield b"\n}\n"
+
+
 def _indented(encoded: bytes) -> bytes:
     # One level deeper. A raw newline in orjson's output is always layout: newlines in strings are escaped.
     return encoded.replace(b"\n", b"\n  ")
@@ -515,20 +624,32 @@ def _action_dicts(actions: Sequence[Action]) -> list[dict[str, Any]]:
     return out
 
 
-def _json_list(
-    name: str, items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]
-) -> Iterator[bytes]:
-    """`  "name": [...]` as a member of the plan object, its items encoded `_CHUNK` at a time."""
-    head = b"  " + orjson.dumps(name) + b": "
-    if not items:
-        yield head + b"[]"
-        return
-    yield head + b"[\n"
+def _batch(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]) -> bytes:
+    """Items as they sit in a plan's list: `{...},\n    {...}`, two spaces deeper than orjson puts them."""
+    # orjson gives b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
+    return _indented(orjson.dumps(to_dicts(items), option=orjson.OPT_INDENT_2)[2:-2])
+
+
+def _batches(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]) -> Iterator[bytes]:
     for start in range(0, len(items), _CHUNK):
-        encoded = orjson.dumps(to_dicts(items[start : start + _CHUNK]), option=orjson.OPT_INDENT_2)
-        # b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
-        yield (b",\n  " if start else b"  ") + _indented(encoded[2:-2])
-    yield b"\n  ]"
+        yield _batch(items[start : start + _CHUNK], to_dicts)
+
+
+def _list_head(name: str) -> bytes:
+    return b",\n  " + orjson.dumps(name) + b": [\n  "
+
+
+def _list_end(name: str, count: int) -> bytes:
+    return b"\n  ]" if count else b",\n  " + orjson.dumps(name) + b": []"
+
+
+def _json_list(name: str, batches: Iterable[bytes]) -> Iterator[bytes]:
+    """`  "name": [...]` as a member of the plan object (after a comma), from its items' batches."""
+    head, count = _list_head(name), 0
+    for batch in batches:
+        yield head + batch
+        head, count = b",\n  ", count + 1
+    yield _list_end(name, count)
 
 
 def _iso(value: date | None) -> str | None:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bridge import clock
 from bridge.money import format_amount
-from bridge.plan import Action, ActionKind, Plan
+from bridge.plan import Action, ActionKind, Plan, PlanStream
 
 # C0 and C1 control characters, DEL, and the Unicode formatting characters that reorder or hide text
 # (bidi embeddings, overrides and isolates; zero-width and word joiners; the BOM).
@@ -138,7 +138,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def summary_line(plan: Plan) -> str:
+def summary_line(plan: Plan | PlanStream) -> str:
     """One line that reads as a sentence: "3 reminders, 2 late fees (45.00 USD), 1 due-date change; 12 skipped".
 
     Kinds with nothing are left out; an empty plan says "Nothing to do".

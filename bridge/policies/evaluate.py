@@ -7,10 +7,11 @@ byte.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from operator import itemgetter
 from typing import Literal, NamedTuple
 
 from bridge.delivery import NOT_SENT, SMTP, Delivery, reminder_delivery
@@ -21,13 +22,19 @@ from bridge.plan import (
     Action,
     ActionKind,
     InvoiceRef,
+    NaturalKeys,
     Plan,
+    PlanStream,
     RecordError,
     Skip,
     SkipCode,
     Warning,
     WarningCode,
     natural_key,
+    sorted_actions,
+    sorted_errors,
+    sorted_skips,
+    sorted_warnings,
 )
 from bridge.policies.history import History, InvoiceHistory
 from bridge.policies.late_fees import FeeOutcome, decide_late_fees, fee_description, fee_terms
@@ -272,6 +279,65 @@ def evaluate_each(
     return plan, each
 
 
+def evaluate_stream(
+    invoices: Sequence[Invoice],
+    terms: Terms,
+    history: Iterable[HistoryEntry] | History,
+    renegotiations: Iterable[RenegotiationRequest],
+    today: date | Mapping[str, date],
+    errors: Iterable[RecordError] = (),
+) -> PlanStream:
+    """`evaluate`, as a plan written while it is evaluated (`bridge --json evaluate`): the same plan, byte for byte,
+    without holding its actions and skips.
+
+    The invoices are evaluated in plan order (connection, then invoice number), those that share a place in it
+    together, so each batch of actions and skips follows the one before; what depends on the order of the input
+    (the first reminder of a connection sent as the provider's e-mail, the first invoice of an escalation warning)
+    is kept by input position, as `evaluate` sees it.
+    """
+    run, reneg = _start(invoices, terms, history, renegotiations, today)
+
+    def place(index: int) -> tuple[str, tuple[int | str, ...]]:
+        return invoices[index].connection, natural_key(invoices[index].number)
+
+    order = sorted(range(len(invoices)), key=place)  # the keys are freed once sorted: made again as needed
+    # Renegotiations are decided first (their requests span invoices): their items join their invoice's batch.
+    early: dict[tuple[str, tuple[int | str, ...]], tuple[list[Action], list[Skip]]] = {}
+    for action in reneg.actions:
+        early.setdefault((action.connection, natural_key(action.invoice.number)), ([], []))[0].append(action)
+    for skip in reneg.skips:
+        early.setdefault((skip.connection, natural_key(skip.invoice)), ([], []))[1].append(skip)
+    found: list[tuple[int, list[Warning]]] = []
+
+    def groups() -> Iterator[tuple[list[Action], list[Skip]]]:
+        at, end = 0, len(order)
+        while at < end:
+            here, first = place(order[at]), at
+            renegotiated = early.pop(here, None)
+            actions, skips = renegotiated or ([], [])
+            while at < end and (at == first or place(order[at]) == here):
+                index = order[at]
+                warnings: list[Warning] = []
+                run.invoice(invoices[index], index, actions, skips, warnings)
+                if warnings:
+                    found.append((index, warnings))
+                at += 1
+            if renegotiated is None and at == first + 1:
+                # One invoice alone gives its actions and skips in plan order already: fee occurrences, then the
+                # reminder step (and the steps it supersedes, then the one held back), keys ascending.
+                yield actions, skips
+            else:
+                natural = NaturalKeys()  # one place's numbers only: the keys of the whole input would cost memory
+                yield sorted_actions(actions, natural), sorted_skips(skips, natural)
+
+    def rest() -> tuple[list[Warning], list[RecordError]]:
+        found.sort(key=itemgetter(0))
+        warnings = [*reneg.warnings, *(w for _, some in found for w in some), *run.closing_warnings()]
+        return sorted_warnings(warnings, NaturalKeys()), sorted_errors(errors)
+
+    return PlanStream(_as_of(today), groups(), rest)
+
+
 def _evaluate(
     entries: Sequence[Invoice | Evaluated],
     terms: Terms,
@@ -281,18 +347,9 @@ def _evaluate(
     errors: Iterable[RecordError],
     each: list[Evaluated] | None,
 ) -> Plan:
-    if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
-        raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
-    hist = history if isinstance(history, History) else History(history)
-    scope = _Scope(terms)
-    requests = list(renegotiations)
-    requested = _requested((e for e in entries if isinstance(e, Invoice)), requests)
-    reneg = _plan_renegotiations(requests, requested, scope, hist, today)
+    run, reneg = _start(entries, terms, history, renegotiations, today)
     actions, skips, warnings = list(reneg.actions), list(reneg.skips), list(reneg.warnings)
-    per_contract: dict[str, _PerContract] = {}
-    template_mail: dict[tuple[str, str], Action] = {}  # per connection: a reminder sent as the provider's e-mail
-    escalation = _Escalation()
-    for inv in entries:
+    for index, inv in enumerate(entries):
         if isinstance(inv, Evaluated):  # an unchanged invoice's result, taken as it is
             actions += inv.actions
             skips += inv.skips
@@ -300,47 +357,106 @@ def _evaluate(
             if each is not None:
                 each.append(inv)
             for action in inv.actions:
-                if action.kind is ActionKind.REMINDER and action.sends == "provider_invoice_email":
-                    template_mail.setdefault((action.connection, action.provider), action)
+                run.note_template_mail(action, index)
             continue
+        mark = len(actions), len(skips), len(warnings)
+        run.invoice(inv, index, actions, skips, warnings)
         if each is not None:
-            mark = len(actions), len(skips), len(warnings)
-        contract, skip = scope.check(inv)
+            each.append(Evaluated(tuple(actions[mark[0] :]), tuple(skips[mark[1] :]), tuple(warnings[mark[2] :])))
+    warnings += run.closing_warnings()
+    del run  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
+    return Plan.build(_as_of(today), actions, skips, warnings, errors)
+
+
+def _as_of(today: date | Mapping[str, date]) -> date:
+    return today if isinstance(today, date) else max(today.values(), default=date.min)
+
+
+_Today = date | Mapping[str, date]  # a day, or a day per contract name
+
+
+def _start(
+    entries: Sequence[Invoice | Evaluated], terms: Terms, history: Iterable[HistoryEntry] | History,
+    renegotiations: Iterable[RenegotiationRequest], today: _Today
+) -> tuple[_Run, _Replay]:  # fmt: skip
+    """What every evaluation does first: the ledger indexed, the renegotiations replayed."""
+    if not isinstance(today, date | Mapping) or (isinstance(today, date) and today == date.min):
+        raise ValueError("evaluate needs `today` (a date, or a date per contract name)")
+    hist = history if isinstance(history, History) else History(history)
+    scope = _Scope(terms)
+    requests = list(renegotiations)
+    requested = _requested((e for e in entries if isinstance(e, Invoice)), requests)
+    reneg = _plan_renegotiations(requests, requested, scope, hist, today)
+    return _Run(terms, scope, hist, reneg.effective_due, today), reneg
+
+
+class _Run:
+    """One evaluation of invoice after invoice: what it works out per contract, and the warnings it gathers across
+    invoices, each kept from the invoice first in the input (`index`), whatever order they are evaluated in."""
+
+    def __init__(
+        self,
+        terms: Terms,
+        scope: _Scope,
+        hist: History,
+        effective_due: Mapping[tuple[str, str], date],
+        today: date | Mapping[str, date],
+    ) -> None:
+        self.terms, self.scope, self.hist, self.effective_due, self.today = terms, scope, hist, effective_due, today
+        self.per_contract: dict[str, _PerContract] = {}
+        # Per connection and provider: a reminder sent as the provider's e-mail, and its input position.
+        self.template_mail: dict[tuple[str, str], tuple[int, Action]] = {}
+        self.escalation = _Escalation()
+
+    def invoice(
+        self, inv: Invoice, index: int, actions: list[Action], skips: list[Skip], warnings: list[Warning]
+    ) -> None:
+        """Evaluate one invoice, the `index`th of the input: its actions, skips and warnings added to the lists."""
+        contract, skip = self.scope.check(inv)
         over = None if skip is not None or contract is None else over_estimate(inv, contract)
         if skip is not None:
             skips.append(skip)
-        elif over is not None:
+            return
+        if over is not None:
             skips.append(over[0])
             warnings.append(over[1])
-        else:
-            assert contract is not None and inv.due_date is not None
-            run = per_contract.get(contract.name)
-            if run is None:
-                run = per_contract[contract.name] = _PerContract(contract, _today_for(today, contract), terms)
-            effective_due = reneg.effective_due.get((inv.connection, inv.id), inv.due_date)
-            inv_hist = hist.for_invoice(inv.connection, inv.id)
-            fee_mode = terms.fee_modes.get(inv.connection)
-            # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
-            fees = _late_fees(inv, run, effective_due, inv_hist, fee_mode)
-            actions += fees.actions
-            skips += fees.skips
-            warnings += fees.warnings
-            ref = fees.actions[0].invoice if fees.actions else None
-            reminder, reminder_skips = _reminder(inv, run, effective_due, inv_hist, ref, fees.line_total)
-            skips += reminder_skips
-            if reminder is not None:
-                actions.append(reminder)
-                if reminder.sends == "provider_invoice_email":
-                    template_mail.setdefault((inv.connection, inv.provider), reminder)
-                if run.contract.reminders.escalate_from_step is not None:
-                    escalation.note(inv, reminder, run)
-        if each is not None:
-            each.append(Evaluated(tuple(actions[mark[0] :]), tuple(skips[mark[1] :]), tuple(warnings[mark[2] :])))
-    warnings += [_template_mail_warning(a, terms.provider_channels) for a in template_mail.values()]
-    warnings += escalation.warnings()
-    as_of = today if isinstance(today, date) else max(today.values(), default=date.min)
-    del hist  # the ledger index is not needed to sort the plan: free it before the sort's keys are made
-    return Plan.build(as_of, actions, skips, warnings, errors)
+            return
+        assert contract is not None and inv.due_date is not None
+        run = self.per_contract.get(contract.name)
+        if run is None:
+            run = self.per_contract[contract.name] = _PerContract(
+                contract, _today_for(self.today, contract), self.terms
+            )
+        effective_due = self.effective_due.get((inv.connection, inv.id), inv.due_date)
+        inv_hist = self.hist.for_invoice(inv.connection, inv.id)
+        fee_mode = self.terms.fee_modes.get(inv.connection)
+        # Fees come first: a reminder states the balance the fees of this same run leave (POLICY §4).
+        fees = _late_fees(inv, run, effective_due, inv_hist, fee_mode)
+        actions += fees.actions
+        skips += fees.skips
+        warnings += fees.warnings
+        ref = fees.actions[0].invoice if fees.actions else None
+        reminder, reminder_skips = _reminder(inv, run, effective_due, inv_hist, ref, fees.line_total)
+        skips += reminder_skips
+        if reminder is not None:
+            actions.append(reminder)
+            self.note_template_mail(reminder, index)
+            if run.contract.reminders.escalate_from_step is not None:
+                self.escalation.note(inv, reminder, run, index)
+
+    def note_template_mail(self, action: Action, index: int) -> None:
+        """Keep the first reminder (in the input) of each connection sent as the provider's own e-mail."""
+        if action.kind is ActionKind.REMINDER and action.sends == "provider_invoice_email":
+            key = (action.connection, action.provider)
+            kept = self.template_mail.get(key)
+            if kept is None or index < kept[0]:
+                self.template_mail[key] = (index, action)
+
+    def closing_warnings(self) -> list[Warning]:
+        """The warnings said once per connection or client, in the order of the input that gave them."""
+        mail = sorted(self.template_mail.values(), key=itemgetter(0))
+        channels = self.terms.provider_channels
+        return [_template_mail_warning(a, channels) for _, a in mail] + self.escalation.warnings()
 
 
 def _requested(invoices: Iterable[Invoice], requests: Sequence[RenegotiationRequest]) -> _Requested:
@@ -399,6 +515,7 @@ def _late_fees(
     conn, number, provider, item = inv.connection, inv.number, inv.provider, late_fee.item
     prefix = f"late_fee:{conn}:{inv.id}:"
     forgiven_from, why = inv_hist.fees_forgiven or (0, "")
+    fee = ActionKind.LATE_FEE
     for k, on, amount, _, reason, skip in outcome.charges:
         if forgiven_from and k >= forgiven_from:
             detail = f"every late fee on this invoice from occurrence {forgiven_from} on was forgiven for good: {why}"
@@ -407,24 +524,16 @@ def _late_fees(
         if skip is not None:
             skips.append(Skip(conn, number, SkipCode(skip), reason, clause, f"{prefix}{k}"))
             continue
-        ref = ref or _ref(inv, effective_due)
+        if ref is None:
+            ref = _ref(inv, effective_due)
+        # Positional, in Action's field order up to `description` (a keyword call costs more, per fee):
+        # occurrence, occurrence_date, amount, form, item, description.
         actions.append(
             Action(
-                f"{prefix}{k}",
-                ActionKind.LATE_FEE,
-                conn,
-                provider,
-                ref,
-                clause,
-                reason,
-                occurrence=k,
-                occurrence_date=on,
-                amount=amount,
-                form=form,
-                item=item,
-                description=fee_description(late_fee, number, k, on),
+                f"{prefix}{k}", fee, conn, provider, ref, clause, reason, k, on, amount, form, item,
+                fee_description(late_fee, number, k, on),
             )
-        )
+        )  # fmt: skip
     line_total = sum((a.amount for a in actions if a.amount is not None), Decimal(0)) if form == "line" else Decimal(0)
     return _Fees(actions, skips, warnings, line_total)
 
@@ -660,11 +769,12 @@ class _Escalation:
     copies before the escalation step, once per connection (like `provider_email_template`)."""
 
     def __init__(self) -> None:
-        self.alone: dict[tuple[str, str], tuple[Invoice, str, list[str]]] = {}
-        self.cannot_copy: dict[str, Warning] = {}
-        self.early: dict[str, Warning] = {}
+        # Each kept with the input position of the invoice that gave it: the first in the input is the one said.
+        self.alone: dict[tuple[str, str], tuple[int, Invoice, str, list[tuple[int, str]]]] = {}
+        self.cannot_copy: dict[str, tuple[int, Warning]] = {}
+        self.early: dict[str, tuple[int, Warning]] = {}
 
-    def note(self, inv: Invoice, reminder: Action, run: _PerContract) -> None:
+    def note(self, inv: Invoice, reminder: Action, run: _PerContract, index: int) -> None:
         from_step, step = run.contract.reminders.escalate_from_step, reminder.step
         assert from_step is not None and step is not None
         delivery = run.delivery(inv.provider)
@@ -672,30 +782,30 @@ class _Escalation:
         clause = f"{run.reminders_clause}.escalate_from_step"
         conn = inv.connection
         if step >= from_step and not others:
-            entry = self.alone.setdefault((conn, inv.customer.id), (inv, clause, []))
-            entry[2].append(inv.number)
-        elif step >= from_step and delivery.copies == "none" and conn not in self.cannot_copy:
-            self.cannot_copy[conn] = Warning(
-                conn,
-                None,
-                WarningCode.CANNOT_COPY,
+            entry = self.alone.get((conn, inv.customer.id))
+            if entry is None or index < entry[0]:
+                entry = self.alone[(conn, inv.customer.id)] = (index, inv, clause, entry[3] if entry else [])
+            entry[3].append((index, inv.number))
+        elif step >= from_step and delivery.copies == "none" and _first(self.cannot_copy, conn, index):
+            detail = (
                 f"{clause}: reminders through this connection cannot copy the client's other billing contacts "
                 f"({delivery.what}); they go to the client's own address only. The SMTP channel can copy them: "
-                'reminders.channel = "smtp".',
+                'reminders.channel = "smtp".'
             )
-        elif step < from_step and others and delivery.copies == "always" and conn not in self.early:
-            self.early[conn] = Warning(
-                conn,
-                None,
-                WarningCode.PROVIDER_COPIES,
+            self.cannot_copy[conn] = index, Warning(conn, None, WarningCode.CANNOT_COPY, detail)
+        elif step < from_step and others and delivery.copies == "always" and _first(self.early, conn, index):
+            detail = (
                 f"{clause} = {from_step}: {inv.provider} copies the client's other billing contacts on every invoice "
                 f"e-mail it sends, so reminders before step {from_step} reach them too (the plan lists them). "
-                'To copy them only from that step on, use the SMTP channel: reminders.channel = "smtp".',
+                'To copy them only from that step on, use the SMTP channel: reminders.channel = "smtp".'
             )
+            self.early[conn] = index, Warning(conn, None, WarningCode.PROVIDER_COPIES, detail)
 
     def warnings(self) -> list[Warning]:
-        out = list(self.cannot_copy.values()) + list(self.early.values())
-        for (conn, _), (inv, clause, numbers) in self.alone.items():
+        out = [w for _, w in sorted(self.cannot_copy.values(), key=itemgetter(0))]
+        out += [w for _, w in sorted(self.early.values(), key=itemgetter(0))]
+        for (conn, _), (_, inv, clause, noted) in sorted(self.alone.items(), key=lambda item: min(item[1][3])[0]):
+            numbers = [number for _, number in sorted(noted)]
             customer = inv.customer
             who = f"{customer.name} ({customer.id})" if customer.name else customer.id
             out.append(
@@ -710,6 +820,12 @@ class _Escalation:
                 )
             )
         return out
+
+
+def _first(kept: Mapping[str, tuple[int, Warning]], conn: str, index: int) -> bool:
+    """Whether the invoice at input position `index` comes before the one that gave `conn`'s warning, if any."""
+    entry = kept.get(conn)
+    return entry is None or index < entry[0]
 
 
 class _Replay(NamedTuple):

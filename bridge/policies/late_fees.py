@@ -185,27 +185,31 @@ def _charges(
 ) -> list[FeeCharge]:
     """The owed occurrences in order: each one's base, amount, and what the caps leave of it."""
     currency = invoice.currency
-    running = sum(charged.values(), Decimal(0))
-    cap = cap_for(principal, currency, terms)
+    running = sum(charged.values(), _ZERO) if charged else _ZERO
+    cap = (
+        None if terms.max_total is None and terms.max_percent_of_total is None else cap_for(principal, currency, terms)
+    )
     flat = round_half_up(terms.flat, currency)
-    min_fee = quantum(currency) if terms.min_fee is None else terms.min_fee
+    unit = quantum(currency)
+    min_fee = unit if terms.min_fee is None else terms.min_fee
     percent, compounding, summed = terms.percent, terms.compounding, terms.combine == "sum"
     how, states_base = _how(terms.percent, terms.flat, terms.combine, currency)
     # Payments and credits by date, for "paid on or before occurrence k's date".
-    allocations = sorted(invoice.payments, key=lambda a: a.date)
-    paid_dates = [a.date for a in allocations]
-    paid_totals = list(accumulate((a.amount for a in allocations), initial=Decimal(0)))
+    paid_dates: list[date] = []
+    paid_totals = [_ZERO]
+    if invoice.payments:
+        allocations = sorted(invoice.payments, key=lambda a: a.date)
+        paid_dates = [a.date for a in allocations]
+        paid_totals = list(accumulate((a.amount for a in allocations), initial=_ZERO))
     charges: list[FeeCharge] = []
     # Without compounding, the base (and so the amount) changes only when a payment falls between two occurrences:
-    # (payments counted, base, amount, how the reason ends).
-    last: tuple[int, Decimal, Decimal, str] | None = None
+    # (payments counted, base, amount, how the reason ends, and the fee itself when no cap or minimum touches it).
+    last: tuple[int, Decimal, Decimal, str, Decimal | None] | None = None
     days = _occurrence_days(effective_due, terms.grace_days, terms.every_days, owed[-1])
     for k in owed:
         on, fell_on = days[k - 1]
-        paid = bisect_right(paid_dates, on)
-        if last is not None and last[0] == paid and not compounding:
-            _, base, amount, how_much = last
-        else:
+        paid = bisect_right(paid_dates, on) if paid_dates else 0
+        if last is None or last[0] != paid or compounding:
             base = principal - paid_totals[paid]
             if compounding:
                 base += sum((amount for j, amount in charged.items() if j < k), Decimal(0))
@@ -214,8 +218,14 @@ def _charges(
             percent_part = round_half_up(percent * base / _HUNDRED, currency)
             amount = flat + percent_part if summed else max(flat, percent_part)
             how_much = f"{how}{format_amount(base, currency)}" if states_base else how
-            last = (paid, base, amount, how_much)
-        charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
+            # `_within_caps` has nothing to say of a fee under no cap and above the minimum (most fees).
+            plain = amount.quantize(unit) if cap is None and amount >= min_fee and amount > 0 else None
+            last = (paid, base, amount, how_much, plain)
+        _, base, amount, how_much, plain = last
+        if plain is not None:
+            charge = FeeCharge(k, on, plain, base, fell_on + how_much)
+        else:
+            charge = _within_caps(k, on, base, amount, fell_on + how_much, min_fee, cap, running, currency)
         charges.append(charge)
         if charge.skip is None:
             charged[k] = charge.amount

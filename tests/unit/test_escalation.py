@@ -4,6 +4,7 @@ the mappings that read the client's other billing contacts; the setting's config
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from bridge.mapping import quickbooks as qm
 from bridge.mapping import xero as xm
 from bridge.model import Customer
 from bridge.plan import Action, Plan, WarningCode
-from bridge.policies.evaluate import other_contacts
+from bridge.policies.evaluate import evaluate, evaluate_stream, other_contacts
 from tests.builders import applied, contract, invoice, run, terms
 
 DUE = "2026-09-07"  # steps of [-3, 1, 7, 14, 30]: 09-04, 09-08, 09-14, 09-21, 10-07
@@ -226,3 +227,20 @@ def test_freshbooks_reads_the_clients_contacts() -> None:
     }
     customer = fm.map_invoice(raw, "acme-fb", {"4": client}).customer
     assert customer.cc == ("board@orchardrow.example",)
+
+
+def test_the_warnings_name_what_came_first_in_the_input_when_the_plan_is_written_as_it_is_evaluated() -> None:
+    # The plan lists INV-1001 first, the input INV-1002 (whose client's name the provider spells differently):
+    # the warning is the one `evaluate` gives, though `evaluate_stream` evaluates INV-1001 first.
+    spelled = Customer(id="5", name="D. Rodriguez", email="diego@example.com")
+    invoices = [
+        invoice("INV-1002", customer=spelled, provider="freshbooks"),
+        invoice("INV-1001", customer=ALONE, provider="freshbooks"),
+        invoice("INV-1003", customer=AMY, provider="quickbooks"),
+    ]
+    for today in ("2026-09-08", "2026-09-14"):
+        plan = evaluate(invoices, escalating(3), (), (), date.fromisoformat(today))
+        assert b"".join(evaluate_stream(invoices, escalating(3), (), (), date.fromisoformat(today)).json_chunks()) == (
+            plan.to_json().encode("utf-8")
+        )
+    assert [w for w in plan.warnings if "D. Rodriguez" in w.detail and "INV-1001, INV-1002" in w.detail]
