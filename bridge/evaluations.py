@@ -262,15 +262,16 @@ def code_digest() -> str:
     engine's results follow (Babel formats amounts and dates, holidays moves business days, Jinja2 renders the
     messages, pydantic reads the stored invoices): a result decided by other code is never reused."""
     import babel
-    import jinja2
     import pydantic
 
-    try:  # read from its metadata: importing holidays costs more than a sync that evaluates nothing again
-        holidays = version("holidays")
-    except PackageNotFoundError:
-        holidays = "-"
-    libraries = f"{sys.version} babel {babel.__version__} holidays {holidays} jinja2 {jinja2.__version__} "
-    libraries += f"pydantic {pydantic.VERSION}"
+    def installed(name: str) -> str:  # from its metadata: importing Jinja2 or holidays costs more than a kept plan
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    libraries = f"{sys.version} babel {babel.__version__} holidays {installed('holidays')} "
+    libraries += f"jinja2 {installed('Jinja2')} pydantic {pydantic.VERSION}"
     root = Path(__file__).resolve().parent
     digest = hashlib.blake2b(libraries.encode(), digest_size=20)
     for path in sorted(root.rglob("*")):
