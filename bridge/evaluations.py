@@ -32,6 +32,7 @@ import sys
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -72,14 +73,15 @@ def plan(
     evaluated, and their results stored for the next run. With `keep` (a dry run), the whole plan kept by the last
     one is taken back when nothing it was made from changed, and the plan made is kept for the next.
     """
+    given = _Inputs(names, terms, history, renegotiations, today, errors, warnings)
     if not keep:
-        return _made(store, names, terms, history, renegotiations, today, errors, warnings)
-    fingerprint = _plan_fingerprint(names, terms, history, renegotiations, today, errors, warnings)
+        return _made(store, given)
+    fingerprint = given.fingerprint()
     changes = store.changes()  # before any record is read: a change from here on makes what is kept stale
     kept = store.kept_plan(names)
     if kept is not None and kept.changes == changes and kept.fingerprint == fingerprint:
         return Kept(kept)
-    made = _made(store, names, terms, history, renegotiations, today, errors, warnings)
+    made = _made(store, given)
     squeeze = zlib.compressobj(1)
     packed = b"".join([*(squeeze.compress(chunk) for chunk in made.json_chunks()), squeeze.flush()])
     head = {
@@ -98,22 +100,26 @@ def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
     return Plan.build(plan.as_of, plan.actions, plan.skipped, [*plan.warnings, *warnings], plan.errors)
 
 
-def _plan_fingerprint(
-    names: Sequence[str],
-    terms: Terms,
-    history: Sequence[HistoryEntry],
-    renegotiations: Sequence[RenegotiationRequest],
-    today: date | Mapping[str, date],
-    errors: Sequence[RecordError],
-    warnings: Sequence[Warning],
-) -> str:
-    """Everything a plan is made from but the pulled records (`Store.changes` stands for them)."""
-    digest = hashlib.blake2b(_common(terms, today, ()), digest_size=20)
-    for part in (names, history, renegotiations, errors, warnings):
-        digest.update(b"\1")
-        for item in part:
-            digest.update(repr(item).encode() + b"\0")
-    return digest.hexdigest()
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What a plan is made from besides the pulled records."""
+
+    names: Sequence[str]
+    terms: Terms
+    history: Sequence[HistoryEntry]
+    renegotiations: Sequence[RenegotiationRequest]
+    today: date | Mapping[str, date]
+    errors: Sequence[RecordError]
+    warnings: Sequence[Warning]
+
+    def fingerprint(self) -> str:
+        """Everything a plan is made from but the pulled records (`Store.changes` stands for them)."""
+        digest = hashlib.blake2b(_common(self.terms, self.today, ()), digest_size=20)
+        for part in (self.names, self.history, self.renegotiations, self.errors, self.warnings):
+            digest.update(b"\1")
+            for item in part:
+                digest.update(repr(item).encode() + b"\0")
+        return digest.hexdigest()
 
 
 class Kept(Plan):
@@ -170,20 +176,13 @@ class Kept(Plan):
 _PIECE = 1 << 18  # compressed bytes uncompressed at a time (a few MB of JSON)
 
 
-def _made(
-    store: Store,
-    names: Sequence[str],
-    terms: Terms,
-    history: Sequence[HistoryEntry],
-    renegotiations: Sequence[RenegotiationRequest],
-    today: date | Mapping[str, date],
-    errors: Sequence[RecordError],
-    warnings: Sequence[Warning],
-) -> Plan:
+def _made(store: Store, given: _Inputs) -> Plan:
     """The plan from each invoice's kept evaluation, or from evaluating it again (see the module's doc)."""
     from bridge.mapping.common import attach_estimates, attach_payments
     from bridge.policies.evaluate import evaluate_each
 
+    names, terms, history, renegotiations = given.names, given.terms, given.history, given.renegotiations
+    today, errors, warnings = given.today, given.errors, given.warnings
     per_invoice, others = _history_by_invoice(history)
     common = _common(terms, today, others)
     # A contract that escalates gathers its warnings across the book (the invoices of a client without other
