@@ -7,7 +7,6 @@ earlier run left pending, then applies the plan exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -574,7 +573,10 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     ]
     if broken:
         plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
-    return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
+    # A new Plan, not dataclasses.replace: a dry run's kept plan (bridge.evaluations.Kept) is made another way.
+    return Plan(
+        plan.as_of, plan.actions, plan.skipped, plan.warnings, plan.errors, tuple(report.applied), tuple(failed)
+    )
 
 
 def apply_plan(

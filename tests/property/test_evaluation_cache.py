@@ -16,13 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge import evaluations
+from bridge.ledger import ApplyReport
 from bridge.model import Allocation, EstimateRecord, HistoryEntry, Invoice, InvoiceStatus, Payment, RenegotiationRequest
 from bridge.plan import Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import Evaluated, evaluate, evaluate_each
 from bridge.policies.terms import Terms
 from bridge.store import Store
 from bridge.store.rows import CachedInvoice
-from bridge.sync import cached_invoices
+from bridge.sync import cached_invoices, with_report
 from tests.property.strategies import CONNECTIONS, Scenario, contracts, scenarios
 
 _STORE = Store.open("sqlite://")  # one in-memory store for every example; each starts by emptying it
@@ -124,6 +125,8 @@ def _same(store: Store, i: _Inputs) -> None:
     )
     read_back = Plan.build(taken.as_of, taken.actions, taken.skipped, taken.warnings, taken.errors)
     assert read_back.to_json() == expected
+    # Handed to what applies a plan, it reports as the evaluated plan does.
+    assert with_report(taken, ApplyReport()).to_json() == with_report(fresh, ApplyReport()).to_json()
 
 
 def _fill(store: Store, s: Scenario) -> None:
