@@ -51,6 +51,7 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
+from bench.endtoend import compile_bridge
 from bench.policy import interpreter_speed
 from bench.sync import sdk_client, sdk_default_page, sdk_read_all
 from bridge.auth.link import link_sandbox
@@ -588,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"interpreter: Python {sys.version.split()[0]} at {sys.executable}; "
-        f"sum(range(100)) takes {interpreter_speed():.2f} µs; {_load()}",
+        f"sum(range(100)) takes {interpreter_speed():.2f} µs; {_load()}; {compile_bridge()}",
         flush=True,
     )
     if not args.bridge_only:

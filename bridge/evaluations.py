@@ -13,32 +13,43 @@ everything it was decided from:
 
 An invoice whose fingerprint matches is not read into a model nor evaluated: its stored result is taken as it
 is. The engine stays a pure function (`evaluate_each`); only this module reads and writes the cache. An
-invoice a renegotiation request names is always evaluated (requests are decided anew on every run), and
-so is every invoice while a contract escalates (`escalate_from_step`: its warnings gather invoices across
-the book).
+invoice a renegotiation request names is always evaluated (requests are decided anew on every run; its result is
+not kept: it follows the request, which no fingerprint holds), and so is every invoice while a contract escalates
+(`escalate_from_step`: its warnings gather invoices across the book).
+
+A dry run also keeps its whole plan (`keep`): its canonical JSON, compressed, with the store's count of changes to
+the pulled records (`Store.changes`, counted in the transaction of every change to invoices, payments, customers,
+estimates or quarantine, and read before any record is) and a fingerprint of every other input: the format, the
+code, the terms, the day(s), the connections, every ledger entry of the history, every renegotiation request, the
+errors and the warnings. The next dry run that finds both the same reads no record at all: it writes the kept bytes
+out again (`Kept`), and reads the plan's actions and skips back from them only if someone asks for them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bridge.mapping.common import attach_estimates, attach_payments
 from bridge.model import INVOICE_JSON, HistoryEntry, Invoice, Payment, RenegotiationRequest
 from bridge.plan import Action, ActionKind, InvoiceRef, Plan, RecordError, Skip, SkipCode, Warning, WarningCode
-from bridge.policies.evaluate import Evaluated, evaluate_each
 from bridge.policies.terms import Terms
 from bridge.store import Store
+from bridge.store.rows import KeptPlan
+
+if TYPE_CHECKING:  # the engine is imported when an invoice is evaluated again, not by a dry run taking back its plan
+    from bridge.policies.evaluate import Evaluated
 
 FORMAT = "1"  # of the stored results: part of every fingerprint
 
@@ -51,12 +62,127 @@ def plan(
     renegotiations: Sequence[RenegotiationRequest],
     today: date | Mapping[str, date],
     errors: Sequence[RecordError],
+    warnings: Sequence[Warning] = (),
+    *,
+    keep: bool = False,
 ) -> Plan:
-    """The plan of the named connections' cached invoices; the same, byte for byte, as evaluating them all.
+    """The plan of the named connections' cached invoices (with `warnings` added); the same, byte for byte, as
+    evaluating them all.
 
     Invoices whose inputs are unchanged since their last evaluation take its stored result; the others are
-    evaluated, and their results stored for the next run.
+    evaluated, and their results stored for the next run. With `keep` (a dry run), the whole plan kept by the last
+    one is taken back when nothing it was made from changed, and the plan made is kept for the next.
     """
+    given = _Inputs(names, terms, history, renegotiations, today, errors, warnings)
+    if not keep:
+        return _made(store, given)
+    fingerprint = given.fingerprint()
+    changes = store.changes()  # before any record is read: a change from here on makes what is kept stale
+    kept = store.kept_plan(names)
+    if kept is not None and kept.changes == changes and kept.fingerprint == fingerprint:
+        return Kept(kept)
+    made = _made(store, given)
+    squeeze = zlib.compressobj(1)
+    packed = b"".join([*(squeeze.compress(chunk) for chunk in made.json_chunks()), squeeze.flush()])
+    head = {
+        "as_of": made.as_of.isoformat(),
+        "summary": made.summary(),
+        "warnings": [list(w) for w in made.warnings],
+        "errors": [[e.connection, e.record, e.error] for e in made.errors],
+    }
+    kept = KeptPlan(changes, fingerprint, orjson.dumps(head).decode(), packed)
+    store.keep_plan(names, kept)
+    return Kept(kept, made)
+
+
+def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
+    """The plan with more warnings, in the canonical order."""
+    return Plan.build(plan.as_of, plan.actions, plan.skipped, [*plan.warnings, *warnings], plan.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What a plan is made from besides the pulled records."""
+
+    names: Sequence[str]
+    terms: Terms
+    history: Sequence[HistoryEntry]
+    renegotiations: Sequence[RenegotiationRequest]
+    today: date | Mapping[str, date]
+    errors: Sequence[RecordError]
+    warnings: Sequence[Warning]
+
+    def fingerprint(self) -> str:
+        """Everything a plan is made from but the pulled records (`Store.changes` stands for them)."""
+        digest = hashlib.blake2b(_common(self.terms, self.today, ()), digest_size=20)
+        for part in (self.names, self.history, self.renegotiations, self.errors, self.warnings):
+            digest.update(b"\1")
+            for item in part:
+                digest.update(repr(item).encode() + b"\0")
+        return digest.hexdigest()
+
+
+class Kept(Plan):
+    """A plan as a dry run kept it: written out from its kept bytes (`json_chunks`), its summary, warnings and
+    errors from its head; its actions and skips read back from the bytes only when asked for (unless the plan
+    they were made from is at hand)."""
+
+    def __init__(self, kept: KeptPlan, made: Plan | None = None) -> None:
+        head = orjson.loads(kept.head)
+        object.__setattr__(self, "as_of", date.fromisoformat(head["as_of"]))
+        object.__setattr__(self, "warnings", tuple(_warning(w) for w in head["warnings"]))
+        object.__setattr__(self, "errors", tuple(RecordError(*e) for e in head["errors"]))
+        object.__setattr__(self, "applied", None)
+        object.__setattr__(self, "failed", None)
+        object.__setattr__(self, "_kept", kept)
+        object.__setattr__(self, "_summary", head["summary"])
+        object.__setattr__(self, "_made", made)
+
+    def _plan(self) -> Plan:
+        made: Plan | None = self.__dict__["_made"]
+        if made is None:
+            made = Plan.from_dict(orjson.loads(b"".join(self.json_chunks())))
+            object.__setattr__(self, "_made", made)
+        return made
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """The plan's actions (read back from the kept bytes the first time)."""
+        return self._plan().actions
+
+    @property
+    def skipped(self) -> tuple[Skip, ...]:
+        """The plan's skips (read back from the kept bytes the first time)."""
+        return self._plan().skipped
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to do."""
+        return not self.summary()["actions"]
+
+    def summary(self) -> dict[str, Any]:
+        """The kept summary (a copy)."""
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in self.__dict__["_summary"].items()}
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """The kept canonical JSON, uncompressed a piece at a time."""
+        kept: KeptPlan = self.__dict__["_kept"]
+        unsqueeze = zlib.decompressobj()
+        for start in range(0, len(kept.plan), _PIECE):
+            yield unsqueeze.decompress(kept.plan[start : start + _PIECE])
+        yield unsqueeze.flush()
+
+
+_PIECE = 1 << 18  # compressed bytes uncompressed at a time (a few MB of JSON)
+
+
+def _made(store: Store, given: _Inputs) -> Plan:
+    """The plan from each invoice's kept evaluation, or from evaluating it again (see the module's doc)."""
+    from bridge.mapping.common import attach_estimates, attach_payments
+    from bridge.policies.evaluate import evaluate_each
+
+    names, terms, history, renegotiations = given.names, given.terms, given.history, given.renegotiations
+    today, errors, warnings = given.today, given.errors, given.warnings
     per_invoice, others = _history_by_invoice(history)
     common = _common(terms, today, others)
     # A contract that escalates gathers its warnings across the book (the invoices of a client without other
@@ -95,7 +221,8 @@ def plan(
                 invoice = attach_payments([invoice], [Payment.model_validate_json(p) for p in paid_by])[0]
             if estimates:
                 invoice = attach_estimates([invoice], estimates)[0]
-            fresh.append((name, len(entries), row.remote_id, fingerprint))
+            if not named:  # its result follows the request, which no fingerprint holds: never kept
+                fresh.append((name, len(entries), row.remote_id, fingerprint))
             entries.append(invoice)
     result, each = evaluate_each(entries, terms, history, renegotiations, today, errors)
     by_connection: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
@@ -103,7 +230,7 @@ def plan(
         by_connection[name].append((remote_id, fingerprint, encode(each[index])))
     for name, kept in by_connection.items():
         store.save_evaluations(name, kept)
-    return result
+    return with_warnings(result, warnings) if warnings else result
 
 
 def _history_by_invoice(history: Sequence[HistoryEntry]) -> tuple[dict[str, list[HistoryEntry]], list[HistoryEntry]]:
@@ -134,15 +261,16 @@ def code_digest() -> str:
     engine's results follow (Babel formats amounts and dates, holidays moves business days, Jinja2 renders the
     messages, pydantic reads the stored invoices): a result decided by other code is never reused."""
     import babel
-    import jinja2
     import pydantic
 
-    try:  # read from its metadata: importing holidays costs more than a sync that evaluates nothing again
-        holidays = version("holidays")
-    except PackageNotFoundError:
-        holidays = "-"
-    libraries = f"{sys.version} babel {babel.__version__} holidays {holidays} jinja2 {jinja2.__version__} "
-    libraries += f"pydantic {pydantic.VERSION}"
+    def installed(name: str) -> str:  # from its metadata: importing Jinja2 or holidays costs more than a kept plan
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    libraries = f"{sys.version} babel {babel.__version__} holidays {installed('holidays')} "
+    libraries += f"jinja2 {installed('Jinja2')} pydantic {pydantic.VERSION}"
     root = Path(__file__).resolve().parent
     digest = hashlib.blake2b(libraries.encode(), digest_size=20)
     for path in sorted(root.rglob("*")):
@@ -244,6 +372,8 @@ def _warning(fields: list[Any]) -> Warning:
 
 def decode(text: str) -> Evaluated:
     """The `Evaluated` that `encode` wrote."""
+    from bridge.policies.evaluate import Evaluated
+
     data = orjson.loads(text)
     refs = [_ref(r) for r in data["r"]]
     return Evaluated(

@@ -7,7 +7,6 @@ earlier run left pending, then applies the plan exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -24,12 +23,12 @@ from bridge.config import ConnectionSettings, Settings
 from bridge.connectors.base import Connector
 from bridge.connectors.http import CallStats, set_speaking_for, speaking_for
 from bridge.errors import AuthError, BridgeError, ConfigError
+from bridge.evaluations import with_warnings
 from bridge.interrupt import INTERRUPTED_EXIT, StopOnSignal, armed
 from bridge.ledger import PLANNING_HISTORY, ApplyReport, apply_actions, reconcile
 from bridge.mapping.common import attach_estimates, attach_payments
 from bridge.model import Invoice, RenegotiationRequest
 from bridge.plan import Action, ActionKind, Plan, RecordError, Warning, WarningCode
-from bridge.policies.evaluate import contract_for, decide_request
 from bridge.policies.terms import Terms
 from bridge.providers import ConnectorFactory, load_providers
 from bridge.store import ESTIMATES, Store
@@ -283,14 +282,17 @@ def build_plan(
     today: date | dict[str, date],
     errors: Sequence[RecordError] = (),
     warnings: Sequence[Warning] = (),
+    *,
+    keep: bool = False,
 ) -> Plan:
     """Evaluate the contracts on the cached invoices of the named connections (plus what the pulls warned of).
 
     Should the evaluation fail, each connection is evaluated alone to find the one(s) it fails on: those are
-    listed in the plan's errors and the plan is made for the others.
+    listed in the plan's errors and the plan is made for the others. `keep` (a dry run): the plan is kept, and
+    the one kept last taken back when nothing it was made from changed (bridge.evaluations).
     """
     with collector.paused():  # the invoices and the plan are acyclic: see bridge.collector
-        return _build_plan(settings, store, list(names), today, errors, warnings)
+        return _build_plan(settings, store, list(names), today, errors, warnings, keep)
 
 
 def _build_plan(
@@ -300,30 +302,37 @@ def _build_plan(
     today: date | dict[str, date],
     errors: Sequence[RecordError],
     warnings: Sequence[Warning],
+    keep: bool,
 ) -> Plan:
     failed: list[RecordError] = []
     try:
-        plan = _evaluate(settings, store, names, today, errors)
+        return _evaluate(settings, store, names, today, errors, warnings, keep)
     except Exception:
         for name in list(names):
             try:
-                _evaluate(settings, store, [name], today, ())
+                _evaluate(settings, store, [name], today, (), (), False)
             except Exception as exc:
                 names.remove(name)
                 failed.append(RecordError(name, "*", f"evaluation failed: {describe(exc)}"))
-        plan = _evaluate(settings, store, names, today, [*errors, *failed])
     dropped = {e.connection for e in failed}
     warnings = [w for w in warnings if w.connection not in dropped]
-    return with_warnings(plan, warnings) if warnings else plan
+    return _evaluate(settings, store, names, today, [*errors, *failed], warnings, False)
 
 
 def _evaluate(
-    settings: Settings, store: Store, names: Sequence[str], today: date | dict[str, date], errors: Sequence[RecordError]
+    settings: Settings,
+    store: Store,
+    names: Sequence[str],
+    today: date | dict[str, date],
+    errors: Sequence[RecordError],
+    warnings: Sequence[Warning],
+    keep: bool,
 ) -> Plan:
     quarantined = [RecordError(n, q.record_id, q.error) for n in names for q in store.quarantined(n)]
     history = store.history(names, PLANNING_HISTORY)
     requests = store.renegotiations(names)
-    return evaluations.plan(store, names, settings.terms, history, requests, today, [*errors, *quarantined])
+    terms = settings.terms
+    return evaluations.plan(store, names, terms, history, requests, today, [*errors, *quarantined], warnings, keep=keep)
 
 
 def describe(exc: BaseException) -> str:
@@ -334,11 +343,6 @@ def describe(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def with_warnings(plan: Plan, warnings: Iterable[Warning]) -> Plan:
-    """The plan with more warnings, in the canonical order."""
-    return Plan.build(plan.as_of, plan.actions, plan.skipped, [*plan.warnings, *warnings], plan.errors)
 
 
 def _pull_all(
@@ -429,7 +433,7 @@ def _sync(
         reconciled = [(entry.key, outcome) for entry, outcome in reconcile(rt.store, healthy, day)]
     pulled = [r.name for r in runs if not r.error]
     warnings = [w for r in runs for w in r.warnings]
-    plan = build_plan(rt.settings, rt.store, pulled, today, errors, warnings)
+    plan = build_plan(rt.settings, rt.store, pulled, today, errors, warnings, keep=dry_run)
     if dry_run:
         return SyncOutcome(plan, runs, reconciled=reconciled)
     if confirm is not None and plan.actions and not confirm(plan):
@@ -569,7 +573,10 @@ def with_report(plan: Plan, report: ApplyReport) -> Plan:
     ]
     if broken:
         plan = Plan.build(plan.as_of, plan.actions, plan.skipped, plan.warnings, [*plan.errors, *broken])
-    return dataclasses.replace(plan, applied=tuple(report.applied), failed=tuple(failed))
+    # A new Plan, not dataclasses.replace: a dry run's kept plan (bridge.evaluations.Kept) is made another way.
+    return Plan(
+        plan.as_of, plan.actions, plan.skipped, plan.warnings, plan.errors, tuple(report.applied), tuple(failed)
+    )
 
 
 def apply_plan(
@@ -722,6 +729,8 @@ def renegotiate(
 
     `confirm` is asked with the decision before anything is recorded or written back; False: nothing is
     (the decision comes back `cancelled`)."""
+    from bridge.policies.evaluate import contract_for, decide_request
+
     conn = rt.settings.connection(connection)
     connectors, unavailable = rt.connectors([conn])
     if connection in unavailable:

@@ -42,11 +42,12 @@ from decimal import Decimal
 from functools import cache, lru_cache
 from html import escape
 from importlib import resources
-from typing import Any, Final, Literal, get_args
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from bridge.messages._formatting import amount_formatter, format_long_date, format_percent, get_locale
+
+if TYPE_CHECKING:  # imported when the first message is rendered: checking a config's template set needs none of it
+    import jinja2
 
 __all__ = [
     "DEFAULT_SET",
@@ -257,6 +258,8 @@ def _languages(template_set: str) -> tuple[str, ...]:
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader(__name__, "templates"),
         autoescape=False,  # the text part; the HTML part escapes all of it (html_body)
@@ -269,7 +272,7 @@ def _environment() -> jinja2.Environment:
     # No default globals (range, dict, lipsum, …): the templates do not need them, and merging
     # them into every render's context costs about a third of the render.
     env.globals.clear()
-    env.filters["days"] = _days
+    env.filters["days"] = jinja2.pass_context(_days)
     return env
 
 
@@ -330,7 +333,6 @@ _DAY_WORDS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-@jinja2.pass_context
 def _days(context: jinja2.runtime.Context, count: int) -> str:
     """'1 day', '3 days' (en); '3 Tage' (de); '3일' (ko)."""
     one, many = _DAY_WORDS.get(context.get("lang", FALLBACK_LANGUAGE), _DAY_WORDS[FALLBACK_LANGUAGE])

@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select, update
 
 from bridge.model import INVOICE_JSON, EstimateRecord, Invoice, Payment
 from bridge.providers import customer_id_fields, first_id
 from bridge.store import jsontext
 from bridge.store import tables as t
 from bridge.store._sql import delete_ids, id_order, upsert
-from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, CachedInvoice, Cursor, Quarantined
+from bridge.store.rows import ESTIMATES, INVOICES, PAYMENTS, CachedInvoice, Cursor, KeptPlan, Quarantined
 
 _ESTIMATE_JSON: TypeAdapter[EstimateRecord] = TypeAdapter(EstimateRecord)
 _Record = TypeVar("_Record", Payment, EstimateRecord)
@@ -115,6 +115,17 @@ def save(
         delete_ids(conn, t.estimates, connection, "remote_id", deleted_estimates)
         cleared = [*estimate_rows, *deleted_estimates]
         delete_ids(conn, t.quarantine, connection, "record_id", cleared, stream=ESTIMATES)
+    if (
+        invoice_rows
+        or payment_rows
+        or customer_rows
+        or estimate_rows
+        or quarantine_rows
+        or deleted_invoices
+        or deleted_payments
+        or deleted_estimates
+    ):
+        count_change(conn)
     delete_ids(conn, t.invoices, connection, "remote_id", deleted_invoices)
     delete_ids(conn, t.evaluations, connection, "remote_id", deleted_invoices)
     delete_ids(conn, t.payments, connection, "remote_id", deleted_payments)
@@ -192,6 +203,30 @@ def save_evaluations(conn: Connection, connection: str, rows: Sequence[tuple[str
         keys=("connection", "remote_id"),
         update=("fingerprint", "result"),
     )
+
+
+def count_change(conn: Connection) -> None:
+    """One more change to the pulled records (in the transaction that makes it): every kept plan is stale."""
+    if conn.execute(update(t.record_changes).values(count=t.record_changes.c.count + 1)).rowcount == 0:
+        conn.execute(insert(t.record_changes).values(id=1, count=1))
+
+
+def changes(conn: Connection) -> int:
+    """How many times the pulled records changed (`count_change`)."""
+    return conn.execute(select(t.record_changes.c.count)).scalar() or 0
+
+
+def kept_plan(conn: Connection, names: Sequence[str]) -> KeptPlan | None:
+    """The plan kept for these connections, or None."""
+    row = conn.execute(select(t.kept_plans).where(t.kept_plans.c.names == "\n".join(names))).mappings().first()
+    return None if row is None else KeptPlan(row["changes"], row["fingerprint"], row["head"], row["plan"])
+
+
+def keep_plan(conn: Connection, names: Sequence[str], kept: KeptPlan) -> None:
+    """Keep `kept` as the plan of these connections, replacing the one before."""
+    row = {"names": "\n".join(names), "changes": kept.changes, "fingerprint": kept.fingerprint, "head": kept.head,
+           "plan": kept.plan}  # fmt: skip
+    upsert(conn, t.kept_plans, [row], keys=("names",), update=("changes", "fingerprint", "head", "plan"))
 
 
 def payments(conn: Connection, connection: str) -> list[Payment]:

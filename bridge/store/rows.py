@@ -44,6 +44,17 @@ class CachedInvoice:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptPlan:
+    """A dry run's plan as kept (bridge.evaluations): the record change count and the fingerprint of the other
+    inputs it was made from, its head (JSON text) and its canonical JSON, compressed."""
+
+    changes: int
+    fingerprint: str
+    head: str
+    plan: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionRow:
     """A linked provider company."""
 

@@ -40,6 +40,7 @@ from bridge.store.rows import (
     ConnectionRow,
     Cursor,
     FinishState,
+    KeptPlan,
     LedgerEntry,
     LedgerEvent,
     Quarantined,
@@ -185,6 +186,7 @@ class Store:
             )
             for table in tables:
                 conn.execute(delete(table).where(table.c.connection == name))
+            _records.count_change(conn)
             conn.execute(delete(t.connections).where(t.connections.c.name == name))
 
     def mark_synced(self, name: str, at: datetime) -> None:
@@ -423,6 +425,21 @@ class Store:
         """The invoices as stored with their last evaluations, and the payments' model texts (see `_records`)."""
         with self._tx() as conn:
             return _records.cached_invoices(conn, connection)
+
+    def changes(self) -> int:
+        """How many times the pulled records changed: a plan kept at another count is stale."""
+        with self._tx() as conn:
+            return _records.changes(conn)
+
+    def kept_plan(self, names: Sequence[str]) -> KeptPlan | None:
+        """The plan kept for these connections (bridge.evaluations), or None."""
+        with self._tx() as conn:
+            return _records.kept_plan(conn, names)
+
+    def keep_plan(self, names: Sequence[str], kept: KeptPlan) -> None:
+        """Keep `kept` as the plan of these connections."""
+        with self._tx(write=True) as conn:
+            _records.keep_plan(conn, names, kept)
 
     def save_evaluations(self, connection: str, rows: Sequence[tuple[str, str, str]]) -> None:
         """Keep each (remote id, fingerprint, result) as that invoice's last evaluation."""

@@ -160,6 +160,28 @@ evaluations = Table(
 """What the contracts called for on each cached invoice, and the fingerprint of everything that decided it
 (bridge.evaluations): a no-change sync takes the result back instead of evaluating the invoice again."""
 
+record_changes = Table(
+    "record_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+"""One row: how many times the pulled records (invoices, payments, customers, estimates, quarantine) changed, counted
+in the transaction that changes them. A kept plan made from records read at one count is stale at any other."""
+
+kept_plans = Table(
+    "kept_plans",
+    metadata,
+    Column("names", Text, primary_key=True),
+    Column("changes", Integer, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("head", Text, nullable=False),
+    Column("plan", LargeBinary, nullable=False),
+)
+"""The last dry-run plan of each set of connections (`names`, one per line), as its canonical JSON compressed, with
+the record count it was made at and a fingerprint of every other input (bridge.evaluations): a dry run with
+nothing changed writes it out again instead of making it anew."""
+
 ledger = Table(
     "ledger",
     metadata,

@@ -1,6 +1,8 @@
 """A sync's plan from kept evaluations (bridge.evaluations) is the plan evaluating every invoice gives, byte for byte:
 with nothing changed, and after an invoice changes, a payment arrives, an action is applied, the terms change
-or the day moves."""
+or the day moves. So is a dry run's kept whole plan, taken back without reading a record: after every one of
+those changes, and after a renegotiation request, a pull's error or warning, or the set of connections changes
+(anything its fingerprint or the store's change count left out would hand back the plan kept before)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge import evaluations
+from bridge.ledger import ApplyReport
 from bridge.model import Allocation, EstimateRecord, HistoryEntry, Invoice, InvoiceStatus, Payment, RenegotiationRequest
-from bridge.plan import Plan
+from bridge.plan import Plan, RecordError, Warning, WarningCode
 from bridge.policies.evaluate import Evaluated, evaluate, evaluate_each
 from bridge.policies.terms import Terms
 from bridge.store import Store
-from bridge.sync import cached_invoices
+from bridge.store.rows import CachedInvoice
+from bridge.sync import cached_invoices, with_report
 from tests.property.strategies import CONNECTIONS, Scenario, contracts, scenarios
 
 _STORE = Store.open("sqlite://")  # one in-memory store for every example; each starts by emptying it
@@ -32,11 +36,12 @@ def _close_store() -> Iterator[None]:
 
 
 class _Counting:
-    """The store, counting the evaluations written back."""
+    """The store, counting the evaluations written back and the connections whose records were read."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.saved = 0
+        self.read = 0
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
@@ -45,37 +50,83 @@ class _Counting:
         self.saved += len(rows)
         self.store.save_evaluations(connection, rows)
 
+    def cached_invoices(self, connection: str) -> tuple[list[CachedInvoice], list[str]]:
+        self.read += 1
+        return self.store.cached_invoices(connection)
 
-def _fresh(store: Store, terms: Terms, history: Sequence[HistoryEntry], requests: Sequence[RenegotiationRequest],
-           today: date) -> Plan:  # fmt: skip
+
+@dataclasses.dataclass
+class _Inputs:
+    """Everything a plan is made from but the store's records."""
+
+    terms: Terms
+    history: list[HistoryEntry]
+    requests: list[RenegotiationRequest]
+    today: date
+    errors: tuple[RecordError, ...] = ()
+    warnings: tuple[Warning, ...] = ()
+    names: tuple[str, ...] = CONNECTIONS
+
+
+def _fresh(store: Store, i: _Inputs) -> Plan:
     """The oracle: every cached invoice read and evaluated, as a sync did before evaluations were kept."""
-    return evaluate(cached_invoices(store, CONNECTIONS), terms, history, requests, today)
+    plan = evaluate(cached_invoices(store, i.names), i.terms, i.history, i.requests, i.today, i.errors)
+    return evaluations.with_warnings(plan, i.warnings)
 
 
-def _kept(
-    store: Store, terms: Terms, history: Sequence[HistoryEntry], requests: Sequence[RenegotiationRequest], today: date
-) -> tuple[Plan, int]:
+def _kept(store: Store, i: _Inputs, *, keep: bool = False) -> tuple[Plan, _Counting]:
     counting = _Counting(store)
-    plan = evaluations.plan(counting, CONNECTIONS, terms, history, requests, today, [])  # type: ignore[arg-type]
-    return plan, counting.saved
+    plan = evaluations.plan(
+        counting,  # type: ignore[arg-type]
+        i.names,
+        i.terms,
+        i.history,
+        i.requests,
+        i.today,
+        i.errors,
+        i.warnings,
+        keep=keep,
+    )
+    return plan, counting
 
 
-def _same(
-    store: Store, terms: Terms, history: Sequence[HistoryEntry], requests: Sequence[RenegotiationRequest], today: date
-) -> None:
-    """The kept plan equals the fresh one, twice over; the second time nothing is evaluated again."""
-    expected = _fresh(store, terms, history, requests, today).to_json()
-    first, _ = _kept(store, terms, history, requests, today)
+def _same(store: Store, i: _Inputs) -> None:
+    """The kept plan equals the fresh one, twice over; the second time nothing is evaluated again. A dry run's
+    kept whole plan equals it too: the first one is made anew (the plan kept before this change is stale), the
+    next one is taken back without reading a record, and the actions and skips read back from it are the same."""
+    fresh = _fresh(store, i)
+    expected = fresh.to_json()
+    first, _ = _kept(store, i)
     assert first.to_json() == expected
-    again, saved = _kept(store, terms, history, requests, today)
+    again, counting = _kept(store, i)
     assert again.to_json() == expected
-    ids = {(r.connection, r.invoice_id) for r in requests}
-    numbers = {(r.connection, r.invoice_number) for r in requests}
-    stored = cached_invoices(store, CONNECTIONS)
-    if any(c.reminders.escalate_from_step is not None for c in terms.contracts):
-        assert saved == len(stored)  # an escalating contract's warnings need every invoice: none taken back
+    ids = {(r.connection, r.invoice_id) for r in i.requests}
+    numbers = {(r.connection, r.invoice_number) for r in i.requests}
+    stored = cached_invoices(store, i.names)
+    named = sum(1 for v in stored if (v.connection, v.id) in ids or (v.connection, v.number) in numbers)
+    if any(c.reminders.escalate_from_step is not None for c in i.terms.contracts):
+        # An escalating contract's warnings need every invoice: none taken back, all kept but those requests name
+        # (decided anew on every run, their results are never kept).
+        assert counting.saved == len(stored) - named
     else:
-        assert saved == sum(1 for i in stored if (i.connection, i.id) in ids or (i.connection, i.number) in numbers)
+        assert counting.saved == 0
+
+    made, _ = _kept(store, i, keep=True)  # the plan kept before this step, if taken back, must be this one
+    assert made.to_json() == expected
+    taken, counting = _kept(store, i, keep=True)
+    assert isinstance(taken, evaluations.Kept)
+    assert (counting.read, counting.saved) == (0, 0)  # nothing read, nothing evaluated
+    assert taken.to_json() == expected
+    assert (taken.summary(), taken.is_empty, taken.errors, taken.warnings) == (
+        fresh.summary(),
+        fresh.is_empty,
+        fresh.errors,
+        fresh.warnings,
+    )
+    read_back = Plan.build(taken.as_of, taken.actions, taken.skipped, taken.warnings, taken.errors)
+    assert read_back.to_json() == expected
+    # Handed to what applies a plan, it reports as the evaluated plan does.
+    assert with_report(taken, ApplyReport()).to_json() == with_report(fresh, ApplyReport()).to_json()
 
 
 def _fill(store: Store, s: Scenario) -> None:
@@ -88,44 +139,60 @@ def _fill(store: Store, s: Scenario) -> None:
 def test_a_plan_from_kept_evaluations_is_the_evaluated_plan_whatever_changes(s: Scenario, data: st.DataObject) -> None:
     store = _STORE
     _fill(store, s)
-    history, requests = list(s.history), list(s.renegotiations)
-    _same(store, s.terms, history, requests, s.today)
+    i = _Inputs(s.terms, list(s.history), list(s.renegotiations), s.today)
+    _same(store, i)
 
     # The day moves.
-    today = s.today + timedelta(days=data.draw(st.integers(1, 60), label="days later"))
-    _same(store, s.terms, history, requests, today)
+    i.today = s.today + timedelta(days=data.draw(st.integers(1, 60), label="days later"))
+    _same(store, i)
 
     # An action is applied (a ledger entry for one invoice).
-    plan = _fresh(store, s.terms, history, requests, today)
+    plan = _fresh(store, i)
     if plan.actions:
         action = data.draw(st.sampled_from(plan.actions), label="applied")
-        history.append(HistoryEntry(key=action.key, kind=action.kind.value, amount=action.amount, applied_on=today))
-        _same(store, s.terms, history, requests, today)
+        i.history.append(HistoryEntry(key=action.key, kind=action.kind.value, amount=action.amount, applied_on=i.today))
+        _same(store, i)
+
+    # A renegotiation request is withdrawn (or, with none, a pull's error is found).
+    if i.requests:
+        i.requests.pop(data.draw(st.integers(0, len(i.requests) - 1), label="withdrawn"))
+    else:
+        i.errors = (RecordError(CONNECTIONS[0], "r1", "unreadable"),)
+    _same(store, i)
+
+    # A pull warns.
+    i.warnings = (Warning(CONNECTIONS[-1], None, WarningCode.DEFERRED, "the daily limit is near"),)
+    _same(store, i)
+
+    # Only one connection is planned.
+    i.names = (data.draw(st.sampled_from(CONNECTIONS), label="alone"),)
+    _same(store, i)
+    i.names = CONNECTIONS
 
     # A payment arrives for one invoice.
     invoice = data.draw(st.sampled_from(s.invoices), label="paid")
     paid = Decimal(1)
-    allocation = Allocation(date=today, amount=paid, payment_id="p1", invoice_id=invoice.id)
-    payment = Payment(id="p1", connection=invoice.connection, date=today, amount=paid, currency=invoice.currency,
+    allocation = Allocation(date=i.today, amount=paid, payment_id="p1", invoice_id=invoice.id)
+    payment = Payment(id="p1", connection=invoice.connection, date=i.today, amount=paid, currency=invoice.currency,
                       allocations=(allocation,))  # fmt: skip
     store.save_pull(invoice.connection, payments=[(payment, {})])
-    _same(store, s.terms, history, requests, today)
+    _same(store, i)
 
     # An invoice changes at the provider.
     changed = data.draw(st.sampled_from(s.invoices), label="changed")
     status = data.draw(st.sampled_from([InvoiceStatus.PAID, InvoiceStatus.OPEN, InvoiceStatus.VOID]), label="status")
     edited = dataclasses.replace(changed, status=status, due_date=changed.due_date and changed.due_date - timedelta(7))
     store.save_pull(changed.connection, invoices=[(edited, {})])
-    _same(store, s.terms, history, requests, today)
+    _same(store, i)
 
     # The contracts change.
-    terms = s.terms.model_copy(update={"contracts": data.draw(contracts, label="contracts")})
-    _same(store, terms, history, requests, today)
+    i.terms = s.terms.model_copy(update={"contracts": data.draw(contracts, label="contracts")})
+    _same(store, i)
 
     # An invoice is deleted at the provider.
     gone = data.draw(st.sampled_from(s.invoices), label="deleted")
     store.save_pull(gone.connection, deleted_invoices=[gone.id])
-    _same(store, terms, history, requests, today)
+    _same(store, i)
 
 
 @given(scenarios())
@@ -164,7 +231,8 @@ def test_a_changed_estimate_is_seen_through_kept_evaluations(s: Scenario, data: 
 
     for inv in invoices:
         store.save_pull(inv.connection, estimates=[(estimate(inv, inv.total), {})])
-    _same(store, terms, s.history, (), s.today)
+    i = _Inputs(terms, list(s.history), [], s.today)
+    _same(store, i)
     quoted = data.draw(st.sampled_from(invoices), label="quoted lower")
     store.save_pull(quoted.connection, estimates=[(estimate(quoted, (quoted.total / 2).quantize(Decimal(1))), {})])
-    _same(store, terms, s.history, (), s.today)
+    _same(store, i)

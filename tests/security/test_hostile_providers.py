@@ -487,13 +487,14 @@ def test_an_evaluation_that_blows_up_on_one_connections_invoices_fails_only_that
     import json
     import sys
 
-    from bridge import cli, evaluations
+    from bridge import cli
     from bridge.model import Invoice
+    from bridge.policies import evaluate as engine  # bridge.evaluations imports it when it evaluates
 
     book.good("quickbooks", "good-quickbooks")
     book.good("xero", "odd-xero")
     config = book.config
-    real = evaluations.evaluate_each
+    real = engine.evaluate_each
 
     def evaluate_each(entries, *args, **kwargs):  # type: ignore[no-untyped-def]
         entries = list(entries)
@@ -501,7 +502,7 @@ def test_an_evaluation_that_blows_up_on_one_connections_invoices_fails_only_that
             raise RecursionError("maximum recursion depth exceeded")  # what a pathological record could do
         return real(entries, *args, **kwargs)
 
-    monkeypatch.setattr(evaluations, "evaluate_each", evaluate_each)
+    monkeypatch.setattr(engine, "evaluate_each", evaluate_each)
     monkeypatch.setenv("BRIDGE_SECRET_KEY", book.key)
     monkeypatch.setattr(sys, "argv", ["bridge", "--config", str(config), "--as-of", "2026-10-20", "--json", "sync"])
     with pytest.raises(SystemExit) as exited:
