@@ -30,8 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import redis
+from typing import TYPE_CHECKING
 
 from bridge.clock import now_utc
 from bridge.connectors.http import (
@@ -45,6 +44,9 @@ from bridge.connectors.http import (
     waiting,
     window_pause,
 )
+
+if TYPE_CHECKING:  # redis is imported when a budget is put in it (`share_budgets`), not by every CLI start
+    import redis
 from bridge.errors import Unreachable
 
 # KEYS[1]: the account's window; ARGV: max calls, window (µs), a unique member.
@@ -214,6 +216,8 @@ class RedisLimiter:
 
     def acquire(self) -> float:
         """Wait until a call fits in the shared window, then count it; returns the seconds waited."""
+        import redis
+
         waited = 0.0
         window_us = max(1, round(self.per_seconds * 1_000_000))
         while True:
@@ -237,6 +241,8 @@ def share_budgets(url: str | None) -> None:
     if not url:
         set_budget(None)
         return
+    import redis
+
     client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
 
     def shared(key: tuple[str, ...], local: Limiter) -> Limiter:
