@@ -1,5 +1,6 @@
 """The distributed server end to end: `bridge serve --broker` and two `bridge worker` processes, on the machine's
-Redis and PostgreSQL, syncing 20 emulated QuickBooks companies; one worker is SIGKILLed in the middle of a sync.
+Redis and PostgreSQL, syncing 20 emulated QuickBooks companies; one worker is SIGKILLed in the middle of a sync and
+started again, as its supervisor would.
 
 What must hold: every connection synced, no late fee charged twice, no e-mail sent twice, and no 429 from the
 provider (the workers share each company's rate budget in Redis). The broker is a Redis database of its own
