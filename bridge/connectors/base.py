@@ -611,16 +611,42 @@ class BaseConnector(ABC):
         return {invoice_id: self._read_raw(invoice_id) for invoice_id in invoice_ids}
 
     def apply_together(self, writes: list[tuple[Action, Mapping[str, Any]]]) -> list[Applied | Exception]:
-        """One `apply` each (a provider that writes several invoices in one call overrides it, with `write_batch`)."""
-        return [self.apply(action, raw) for action, raw in writes]
+        """Line fees on up to `write_batch` invoices: a fee already on its invoice as read is answered from it (as
+        `apply` does), the others go to `_write_fees` by invoice. What came of each, in order."""
+        done: dict[str, Applied | Exception] = {}
+        waiting: dict[str, list[Action]] = {}  # by invoice id, the fees still to write
+        raws: dict[str, Raw] = {}
+        for action, raw in writes:
+            there = self._on_invoice(action, raw)
+            if there is not None:
+                done[action.key] = there
+            else:
+                invoice_id = self.mapping.record_id(raw, "invoices")
+                waiting.setdefault(invoice_id, []).append(action)
+                raws[invoice_id] = raw
+        if waiting:
+            done.update(self._write_fees(waiting, raws))
+        return [done[action.key] for action, _ in writes]
+
+    def _write_fees(
+        self, waiting: Mapping[str, list[Action]], raws: Mapping[str, Raw]
+    ) -> Mapping[str, Applied | Exception]:
+        """The fees still to write, by invoice (`raws`: each invoice as read), in as few calls as the provider
+        allows: what came of each, by action key (an exception: refused alone; raising: no answer for any). One
+        `_add_fee` each unless the provider writes several invoices in one call (with `write_batch`)."""
+        return {a.key: self._add_fee(a, raws[invoice_id]) for invoice_id, actions in waiting.items() for a in actions}
+
+    def _on_invoice(self, action: Action, raw_invoice: Raw) -> Applied | None:
+        """A line fee already on the invoice as read just now (a write whose answer was lost): its answer, with
+        nothing to write; None otherwise."""
+        line = self.mapping.fee_line_id(raw_invoice, action) if action.form != "invoice" else None
+        return Applied(line, "line", raw_invoice) if line else None
 
     def apply(self, action: Action, raw_invoice: Mapping[str, Any]) -> Applied:
         """Carry out one action, each write keyed by the action (an idempotency key where the provider has one).
         A refusal writes nothing at the provider: the ledger records it, the message goes to the accountant."""
         if action.kind is ActionKind.LATE_FEE:
-            line = self.mapping.fee_line_id(raw_invoice, action) if action.form != "invoice" else None
-            # Already on the invoice as read just now (a write whose answer was lost): nothing to write.
-            return Applied(line, "line", raw_invoice) if line else self._add_fee(action, raw_invoice)
+            return self._on_invoice(action, raw_invoice) or self._add_fee(action, raw_invoice)
         if action.kind is ActionKind.UPDATE_DUE_DATE:
             assert action.new_due_date is not None
             return self._move_due_date(action, raw_invoice, action.new_due_date)

@@ -215,22 +215,16 @@ class QuickBooksConnector(BaseConnector):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def apply_together(self, writes: list[tuple[Action, Raw]]) -> list[Applied | Exception]:
+    def _write_fees(
+        self, waiting: Mapping[str, list[Action]], raws: Mapping[str, Raw]
+    ) -> dict[str, Applied | Exception]:
         """Line fees on up to `BATCH_ITEMS` invoices in one /batch call: one sparse update per invoice carrying all
-        its new fee lines (a line already there, from a write whose answer was lost, is not written again), the
-        call keyed by its actions (`requestid`), counted against the batch pace as well as the call pace. An item
-        refused for a stale SyncToken is read again and sent in a next batch (a few times), as a single write is;
-        any other refusal is its own actions' answer. A call that fails answers every action still unwritten."""
+        its new fee lines, the call keyed by its actions (`requestid`), counted against the batch pace as well as
+        the call pace. An item refused for a stale SyncToken is read again and sent in a next batch (a few times),
+        as a single write is; any other refusal is its own actions' answer. A call that fails answers every action
+        still unwritten."""
         done: dict[str, Applied | Exception] = {}
-        waiting: dict[str, list[Action]] = {}  # by invoice id, the fees still to write
-        raws: dict[str, Raw] = {}
-        for action, raw in writes:
-            line = qbo.fee_line_id(raw, action)
-            if line:
-                done[action.key] = Applied(line, "line", raw)
-            else:
-                waiting.setdefault(str(raw["Id"]), []).append(action)
-                raws[str(raw["Id"])] = raw
+        waiting, raws = dict(waiting), dict(raws)
         url = f"{self.qb.api_url}/company/{self.tenant_id}/batch"
         for attempt in range(STALE_RETRIES + 1):
             if not waiting:
@@ -278,7 +272,7 @@ class QuickBooksConnector(BaseConnector):
             except Exception as exc:  # the call as a whole: every fee still waiting has this answer
                 done.update((a.key, exc) for actions in waiting.values() for a in actions)
                 break
-        return [done[action.key] for action, _ in writes]
+        return done
 
     def _fee_item(self, name: str) -> Mapping[str, Any]:
         """The Item fee lines refer to, created once if the company has none by that name."""

@@ -384,42 +384,44 @@ class XeroConnector(BaseConnector):
             self._note(str(raw_invoice.get("InvoiceID") or action.invoice.id), action, result.form)
 
     def apply_together(self, writes: list[tuple[Action, Raw]]) -> list[Applied | Exception]:
+        """The fees written together (`_write_fees`), then each one written (or already there) has its note queued,
+        as `apply` queues it."""
+        results = super().apply_together(writes)
+        for (action, raw), result in zip(writes, results, strict=True):
+            if isinstance(result, Applied):
+                self._noted(action, raw, result)
+        return results
+
+    def _write_fees(
+        self, waiting: Mapping[str, list[Action]], raws: Mapping[str, Raw]
+    ) -> dict[str, Applied | Exception]:
         """Line fees on up to `WRITE_BATCH` invoices in one `POST /Invoices?summarizeErrors=false` (each invoice
-        answered on its own), keyed by its actions, each invoice's new fee lines in its one element. A fee already
-        on its invoice (a write whose answer was lost) is not written again; an invoice with a payment or credit
-        allocated (as read, or as Xero says when refusing it) gets its fees as invoices of their own, as a single
-        write does; any other refusal is its own actions' answer. Each fee written has its note queued."""
+        answered on its own), keyed by its actions, each invoice's new fee lines in its one element. An invoice with
+        a payment or credit allocated (as read, or as Xero says when refusing it) gets its fees as invoices of their
+        own, as a single write does; any other refusal is its own actions' answer."""
         done: dict[str, Applied | Exception] = {}
-        waiting: dict[str, list[Action]] = {}  # by invoice id, the fees to write as lines
-        raws: dict[str, Raw] = {}
-        for action, raw in writes:
-            line = xm.fee_line_id(raw, action)
-            if line:
-                done[action.key] = Applied(line, "line", raw)
-            elif _allocated(raw) or action.form == "invoice":
-                done[action.key] = self._alone(action, raw)
-            else:
-                waiting.setdefault(str(raw["InvoiceID"]), []).append(action)
-                raws[str(raw["InvoiceID"])] = raw
-        if waiting:
-            ids = list(waiting)
-            body = RawJSON({"Invoices": [xm.fee_line_update(raws[i], waiting[i]) for i in ids]})
-            key = self._key("fees:" + ",".join(a.key for i in ids for a in waiting[i]))
+        lines: dict[str, list[Action]] = {}  # by invoice id, the fees to write as lines
+        for invoice_id, actions in waiting.items():
+            for action in actions:
+                if _allocated(raws[invoice_id]) or action.form == "invoice":
+                    done[action.key] = self._alone(action, raws[invoice_id])
+                else:
+                    lines.setdefault(invoice_id, []).append(action)
+        if lines:
+            ids = list(lines)
+            body = RawJSON({"Invoices": [xm.fee_line_update(raws[i], lines[i]) for i in ids]})
+            key = self._key("fees:" + ",".join(a.key for i in ids for a in lines[i]))
             try:
                 answer = self._write(self.accounting.update_or_create_invoices, body, key=key, summarize_errors=False)
             except Exception as exc:  # the call as a whole: every fee it carried has this answer
-                done.update((a.key, exc) for i in ids for a in waiting[i])
+                done.update((a.key, exc) for i in ids for a in lines[i])
             else:
                 found = xm.written_invoices(answer, ids)
                 for invoice_id in ids:
                     got = found.get(invoice_id)
-                    for action in waiting[invoice_id]:
+                    for action in lines[invoice_id]:
                         done[action.key] = self._answered(action, raws[invoice_id], got)
-        for action, raw in writes:
-            result = done[action.key]
-            if isinstance(result, Applied):
-                self._noted(action, raw, result)
-        return [done[action.key] for action, _ in writes]
+        return done
 
     def _answered(self, action: Action, raw: Raw, got: Mapping[str, Any] | list[str] | None) -> Applied | Exception:
         """One fee's outcome from its invoice's element of a `POST /Invoices` answer."""
