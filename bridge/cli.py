@@ -7,11 +7,11 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import click
 from rich.console import Console
@@ -1416,3 +1416,42 @@ def main() -> None:
     except SystemExit:
         raise
     raise SystemExit(0)
+
+
+def run() -> NoReturn:
+    """The `bridge` process (the console script, `python -m bridge`): `main`, then a quick exit.
+
+    When `main` returns, a command's work is done: its output written, its store committed and closed. Python would
+    then free every module and object one at a time (about 0.15 s after a sync: SQLAlchemy, pydantic, the SDKs), and
+    the operating system takes the memory back whole anyway. So the exit handlers run (logging flushed, temporary
+    files removed), the standard streams are flushed, and the process ends there. Python's usual exit is kept
+    whenever something may still need it: another thread still running, a profiler or tracer attached, an exit
+    code that is a message, standard streams that cannot be flushed (a closed pipe: Python reports it).
+    """
+    try:
+        main()
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not isinstance(code, int) or sys.getprofile() is not None or sys.gettrace() is not None or _threads_running():
+        raise SystemExit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        raise SystemExit(code) from None
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):  # what an exit handler printed
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _threads_running() -> bool:
+    """Whether a thread other than this one, which Python's exit would wait for, is still running."""
+    import threading
+
+    main_thread = threading.main_thread()
+    return any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate())

@@ -50,10 +50,10 @@ class InvoiceStatus(StrEnum):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
-_RECORD = ConfigDict(extra="forbid")
+_RECORD = ConfigDict(extra="forbid", defer_build=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_RECORD)
@@ -171,7 +171,7 @@ class Invoice:
         return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="ignore"))
+@dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="ignore", defer_build=True))
 class HistoryEntry:
     """An action already carried out (the ledger's `applied` list, or a fee line found on an invoice).
 

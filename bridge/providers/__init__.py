@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -126,7 +128,34 @@ def load_providers() -> tuple[dict[str, Provider], dict[str, str]]:
 
     A broken plugin (an import error, an entry point that is not a `Provider`, a name that
     disagrees with its entry point) is reported, not fatal to the others.
+
+    The entry points are read once for as long as the installation stays the same (`_installation`): reading them
+    goes through every installed distribution's metadata, and a config names them once per connection.
     """
+    global _loaded
+    installation = _installation()
+    if _loaded is None or _loaded[0] != installation:
+        _loaded = (installation, _scan())
+    found, broken = _loaded[1]
+    return dict(found), dict(broken)
+
+
+_loaded: tuple[tuple[tuple[str, int | None], ...], tuple[dict[str, Provider], dict[str, str]]] | None = None
+
+
+def _installation() -> tuple[tuple[str, int | None], ...]:
+    """What decides which distributions are installed: the import path, and when each of its folders last had an
+    entry added or removed (a distribution installed there, or taken away)."""
+    folders: list[tuple[str, int | None]] = []
+    for entry in sys.path:
+        try:
+            folders.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            folders.append((entry, None))
+    return tuple(folders)
+
+
+def _scan() -> tuple[dict[str, Provider], dict[str, str]]:
     found: dict[str, Provider] = {}
     broken: dict[str, str] = {}
     for ep in entry_points(group=GROUP):

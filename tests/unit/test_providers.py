@@ -72,3 +72,24 @@ def test_a_connector_that_cannot_be_imported_is_a_config_error_naming_it() -> No
     broken = dataclasses.replace(xero, connector="bridge.connectors.no_such_module:factory")
     with pytest.raises(ConfigError, match=r"the xero connector \(bridge.connectors.no_such_module:factory\) failed"):
         broken.connector_factory()
+
+
+def test_the_entry_points_are_read_again_once_a_distribution_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before, _ = load_providers()
+    assert load_providers()[0] == before and "fakebooks" not in before  # read once, the same answer
+    (tmp_path / "fakebooks_probe.py").write_text(
+        "from bridge.providers import Provider\n"
+        "PROVIDER = Provider(name='fakebooks', display_name='Fake', tenant_label='book', flow='x:y',\n"
+        "                    connector='x:z')\n"
+    )
+    info = tmp_path / "fakebooks_probe-0.1.dist-info"
+    info.mkdir()  # an entry added to a folder on the path: the installation changed
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakebooks-probe\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bridge.providers]\nfakebooks = fakebooks_probe:PROVIDER\n")
+    monkeypatch.delitem(sys.modules, "fakebooks_probe", raising=False)
+    found, broken = load_providers()
+    assert set(found) == set(before) | {"fakebooks"}, broken
+    sys.modules.pop("fakebooks_probe", None)
