@@ -625,9 +625,16 @@ def _action_dicts(actions: Sequence[Action]) -> list[dict[str, Any]]:
 
 
 def _batch(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]) -> bytes:
-    """Items as they sit in a plan's list: `{...},\n    {...}`, two spaces deeper than orjson puts them."""
-    # orjson gives b"[\n  {...},\n  {...}\n]": keep the items, two spaces deeper (they sit in the plan, not at the top).
-    return _indented(orjson.dumps(to_dicts(items), option=orjson.OPT_INDENT_2)[2:-2])
+    """Items as they sit in a plan's list: `{...},\n    {...}`, two spaces deeper than orjson puts a list."""
+    if not items:
+        return b""
+    # orjson indents from the top only. As the one member of an object, the list's items sit where the plan has
+    # them (b'{\n  "": [\n    {...},\n    {...}\n  ]\n}'): cut them out, less the two spaces the list's head gives.
+    return orjson.dumps({"": to_dicts(items)}, option=orjson.OPT_INDENT_2)[_ITEMS_FROM:_ITEMS_TO]
+
+
+_ITEMS_FROM = len(b'{\n  "": [\n  ')
+_ITEMS_TO = -len(b"\n  ]\n}")
 
 
 def _batches(items: Sequence[Any], to_dicts: Callable[[Sequence[Any]], list[dict[str, Any]]]) -> Iterator[bytes]:
