@@ -222,23 +222,14 @@ class Action(NamedTuple):
             out["occurrence_date"] = occurrence_date.isoformat()
         if amount is not None:
             out["amount"] = format_amount(amount, ref.currency)
-        # Spelled out, not looped over (name, value) pairs: the pairs would be made again for every action.
-        if form is not None:
-            out["form"] = form
-        if item is not None:
-            out["item"] = item
-        if description is not None:
-            out["description"] = description
-        if step is not None:
-            out["step"] = step
+        for name, value in (("form", form), ("item", item), ("description", description), ("step", step)):
+            if value is not None:
+                out[name] = value
         if step_date is not None:
             out["step_date"] = step_date.isoformat()
-        if message is not None:
-            out["message"] = message
-        if channel is not None:
-            out["channel"] = channel
-        if to is not None:
-            out["to"] = to
+        for name, value in (("message", message), ("channel", channel), ("to", to)):
+            if value is not None:
+                out[name] = value
         if cc:  # only an escalating reminder has copies: every other action's JSON is unchanged
             out["cc"] = list(cc)
         if bcc:
