@@ -593,19 +593,13 @@ def _head(as_of: date) -> bytes:
 def _tail(
     summary: dict[str, Any], applied: Sequence[Mapping[str, Any]] | None, failed: Sequence[Mapping[str, Any]] | None
 ) -> Iterator[bytes]:
-    tail: list[tuple[str, Any]] = [("summary", summary)]
+    tail: dict[str, Any] = {"summary": summary}
     if applied is not None:
-        tail.append(("applied", [dict(x) for x in applied]))
+        tail["applied"] = [dict(x) for x in applied]
     if failed is not None:
-        tail.append(("failed", [dict(x) for x in failed]))
-    for name, value in tail:
-        yield b",\n  " + orjson.dumps(name) + b": " + _indented(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-    yield b"\n}\n"
-
-
-def _indented(encoded: bytes) -> bytes:
-    # One level deeper. A raw newline in orjson's output is always layout: newlines in strings are escaped.
-    return encoded.replace(b"\n", b"\n  ")
+        tail["failed"] = [dict(x) for x in failed]
+    # Encoded as an object of their own, the members sit at the plan's depth: b'{\n  "summary": ...\n}' less its braces.
+    yield b",\n" + orjson.dumps(tail, option=orjson.OPT_INDENT_2)[2:-2] + b"\n}\n"
 
 
 def _dicts(items: Sequence[Skip | Warning | RecordError]) -> list[dict[str, Any]]:
