@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from bridge.delivery import NOT_SENT, SMTP, Delivery, reminder_delivery
 from bridge.messages import MessageContext, RenderedMessage, render_message
@@ -448,8 +448,7 @@ class _Run:
         """Keep the first reminder (in the input) of each connection sent as the provider's own e-mail."""
         if action.kind is ActionKind.REMINDER and action.sends == "provider_invoice_email":
             key = (action.connection, action.provider)
-            kept = self.template_mail.get(key)
-            if kept is None or index < kept[0]:
+            if _first(self.template_mail, key, index):
                 self.template_mail[key] = (index, action)
 
     def closing_warnings(self) -> list[Warning]:
@@ -822,9 +821,13 @@ class _Escalation:
         return out
 
 
-def _first(kept: Mapping[str, tuple[int, Warning]], conn: str, index: int) -> bool:
-    """Whether the invoice at input position `index` comes before the one that gave `conn`'s warning, if any."""
-    entry = kept.get(conn)
+_K = TypeVar("_K")
+
+
+def _first(kept: Mapping[_K, tuple[int, object]], key: _K, index: int) -> bool:
+    """Whether the invoice at input position `index` comes before the one that gave what is kept for `key`, if
+    anything is (each such entry starts with that invoice's position)."""
+    entry = kept.get(key)
     return entry is None or index < entry[0]
 
 
