@@ -424,7 +424,7 @@ class Plan:
 
         The bytes are exactly those of `json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"`:
         orjson writes the same escapes, separators and two-space indentation; the lists are encoded a
-        chunk at a time and indented one level deeper.
+        chunk at a time, each cut at the plan's depth (`_batch`).
         """
         yield _head(self.as_of)
         yield from _json_list("actions", _batches(self.actions, _action_dicts))
